@@ -13,15 +13,15 @@ from enum import Enum
 __all__ = [
     "ELEMENTS",
     "ID",
-    "MkvError",
+    "UNKNOWN_SIZE",
     "ElementSpec",
     "Kind",
+    "MkvError",
     "decode_value",
     "encode_id",
     "encode_size",
     "id_length",
     "size_length",
-    "UNKNOWN_SIZE",
 ]
 
 UNKNOWN_SIZE = -1
@@ -279,9 +279,7 @@ def element_name(eid: int) -> str:
 # --- variable-size integers ---------------------------------------------------------------
 
 # Length of a vint from its first byte (0 means invalid: a zero first byte).
-VINT_LENGTH: tuple[int, ...] = tuple(
-    0 if b == 0 else 9 - b.bit_length() for b in range(256)
-)
+VINT_LENGTH: tuple[int, ...] = tuple(0 if b == 0 else 9 - b.bit_length() for b in range(256))
 # Mask that strips the marker bit from an n-byte size, and the all-ones "unknown" value.
 SIZE_MASK: tuple[int, ...] = tuple((1 << (7 * n)) - 1 for n in range(9))
 
