@@ -1,0 +1,199 @@
+"""The KVS-compatible HTTP server: one aiohttp application serving every API on one port.
+
+All KVS APIs are rest-json ``POST``s to fixed paths (kvs-wire §1.2, §2, §3). This module
+owns what every request shares: the operation table, SigV4 verification, request IDs and
+the error wire format. The handlers live in ``control.py`` (streams), ``media.py``
+(PutMedia / GetMedia) and ``archived.py`` (ListFragments, GetMediaForFragmentList, GetClip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from callstream.api.errors import KvsError, error_response_parts
+from callstream.store.base import Backend, StoreError, StreamRecord
+from callstream.store.live import LiveHub
+
+__all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
+
+log = logging.getLogger("callstream.api")
+
+Handler = Callable[[web.Request, "ServerState"], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    """Server settings (``callstream serve`` flags)."""
+
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    max_readers_per_stream: int = 3
+    live_idle_timeout_s: float = 3.0
+    putmedia_idle_ack_s: float = 3.0
+    putmedia_idle_close_s: float = 30.0
+    reap_interval_s: float = 60.0
+    credentials: dict[str, str] | None = None  # access key -> secret; None disables auth
+    public_url: str | None = None  # GetDataEndpoint answer; default: the request's base URL
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What handlers share."""
+
+    config: ServerConfig
+    backend: Backend
+    hub: LiveHub = field(default_factory=LiveHub)
+    routes: dict[str, Handler] = field(default_factory=dict)
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking backend call off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def endpoint(self, request: web.Request) -> str:
+        """This server's base URL as clients reach it."""
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        return f"{request.scheme}://{request.host}"
+
+    async def stream(self, body: dict[str, Any]) -> StreamRecord:
+        """The stream a request names by ``StreamName`` or ``StreamARN`` (404 if absent)."""
+        name = body.get("StreamName")
+        arn = body.get("StreamARN")
+        if not name and not arn:
+            raise KvsError("InvalidArgumentException", "StreamName or StreamARN is required.")
+        if name is not None and not isinstance(name, str):
+            raise KvsError("InvalidArgumentException", "StreamName must be a string.")
+        if arn is not None and not isinstance(arn, str):
+            raise KvsError("InvalidArgumentException", "StreamARN must be a string.")
+        record: StreamRecord = await self.run(self.backend.get_stream, name=name, arn=arn)
+        return record
+
+
+def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
+    """A rest-json success response."""
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, separators=(",", ":")).encode(),
+        content_type="application/json",
+    )
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object (the verified body when auth read it first)."""
+    raw: bytes = request.get("callstream.body") or await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise KvsError("SerializationException", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise KvsError("SerializationException", "The request body must be a JSON object.")
+    return body
+
+
+def _error_response(err: KvsError, request_id: str) -> web.Response:
+    status, headers, body = error_response_parts(err, request_id)
+    return web.Response(status=status, headers=headers, body=body)
+
+
+STREAMING_PATHS = frozenset({"/putMedia"})
+"""Operations whose body is a long-lived stream: authenticated before the body is read."""
+
+
+def build_app(state: ServerState) -> web.Application:
+    """The aiohttp application serving ``state.routes``."""
+    from callstream.api import archived, control, media
+
+    routes: dict[str, Handler] = {}
+    routes.update(control.ROUTES)
+    routes.update(media.ROUTES)
+    routes.update(archived.ROUTES)
+    state.routes = routes
+
+    @web.middleware
+    async def kvs_middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        request["callstream.request_id"] = request_id
+        try:
+            await _authenticate(request, state)
+            response = await handler(request)
+        except KvsError as err:
+            return _error_response(err, request_id)
+        except StoreError as err:
+            return _error_response(KvsError(err.code, err.message), request_id)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("internal error")
+            return _error_response(KvsError("InternalFailure", "Internal failure."), request_id)
+        if not response.prepared:
+            response.headers["x-amzn-RequestId"] = request_id
+        return response
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        handler = routes.get(request.path)
+        if handler is None:
+            raise KvsError("UnknownOperationException", f"Unknown operation {request.path}.")
+        return await handler(request, state)
+
+    app = web.Application(middlewares=[kvs_middleware], client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/{tail:.*}", dispatch)
+    app["state"] = state
+
+    async def reaper(app: web.Application) -> Any:
+        task = asyncio.create_task(_reap_forever(state))
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(reaper)
+    return app
+
+
+async def _reap_forever(state: ServerState) -> None:
+    while True:
+        try:
+            freed = await state.run(state.backend.reap, int(time.time() * 1000))
+            if freed:
+                log.info("retention reaper freed %d bytes", freed)
+        except Exception:
+            log.exception("retention reaper failed")
+        await asyncio.sleep(state.config.reap_interval_s)
+
+
+async def _authenticate(request: web.Request, state: ServerState) -> None:
+    """SigV4-verify the request against the configured credentials; refuse like AWS.
+
+    Nothing is read or touched before this passes. PutMedia is verified from its headers
+    (its body is a long-lived stream); if the client declared a concrete body hash the
+    handler checks it before ingesting anything.
+    """
+    creds = state.config.credentials
+    if creds is None:
+        return
+    from callstream.api import sigv4
+
+    raw_path, _, query = request.raw_path.partition("?")
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+    if request.path in STREAMING_PATHS:
+        result = sigv4.verify_headers(
+            request.method, raw_path, query, headers, credentials=creds.get
+        )
+        request["callstream.body_sha256"] = result.body_sha256_expected
+        return
+    body = await request.read()
+    request["callstream.body"] = body
+    sigv4.verify_request(request.method, raw_path, query, headers, body, credentials=creds.get)

@@ -1,0 +1,471 @@
+"""Media plane: PutMedia (full-duplex chunked ingest with JSON acks) and GetMedia.
+
+PutMedia drives a sans-I/O :class:`~callstream.store.ingest.IngestSession`; its events
+become acks, live bytes in the :class:`~callstream.store.live.LiveHub`, and fragments
+persisted by the backend. GetMedia serves stored fragments, then follows the live edge,
+rendering each fragment as the per-fragment MKV document real KVS sends (kvs-wire §2.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from callstream.api.acks import Ack, EventType, serialize
+from callstream.api.app import Handler, ServerState, log, read_json
+from callstream.api.errors import KvsError
+from callstream.mkv.kvs import render_fragment
+from callstream.mkv.writer import segment_start, tags
+from callstream.store.base import FragmentData, FragmentRecord, StreamRecord
+from callstream.store.ingest import (
+    ClusterBytes,
+    FragmentOpened,
+    FragmentReady,
+    FragmentReceived,
+    IngestError,
+    IngestEvent,
+    IngestSession,
+)
+from callstream.store.live import LiveFragment, StreamLive
+from callstream.store.numbers import make_fragment_number
+
+__all__ = ["ROUTES", "parse_timestamp", "serve_fragments"]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parse_timestamp(value: Any, field: str) -> int:
+    """A request timestamp (epoch seconds as number, decimal string or ISO 8601) in ms."""
+    if isinstance(value, bool) or value is None:
+        raise KvsError("InvalidArgumentException", f"{field} must be a timestamp.")
+    if isinstance(value, int | float):
+        return round(float(value) * 1000)
+    if isinstance(value, str):
+        try:
+            return int((Decimal(value) * 1000).to_integral_value())
+        except InvalidOperation:
+            pass
+        from datetime import datetime
+
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            pass
+    raise KvsError("InvalidArgumentException", f"{field} is not a valid timestamp: {value!r}.")
+
+
+# --- PutMedia ---------------------------------------------------------------------------------
+
+
+class _PutMedia:
+    """One PutMedia connection."""
+
+    def __init__(self, state: ServerState, stream: StreamRecord, response: web.StreamResponse):
+        self.state = state
+        self.stream = stream
+        self.response = response
+        self.live: StreamLive = state.hub.stream(stream.arn)
+        self.numbers: dict[int, LiveFragment] = {}  # ingest seq -> fragment
+        self.acks: asyncio.Queue[Ack | None] = asyncio.Queue()
+        self.persist: asyncio.Queue[tuple[FragmentReady, LiveFragment] | None] = asyncio.Queue()
+        self.superseded = asyncio.Event()
+
+    async def write_acks(self) -> None:
+        while (ack := await self.acks.get()) is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.response.write(serialize(ack))
+
+    async def persist_fragments(self) -> None:
+        backend = self.state.backend
+        while (item := await self.persist.get()) is not None:
+            ready, frag = item
+            try:
+                await self.state.run(
+                    backend.append_fragment,
+                    self.stream,
+                    data=FragmentData(
+                        header=ready.header,
+                        cluster=ready.cluster,
+                        trailer=ready.trailer,
+                        ebml_header=ready.ebml_header,
+                    ),
+                    server_timestamp_ms=frag.server_timestamp_ms,
+                    producer_timestamp_ms=frag.producer_timestamp_ms,
+                    duration_ms=ready.duration_ms,
+                    cluster_timecode=ready.timecode,
+                    fragment_number=frag.number,
+                )
+            except Exception:  # storage failure: tell the producer, keep going
+                log.exception("persisting fragment %s failed", frag.number)
+                frag.dropped = True
+                await self.acks.put(Ack.error("INTERNAL_ERROR", ready.timecode, frag.number))
+                await self.state.hub.notify(self.stream.arn)
+                continue
+            frag.persisted = True
+            if self.stream.data_retention_hours > 0:
+                await self.acks.put(Ack(EventType.PERSISTED, ready.timecode, frag.number))
+            self.state.hub.prune(self.stream.arn)
+
+    async def handle(self, events: list[IngestEvent]) -> bool:
+        """Apply ingest events; False when the connection must end."""
+        hub = self.state.hub
+        arn = self.stream.arn
+        touched = False
+        for ev in events:
+            if isinstance(ev, FragmentOpened):
+                now = _now_ms()
+                seq = await self.state.run(self.state.backend.next_sequence, self.stream)
+                number = make_fragment_number(seq, now)
+                pre = tags(
+                    [
+                        ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", number),
+                        ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", _kvs_ts(now)),
+                        ("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", _kvs_ts(ev.producer_timestamp_ms)),
+                    ],
+                    size_width=4,
+                )
+                frag = LiveFragment(
+                    number=number,
+                    server_timestamp_ms=now,
+                    producer_timestamp_ms=ev.producer_timestamp_ms,
+                    prefix=ev.ebml_header + segment_start() + ev.prefix + pre,
+                )
+                self.numbers[ev.seq] = frag
+                hub.open(arn, frag)
+                touched = True
+                await self.acks.put(Ack(EventType.BUFFERING, ev.timecode, number))
+            elif isinstance(ev, ClusterBytes):
+                frag = self.numbers[ev.seq]
+                frag.chunks.append(ev.data)
+                touched = True
+            elif isinstance(ev, FragmentReceived):
+                await self.acks.put(
+                    Ack(EventType.RECEIVED, ev.timecode, self.numbers[ev.seq].number)
+                )
+            elif isinstance(ev, FragmentReady):
+                frag = self.numbers.pop(ev.seq)
+                frag.trailer = ev.trailer
+                frag.duration_ms = ev.duration_ms
+                frag.complete = True
+                touched = True
+                await self.persist.put((ev, frag))
+            elif isinstance(ev, IngestError):
+                frag_or_none = self.numbers.pop(ev.seq, None) if ev.seq is not None else None
+                if frag_or_none is not None:
+                    frag_or_none.dropped = True
+                    touched = True
+                number = frag_or_none.number if frag_or_none else None
+                await self.acks.put(Ack.error(ev.code, ev.timecode, number))
+                if ev.fatal:
+                    if touched:
+                        await hub.notify(arn)
+                    return False
+        if touched:
+            await hub.notify(arn)
+        return True
+
+
+def _kvs_ts(ms: int) -> str:
+    return f"{ms // 1000}.{ms % 1000:03d}"
+
+
+async def put_media(request: web.Request, state: ServerState) -> web.StreamResponse:
+    """``POST /putMedia``: stream MKV in, acks out, on one connection."""
+    h = request.headers
+    name = h.get("x-amzn-stream-name")
+    arn = h.get("x-amzn-stream-arn")
+    stream = await state.stream({"StreamName": name, "StreamARN": arn})
+    timecode_type = h.get("x-amzn-fragment-timecode-type", "").upper()
+    if timecode_type not in ("ABSOLUTE", "RELATIVE"):
+        raise KvsError(
+            "InvalidArgumentException",
+            "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE.",
+        )
+    start_ms = 0
+    if h.get("x-amzn-producer-start-timestamp"):
+        start_ms = parse_timestamp(
+            h["x-amzn-producer-start-timestamp"], "x-amzn-producer-start-timestamp"
+        )
+    elif timecode_type == "RELATIVE":
+        start_ms = _now_ms()
+
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    response.headers["x-amzn-RequestId"] = request["callstream.request_id"]
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+
+    conn = _PutMedia(state, stream, response)
+    live = conn.live
+    previous = live.producer
+    if isinstance(previous, _PutMedia):
+        previous.superseded.set()  # a newer connection to the stream wins, as on AWS
+    live.producer = conn
+    session = IngestSession(
+        timecode_type=timecode_type,
+        producer_start_ms=start_ms,
+        last_timestamp_ns=live.last_timestamp_ns,
+    )
+    writer = asyncio.create_task(conn.write_acks())
+    persister = asyncio.create_task(conn.persist_fragments())
+    cfg = state.config
+    idle_since = time.monotonic()
+    reader: asyncio.Task[bytes] | None = None
+    superseded = asyncio.create_task(conn.superseded.wait())
+    try:
+        ok = True
+        while ok:
+            if reader is None:
+                reader = asyncio.create_task(request.content.readany())
+            done, _ = await asyncio.wait(
+                {reader, superseded}, timeout=cfg.putmedia_idle_ack_s, return_when="FIRST_COMPLETED"
+            )
+            if superseded in done:
+                break
+            if reader not in done:
+                if time.monotonic() - idle_since > cfg.putmedia_idle_close_s:
+                    break
+                await conn.acks.put(Ack.idle())
+                continue
+            chunk = reader.result()
+            reader = None
+            if not chunk:
+                if not session.failed:
+                    ok = await conn.handle(session.close())
+                break
+            idle_since = time.monotonic()
+            ok = await conn.handle(session.feed(chunk))
+        live.last_timestamp_ns = session.last_timestamp_ns
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        if reader is not None:
+            reader.cancel()
+        superseded.cancel()
+        for frag in conn.numbers.values():  # fragments that never completed
+            frag.dropped = True
+        await state.hub.notify(stream.arn)
+        await conn.persist.put(None)
+        with contextlib.suppress(Exception):
+            await persister
+        await conn.acks.put(None)
+        with contextlib.suppress(Exception):
+            await writer
+        if live.producer is conn:
+            live.producer = None
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await response.write_eof()
+    return response
+
+
+# --- GetMedia ---------------------------------------------------------------------------------
+
+
+def _document(rec: FragmentRecord, data: FragmentData, *, end_tags: bool) -> bytes:
+    now = _now_ms()
+    return render_fragment(
+        ebml_header=data.ebml_header,
+        header=data.header,
+        cluster=data.cluster,
+        trailer=data.trailer,
+        fragment_number=rec.fragment_number,
+        server_timestamp_ms=rec.server_timestamp_ms,
+        producer_timestamp_ms=rec.producer_timestamp_ms,
+        millis_behind_now=max(0, now - rec.server_timestamp_ms - rec.duration_ms)
+        if end_tags
+        else None,
+        continuation_token=rec.fragment_number if end_tags else None,
+    )
+
+
+def _end_tags(frag: LiveFragment) -> bytes:
+    behind = max(0, _now_ms() - frag.server_timestamp_ms - frag.duration_ms)
+    return tags(
+        [
+            ("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", str(behind)),
+            ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", frag.number),
+        ],
+        size_width=4,
+    )
+
+
+async def serve_fragments(
+    state: ServerState,
+    stream: StreamRecord,
+    *,
+    after: str | None,
+    at_least: str | None = None,
+    live_edge: bool = True,
+) -> AsyncIterator[bytes]:
+    """Fragments with numbers > ``after`` (and >= ``at_least``) as GetMedia documents,
+    stored ones first, then the live edge until idle."""
+    hub = state.hub
+    live = hub.stream(stream.arn)
+    last = after
+    idle = state.config.live_idle_timeout_s
+    while True:
+        floor = last
+        if at_least is not None and (floor is None or floor < at_least):
+            floor = None
+        records: list[FragmentRecord] = await state.run(
+            state.backend.fragments, stream, after_number=floor, limit=16
+        )
+        if at_least is not None:
+            records = [r for r in records if r.fragment_number >= at_least]
+        if last is not None:
+            records = [r for r in records if r.fragment_number > last]
+        pending = [
+            f for f in hub.after(stream.arn, last) if at_least is None or f.number >= at_least
+        ]
+        stored_next = records[0].fragment_number if records else None
+        live_next = pending[0] if pending else None
+        if stored_next is not None and (live_next is None or stored_next < live_next.number):
+            for rec in records:
+                if live_next is not None and rec.fragment_number >= live_next.number:
+                    break
+                data = await state.run(state.backend.read_fragment, stream, rec.fragment_number)
+                yield _document(rec, data, end_tags=True)
+                last = rec.fragment_number
+            continue
+        if live_next is not None:
+            async for piece in _follow(live, live_next, idle):
+                yield piece
+            if live_next.dropped and not live_next.complete:
+                return  # a rejected fragment was half sent: end; clients resume by token
+            last = live_next.number
+            continue
+        if not live_edge:
+            return
+        async with live.changed:
+            try:
+                await asyncio.wait_for(live.changed.wait(), timeout=idle)
+            except TimeoutError:
+                if not hub.after(stream.arn, last):
+                    records = await state.run(
+                        state.backend.fragments, stream, after_number=last, limit=1
+                    )
+                    if not records:
+                        return
+
+
+async def _follow(live: StreamLive, frag: LiveFragment, idle: float) -> AsyncIterator[bytes]:
+    """One live fragment: its prefix, Cluster bytes as they arrive, trailer and end tags."""
+    yield frag.prefix
+    sent = 0
+    while True:
+        while sent < len(frag.chunks):
+            yield frag.chunks[sent]
+            sent += 1
+        if frag.complete:
+            yield frag.trailer + _end_tags(frag)
+            return
+        if frag.dropped:
+            return
+        async with live.changed:
+            if sent == len(frag.chunks) and not frag.complete and not frag.dropped:
+                try:
+                    await asyncio.wait_for(live.changed.wait(), timeout=idle * 4)
+                except TimeoutError:
+                    return
+
+
+async def _start_point(
+    state: ServerState, stream: StreamRecord, selector: dict[str, Any]
+) -> tuple[str | None, str | None]:
+    """(after, at_least) fragment numbers for a StartSelector."""
+    kind = selector.get("StartSelectorType")
+    backend = state.backend
+    if kind == "EARLIEST":
+        return None, None
+    if kind == "NOW":
+        pending = state.hub.after(stream.arn, None)
+        open_now = [f for f in pending if not f.complete]
+        if open_now:
+            return None, open_now[0].number
+        newest: list[FragmentRecord] = await state.run(backend.fragments, stream)
+        latest = max(
+            [r.fragment_number for r in newest] + [f.number for f in pending], default=None
+        )
+        return latest, None
+    if kind == "FRAGMENT_NUMBER":
+        number = selector.get("AfterFragmentNumber")
+        if not isinstance(number, str) or not number.isdigit():
+            raise KvsError("InvalidArgumentException", "AfterFragmentNumber is required.")
+        return number, None
+    if kind == "CONTINUATION_TOKEN":
+        token = selector.get("ContinuationToken")
+        if not isinstance(token, str) or not token.isdigit():
+            raise KvsError("InvalidArgumentException", "ContinuationToken is not valid.")
+        return token, None
+    if kind in ("PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"):
+        ts = parse_timestamp(selector.get("StartTimestamp"), "StartTimestamp")
+        by = "producer" if kind == "PRODUCER_TIMESTAMP" else "server"
+        records = await state.run(backend.fragments, stream)
+        key = (
+            (lambda r: r.producer_timestamp_ms)
+            if by == "producer"
+            else (lambda r: r.server_timestamp_ms)
+        )
+        containing = [r for r in records if key(r) <= ts <= key(r) + r.duration_ms]
+        if containing:
+            return None, containing[-1].fragment_number
+        later = [r for r in records if key(r) >= ts]
+        if later:
+            return None, min(later, key=key).fragment_number
+        pending = state.hub.after(stream.arn, None)
+        stamp = (
+            (lambda f: f.producer_timestamp_ms)
+            if by == "producer"
+            else (lambda f: f.server_timestamp_ms)
+        )
+        live_later = [f for f in pending if stamp(f) >= ts]
+        if live_later:
+            return None, live_later[0].number
+        latest = max(
+            [r.fragment_number for r in records] + [f.number for f in pending], default=None
+        )
+        return latest, None
+    raise KvsError("InvalidArgumentException", f"Invalid StartSelectorType {kind!r}.")
+
+
+async def get_media(request: web.Request, state: ServerState) -> web.StreamResponse:
+    """``POST /getMedia``."""
+    body = await read_json(request)
+    stream = await state.stream(body)
+    selector = body.get("StartSelector")
+    if not isinstance(selector, dict):
+        raise KvsError("InvalidArgumentException", "StartSelector is required.")
+    after, at_least = await _start_point(state, stream, selector)
+    live = state.hub.stream(stream.arn)
+    if live.readers >= state.config.max_readers_per_stream:
+        raise KvsError(
+            "ConnectionLimitExceededException",
+            f"More than {state.config.max_readers_per_stream} concurrent GetMedia connections.",
+        )
+    live.readers += 1
+    try:
+        response = web.StreamResponse(status=200)
+        response.content_type = "video/webm"
+        response.headers["x-amzn-RequestId"] = request["callstream.request_id"]
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        async for piece in serve_fragments(state, stream, after=after, at_least=at_least):
+            await response.write(piece)
+        await response.write_eof()
+        return response
+    finally:
+        live.readers -= 1
+
+
+ROUTES: dict[str, Handler] = {
+    "/putMedia": put_media,
+    "/getMedia": get_media,
+}

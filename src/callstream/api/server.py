@@ -1,0 +1,142 @@
+"""Running the server: ``callstream serve``, and a background-thread server for embedding
+and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from aiohttp import web
+
+from callstream.api.app import ServerConfig, ServerState, build_app
+from callstream.store.embedded import EmbeddedBackend
+
+__all__ = ["DEFAULT_ACCESS_KEY_ID", "DEFAULT_SECRET_ACCESS_KEY", "ServerThread", "serve"]
+
+log = logging.getLogger("callstream.server")
+
+DEFAULT_ACCESS_KEY_ID = "test"
+DEFAULT_SECRET_ACCESS_KEY = "test"
+"""Development key pair accepted when no credentials are configured (signatures are
+still verified); set ``CALLSTREAM_ACCESS_KEY_ID`` / ``CALLSTREAM_SECRET_ACCESS_KEY``."""
+
+
+def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000) -> ServerState:
+    """Open the embedded store in ``data_dir`` and wrap it for the API layer."""
+    backend = EmbeddedBackend(
+        data_dir, region=config.region, account_id=config.account_id, max_streams=max_streams
+    )
+    return ServerState(config=config, backend=backend)
+
+
+async def _start(state: ServerState, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, int(bound)
+
+
+def serve(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    config: ServerConfig | None = None,
+    max_streams: int = 10000,
+    ready: threading.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM; the store is closed cleanly on the way out."""
+    config = config or ServerConfig()
+    state = make_state(data_dir, config, max_streams=max_streams)
+
+    async def main() -> None:
+        runner, bound = await _start(state, host, port)
+        print(f"callstream serving KVS APIs on http://{host}:{bound} (data: {data_dir})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    finally:
+        state.backend.close()
+
+
+class ServerThread:
+    """A server on a background thread (port 0 picks a free port); for tests and embedding."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: ServerConfig | None = None,
+        max_streams: int = 10000,
+    ) -> None:
+        self.host = host
+        self.config = config or ServerConfig()
+        self.state = make_state(data_dir, self.config, max_streams=max_streams)
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="callstream-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        return f"http://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._runner, self.port = self._loop.run_until_complete(
+                _start(self.state, self.host, self.port)
+            )
+        except BaseException as err:  # surfaced by start()
+            self._error = err
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        if self._runner is not None:
+            self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> ServerThread:
+        """Start serving; returns once the port is bound."""
+        self._thread.start()
+        self._started.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the store."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self.state.backend.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,409 @@
+"""PutMedia ingest as a sans-I/O state machine.
+
+A PutMedia body is one MKV stream: EBML header, one Segment, header elements (Info,
+Tracks, Tags ...), then Clusters; each Cluster is a KVS fragment. :class:`IngestSession`
+takes the body bytes as they arrive and returns events; the HTTP handler turns them into
+acks, live bytes for waiting GetMedia readers, and stored fragments.
+
+Byte layout kept for GetMedia (kvs-wire §2.4, §2.6):
+
+* ``lead``: Tags before any other Segment child (fragment metadata put before the first
+  frame) belong to the first fragment only;
+* ``header``: the Segment children from the first non-Tags element up to the first
+  Cluster, re-emitted in front of every fragment;
+* each Cluster byte for byte as ingested;
+* ``trailer``: whatever follows a Cluster up to the next Cluster (producer metadata Tags
+  for the next fragment, Cues at the end) is served after that Cluster, as KVS does.
+
+Validation follows the PutMedia error table; a rejected fragment is dropped with an
+ERROR event and never touches what is stored. Malformed MKV is fatal for the connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from callstream.mkv.ebml import ID, MkvError
+from callstream.mkv.kvs import AWS_TAG_PREFIX
+from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start
+
+__all__ = [
+    "ClusterBytes",
+    "FragmentOpened",
+    "FragmentReady",
+    "FragmentReceived",
+    "IngestError",
+    "IngestEvent",
+    "IngestLimits",
+    "IngestSession",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """PutMedia limits (kvs-wire §5)."""
+
+    max_fragment_bytes: int = 50 * 1024 * 1024
+    max_fragment_duration_ms: int = 10_000
+    max_tracks: int = 3
+    max_metadata_items: int = 10
+    max_metadata_name: int = 128
+    max_metadata_value: int = 256
+
+
+@dataclass(slots=True)
+class FragmentOpened:
+    """A Cluster's Timecode arrived: assign a fragment number, ack BUFFERING."""
+
+    seq: int  # ingest-local counter
+    timecode: int  # raw Cluster Timecode, echoed in acks
+    producer_timestamp_ms: int
+    ebml_header: bytes
+    prefix: bytes  # lead (first fragment) + header: what precedes the Cluster in its Segment
+
+
+@dataclass(slots=True)
+class ClusterBytes:
+    """More bytes of the open Cluster (complete elements only), for live readers."""
+
+    seq: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class FragmentReceived:
+    """The Cluster is complete: ack RECEIVED."""
+
+    seq: int
+    timecode: int
+
+
+@dataclass(slots=True)
+class FragmentReady:
+    """The fragment and the elements that follow it are complete: store it."""
+
+    seq: int
+    timecode: int
+    producer_timestamp_ms: int
+    duration_ms: int
+    ebml_header: bytes
+    header: bytes
+    cluster: bytes
+    trailer: bytes
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class IngestError:
+    """A fragment (or the whole body, if ``fatal``) is rejected: ack ERROR."""
+
+    code: str  # PutMedia ErrorCode name, e.g. FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS
+    message: str
+    timecode: int | None
+    seq: int | None
+    fatal: bool = False
+
+
+IngestEvent = FragmentOpened | ClusterBytes | FragmentReceived | FragmentReady | IngestError
+
+
+@dataclass(slots=True)
+class _Cluster:
+    seq: int
+    start: int  # absolute offset of the Cluster element
+    timecode: int | None = None
+    end: int | None = None
+    sent: int = 0  # absolute offset up to which ClusterBytes were emitted
+    first_ns: int | None = None
+    last_ns: int | None = None
+    tracks_seen: set[int] = field(default_factory=set)
+    error: IngestError | None = None
+    opened: bool = False
+    metadata: list[tuple[str, str]] = field(default_factory=list)
+
+
+class IngestSession:
+    """Turns one PutMedia body into :data:`IngestEvent` objects."""
+
+    def __init__(
+        self,
+        *,
+        timecode_type: str = "ABSOLUTE",
+        producer_start_ms: int = 0,
+        limits: IngestLimits | None = None,
+        last_timestamp_ns: int | None = None,
+    ) -> None:
+        self.relative = timecode_type.upper() == "RELATIVE"
+        self.producer_start_ms = producer_start_ms
+        self.limits = limits or IngestLimits()
+        self._reader = EbmlReader(max_element_size=self.limits.max_fragment_bytes)
+        self._raw = bytearray()
+        self._raw_base = 0  # absolute offset of self._raw[0]
+        self._ebml: tuple[int, int] | None = None
+        self._ebml_header = b""
+        self._segment_seen = False
+        self._segment_data = 0  # offset where Segment children begin
+        self._lead_end: int | None = None  # end of leading Tags
+        self._header: bytes | None = None
+        self._lead = b""
+        self._scale = 1_000_000
+        self._tracks: set[int] = set()
+        self._cluster: _Cluster | None = None
+        self._done: _Cluster | None = None  # complete Cluster waiting for its trailer
+        self._seq = 0
+        self._depth = 0
+        self._in_segment_tags: list[tuple[str, str]] | None = None
+        self._tag_name: str | None = None
+        self._tag_value: str = ""
+        self._pending_metadata: list[tuple[str, str]] = []
+        self._last_ns = last_timestamp_ns
+        self._failed = False
+
+    # --- input ----------------------------------------------------------------------------
+    def feed(self, data: bytes) -> list[IngestEvent]:
+        """Consume body bytes; return the events they complete."""
+        if self._failed or not data:
+            return []
+        self._raw += data
+        self._reader.feed(data)
+        return self._run()
+
+    def close(self) -> list[IngestEvent]:
+        """The body ended: flush the last fragment."""
+        if self._failed:
+            return []
+        self._reader.close()
+        out = self._run()
+        if self._failed:
+            return out
+        out.extend(self._finish_done(self._reader.offset))
+        return out
+
+    @property
+    def last_timestamp_ns(self) -> int | None:
+        """Time of the last frame of the last accepted fragment (for the next connection)."""
+        return self._last_ns
+
+    @property
+    def failed(self) -> bool:
+        """A fatal error ended this session."""
+        return self._failed
+
+    # --- core -----------------------------------------------------------------------------
+    def _run(self) -> list[IngestEvent]:
+        out: list[IngestEvent] = []
+        try:
+            for ev in self._reader.events():
+                if type(ev) is Block:
+                    self._block(ev, out)
+                elif type(ev) is Start:
+                    self._start(ev, out)
+                elif type(ev) is End:
+                    self._end(ev, out)
+                elif type(ev) is Leaf:
+                    self._leaf(ev, out)
+        except MkvError as err:
+            self._failed = True
+            c = self._cluster
+            out.append(
+                IngestError(
+                    "MORE_THAN_ALLOWED_TRACKS_FOUND"
+                    if isinstance(err, _TooManyTracks)
+                    else "INVALID_MKV_DATA",
+                    str(err),
+                    c.timecode if c else None,
+                    c.seq if c else None,
+                    fatal=True,
+                )
+            )
+            return out
+        c = self._cluster
+        if c is not None and c.opened and c.error is None:
+            upto = self._reader.offset if c.end is None else c.end
+            if upto > c.sent:
+                out.append(ClusterBytes(c.seq, self._slice(c.sent, upto)))
+                c.sent = upto
+        self._trim()
+        return out
+
+    def _slice(self, start: int, end: int) -> bytes:
+        return bytes(self._raw[start - self._raw_base : end - self._raw_base])
+
+    def _trim(self) -> None:
+        """Drop raw bytes nothing will need again (bounded memory)."""
+        keep = self._reader.offset
+        for c in (self._done, self._cluster):
+            if c is not None:
+                keep = min(keep, c.start)
+        if self._header is None:
+            keep = min(keep, self._ebml[0] if self._ebml else 0)
+        drop = keep - self._raw_base
+        if drop > 65536:
+            del self._raw[:drop]
+            self._raw_base = keep
+
+    def _start(self, ev: Start, out: list[IngestEvent]) -> None:
+        eid = ev.id
+        self._depth += 1
+        if eid == ID.EBML:
+            if self._ebml is not None:
+                raise MkvError("more than one EBML document in one PutMedia body", ev.offset)
+            self._ebml = (ev.offset, -1)
+        elif eid == ID.Segment:
+            if self._segment_seen:
+                raise MkvError("more than one Segment in one PutMedia body", ev.offset)
+            self._segment_seen = True
+            self._segment_data = ev.offset + ev.header_size
+        elif eid == ID.Cluster:
+            if self._header is None:
+                lead_end = self._lead_end if self._lead_end is not None else self._segment_data
+                self._lead = self._slice(self._segment_data, lead_end)
+                self._header = self._slice(lead_end, ev.offset)
+            out.extend(self._finish_done(ev.offset))
+            self._seq += 1
+            self._cluster = _Cluster(self._seq, ev.offset, sent=ev.offset)
+            self._cluster.metadata = self._pending_metadata
+            self._pending_metadata = []
+        elif eid == ID.Tags and self._depth == 3:
+            self._in_segment_tags = []
+        elif self._depth == 3 and self._header is None and self._lead_end is None:
+            self._lead_end = ev.offset  # first non-Tags child: the header starts here
+
+    def _end(self, ev: End, out: list[IngestEvent]) -> None:
+        eid = ev.id
+        self._depth -= 1
+        if eid == ID.EBML and self._ebml is not None:
+            self._ebml_header = self._slice(self._ebml[0], ev.offset)
+            self._ebml = (self._ebml[0], ev.offset)
+        elif eid == ID.Cluster and self._cluster is not None:
+            c = self._cluster
+            c.end = ev.offset
+            if not c.opened and c.error is None:
+                self._reject(c, "INVALID_MKV_DATA", "Cluster without a Timecode", out)
+            if c.error is None:
+                if c.end - c.start > self.limits.max_fragment_bytes:
+                    self._reject(c, "MAX_FRAGMENT_SIZE_REACHED", "fragment exceeds 50 MB", out)
+                else:
+                    if c.end > c.sent:
+                        out.append(ClusterBytes(c.seq, self._slice(c.sent, c.end)))
+                        c.sent = c.end
+                    out.append(FragmentReceived(c.seq, c.timecode or 0))
+            self._done = c
+            self._cluster = None
+        elif eid == ID.SimpleTag:
+            if self._in_segment_tags is not None and self._tag_name is not None:
+                self._in_segment_tags.append((self._tag_name, self._tag_value))
+            self._tag_name, self._tag_value = None, ""
+        elif eid == ID.Tags and self._in_segment_tags is not None:
+            items = self._in_segment_tags
+            self._in_segment_tags = None
+            self._pending_metadata.extend(i for i in items if not i[0].startswith(AWS_TAG_PREFIX))
+        elif eid == ID.Tracks and len(self._tracks) > self.limits.max_tracks:
+            n, most = len(self._tracks), self.limits.max_tracks
+            raise _TooManyTracks(f"{n} tracks (at most {most})", ev.offset)
+
+    def _leaf(self, ev: Leaf, out: list[IngestEvent]) -> None:
+        eid = ev.id
+        v = ev.value
+        if eid == ID.Timecode and self._cluster is not None and isinstance(v, int):
+            self._open(self._cluster, v, out)
+        elif eid == ID.TrackNumber and isinstance(v, int):
+            if self._header is not None:
+                raise MkvError("Tracks after the first Cluster", ev.offset)
+            self._tracks.add(v)
+        elif eid == ID.TimecodeScale and isinstance(v, int) and v > 0:
+            self._scale = v
+        elif eid == ID.TagName:
+            self._tag_name = str(v)
+        elif eid == ID.TagString:
+            self._tag_value = str(v)
+
+    def _open(self, c: _Cluster, timecode: int, out: list[IngestEvent]) -> None:
+        if c.opened:
+            return
+        c.timecode = timecode
+        c.opened = True
+        tc_ms = timecode * self._scale // 1_000_000
+        producer_ms = self.producer_start_ms + tc_ms if self.relative else tc_ms
+        meta = c.metadata
+        lim = self.limits
+        if len(meta) > lim.max_metadata_items or any(
+            len(n.encode()) > lim.max_metadata_name or len(v.encode()) > lim.max_metadata_value
+            for n, v in meta
+        ):
+            self._reject(c, "FRAGMENT_METADATA_LIMIT_REACHED", "fragment metadata over limits", out)
+            return
+        prefix = (self._lead if c.seq == 1 else b"") + (self._header or b"")
+        out.append(FragmentOpened(c.seq, timecode, producer_ms, self._ebml_header, prefix))
+
+    def _block(self, block: Block, out: list[IngestEvent]) -> None:
+        c = self._cluster
+        if c is None:
+            raise MkvError("block outside a Cluster", block.offset)
+        if c.error is not None:
+            return
+        if block.track not in self._tracks:
+            self._reject(
+                c, "TRACK_NUMBER_MISMATCH", f"frame for undeclared track {block.track}", out
+            )
+            return
+        if not c.opened:
+            self._open(c, 0, out)
+            if c.error is not None:
+                return
+        ts = ((c.timecode or 0) + block.timecode) * self._scale
+        if c.first_ns is None:
+            c.first_ns = ts
+            if self._last_ns is not None and ts <= self._last_ns:
+                self._reject(
+                    c,
+                    "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS",
+                    "fragment starts before the end of the previous one",
+                    out,
+                )
+                return
+        if c.last_ns is None or ts > c.last_ns:
+            c.last_ns = ts
+        if (c.last_ns - c.first_ns) // 1_000_000 > self.limits.max_fragment_duration_ms:
+            self._reject(c, "MAX_FRAGMENT_DURATION_REACHED", "fragment longer than allowed", out)
+            return
+        if self._reader.offset - c.start > self.limits.max_fragment_bytes:
+            self._reject(c, "MAX_FRAGMENT_SIZE_REACHED", "fragment exceeds 50 MB", out)
+            return
+        c.tracks_seen.add(block.track)
+
+    def _reject(self, c: _Cluster, code: str, message: str, out: list[IngestEvent]) -> None:
+        c.error = IngestError(code, message, c.timecode, c.seq)
+        out.append(c.error)
+
+    def _finish_done(self, end: int) -> list[IngestEvent]:
+        """The complete Cluster's trailer ends at ``end``: emit it for storage."""
+        c = self._done
+        if c is None:
+            return []
+        self._done = None
+        if c.error is not None or c.end is None:
+            return []
+        first = c.first_ns or 0
+        last = c.last_ns or first
+        self._last_ns = last
+        tc = c.timecode or 0
+        tc_ms = tc * self._scale // 1_000_000
+        producer_ms = self.producer_start_ms + tc_ms if self.relative else tc_ms
+        return [
+            FragmentReady(
+                seq=c.seq,
+                timecode=tc,
+                producer_timestamp_ms=producer_ms,
+                duration_ms=(last - first) // 1_000_000,
+                ebml_header=self._ebml_header,
+                header=(self._lead if c.seq == 1 else b"") + (self._header or b""),
+                cluster=self._slice(c.start, c.end),
+                trailer=self._slice(c.end, end),
+                metadata=dict(c.metadata),
+            )
+        ]
+
+
+class _TooManyTracks(MkvError):
+    pass

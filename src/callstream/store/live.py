@@ -1,0 +1,109 @@
+"""In-memory live layer: fragments being ingested, for GetMedia readers at the live edge.
+
+A fragment enters the hub when its Cluster opens (BUFFERING), grows as Cluster bytes
+arrive, completes when its trailer is known, and leaves a little after it is persisted
+(readers that raced the persistence still find it here). Readers wait on a per-stream
+condition, so bytes reach them as the producer sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["LiveFragment", "LiveHub", "StreamLive"]
+
+KEEP_AFTER_PERSIST = 32
+"""Completed fragments kept in memory per stream after they were persisted."""
+
+
+@dataclass(slots=True)
+class LiveFragment:
+    """A fragment as the live layer holds it."""
+
+    number: str
+    server_timestamp_ms: int
+    producer_timestamp_ms: int
+    prefix: bytes  # EBML header + Segment + header elements + KVS pre-cluster Tags
+    chunks: list[bytes] = field(default_factory=list)  # the Cluster, as it arrives
+    trailer: bytes = b""
+    duration_ms: int = 0
+    complete: bool = False
+    dropped: bool = False  # rejected by validation: never served again
+    persisted: bool = False
+
+
+@dataclass(slots=True)
+class StreamLive:
+    """Live state of one stream."""
+
+    fragments: dict[str, LiveFragment] = field(default_factory=dict)  # insertion = number order
+    readers: int = 0
+    producer: object | None = None  # the PutMedia connection that owns the stream
+    last_timestamp_ns: int | None = None
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    created: float = field(default_factory=time.monotonic)
+
+
+class LiveHub:
+    """Live state of every stream, keyed by stream ARN. Use from the event loop only."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, StreamLive] = {}
+
+    def stream(self, arn: str) -> StreamLive:
+        """The live state of ``arn`` (created on first use)."""
+        live = self._streams.get(arn)
+        if live is None:
+            live = self._streams[arn] = StreamLive()
+        return live
+
+    def forget(self, arn: str) -> None:
+        """Drop a deleted stream's live state, waking its readers."""
+        live = self._streams.pop(arn, None)
+        if live is not None:
+            for frag in live.fragments.values():
+                frag.dropped = True
+            _wake(live)
+
+    async def notify(self, arn: str) -> None:
+        """Wake readers of ``arn``."""
+        live = self._streams.get(arn)
+        if live is not None:
+            async with live.changed:
+                live.changed.notify_all()
+
+    def open(self, arn: str, frag: LiveFragment) -> None:
+        """A new fragment starts."""
+        self.stream(arn).fragments[frag.number] = frag
+
+    def after(self, arn: str, number: str | None) -> list[LiveFragment]:
+        """Live fragments with numbers greater than ``number``, in order."""
+        live = self._streams.get(arn)
+        if live is None:
+            return []
+        return [
+            f
+            for f in live.fragments.values()
+            if not f.dropped and (number is None or f.number > number)
+        ]
+
+    def prune(self, arn: str) -> None:
+        """Forget persisted fragments beyond the keep window."""
+        live = self._streams.get(arn)
+        if live is None:
+            return
+        done = [n for n, f in live.fragments.items() if f.persisted or f.dropped]
+        for n in done[: max(0, len(done) - KEEP_AFTER_PERSIST)]:
+            del live.fragments[n]
+
+
+def _wake(live: StreamLive) -> None:
+    async def _notify() -> None:
+        async with live.changed:
+            live.changed.notify_all()
+
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop().create_task(_notify())
