@@ -264,9 +264,9 @@ class IngestSession:
             self._cluster = _Cluster(self._seq, ev.offset, sent=ev.offset)
             self._cluster.metadata = self._pending_metadata
             self._pending_metadata = []
-        elif eid == ID.Tags and self._depth == 3:
+        elif eid == ID.Tags and self._depth == 2:
             self._in_segment_tags = []
-        elif self._depth == 3 and self._header is None and self._lead_end is None:
+        elif self._depth == 2 and self._header is None and self._lead_end is None:
             self._lead_end = ev.offset  # first non-Tags child: the header starts here
 
     def _end(self, ev: End, out: list[IngestEvent]) -> None:

@@ -1,0 +1,422 @@
+"""The ``callstream`` command line.
+
+``serve`` runs the KVS-compatible store; ``inspect`` prints fragments as JSON Lines;
+``get-audio`` extracts call audio (the Connect admin guide's LMSExample, without Java);
+``put-media`` streams audio or an MKV into a stream. Bad usage or input prints one line
+on stderr and exits non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from callstream import __version__
+
+CHUNK = 64 * 1024
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+
+
+def _open_input(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")  # closed by the caller
+    except OSError as err:
+        raise CliError(f"cannot open {path}: {err.strerror}") from None
+
+
+def _chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent when stderr is piped."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+
+    def update(self, text: str, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if force or now - self._last > 0.1:
+            self._last = now
+            sys.stderr.write("\r\x1b[2K" + text)
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _data_dir_default() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("CALLSTREAM_DATA_DIR") or user_data_dir("callstream"))
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from callstream.api.app import ServerConfig
+    from callstream.api.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, serve
+    from callstream.api.sigv4 import load_credentials
+
+    try:
+        creds = load_credentials(path=args.credentials_file)
+    except (ValueError, OSError) as err:
+        raise CliError(f"credentials: {err}") from None
+    keys = dict(creds.keys)
+    if not keys:
+        keys = {DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET_ACCESS_KEY}
+        print(
+            "callstream: no credentials configured; accepting the development key pair"
+            f" {DEFAULT_ACCESS_KEY_ID}/{DEFAULT_SECRET_ACCESS_KEY}"
+            " (set CALLSTREAM_ACCESS_KEY_ID and CALLSTREAM_SECRET_ACCESS_KEY)",
+            file=sys.stderr,
+        )
+    config = ServerConfig(
+        region=args.region,
+        account_id=args.account_id,
+        credentials=keys,
+        max_readers_per_stream=args.max_readers,
+        public_url=args.public_url,
+    )
+    serve(
+        Path(args.data_dir) if args.data_dir else _data_dir_default(),
+        host=args.host,
+        port=args.port,
+        config=config,
+        max_streams=args.max_streams,
+    )
+    return 0
+
+
+# --- inspect ----------------------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from callstream.mkv import FragmentReader, MkvError
+
+    source = _open_input(args.file)
+    reader = FragmentReader()
+    out = sys.stdout
+    count = 0
+
+    def emit(fragments: Iterable[Any]) -> None:
+        nonlocal count
+        for fragment in fragments:
+            out.write(json.dumps(fragment.to_json(frames=args.frames)) + "\n")
+            count += 1
+        out.flush()
+
+    try:
+        for chunk in _chunks(source):
+            emit(reader.feed(chunk))
+        emit(reader.close())
+    except MkvError as err:
+        raise CliError(f"{args.file}: invalid MKV after {count} fragment(s): {err}") from None
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    return 0
+
+
+# --- get-audio --------------------------------------------------------------------------------
+
+
+def _aws_clients_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if args.endpoint_url:
+        kw["endpoint_url"] = args.endpoint_url
+    if args.region:
+        kw["region_name"] = args.region
+    return kw
+
+
+def _fragments_from_file(path: str) -> Iterator[Any]:
+    from callstream.mkv import iter_fragments
+
+    source = _open_input(path)
+    try:
+        yield from iter_fragments(_chunks(source))
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+
+
+def _stop_reason(fragment: Any, contact_id: str | None, stop_ms: int | None) -> str | None:
+    if contact_id is not None:
+        seen = fragment.tags.get("ContactId")
+        if seen is not None and seen != contact_id:
+            return f"stream moved to contact {seen}"
+    ts = fragment.producer_timestamp_ms
+    if stop_ms is not None and ts is not None and ts >= stop_ms:
+        return "stop timestamp reached"
+    return None
+
+
+def _parse_time(value: str) -> int:
+    """Epoch seconds or ISO 8601 to epoch ms."""
+    from datetime import datetime
+
+    try:
+        return round(float(value) * 1000)
+    except ValueError:
+        pass
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a timestamp: {value!r}") from None
+
+
+def _start_filter(args: argparse.Namespace) -> Callable[[Any], bool]:
+    """For --input sources: does this fragment come at or after the requested start?"""
+    started = False
+
+    def keep(fragment: Any) -> bool:
+        nonlocal started
+        if started:
+            return True
+        if args.start_fragment is not None:
+            number = fragment.fragment_number
+            started = number is not None and (len(number), number) >= (
+                len(args.start_fragment),
+                args.start_fragment,
+            )
+        elif args.start_timestamp is not None:
+            ts = fragment.producer_timestamp_ms
+            started = ts is not None and ts + fragment.duration_ms >= args.start_timestamp
+        elif args.start == "now":
+            started = True
+        else:
+            started = True
+        return started
+
+    return keep
+
+
+def cmd_get_audio(args: argparse.Namespace) -> int:
+    from callstream.media.extract import AudioExtractor, Selection, resolve_track
+    from callstream.media.wav import WavWriter
+
+    if (args.stream is None) == (args.input is None):
+        raise CliError("give exactly one source: --stream NAME|ARN or --input FILE|-")
+    if args.out in (None, "-") and sys.stdout.isatty():
+        raise CliError("refusing to write audio to a terminal: use --out PATH or a pipe")
+
+    if args.input is not None:
+        fragments: Iterator[Any] = _fragments_from_file(args.input)
+        keep = _start_filter(args)
+    else:
+        from callstream.client.getmedia import fragments_from_stream
+
+        fragments = fragments_from_stream(
+            args.stream,
+            start_fragment=args.start_fragment,
+            start_timestamp_ms=args.start_timestamp,
+            start=args.start,
+            client_kwargs=_aws_clients_kwargs(args),
+            contact_id=args.contact_id,
+        )
+
+        def keep(fragment: Any) -> bool:
+            return True
+
+    progress = Progress(enabled=True)
+    sink: BinaryIO = (
+        sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")  # noqa: SIM115
+    )
+    extractor: AudioExtractor | None = None
+    writer: Any = None
+    samples = 0
+
+    def write(pcm: bytes) -> None:
+        nonlocal samples
+        if pcm and writer is not None:
+            writer.write(pcm)
+            samples += len(pcm) // (2 * extractor.channels if extractor else 2)
+
+    try:
+        for fragment in fragments:
+            if not keep(fragment):
+                continue
+            reason = _stop_reason(fragment, args.contact_id, args.stop_timestamp)
+            if reason:
+                progress.update(reason, force=True)
+                break
+            if extractor is None:
+                if not fragment.frames:
+                    continue
+                selection = Selection(args.track) if args.track != "auto" else None
+                if selection is None:
+                    both = resolve_track(fragment, "AUDIO_TO_CUSTOMER") is not None
+                    selection = Selection.ALL if both else Selection.FROM_CUSTOMER
+                extractor = AudioExtractor(selection)
+            pcm = extractor.add(fragment)
+            if writer is None and extractor.rate is not None:
+                writer = (
+                    WavWriter(sink, extractor.rate, extractor.channels)
+                    if args.format == "wav"
+                    else _RawWriter(sink)
+                )
+            write(pcm)
+            if extractor.rate:
+                progress.update(
+                    f"{extractor.fragments} fragments, {samples / extractor.rate:.1f} s of audio"
+                )
+        if extractor is not None:
+            write(extractor.finish())
+        if writer is None:
+            raise CliError("no audio found in the selected fragments")
+    finally:
+        if writer is not None:
+            writer.close()
+        if sink is not sys.stdout.buffer:
+            sink.close()
+        progress.done()
+    return 0
+
+
+class _RawWriter:
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+
+    def write(self, pcm: bytes) -> None:
+        self.sink.write(pcm)
+
+    def close(self) -> None:
+        self.sink.flush()
+
+
+# --- put-media --------------------------------------------------------------------------------
+
+
+def _parse_tags(values: list[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"--tag expects NAME=VALUE, got {item!r}")
+        tags[name] = value
+    return tags
+
+
+def cmd_put_media(args: argparse.Namespace) -> int:
+    from callstream.client.cli_support import run_put_media
+
+    tags = _parse_tags(args.tag)
+    sources = [x for x in (args.wav, args.mkv, args.from_customer) if x]
+    if len(sources) != 1 or (args.to_customer and not args.from_customer):
+        raise CliError("give one source: --wav FILE, --mkv FILE, or --from-customer WAV [--to-customer WAV]")
+    return run_put_media(args, tags)
+
+
+# --- argument parsing -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callstream", description="Live call-audio streaming, KVS-compatible."
+    )
+    parser.add_argument("--version", action="version", version=f"callstream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the KVS-compatible media store")
+    p.add_argument("--data-dir", help="store directory (default: per-user data directory)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--account-id", default="123456789012")
+    p.add_argument("--max-streams", type=int, default=10000)
+    p.add_argument("--max-readers", type=int, default=3, help="GetMedia readers per stream")
+    p.add_argument("--credentials-file", help="file of access keys (AWS INI or KEY:SECRET lines)")
+    p.add_argument("--public-url", help="base URL GetDataEndpoint returns (default: as reached)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("inspect", help="print each fragment of an MKV/GetMedia payload as JSON")
+    p.add_argument("file", help="MKV file or - for stdin")
+    p.add_argument("--frames", action="store_true", help="add per-frame details")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("get-audio", help="extract call audio from a stream or a saved payload")
+    src = p.add_argument_group("source")
+    src.add_argument("--stream", help="stream name or ARN (GetMedia)")
+    src.add_argument("--input", help="saved GetMedia payload or MKV file, - for stdin")
+    src.add_argument("--endpoint-url", help="KVS endpoint (default: AWS)")
+    src.add_argument("--region")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--start-fragment", help="fragment number N: audio from N itself on")
+    start.add_argument("--start-timestamp", type=_parse_time, help="epoch seconds or ISO 8601")
+    start.add_argument("--start", choices=["now", "earliest"], default=None)
+    p.add_argument("--stop-timestamp", type=_parse_time, help="stop at this producer time")
+    p.add_argument(
+        "--track",
+        choices=["AUDIO_FROM_CUSTOMER", "AUDIO_TO_CUSTOMER", "all", "auto"],
+        default="auto",
+        help="all = stereo (ch0 customer, ch1 agent); auto = all when both tracks exist",
+    )
+    p.add_argument("--format", choices=["wav", "raw"], default="wav")
+    p.add_argument("--out", help="output path (default: stdout)")
+    p.add_argument("--contact-id", help="stop when the stream moves to another contact")
+    p.set_defaults(func=cmd_get_audio)
+
+    p = sub.add_parser("put-media", help="stream audio or an MKV file with PutMedia")
+    p.add_argument("--stream", required=True, help="stream name or ARN")
+    p.add_argument("--endpoint-url", help="KVS endpoint (default: AWS)")
+    p.add_argument("--region")
+    p.add_argument("--wav", help="stereo (ch0 customer, ch1 agent) or mono WAV")
+    p.add_argument("--from-customer", help="WAV of what the customer says")
+    p.add_argument("--to-customer", help="WAV of what the customer hears")
+    p.add_argument("--mkv", help="an MKV file to upload as is")
+    p.add_argument("--shape", choices=["connect", "chime"], default="connect")
+    p.add_argument("--realtime", action="store_true", help="pace fragments in real time")
+    p.add_argument("--fragment-ms", type=int, default=1000)
+    p.add_argument("--frame-ms", type=int, default=20)
+    p.add_argument("--start-timestamp", type=_parse_time, help="producer time of the first sample")
+    p.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE")
+    p.set_defaults(func=cmd_put_media)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``callstream`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except CliError as err:
+        print(f"callstream {args.command}: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"callstream {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # a clear line, never a traceback
+        name = type(err).__name__
+        detail = str(err) or name
+        if os.environ.get("CALLSTREAM_DEBUG"):
+            raise
+        print(f"callstream {args.command}: {detail} ({name})", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

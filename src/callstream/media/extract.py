@@ -1,0 +1,188 @@
+"""Call audio out of KVS fragments: tracks chosen by name, decoded to 16-bit PCM, placed
+on a true timeline.
+
+Connect names its tracks ``AUDIO_FROM_CUSTOMER`` (what the caller says) and
+``AUDIO_TO_CUSTOMER`` (what the caller hears) but numbers them differently from call to
+call, labels the raw L16 payload ``A_AAC`` and gives the sample format only in a
+``MimeType`` tag (kvs-wire §6.3). :class:`AudioExtractor` copes with all of that, with the
+legacy single track ``Track_audio/L16`` and with Chime's one-track-per-leg streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from callstream.media.g711 import alaw_decode, ulaw_decode
+from callstream.media.pcm import parse_mime_type
+from callstream.media.tracks import StereoAssembler, TrackTimeline
+from callstream.mkv.kvs import Fragment, TrackInfo
+
+__all__ = ["AudioExtractor", "AudioFormat", "Selection", "audio_format", "resolve_track"]
+
+FROM_CUSTOMER = "AUDIO_FROM_CUSTOMER"
+TO_CUSTOMER = "AUDIO_TO_CUSTOMER"
+LEGACY_FROM_CUSTOMER = "Track_audio/L16"
+
+
+class Selection(Enum):
+    """Which audio ``callstream get-audio --track`` extracts."""
+
+    FROM_CUSTOMER = "AUDIO_FROM_CUSTOMER"
+    TO_CUSTOMER = "AUDIO_TO_CUSTOMER"
+    ALL = "all"  # stereo: channel 0 = customer, channel 1 = agent
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """How a track's frames decode to 16-bit PCM."""
+
+    encoding: str  # L16 (little-endian), L16BE, PCMU, PCMA
+    rate: int
+    channels: int = 1
+
+
+def resolve_track(fragment: Fragment, want: str) -> TrackInfo | None:
+    """The track carrying ``want`` (AUDIO_FROM_CUSTOMER / AUDIO_TO_CUSTOMER) in this
+    fragment, by TrackEntry Name; never by number, UID or the AUDIO_* tag values."""
+    named = fragment.track_named(want)
+    if named is not None:
+        return named
+    audio = [
+        t for t in fragment.tracks.values() if t.track_type in (None, 2) and t.name != TO_CUSTOMER
+    ]
+    if want == FROM_CUSTOMER:
+        legacy = fragment.track_named(LEGACY_FROM_CUSTOMER)
+        if legacy is not None:
+            return legacy
+        if len(audio) == 1:  # Chime leg, or a one-track producer
+            return audio[0]
+    audio = [t for t in fragment.tracks.values() if t.track_type in (None, 2)]
+    if len(audio) == 2 and all(not t.name for t in audio):
+        # Unnamed pair: the convention some producers use (1 = from, 2 = to).
+        ordered = sorted(audio, key=lambda t: t.number)
+        return ordered[0] if want == FROM_CUSTOMER else ordered[1]
+    return None
+
+
+def audio_format(fragment: Fragment, track: TrackInfo) -> AudioFormat:
+    """The sample format of ``track``: the MimeType tag first (Connect), then the codec
+    and Audio master, then Connect's default of 8 kHz L16."""
+    mime = fragment.tags.get("MimeType") or fragment.tags.get("mimeType")
+    if mime:
+        try:
+            m = parse_mime_type(mime)
+            return AudioFormat(m.encoding.upper(), m.rate, m.channels)
+        except ValueError:
+            pass
+    codec = (track.codec_id or "").upper()
+    rate = int(track.sampling_rate or 8000)
+    channels = track.channels or 1
+    if codec == "A_PCM/INT/BIG":
+        return AudioFormat("L16BE", rate, channels)
+    if codec in ("A_PCM/INT/LIT", "A_AAC", ""):
+        # A_AAC over L16 is Connect's quirk: its payload is raw PCM.
+        if codec == "A_AAC" and track.bit_depth not in (None, 16):
+            raise ValueError(f"track {track.number}: AAC audio is not supported")
+        return AudioFormat("L16", rate, channels)
+    if codec in ("A_MS/ACM", "A_PCMU", "A_MULAW"):
+        return AudioFormat("PCMU", rate, channels)
+    if codec in ("A_PCMA", "A_ALAW"):
+        return AudioFormat("PCMA", rate, channels)
+    raise ValueError(f"track {track.number}: codec {track.codec_id} is not PCM audio")
+
+
+def to_pcm16(data: bytes, fmt: AudioFormat) -> bytes:
+    """One frame's payload as 16-bit little-endian mono PCM."""
+    if fmt.encoding == "L16":
+        pcm = data
+    elif fmt.encoding == "L16BE":
+        pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype=">i2").astype("<i2").tobytes()
+    elif fmt.encoding == "PCMU":
+        pcm = ulaw_decode(data).astype("<i2").tobytes()
+    elif fmt.encoding == "PCMA":
+        pcm = alaw_decode(data).astype("<i2").tobytes()
+    else:
+        raise ValueError(f"unsupported audio encoding {fmt.encoding}")
+    if fmt.channels > 1:  # mix down to the first channel
+        frames = np.frombuffer(pcm[: len(pcm) // (2 * fmt.channels) * 2 * fmt.channels], "<i2")
+        pcm = frames[:: fmt.channels].tobytes()
+    return pcm
+
+
+class AudioExtractor:
+    """Feeds fragments in, gets contiguous PCM out (mono, or stereo for ``ALL``).
+
+    Time stays true: gaps between frames become silence, so a sample's position in the
+    output is its time since the first frame (or since ``origin_ns`` if given).
+    """
+
+    def __init__(self, selection: Selection, *, origin_ns: int | None = None) -> None:
+        self.selection = selection
+        self.rate: int | None = None
+        self._origin = origin_ns
+        self._mono: TrackTimeline | None = None
+        self._stereo: StereoAssembler | None = None
+        self.fragments = 0
+
+    @property
+    def channels(self) -> int:
+        return 2 if self.selection is Selection.ALL else 1
+
+    def _sink(self, rate: int) -> None:
+        if self.rate is None:
+            self.rate = rate
+            if self.selection is Selection.ALL:
+                self._stereo = StereoAssembler(rate, origin_ns=self._origin)
+            else:
+                self._mono = TrackTimeline(rate, origin_ns=self._origin)
+        elif rate != self.rate:
+            raise ValueError(f"sample rate changed from {self.rate} to {rate} Hz mid-stream")
+
+    def add(self, fragment: Fragment) -> bytes:
+        """Add a fragment's audio; return the PCM that is now final."""
+        self.fragments += 1
+        wanted = (
+            [(FROM_CUSTOMER, 0), (TO_CUSTOMER, 1)]
+            if self.selection is Selection.ALL
+            else [(self.selection.value, 0)]
+        )
+        found = False
+        for name, channel in wanted:
+            track = resolve_track(fragment, name)
+            if track is None:
+                continue
+            found = True
+            fmt = audio_format(fragment, track)
+            self._sink(fmt.rate)
+            for frame in fragment.frames:
+                if frame.track != track.number:
+                    continue
+                pcm = to_pcm16(frame.data, fmt)
+                if self._stereo is not None:
+                    self._stereo.add(channel, frame.timestamp_ns, pcm)
+                elif self._mono is not None:
+                    self._mono.add(frame.timestamp_ns, pcm)
+        if not found and fragment.frames:
+            names = ", ".join(str(t.name) for t in fragment.tracks.values())
+            raise ValueError(
+                f"fragment {fragment.fragment_number or fragment.index}: no"
+                f" {self.selection.value} audio track (tracks: {names})"
+            )
+        return self.take()
+
+    def take(self) -> bytes:
+        """PCM that is final so far."""
+        if self._stereo is not None:
+            return self._stereo.take()
+        if self._mono is not None:
+            return self._mono.take()
+        return b""
+
+    def finish(self) -> bytes:
+        """The remaining PCM (the shorter stereo channel padded with silence)."""
+        if self._stereo is not None:
+            return self._stereo.finish()
+        return self.take()

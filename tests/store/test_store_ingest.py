@@ -1,0 +1,191 @@
+"""PutMedia ingest state machine: fragments cut exactly, invalid input rejected cleanly."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from callstream.mkv import writer as w
+from callstream.mkv.ebml import ID
+from callstream.mkv.kvs import FragmentReader, render_fragment
+from callstream.store.ingest import (
+    ClusterBytes,
+    FragmentOpened,
+    FragmentReady,
+    FragmentReceived,
+    IngestError,
+    IngestEvent,
+    IngestLimits,
+    IngestSession,
+)
+
+TRACKS = [
+    w.TrackSpec(1, "AUDIO_FROM_CUSTOMER", "A_PCM/INT/LIT", sampling_rate=8000.0, channels=1),
+    w.TrackSpec(2, "AUDIO_TO_CUSTOMER", "A_PCM/INT/LIT", sampling_rate=8000.0, channels=1),
+]
+
+
+def header(tracks: list[w.TrackSpec] = TRACKS, lead: bytes = b"") -> bytes:
+    return w.ebml_header() + w.segment_start() + lead + w.info() + w.tracks(tracks)
+
+
+def fragment(start_ms: int, *, frames: int = 50, tracks: tuple[int, ...] = (1, 2)) -> bytes:
+    blocks = []
+    for i in range(frames):
+        for t in tracks:
+            blocks.append(w.simple_block(t, i * 20, bytes([t, i % 256]) * 160))
+    return w.cluster(start_ms, blocks)
+
+
+def run(data: bytes, *, chunk: int | None = None, **kw: object) -> list[IngestEvent]:
+    session = IngestSession(**kw)  # type: ignore[arg-type]
+    events: list[IngestEvent] = []
+    if chunk is None:
+        events += session.feed(data)
+    else:
+        rng = random.Random(chunk)
+        i = 0
+        while i < len(data):
+            n = rng.randint(1, chunk)
+            events += session.feed(data[i : i + n])
+            i += n
+    events += session.close()
+    return events
+
+
+def of(events: list[IngestEvent], kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in events if isinstance(e, kind)]
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 4096])
+def test_each_cluster_is_a_fragment_cut_byte_exact(chunk: int | None) -> None:
+    clusters = [fragment(1_700_000_000_000 + 1000 * i) for i in range(3)]
+    data = header() + b"".join(clusters)
+    events = run(data, chunk=chunk)
+    ready = of(events, FragmentReady)
+    assert [r.cluster for r in ready] == clusters
+    assert [r.producer_timestamp_ms for r in ready] == [1_700_000_000_000 + 1000 * i for i in range(3)]
+    assert [r.duration_ms for r in ready] == [980, 980, 980]
+    # live bytes add up to the clusters, in order, per fragment
+    for r in ready:
+        live = b"".join(e.data for e in of(events, ClusterBytes) if e.seq == r.seq)
+        assert live == r.cluster
+    kinds = [type(e).__name__ for e in events if not isinstance(e, ClusterBytes)]
+    assert kinds[:4] == ["FragmentOpened", "FragmentReceived", "FragmentReady", "FragmentOpened"]
+    assert of(events, IngestError) == []
+
+
+def test_relative_timecodes_add_the_producer_start() -> None:
+    data = header() + fragment(0) + fragment(1000)
+    ready = of(run(data, timecode_type="RELATIVE", producer_start_ms=5_000), FragmentReady)
+    assert [r.producer_timestamp_ms for r in ready] == [5_000, 6_000]
+    assert [r.timecode for r in ready] == [0, 1000]
+
+
+def test_tags_between_clusters_trail_the_previous_fragment_and_lead_tags_the_first() -> None:
+    lead = w.tags([("testTag_0", "v0")], size_width=8)
+    between = w.tags([("ContactId", "c-1")], size_width=8)
+    data = header(lead=lead) + fragment(0) + between + fragment(1000)
+    ready = of(run(data), FragmentReady)
+    assert ready[0].header.startswith(lead) and not ready[1].header.startswith(lead)
+    assert ready[0].trailer == between and ready[1].trailer == b""
+    assert ready[1].metadata == {"ContactId": "c-1"}
+    # rendered as GetMedia documents they parse with the tags where KVS puts them
+    docs = b"".join(
+        render_fragment(
+            ebml_header=r.ebml_header,
+            header=r.header,
+            cluster=r.cluster,
+            trailer=r.trailer,
+            fragment_number=str(10**46 + r.seq),
+            server_timestamp_ms=1,
+            producer_timestamp_ms=r.producer_timestamp_ms,
+            millis_behind_now=0,
+            continuation_token=str(10**46 + r.seq),
+        )
+        for r in ready
+    )
+    reader = FragmentReader()
+    frags = reader.feed(docs) + reader.close()
+    assert [f.tags for f in frags] == [{"testTag_0": "v0", "ContactId": "c-1"}, {}]
+
+
+def test_timecode_going_backwards_rejects_only_that_fragment() -> None:
+    data = header() + fragment(10_000) + fragment(5_000) + fragment(11_000)
+    events = run(data)
+    errors = of(events, IngestError)
+    assert [(e.code, e.timecode, e.fatal) for e in errors] == [
+        ("FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS", 5_000, False)
+    ]
+    assert [r.timecode for r in of(events, FragmentReady)] == [10_000, 11_000]
+
+
+def test_frame_for_undeclared_track_is_rejected() -> None:
+    data = header() + fragment(0) + fragment(1000, tracks=(1, 3)) + fragment(2000)
+    events = run(data)
+    assert [e.code for e in of(events, IngestError)] == ["TRACK_NUMBER_MISMATCH"]
+    assert [r.timecode for r in of(events, FragmentReady)] == [0, 2000]
+
+
+def test_more_than_three_tracks_is_fatal() -> None:
+    tracks = [w.TrackSpec(n, f"t{n}", "A_PCM/INT/LIT") for n in range(1, 5)]
+    events = run(header(tracks) + fragment(0))
+    assert [(e.code, e.fatal) for e in of(events, IngestError)] == [
+        ("MORE_THAN_ALLOWED_TRACKS_FOUND", True)
+    ]
+    assert of(events, FragmentReady) == []
+
+
+def test_fragment_too_long_and_too_large() -> None:
+    long = header() + fragment(0, frames=600)  # 12 s of frames
+    assert [e.code for e in of(run(long), IngestError)] == ["MAX_FRAGMENT_DURATION_REACHED"]
+    limits = IngestLimits(max_fragment_bytes=20_000)
+    big = header() + fragment(0, frames=100)
+    codes = [e.code for e in of(run(big, limits=limits), IngestError)]
+    assert codes and codes[0] in ("MAX_FRAGMENT_SIZE_REACHED", "INVALID_MKV_DATA")
+
+
+def test_metadata_limits() -> None:
+    too_many = b"".join(w.tags([(f"k{i}", "v")], size_width=8) for i in range(11))
+    data = header() + fragment(0) + too_many + fragment(1000)
+    events = run(data)
+    assert [e.code for e in of(events, IngestError)] == ["FRAGMENT_METADATA_LIMIT_REACHED"]
+    assert [r.timecode for r in of(events, FragmentReady)] == [0]
+
+
+def test_invalid_mkv_is_fatal_and_keeps_earlier_fragments() -> None:
+    good = header() + fragment(0) + fragment(1000)
+    events = run(good + b"\x00\x00garbage")
+    errors = of(events, IngestError)
+    assert len(errors) == 1 and errors[0].code == "INVALID_MKV_DATA" and errors[0].fatal
+    assert "byte offset" in errors[0].message
+    # fragment 1 completed before the garbage; fragment 2's trailer never ended cleanly
+    assert [r.timecode for r in of(events, FragmentReady)] == [0]
+
+
+def test_two_segments_in_one_body_are_invalid() -> None:
+    data = header() + fragment(0) + header() + fragment(1000)
+    codes = [e.code for e in of(run(data), IngestError)]
+    assert codes == ["INVALID_MKV_DATA"]
+
+
+def test_acks_echo_the_raw_cluster_timecode() -> None:
+    events = run(header() + fragment(1234) + fragment(2234))
+    assert [e.timecode for e in of(events, FragmentOpened)] == [1234, 2234]
+    assert [e.timecode for e in of(events, FragmentReceived)] == [1234, 2234]
+
+
+def test_unknown_size_clusters_end_at_the_next_tags() -> None:
+    def live_cluster(tc: int) -> bytes:
+        blocks = [w.simple_block(1, i * 20, b"\x01\x02" * 160) for i in range(10)]
+        return w.cluster(tc, blocks, unknown_size=True)
+
+    tags = w.tags([("ContactId", "x")], size_width=8)
+    data = header(TRACKS[:1]) + live_cluster(0) + tags + live_cluster(1000)
+    ready = of(run(data, chunk=300), FragmentReady)
+    assert len(ready) == 2
+    assert ready[0].trailer == tags
+    assert ready[0].cluster == live_cluster(0)
+    assert ready[0].cluster[:5] == bytes.fromhex("1F43B675FF")
+    assert ID.Cluster == 0x1F43B675
