@@ -25,6 +25,8 @@ __all__ = ["AudioExtractor", "AudioFormat", "Selection", "audio_format", "resolv
 FROM_CUSTOMER = "AUDIO_FROM_CUSTOMER"
 TO_CUSTOMER = "AUDIO_TO_CUSTOMER"
 LEGACY_FROM_CUSTOMER = "Track_audio/L16"
+MAX_GAP_MS = 3_600_000.0
+"""A timestamp jump beyond this is treated as corrupt input rather than filled with silence."""
 
 
 class Selection(Enum):
@@ -135,9 +137,9 @@ class AudioExtractor:
         if self.rate is None:
             self.rate = rate
             if self.selection is Selection.ALL:
-                self._stereo = StereoAssembler(rate, origin_ns=self._origin)
+                self._stereo = StereoAssembler(rate, origin_ns=self._origin, max_gap_ms=MAX_GAP_MS)
             else:
-                self._mono = TrackTimeline(rate, origin_ns=self._origin)
+                self._mono = TrackTimeline(rate, origin_ns=self._origin, max_gap_ms=MAX_GAP_MS)
         elif rate != self.rate:
             raise ValueError(f"sample rate changed from {self.rate} to {rate} Hz mid-stream")
 
