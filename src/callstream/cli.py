@@ -324,7 +324,9 @@ def cmd_put_media(args: argparse.Namespace) -> int:
     tags = _parse_tags(args.tag)
     sources = [x for x in (args.wav, args.mkv, args.from_customer) if x]
     if len(sources) != 1 or (args.to_customer and not args.from_customer):
-        raise CliError("give one source: --wav FILE, --mkv FILE, or --from-customer WAV [--to-customer WAV]")
+        raise CliError(
+            "give one source: --wav FILE, --mkv FILE, or --from-customer WAV [--to-customer WAV]"
+        )
     return run_put_media(args, tags)
 
 
@@ -400,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result: int = args.func(args)
-        return result
+        return int(args.func(args))
     except CliError as err:
         print(f"callstream {args.command}: {err}", file=sys.stderr)
     except KeyboardInterrupt:

@@ -65,7 +65,9 @@ def test_each_cluster_is_a_fragment_cut_byte_exact(chunk: int | None) -> None:
     events = run(data, chunk=chunk)
     ready = of(events, FragmentReady)
     assert [r.cluster for r in ready] == clusters
-    assert [r.producer_timestamp_ms for r in ready] == [1_700_000_000_000 + 1000 * i for i in range(3)]
+    assert [r.producer_timestamp_ms for r in ready] == [
+        1_700_000_000_000 + 1000 * i for i in range(3)
+    ]
     assert [r.duration_ms for r in ready] == [980, 980, 980]
     # live bytes add up to the clusters, in order, per fragment
     for r in ready:

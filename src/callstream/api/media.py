@@ -22,7 +22,7 @@ from callstream.api.app import Handler, ServerState, log, read_json
 from callstream.api.errors import KvsError
 from callstream.mkv.kvs import render_fragment
 from callstream.mkv.writer import segment_start, tags
-from callstream.store.base import FragmentData, FragmentRecord, StreamRecord
+from callstream.store.base import FragmentData, FragmentNotFound, FragmentRecord, StreamRecord
 from callstream.store.ingest import (
     ClusterBytes,
     FragmentOpened,
@@ -162,8 +162,8 @@ class _PutMedia:
                 if frag_or_none is not None:
                     frag_or_none.dropped = True
                     touched = True
-                number = frag_or_none.number if frag_or_none else None
-                await self.acks.put(Ack.error(ev.code, ev.timecode, number))
+                failed = frag_or_none.number if frag_or_none else None
+                await self.acks.put(Ack.error(ev.code, ev.timecode, failed))
                 if ev.fatal:
                     if touched:
                         await hub.notify(arn)
@@ -331,9 +331,12 @@ async def serve_fragments(
             for rec in records:
                 if live_next is not None and rec.fragment_number >= live_next.number:
                     break
-                data = await state.run(state.backend.read_fragment, stream, rec.fragment_number)
-                yield _document(rec, data, end_tags=True)
                 last = rec.fragment_number
+                try:
+                    data = await state.run(state.backend.read_fragment, stream, last)
+                except FragmentNotFound:  # expired between listing and reading
+                    continue
+                yield _document(rec, data, end_tags=True)
             continue
         if live_next is not None:
             async for piece in _follow(live, live_next, idle):
@@ -390,11 +393,9 @@ async def _start_point(
         open_now = [f for f in pending if not f.complete]
         if open_now:
             return None, open_now[0].number
-        newest: list[FragmentRecord] = await state.run(backend.fragments, stream)
-        latest = max(
-            [r.fragment_number for r in newest] + [f.number for f in pending], default=None
-        )
-        return latest, None
+        newest: FragmentRecord | None = await state.run(backend.last_fragment, stream)
+        numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
+        return max(numbers, default=None), None
     if kind == "FRAGMENT_NUMBER":
         number = selector.get("AfterFragmentNumber")
         if not isinstance(number, str) or not number.isdigit():
@@ -407,32 +408,32 @@ async def _start_point(
         return token, None
     if kind in ("PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"):
         ts = parse_timestamp(selector.get("StartTimestamp"), "StartTimestamp")
+        field = "producer_timestamp_ms" if kind == "PRODUCER_TIMESTAMP" else "server_timestamp_ms"
         by = "producer" if kind == "PRODUCER_TIMESTAMP" else "server"
-        records = await state.run(backend.fragments, stream)
-        key = (
-            (lambda r: r.producer_timestamp_ms)
-            if by == "producer"
-            else (lambda r: r.server_timestamp_ms)
+
+        def key(item: FragmentRecord | LiveFragment) -> int:
+            value: int = getattr(item, field)
+            return value
+
+        window = 60_000  # longer than any fragment PutMedia accepts
+        records: list[FragmentRecord] = await state.run(
+            backend.fragments, stream, start_ms=ts - window, end_ms=ts, by=by
         )
-        containing = [r for r in records if key(r) <= ts <= key(r) + r.duration_ms]
+        containing = [r for r in records if key(r) + r.duration_ms >= ts]
         if containing:
             return None, containing[-1].fragment_number
-        later = [r for r in records if key(r) >= ts]
-        if later:
-            return None, min(later, key=key).fragment_number
-        pending = state.hub.after(stream.arn, None)
-        stamp = (
-            (lambda f: f.producer_timestamp_ms)
-            if by == "producer"
-            else (lambda f: f.server_timestamp_ms)
+        later: list[FragmentRecord] = await state.run(
+            backend.fragments, stream, start_ms=ts, by=by, limit=1
         )
-        live_later = [f for f in pending if stamp(f) >= ts]
+        if later:
+            return None, later[0].fragment_number
+        pending = state.hub.after(stream.arn, None)
+        live_later = [f for f in pending if key(f) >= ts]
         if live_later:
             return None, live_later[0].number
-        latest = max(
-            [r.fragment_number for r in records] + [f.number for f in pending], default=None
-        )
-        return latest, None
+        newest = await state.run(backend.last_fragment, stream)
+        numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
+        return max(numbers, default=None), None
     raise KvsError("InvalidArgumentException", f"Invalid StartSelectorType {kind!r}.")
 
 

@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -38,7 +39,8 @@ async def _start(state: ServerState, host: str, port: int) -> tuple[web.AppRunne
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+    server: Any = site._server
+    sockets = server.sockets if server is not None else []
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, int(bound)
 
@@ -58,7 +60,9 @@ def serve(
 
     async def main() -> None:
         runner, bound = await _start(state, host, port)
-        print(f"callstream serving KVS APIs on http://{host}:{bound} (data: {data_dir})", flush=True)
+        print(
+            f"callstream serving KVS APIs on http://{host}:{bound} (data: {data_dir})", flush=True
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

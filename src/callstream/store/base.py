@@ -28,6 +28,12 @@ class StreamNotFound(StoreError):
     code = "ResourceNotFoundException"
 
 
+class FragmentNotFound(StoreError):
+    """No fragment with that number (never stored, or already expired)."""
+
+    code = "ResourceNotFoundException"
+
+
 class StreamInUse(StoreError):
     code = "ResourceInUseException"
 
@@ -112,7 +118,9 @@ class Backend(Protocol):
         """Raise :class:`StreamNotFound` when absent."""
         ...
 
-    def list_streams(self, *, prefix: str | None, after_name: str | None, limit: int) -> list[StreamRecord]:
+    def list_streams(
+        self, *, prefix: str | None, after_name: str | None, limit: int
+    ) -> list[StreamRecord]:
         """Streams ordered by name, names > ``after_name``."""
         ...
 
@@ -136,8 +144,12 @@ class Backend(Protocol):
         duration_ms: int,
         cluster_timecode: int,
         fragment_number: str,
+        size: int | None = None,
     ) -> FragmentRecord:
-        """Store durably (fsync) and index; returns only when the fragment is persisted."""
+        """Store durably (fsync) and index; returns only when the fragment is persisted.
+
+        ``size`` is the FragmentSizeInBytes to report; by default the sum of the four
+        :class:`FragmentData` parts."""
         ...
 
     def fragments(
@@ -153,8 +165,13 @@ class Backend(Protocol):
         """Index entries in fragment-number order (``after_number`` exclusive, times inclusive)."""
         ...
 
+    def last_fragment(self, stream: StreamRecord) -> FragmentRecord | None:
+        """The newest fragment (highest fragment number), or None when there is none."""
+        ...
+
     def read_fragment(self, stream: StreamRecord, fragment_number: str) -> FragmentData:
-        """Decrypt and verify; raises :class:`IntegrityError` on tampering."""
+        """Decrypt and verify; raises :class:`IntegrityError` on tampering and
+        :class:`FragmentNotFound` when there is no such fragment."""
         ...
 
     def next_sequence(self, stream: StreamRecord) -> int:
@@ -166,4 +183,3 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
-
