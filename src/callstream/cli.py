@@ -9,6 +9,7 @@ on stderr and exits non-zero, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -141,13 +142,54 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # --- get-audio --------------------------------------------------------------------------------
 
 
-def _aws_clients_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
-    if args.endpoint_url:
-        kw["endpoint_url"] = args.endpoint_url
-    if args.region:
-        kw["region_name"] = args.region
-    return kw
+def _use_local_credentials_if_none(args: argparse.Namespace) -> None:
+    """Against a local endpoint with no AWS credentials configured, sign with the
+    development key pair ``callstream serve`` accepts by default."""
+    import botocore.session
+
+    if args.endpoint_url and botocore.session.get_session().get_credentials() is None:
+        from callstream.api.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
+
+        os.environ["AWS_ACCESS_KEY_ID"] = DEFAULT_ACCESS_KEY_ID
+        os.environ["AWS_SECRET_ACCESS_KEY"] = DEFAULT_SECRET_ACCESS_KEY
+
+
+def _stream_ids(stream: str) -> tuple[str | None, str | None]:
+    """(name, ARN) from a ``--stream`` value that may be either."""
+    return (None, stream) if stream.startswith("arn:") else (stream, None)
+
+
+def _region(args: argparse.Namespace) -> str | None:
+    import botocore.session
+
+    region: str | None = args.region or botocore.session.get_session().get_config_variable("region")
+    if region is None and args.endpoint_url:
+        region = "us-east-1"
+    return region
+
+
+def _fragments_from_stream(args: argparse.Namespace) -> Iterator[Any]:
+    from callstream.client.getmedia import StartSelector, get_media
+
+    _use_local_credentials_if_none(args)
+    if args.start_fragment is not None:
+        start = StartSelector.from_fragment(args.start_fragment)
+    elif args.start_timestamp is not None:
+        start = StartSelector.producer_timestamp(args.start_timestamp)
+    elif args.start == "now":
+        start = StartSelector.now()
+    else:
+        start = StartSelector.earliest()
+    name, arn = _stream_ids(args.stream)
+    return get_media(
+        stream_name=name,
+        stream_arn=arn,
+        start=start,
+        endpoint_url=args.endpoint_url,
+        region=_region(args),
+        stop_at_ms=args.stop_timestamp,
+        chunk_size=CHUNK,
+    )
 
 
 def _fragments_from_file(path: str) -> Iterator[Any]:
@@ -161,15 +203,26 @@ def _fragments_from_file(path: str) -> Iterator[Any]:
             source.close()
 
 
-def _stop_reason(fragment: Any, contact_id: str | None, stop_ms: int | None) -> str | None:
-    if contact_id is not None:
-        seen = fragment.tags.get("ContactId")
-        if seen is not None and seen != contact_id:
-            return f"stream moved to contact {seen}"
-    ts = fragment.producer_timestamp_ms
-    if stop_ms is not None and ts is not None and ts >= stop_ms:
-        return "stop timestamp reached"
-    return None
+class _ContactWindow:
+    """``--contact-id``: skip fragments of earlier contacts on a pooled stream, take the
+    contact's fragments (tagless ones belong to the run they sit in), stop when the
+    stream moves on to another contact."""
+
+    def __init__(self, contact_id: str | None) -> None:
+        self.contact_id = contact_id
+        self.seen = contact_id is None
+
+    def judge(self, fragment: Any) -> str:
+        """``"skip"``, ``"take"`` or ``"stop"``."""
+        if self.contact_id is None:
+            return "take"
+        tagged = fragment.tags.get("ContactId")
+        if tagged is None:
+            return "take" if self.seen else "skip"
+        if tagged == self.contact_id:
+            self.seen = True
+            return "take"
+        return "stop" if self.seen else "skip"
 
 
 def _parse_time(value: str) -> int:
@@ -225,16 +278,7 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
         fragments: Iterator[Any] = _fragments_from_file(args.input)
         keep = _start_filter(args)
     else:
-        from callstream.client.getmedia import fragments_from_stream
-
-        fragments = fragments_from_stream(
-            args.stream,
-            start_fragment=args.start_fragment,
-            start_timestamp_ms=args.start_timestamp,
-            start=args.start,
-            client_kwargs=_aws_clients_kwargs(args),
-            contact_id=args.contact_id,
-        )
+        fragments = _fragments_from_stream(args)
 
         def keep(fragment: Any) -> bool:
             return True
@@ -253,13 +297,19 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
             writer.write(pcm)
             samples += len(pcm) // (2 * extractor.channels if extractor else 2)
 
+    window = _ContactWindow(args.contact_id)
     try:
         for fragment in fragments:
             if not keep(fragment):
                 continue
-            reason = _stop_reason(fragment, args.contact_id, args.stop_timestamp)
-            if reason:
-                progress.update(reason, force=True)
+            verdict = window.judge(fragment)
+            if verdict == "skip":
+                continue
+            if verdict == "stop":
+                progress.update("the stream moved on to another contact", force=True)
+                break
+            ts = fragment.producer_timestamp_ms
+            if args.stop_timestamp is not None and ts is not None and ts >= args.stop_timestamp:
                 break
             if extractor is None:
                 if not fragment.frames:
@@ -318,19 +368,158 @@ def _parse_tags(values: list[str]) -> dict[str, str]:
     return tags
 
 
+def _timecode_type_of(path: str) -> str:
+    """ABSOLUTE when the file's first Cluster carries an epoch timecode, else RELATIVE."""
+    from callstream.mkv import FragmentReader
+
+    reader = FragmentReader()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            for fragment in reader.feed(chunk):
+                tc = (fragment.cluster_timecode or 0) * fragment.timecode_scale_ns // 1_000_000
+                return "ABSOLUTE" if tc > 978_307_200_000 else "RELATIVE"  # after 2001
+    return "RELATIVE"
+
+
+def _producer_for(
+    args: argparse.Namespace, tags: dict[str, str], start_ms: int
+) -> tuple[Any, dict[str | int, bytes]]:
+    """The Connect- or Chime-shaped producer and its audio, from the audio options."""
+    import uuid
+
+    from callstream.client import producer as prod
+
+    audio: dict[str | int, bytes] = {}
+    try:
+        if args.shape == "chime":
+            if args.to_customer:
+                raise CliError("--shape chime streams one leg: give --wav or --from-customer")
+            audio.update(prod.read_chime_audio(args.wav or args.from_customer))
+            producer = prod.chime_producer(
+                transaction_id=tags.pop("TransactionId", str(uuid.uuid4())),
+                voice_connector_id=tags.pop("VoiceConnectorId", "callstream"),
+                call_id=tags.pop("CallId", str(uuid.uuid4())),
+                frame_ms=args.frame_ms,
+                extra_tags=tags,
+                producer_start_ms=start_ms,
+            )
+        else:
+            audio.update(prod.read_connect_audio(args.wav or args.from_customer, args.to_customer))
+            producer = prod.connect_producer(
+                contact_id=tags.pop("ContactId", str(uuid.uuid4())),
+                instance_id=tags.pop("InstanceId", str(uuid.uuid4())),
+                frame_ms=args.frame_ms,
+                extra_tags=tags,
+                producer_start_ms=start_ms,
+                codec=args.codec,
+                swap_tracks=args.swap_tracks,
+            )
+    except (OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    return producer, audio
+
+
+def _check_audio_source(args: argparse.Namespace, *, mkv: bool) -> None:
+    sources = [x for x in (args.wav, getattr(args, "mkv", None), args.from_customer) if x]
+    if len(sources) != 1 or (args.to_customer and not args.from_customer):
+        also = ", --mkv FILE" if mkv else ""
+        raise CliError(
+            f"give one source: --wav FILE{also} or --from-customer WAV [--to-customer WAV]"
+        )
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from callstream.client import producer as prod
+
+    _check_audio_source(args, mkv=False)
+    start_ms = args.start_timestamp or int(time.time() * 1000)
+    producer, audio = _producer_for(args, _parse_tags(args.tag), start_ms)
+    chunks = prod.produce(producer, audio, start_ms=start_ms, fragment_ms=args.fragment_ms)
+    with (
+        open(args.out, "wb")
+        if args.out != "-"
+        else contextlib.nullcontext(sys.stdout.buffer) as sink
+    ):
+        for chunk in chunks:
+            sink.write(chunk.data)
+    return 0
+
+
 def cmd_put_media(args: argparse.Namespace) -> int:
-    from callstream.client.cli_support import run_put_media
+    import asyncio
+
+    from callstream.client import producer as prod
+    from callstream.client.putmedia import put_media
 
     tags = _parse_tags(args.tag)
-    sources = [x for x in (args.wav, args.mkv, args.from_customer) if x]
-    if len(sources) != 1 or (args.to_customer and not args.from_customer):
-        raise CliError(
-            "give one source: --wav FILE, --mkv FILE, or --from-customer WAV [--to-customer WAV]"
+    _check_audio_source(args, mkv=True)
+    _use_local_credentials_if_none(args)
+    start_ms = args.start_timestamp or int(time.time() * 1000)
+    timecode_type = "ABSOLUTE"
+    body: Any
+    if args.mkv:
+        timecode_type = _timecode_type_of(args.mkv)
+        with open(args.mkv, "rb") as f:
+            data = f.read()
+        body = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+    else:
+        producer, audio = _producer_for(args, tags, start_ms)
+        chunks = prod.produce(producer, audio, start_ms=start_ms, fragment_ms=args.fragment_ms)
+        body = prod.pace(chunks, realtime=args.realtime)
+
+    def on_ack(ack: Any) -> None:
+        record = {
+            "EventType": str(ack.event_type),
+            "FragmentTimecode": ack.fragment_timecode,
+            "FragmentNumber": ack.fragment_number,
+        }
+        if ack.error_code:
+            record.update(ErrorCode=ack.error_code, ErrorId=ack.error_id)
+        print(json.dumps({k: v for k, v in record.items() if v is not None}), flush=True)
+
+    name, arn = _stream_ids(args.stream)
+    result = asyncio.run(
+        put_media(
+            args.endpoint_url,
+            body,
+            stream_name=name,
+            stream_arn=arn,
+            region=_region(args),
+            on_ack=on_ack,
+            timecode_type=timecode_type,  # type: ignore[arg-type]
+            producer_start_ms=start_ms,
         )
-    return run_put_media(args, tags)
+    )
+    if result.errors:
+        raise CliError(f"{len(result.errors)} fragment(s) rejected by the server")
+    return 0
 
 
 # --- argument parsing -------------------------------------------------------------------------
+
+
+def _audio_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wav", help="stereo (ch0 customer, ch1 agent) or mono WAV")
+    p.add_argument("--from-customer", help="WAV of what the customer says")
+    p.add_argument("--to-customer", help="WAV of what the customer hears")
+    p.add_argument("--shape", choices=["connect", "chime"], default="connect")
+    p.add_argument(
+        "--codec",
+        choices=["connect", "pcm"],
+        default="connect",
+        help="connect: A_AAC label over L16 as real Connect streams; pcm: A_PCM/INT/LIT",
+    )
+    p.add_argument("--swap-tracks", action="store_true", help="track 1 = AUDIO_TO_CUSTOMER")
+    p.add_argument("--fragment-ms", type=int, default=1000)
+    p.add_argument("--frame-ms", type=int, default=20)
+    p.add_argument("--start-timestamp", type=_parse_time, help="producer time of the first sample")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="persistent metadata, e.g. ContactId=..., InstanceId=..., CallId=...",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,17 +572,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", required=True, help="stream name or ARN")
     p.add_argument("--endpoint-url", help="KVS endpoint (default: AWS)")
     p.add_argument("--region")
-    p.add_argument("--wav", help="stereo (ch0 customer, ch1 agent) or mono WAV")
-    p.add_argument("--from-customer", help="WAV of what the customer says")
-    p.add_argument("--to-customer", help="WAV of what the customer hears")
     p.add_argument("--mkv", help="an MKV file to upload as is")
-    p.add_argument("--shape", choices=["connect", "chime"], default="connect")
     p.add_argument("--realtime", action="store_true", help="pace fragments in real time")
-    p.add_argument("--fragment-ms", type=int, default=1000)
-    p.add_argument("--frame-ms", type=int, default=20)
-    p.add_argument("--start-timestamp", type=_parse_time, help="producer time of the first sample")
-    p.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE")
+    _audio_options(p)
     p.set_defaults(func=cmd_put_media)
+
+    p = sub.add_parser("encode", help="write Connect- or Chime-shaped MKV from WAV audio")
+    p.add_argument("--out", required=True, help="output MKV path, - for stdout")
+    _audio_options(p)
+    p.set_defaults(func=cmd_encode)
     return parser
 
 

@@ -191,3 +191,18 @@ def test_unknown_size_clusters_end_at_the_next_tags() -> None:
     assert ready[0].cluster == live_cluster(0)
     assert ready[0].cluster[:5] == bytes.fromhex("1F43B675FF")
     assert ID.Cluster == 0x1F43B675
+
+
+def test_flush_after_a_pause_stores_the_fragment_and_carries_late_tags_forward() -> None:
+    session = IngestSession()
+    tags = w.tags([("ContactId", "c-2")], size_width=8)
+    events = session.feed(header() + fragment(0))
+    assert session.awaiting_trailer and of(events, FragmentReady) == []
+    flushed = session.flush()
+    assert [(r.timecode, r.trailer) for r in of(flushed, FragmentReady)] == [(0, b"")]
+    assert not session.awaiting_trailer
+    events = session.feed(tags + fragment(1000)) + session.close()
+    opened = of(events, FragmentOpened)
+    ready = of(events, FragmentReady)
+    assert opened[0].prefix.endswith(tags) and ready[0].header.endswith(tags)
+    assert ready[0].metadata == {"ContactId": "c-2"}

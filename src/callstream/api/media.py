@@ -38,6 +38,10 @@ from callstream.store.numbers import make_fragment_number
 __all__ = ["ROUTES", "parse_timestamp", "serve_fragments"]
 
 
+FLUSH_AFTER_S = 0.15
+"""Pause after a complete Cluster after which its fragment is stored without waiting."""
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -225,12 +229,18 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
         while ok:
             if reader is None:
                 reader = asyncio.create_task(request.content.readany())
+            # A complete Cluster waits for what follows it; if the producer pauses, store
+            # it now rather than at the next Cluster (PERSISTED latency).
+            wait = FLUSH_AFTER_S if session.awaiting_trailer else cfg.putmedia_idle_ack_s
             done, _ = await asyncio.wait(
-                {reader, superseded}, timeout=cfg.putmedia_idle_ack_s, return_when="FIRST_COMPLETED"
+                {reader, superseded}, timeout=wait, return_when="FIRST_COMPLETED"
             )
             if superseded in done:
                 break
             if reader not in done:
+                if session.awaiting_trailer:
+                    ok = await conn.handle(session.flush())
+                    continue
                 if time.monotonic() - idle_since > cfg.putmedia_idle_close_s:
                     break
                 await conn.acks.put(Ack.idle())

@@ -120,6 +120,7 @@ class _Cluster:
     error: IngestError | None = None
     opened: bool = False
     metadata: list[tuple[str, str]] = field(default_factory=list)
+    carry: bytes = b""  # elements that arrived after the previous fragment was flushed
 
 
 class IngestSession:
@@ -158,6 +159,7 @@ class IngestSession:
         self._pending_metadata: list[tuple[str, str]] = []
         self._last_ns = last_timestamp_ns
         self._failed = False
+        self._carry_start: int | None = None  # set by flush(): start of the next prefix
 
     # --- input ----------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[IngestEvent]:
@@ -178,6 +180,22 @@ class IngestSession:
             return out
         out.extend(self._finish_done(self._reader.offset))
         return out
+
+    def flush(self) -> list[IngestEvent]:
+        """The producer paused after a complete Cluster: store that fragment now with the
+        trailer received so far. Elements that arrive later, before the next Cluster, are
+        served in front of that Cluster instead of after this one."""
+        if self._failed or self._done is None:
+            return []
+        end = self._reader.offset
+        out = self._finish_done(end)
+        self._carry_start = end
+        return out
+
+    @property
+    def awaiting_trailer(self) -> bool:
+        """A complete Cluster is waiting for what follows it (see :meth:`flush`)."""
+        return self._done is not None and not self._failed
 
     @property
     def last_timestamp_ns(self) -> int | None:
@@ -237,6 +255,8 @@ class IngestSession:
                 keep = min(keep, c.start)
         if self._header is None:
             keep = min(keep, self._ebml[0] if self._ebml else 0)
+        if self._carry_start is not None:
+            keep = min(keep, self._carry_start)
         drop = keep - self._raw_base
         if drop > 65536:
             del self._raw[:drop]
@@ -262,6 +282,9 @@ class IngestSession:
             out.extend(self._finish_done(ev.offset))
             self._seq += 1
             self._cluster = _Cluster(self._seq, ev.offset, sent=ev.offset)
+            if self._carry_start is not None:
+                self._cluster.carry = self._slice(self._carry_start, ev.offset)
+                self._carry_start = None
             self._cluster.metadata = self._pending_metadata
             self._pending_metadata = []
         elif eid == ID.Tags and self._depth == 2:
@@ -333,7 +356,7 @@ class IngestSession:
         ):
             self._reject(c, "FRAGMENT_METADATA_LIMIT_REACHED", "fragment metadata over limits", out)
             return
-        prefix = (self._lead if c.seq == 1 else b"") + (self._header or b"")
+        prefix = self._prefix(c)
         out.append(FragmentOpened(c.seq, timecode, producer_ms, self._ebml_header, prefix))
 
     def _block(self, block: Block, out: list[IngestEvent]) -> None:
@@ -376,6 +399,9 @@ class IngestSession:
         c.error = IngestError(code, message, c.timecode, c.seq)
         out.append(c.error)
 
+    def _prefix(self, c: _Cluster) -> bytes:
+        return (self._lead if c.seq == 1 else b"") + (self._header or b"") + c.carry
+
     def _finish_done(self, end: int) -> list[IngestEvent]:
         """The complete Cluster's trailer ends at ``end``: emit it for storage."""
         c = self._done
@@ -397,7 +423,7 @@ class IngestSession:
                 producer_timestamp_ms=producer_ms,
                 duration_ms=(last - first) // 1_000_000,
                 ebml_header=self._ebml_header,
-                header=(self._lead if c.seq == 1 else b"") + (self._header or b""),
+                header=self._prefix(c),
                 cluster=self._slice(c.start, c.end),
                 trailer=self._slice(c.end, end),
                 metadata=dict(c.metadata),
