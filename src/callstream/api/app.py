@@ -78,6 +78,13 @@ class ServerState:
         return record
 
 
+REQUEST_ID = web.RequestKey("callstream.request_id", str)
+VERIFIED_BODY = web.RequestKey("callstream.body", bytes)
+BODY_SHA256 = web.RequestKey("callstream.body_sha256", str)
+"""Body hash a streaming client declared in its signature (checked by the handler)."""
+STATE = web.AppKey("callstream.state", ServerState)
+
+
 def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
     """A rest-json success response."""
     return web.Response(
@@ -89,7 +96,7 @@ def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (the verified body when auth read it first)."""
-    raw: bytes = request.get("callstream.body") or await request.read()
+    raw: bytes = request.get(VERIFIED_BODY) or await request.read()
     if not raw.strip():
         return {}
     try:
@@ -125,7 +132,7 @@ def build_app(state: ServerState) -> web.Application:
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
-        request["callstream.request_id"] = request_id
+        request[REQUEST_ID] = request_id
         try:
             await _authenticate(request, state)
             response = await handler(request)
@@ -152,7 +159,7 @@ def build_app(state: ServerState) -> web.Application:
 
     app = web.Application(middlewares=[kvs_middleware], client_max_size=64 * 1024 * 1024)
     app.router.add_post("/{tail:.*}", dispatch)
-    app["state"] = state
+    app[STATE] = state
 
     async def reaper(app: web.Application) -> Any:
         task = asyncio.create_task(_reap_forever(state))
@@ -192,8 +199,9 @@ async def _authenticate(request: web.Request, state: ServerState) -> None:
         result = sigv4.verify_headers(
             request.method, raw_path, query, headers, credentials=creds.get
         )
-        request["callstream.body_sha256"] = result.body_sha256_expected
+        if result.body_sha256_expected:
+            request[BODY_SHA256] = result.body_sha256_expected
         return
     body = await request.read()
-    request["callstream.body"] = body
+    request[VERIFIED_BODY] = body
     sigv4.verify_request(request.method, raw_path, query, headers, body, credentials=creds.get)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
@@ -18,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from callstream.api.acks import Ack, EventType, serialize
-from callstream.api.app import Handler, ServerState, log, read_json
+from callstream.api.app import BODY_SHA256, REQUEST_ID, Handler, ServerState, log, read_json
 from callstream.api.errors import KvsError
 from callstream.mkv.kvs import render_fragment
 from callstream.mkv.writer import segment_start, tags
@@ -201,9 +202,24 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     elif timecode_type == "RELATIVE":
         start_ms = _now_ms()
 
+    read_next = request.content.readany
+    expected_sha256 = request.get(BODY_SHA256)
+    if expected_sha256:  # the client signed a concrete body hash: check it before ingesting
+        body = await request.read()
+        if hashlib.sha256(body).hexdigest() != expected_sha256.lower():
+            raise KvsError(
+                "InvalidSignatureException",
+                "The request body does not match the x-amz-content-sha256 it was signed with.",
+            )
+        pieces = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+        pieces.reverse()
+
+        async def read_next() -> bytes:
+            return pieces.pop() if pieces else b""
+
     response = web.StreamResponse(status=200)
     response.content_type = "application/json"
-    response.headers["x-amzn-RequestId"] = request["callstream.request_id"]
+    response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
     response.enable_chunked_encoding()
     await response.prepare(request)
 
@@ -228,7 +244,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
         ok = True
         while ok:
             if reader is None:
-                reader = asyncio.create_task(request.content.readany())
+                reader = asyncio.create_task(read_next())
             # A complete Cluster waits for what follows it; if the producer pauses, store
             # it now rather than at the next Cluster (PERSISTED latency).
             wait = FLUSH_AFTER_S if session.awaiting_trailer else cfg.putmedia_idle_ack_s
@@ -465,7 +481,7 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
     try:
         response = web.StreamResponse(status=200)
         response.content_type = "video/webm"
-        response.headers["x-amzn-RequestId"] = request["callstream.request_id"]
+        response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
         response.enable_chunked_encoding()
         await response.prepare(request)
         async for piece in serve_fragments(state, stream, after=after, at_least=at_least):

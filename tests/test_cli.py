@@ -1,0 +1,266 @@
+"""The ``callstream`` command line, end to end: real processes, a real server, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+
+from callstream.api.app import ServerConfig
+from callstream.api.server import ServerThread
+from callstream.media.wav import read_wav, write_wav
+
+KEY, SECRET = "AKIDCLITEST", "cli-secret"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def cli(
+    *args: str, stdin: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID=KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "callstream.cli", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"callstream {args[0]} failed: {proc.stderr.decode()}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    config = ServerConfig(credentials={KEY: SECRET}, live_idle_timeout_s=0.5)
+    with ServerThread(tmp_path_factory.mktemp("store"), config=config) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def kv(server: ServerThread):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "kinesisvideo",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+    )
+
+
+@pytest.fixture()
+def call_wav(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    rng = np.random.default_rng(7)
+    samples = rng.integers(-8000, 8000, size=(8000 * 5 + 77, 2)).astype(np.int16)
+    path = tmp_path / "call.wav"
+    write_wav(path, samples, 8000)
+    return path, samples
+
+
+def test_put_media_then_get_audio_from_a_fragment_is_sample_exact(
+    server: ServerThread,
+    kv,
+    call_wav,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    wav, samples = call_wav
+    kv.create_stream(StreamName="cli-a", DataRetentionInHours=1)
+    out = cli("put-media", "--stream", "cli-a", "--endpoint-url", server.url, "--wav", str(wav))
+    acks = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    buffering = [a for a in acks if a["EventType"] == "BUFFERING"]
+    persisted = [a for a in acks if a["EventType"] == "PERSISTED"]
+    assert len(buffering) == len(persisted) == 6  # 5.01 s in 1 s fragments
+    # from fragment N on: exactly the audio sent from that fragment's first sample
+    third = buffering[2]["FragmentNumber"]
+    part = tmp_path / "part.wav"
+    cli(
+        "get-audio",
+        "--stream",
+        "cli-a",
+        "--endpoint-url",
+        server.url,
+        "--start-fragment",
+        third,
+        "--track",
+        "all",
+        "--out",
+        str(part),
+    )
+    got = read_wav(part)
+    assert got.channels == 2 and got.rate == 8000
+    np.testing.assert_array_equal(got.samples, samples[16000:])
+    # each mono track alone
+    for track, channel in (("AUDIO_FROM_CUSTOMER", 0), ("AUDIO_TO_CUSTOMER", 1)):
+        mono = tmp_path / f"{track}.wav"
+        cli(
+            "get-audio",
+            "--stream",
+            "cli-a",
+            "--endpoint-url",
+            server.url,
+            "--start",
+            "earliest",
+            "--track",
+            track,
+            "--out",
+            str(mono),
+        )
+        np.testing.assert_array_equal(read_wav(mono).samples[:, 0], samples[:, channel])
+
+
+def test_get_audio_contact_window_on_a_pooled_stream(
+    server: ServerThread,
+    kv,
+    call_wav,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    wav, samples = call_wav
+    kv.create_stream(StreamName="cli-pool", DataRetentionInHours=1)
+    start = time.time()
+    for n, contact in enumerate(("contact-1", "contact-2")):
+        cli(
+            "put-media",
+            "--stream",
+            "cli-pool",
+            "--endpoint-url",
+            server.url,
+            "--wav",
+            str(wav),
+            "--tag",
+            f"ContactId={contact}",
+            "--start-timestamp",
+            str(start + 10 * n),
+        )
+    for contact in ("contact-1", "contact-2"):
+        out = tmp_path / f"{contact}.wav"
+        cli(
+            "get-audio",
+            "--stream",
+            "cli-pool",
+            "--endpoint-url",
+            server.url,
+            "--contact-id",
+            contact,
+            "--out",
+            str(out),
+        )
+        np.testing.assert_array_equal(read_wav(out).samples, samples)
+
+
+@pytest.mark.parametrize("shape_args", [[], ["--swap-tracks"], ["--codec", "pcm"]])
+def test_encode_inspect_get_audio_round_trip_is_bit_exact(
+    call_wav,
+    tmp_path: Path,
+    shape_args: list[str],  # type: ignore[no-untyped-def]
+) -> None:
+    wav, samples = call_wav
+    mkv = tmp_path / "call.mkv"
+    cli("encode", "--wav", str(wav), "--out", str(mkv), "--tag", "ContactId=c-9", *shape_args)
+    lines = cli("inspect", str(mkv)).stdout.decode().splitlines()
+    fragments = [json.loads(line) for line in lines]
+    assert len(fragments) == 6
+    assert all(f["tags"]["ContactId"] == "c-9" for f in fragments)
+    names = {t["number"]: t["name"] for t in fragments[0]["tracks"]}
+    expected = (
+        {1: "AUDIO_TO_CUSTOMER", 2: "AUDIO_FROM_CUSTOMER"}
+        if shape_args == ["--swap-tracks"]
+        else {1: "AUDIO_FROM_CUSTOMER", 2: "AUDIO_TO_CUSTOMER"}
+    )
+    assert names == expected
+    assert fragments[0]["frames_per_track"] == {"1": 50, "2": 50}
+    back = tmp_path / "back.wav"
+    cli("get-audio", "--input", str(mkv), "--out", str(back))
+    np.testing.assert_array_equal(read_wav(back).samples, samples)
+    # also through a pipe, raw PCM
+    raw = cli(
+        "get-audio",
+        "--input",
+        "-",
+        "--format",
+        "raw",
+        "--track",
+        "AUDIO_TO_CUSTOMER",
+        stdin=mkv.read_bytes(),
+    ).stdout
+    np.testing.assert_array_equal(np.frombuffer(raw, "<i2"), samples[:, 1])
+
+
+def test_chime_shape_round_trip(tmp_path: Path) -> None:
+    mono = np.arange(-4000, 4000, 3, dtype=np.int16)
+    wav = tmp_path / "leg.wav"
+    write_wav(wav, mono, 8000)
+    mkv = tmp_path / "leg.mkv"
+    cli(
+        "encode",
+        "--shape",
+        "chime",
+        "--wav",
+        str(wav),
+        "--out",
+        str(mkv),
+        "--tag",
+        "TransactionId=t-1",
+        "--tag",
+        "CallId=call-1",
+    )
+    first = json.loads(cli("inspect", str(mkv)).stdout.decode().splitlines()[0])
+    assert first["tags"]["TransactionId"] == "t-1" and first["tags"]["CallId"] == "call-1"
+    assert len(first["tracks"]) == 1
+    back = tmp_path / "back.wav"
+    cli("get-audio", "--input", str(mkv), "--out", str(back))  # auto: mono for one leg
+    got = read_wav(back)
+    assert got.channels == 1
+    np.testing.assert_array_equal(got.samples[:, 0], mono)
+
+
+def test_inspect_frames_and_capture(tmp_path: Path) -> None:
+    capture = SHARED / "testdata" / "kvs" / "output_get_media.mkv"
+    if not capture.exists():
+        pytest.skip(f"shared test data not found at {capture}")
+    lines = cli("inspect", "--frames", str(capture)).stdout.decode().splitlines()
+    fragments = [json.loads(line) for line in lines]
+    assert [f["fragment_number"][-6:] for f in fragments][:1] == ["169392"]
+    assert len(fragments) == 5 and all(len(f["frames"]) == 60 for f in fragments)
+    assert fragments[0]["server_timestamp"] == 1511852109.126
+    assert fragments[0]["millis_behind_now"] == 15858
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "expect"),
+    [
+        (["inspect", "-"], b"\x1aE\xdf\xa3\x88garbage", "byte offset"),
+        (["inspect", "/nonexistent.mkv"], None, "cannot open"),
+        (["get-audio", "--input", "-", "--format", "raw"], b"", "no audio"),
+        (["get-audio", "--format", "raw"], None, "exactly one source"),
+        (
+            ["put-media", "--stream", "s", "--endpoint-url", "http://127.0.0.1:9"],
+            None,
+            "one source",
+        ),
+        (["encode", "--wav", "/nonexistent.wav", "--out", "-"], None, "nonexistent"),
+    ],
+)
+def test_bad_usage_and_input_give_one_line_and_no_traceback(
+    args: list[str], stdin: bytes | None, expect: str
+) -> None:
+    proc = cli(*args, stdin=stdin, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert expect in err
+    assert len(err.strip().splitlines()) == 1
