@@ -1,7 +1,570 @@
-"""Archived media (placeholder: being completed)."""
+"""Archived media of the ``kinesis-video-archived-media`` service (kvs-wire §3).
+
+* **ListFragments** — fragments whose *start* timestamp (producer or server) lies in an
+  inclusive range, in fragment-number order, ``MaxResults`` per page with an opaque
+  base64 ``NextToken``.
+* **GetMediaForFragmentList** — the same per-fragment MKV documents as GetMedia, without
+  the MILLIS_BEHIND_NOW / CONTINUATION_TOKEN end tags (``video/webm``, chunked).
+* **GetClip** — callstream's clips are **WAV files** (``audio/wav``, 16-bit PCM): the
+  audio of the fragments that start in the range (the first 200 fragments / 100 MB, like
+  KVS), decoded and laid on a true timeline (gaps become silence). Channels: Connect
+  streams give stereo (left ``AUDIO_FROM_CUSTOMER``, right ``AUDIO_TO_CUSTOMER``, found by
+  track name); other streams one channel per audio track in track-number order. Decoded:
+  ``A_PCM/INT/LIT`` / ``A_PCM/INT/BIG`` 16-bit, ``A_MS/ACM`` (WAVEFORMATEX PCM16, A-law,
+  µ-law) and Connect's ``A_AAC``-labelled L16 (by its ``MimeType`` tag or its ``11 90``
+  CodecPrivate signature). Video and real AAC streams get
+  UnsupportedStreamMediaTypeException (KVS's own clips are MP4 of H.264/H.265).
+* **GetHLSStreamingSessionURL / GetDASHStreamingSessionURL / GetImages** — not
+  supported: InvalidArgumentException (NoDataRetentionException on retention-0 streams,
+  as KVS answers first).
+
+Operations and their input rules are declared once, in :data:`OPERATIONS`.
+"""
 
 from __future__ import annotations
 
-from callstream.api.app import Handler
+import base64
+import binascii
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
 
-ROUTES: dict[str, Handler] = {}
+import numpy as np
+from aiohttp import web
+
+from callstream.api.app import REQUEST_ID, Handler, ServerState, json_response, log
+from callstream.api.control import STREAM_REF
+from callstream.api.errors import KvsError
+from callstream.api.media import _document, parse_timestamp
+from callstream.api.shapes import (
+    Body,
+    Enum,
+    Integer,
+    ListOf,
+    MapOf,
+    Operation,
+    String,
+    Structure,
+    Timestamp,
+    routes,
+)
+from callstream.media.extract import FROM_CUSTOMER, TO_CUSTOMER, AudioFormat, to_pcm16
+from callstream.media.pcm import parse_mime_type
+from callstream.media.resample import resample
+from callstream.media.tracks import TrackTimeline, ns_to_samples
+from callstream.media.wav import wav_bytes
+from callstream.mkv.ebml import MkvError
+from callstream.mkv.kvs import Fragment, FragmentReader, TrackInfo
+from callstream.store.base import FragmentData, FragmentRecord, StoreError, StreamRecord
+from callstream.store.numbers import is_valid_fragment_number, parse_fragment_number
+
+__all__ = [
+    "CLIP_CONTENT_TYPE",
+    "MAX_CLIP_BYTES",
+    "MAX_CLIP_FRAGMENTS",
+    "OPERATIONS",
+    "ROUTES",
+    "build_clip",
+]
+
+DEFAULT_LIST_FRAGMENTS = 100
+"""ListFragments page size when MaxResults is absent (the KVS default)."""
+MAX_CLIP_FRAGMENTS = 200
+"""A clip holds at most the first 200 fragments of the range (KVS limit)."""
+MAX_CLIP_BYTES = 100 * 1000 * 1000
+"""... and at most the first 100 MB of them."""
+MAX_CLIP_PCM_BYTES = 512 * 1024 * 1024
+"""Largest WAV payload a clip may expand to (long silences between sparse fragments)."""
+CLIP_CONTENT_TYPE = "audio/wav"
+_MS_LIMIT = 1 << 62
+CONNECT_CODEC_PRIVATE = bytes.fromhex("1190")
+"""Connect's CodecPrivate over raw 8 kHz L16 labelled A_AAC (kvs-wire §6.3)."""
+
+# --- shapes (botocore kinesis-video-archived-media 2017-09-30) --------------------------------
+SELECTOR_TYPE = Enum(("PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"))
+TIMESTAMP_RANGE = Structure(
+    {"StartTimestamp": Timestamp(), "EndTimestamp": Timestamp()},
+    frozenset({"StartTimestamp", "EndTimestamp"}),
+)
+FRAGMENT_SELECTOR = Structure(
+    {"FragmentSelectorType": SELECTOR_TYPE, "TimestampRange": TIMESTAMP_RANGE},
+    frozenset({"FragmentSelectorType", "TimestampRange"}),
+)
+NEXT_TOKEN = String(1, 4096, r"[a-zA-Z0-9+/]+={0,2}")
+FRAGMENT_NUMBER = String(1, 128, r"^[0-9]+$")
+PLAYBACK_MODE = Enum(("LIVE", "LIVE_REPLAY", "ON_DEMAND"))
+OPTIONAL_RANGE = Structure({"StartTimestamp": Timestamp(), "EndTimestamp": Timestamp()})
+OPTIONAL_SELECTOR = Structure(
+    {"FragmentSelectorType": SELECTOR_TYPE, "TimestampRange": OPTIONAL_RANGE}
+)
+EXPIRES = Integer(300, 43200)
+ALWAYS_NEVER = Enum(("ALWAYS", "NEVER"))
+
+
+# --- helpers --------------------------------------------------------------------------------
+def _seconds(ms: int) -> float:
+    return ms / 1000
+
+
+def _fragment_json(rec: FragmentRecord) -> dict[str, Any]:
+    return {
+        "FragmentNumber": rec.fragment_number,
+        "FragmentSizeInBytes": rec.size,
+        "ProducerTimestamp": _seconds(rec.producer_timestamp_ms),
+        "ServerTimestamp": _seconds(rec.server_timestamp_ms),
+        "FragmentLengthInMilliseconds": rec.duration_ms,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    by: str  # "producer" | "server"
+    start_ms: int
+    end_ms: int
+
+
+def _clamp(ms: int) -> int:
+    """Keep absurd timestamps inside the store's 64-bit integers."""
+    return max(-_MS_LIMIT, min(_MS_LIMIT, ms))
+
+
+def _range(selector: dict[str, Any]) -> _Range:
+    by = "producer" if selector["FragmentSelectorType"] == "PRODUCER_TIMESTAMP" else "server"
+    span = selector["TimestampRange"]
+    start = _clamp(parse_timestamp(span["StartTimestamp"], "StartTimestamp"))
+    end = _clamp(parse_timestamp(span["EndTimestamp"], "EndTimestamp"))
+    if end < start:
+        raise KvsError(
+            "InvalidArgumentException", "EndTimestamp must not be earlier than StartTimestamp."
+        )
+    return _Range(by, start, end)
+
+
+def _encode_token(stream: StreamRecord, after: str, rng: _Range | None) -> str:
+    payload: dict[str, Any] = {"arn": stream.arn, "after": after}
+    if rng is not None:
+        payload.update(by=rng.by, start=rng.start_ms, end=rng.end_ms)
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _decode_token(stream: StreamRecord, token: str) -> tuple[str, _Range | None]:
+    bad = KvsError("InvalidArgumentException", "NextToken is not valid for this request.")
+    try:
+        payload = json.loads(base64.b64decode(token, validate=True))
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not isinstance(payload, dict) or payload.get("arn") != stream.arn:
+        raise bad
+    after = payload.get("after")
+    if not is_valid_fragment_number(after):
+        raise bad
+    rng = None
+    if "by" in payload:
+        by, start, end = payload.get("by"), payload.get("start"), payload.get("end")
+        if (
+            by not in ("producer", "server")
+            or not isinstance(start, int)
+            or not isinstance(end, int)
+        ):
+            raise bad
+        rng = _Range(by, _clamp(start), _clamp(end))
+    return str(after), rng
+
+
+async def _retaining(state: ServerState, body: Body) -> StreamRecord:
+    """The stream, which must keep data (NoDataRetentionException otherwise)."""
+    stream = await state.stream(body)
+    if stream.data_retention_hours == 0:
+        raise KvsError(
+            "NoDataRetentionException",
+            f"Stream {stream.name} does not retain data (DataRetentionInHours is 0).",
+        )
+    return stream
+
+
+# --- ListFragments --------------------------------------------------------------------------
+async def list_fragments(
+    request: web.Request, state: ServerState, body: Body
+) -> web.StreamResponse:
+    """``POST /listFragments``."""
+    stream = await state.stream(body)
+    limit = int(body.get("MaxResults") or DEFAULT_LIST_FRAGMENTS)
+    after: str | None = None
+    rng: _Range | None = None
+    if body.get("NextToken"):
+        after, rng = _decode_token(stream, body["NextToken"])
+    elif body.get("FragmentSelector") is not None:
+        rng = _range(body["FragmentSelector"])
+    records: list[FragmentRecord] = await state.run(
+        state.backend.fragments,
+        stream,
+        after_number=after,
+        start_ms=rng.start_ms if rng else None,
+        end_ms=rng.end_ms if rng else None,
+        by=rng.by if rng else "server",
+        limit=limit + 1,
+    )
+    out: dict[str, Any] = {"Fragments": [_fragment_json(r) for r in records[:limit]]}
+    if len(records) > limit:
+        out["NextToken"] = _encode_token(stream, records[limit - 1].fragment_number, rng)
+    return json_response(out)
+
+
+# --- GetMediaForFragmentList ----------------------------------------------------------------
+def _lookup(
+    state: ServerState, stream: StreamRecord, numbers: list[str]
+) -> dict[str, FragmentRecord]:
+    """Index entries of ``numbers`` (blocking). A fragment number encodes its server
+    timestamp, so each is found with a point query; numbers that are not where their
+    timestamp says are looked for in the whole index before being declared missing."""
+    backend = state.backend
+    found: dict[str, FragmentRecord] = {}
+    wanted = set(numbers)
+    stamps = sorted({parse_fragment_number(n)[1] for n in wanted if is_valid_fragment_number(n)})
+    for ts in stamps:
+        for rec in backend.fragments(stream, start_ms=ts, end_ms=ts, by="server"):
+            if rec.fragment_number in wanted:
+                found[rec.fragment_number] = rec
+    if len(found) < len(wanted):
+        for rec in backend.fragments(stream):
+            if rec.fragment_number in wanted:
+                found[rec.fragment_number] = rec
+    return found
+
+
+async def get_media_for_fragment_list(
+    request: web.Request, state: ServerState, body: Body
+) -> web.StreamResponse:
+    """``POST /getMediaForFragmentList``: the fragments in the order asked for."""
+    stream = await state.stream(body)
+    numbers: list[str] = body["Fragments"]
+    records = await state.run(_lookup, state, stream, numbers)
+    missing = [n for n in numbers if n not in records]
+    if missing:
+        raise KvsError(
+            "ResourceNotFoundException",
+            f"Fragment {missing[0]} of stream {stream.name} was not found.",
+        )
+    response = web.StreamResponse(status=200)
+    response.content_type = "video/webm"
+    response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        for number in numbers:
+            data: FragmentData = await state.run(state.backend.read_fragment, stream, number)
+            await response.write(_document(records[number], data, end_tags=False))
+    except (KvsError, StoreError) as exc:
+        # Too late for an error response (the 200 is out): drop the connection without the
+        # final chunk, so the client sees a truncated body rather than a clean end.
+        log.warning("GetMediaForFragmentList on %s failed mid-stream: %s", stream.arn, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+# --- GetClip --------------------------------------------------------------------------------
+def _unsupported(message: str) -> KvsError:
+    return KvsError("UnsupportedStreamMediaTypeException", message)
+
+
+def _waveformatex(track: TrackInfo) -> AudioFormat:
+    """The format of an ``A_MS/ACM`` track from its WAVEFORMATEX CodecPrivate."""
+    cpd = track.codec_private
+    if not cpd:
+        raise KvsError(
+            "MissingCodecPrivateDataException",
+            f"Track {track.number} (A_MS/ACM) has no codec private data.",
+        )
+    if len(cpd) < 16:
+        raise KvsError(
+            "InvalidCodecPrivateDataException",
+            f"Track {track.number}: WAVEFORMATEX codec private data is too short.",
+        )
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", cpd)
+    if channels < 1 or rate < 1:
+        raise KvsError(
+            "InvalidCodecPrivateDataException",
+            f"Track {track.number}: WAVEFORMATEX declares {channels} channels at {rate} Hz.",
+        )
+    if tag == 1 and bits == 16:
+        return AudioFormat("L16", rate, channels)
+    if tag == 6:
+        return AudioFormat("PCMA", rate, channels)
+    if tag == 7:
+        return AudioFormat("PCMU", rate, channels)
+    raise _unsupported(
+        f"Track {track.number}: WAVE format 0x{tag:04x}/{bits} bit is not supported."
+    )
+
+
+def _track_format(track: TrackInfo, mime: str | None) -> AudioFormat:
+    """How ``track`` decodes to 16-bit PCM (see the module docstring)."""
+    codec = (track.codec_id or "").upper()
+    rate = int(track.sampling_rate or 0)
+    channels = track.channels or 1
+    if track.track_type not in (None, 2) or codec.startswith("V_"):
+        raise _unsupported(
+            f"Track {track.number} ({track.codec_id}) is not audio; callstream clips are WAV."
+        )
+    if codec in ("A_PCM/INT/LIT", "A_PCM/INT/BIG"):
+        if track.bit_depth not in (None, 16):
+            raise _unsupported(f"Track {track.number}: {track.bit_depth}-bit PCM is not supported.")
+        encoding = "L16" if codec.endswith("LIT") else "L16BE"
+        if not rate and mime:
+            rate = _mime_format(mime).rate
+        return AudioFormat(encoding, rate or 8000, channels)
+    if codec == "A_MS/ACM":
+        return _waveformatex(track)
+    if mime:
+        return _mime_format(mime)
+    if codec == "A_AAC" and track.codec_private == CONNECT_CODEC_PRIVATE and not rate:
+        return AudioFormat("L16", 8000, 1)  # Connect's signature without its MimeType tag
+    raise _unsupported(
+        f"Track {track.number}: codec {track.codec_id} cannot be decoded; callstream clips "
+        "are WAV built from PCM, G.711 or Connect L16 audio."
+    )
+
+
+def _mime_format(mime: str) -> AudioFormat:
+    try:
+        m = parse_mime_type(mime)
+    except ValueError:
+        raise _unsupported(f"MimeType {mime!r} is not a supported audio format.") from None
+    if m.encoding not in ("L16", "PCMU", "PCMA"):
+        raise _unsupported(f"MimeType {mime!r} is not a supported audio format.")
+    return AudioFormat(m.encoding, m.rate, m.channels)
+
+
+def _channel_tracks(fragment: Fragment) -> list[TrackInfo | None]:
+    """The tracks feeding output channels 0, 1, ... (None: silent in this fragment)."""
+    names = {t.name for t in fragment.tracks.values()}
+    if FROM_CUSTOMER in names or TO_CUSTOMER in names:
+        return [fragment.track_named(FROM_CUSTOMER), fragment.track_named(TO_CUSTOMER)]
+    return [fragment.tracks[n] for n in sorted(fragment.tracks)]
+
+
+def _parse(rec: FragmentRecord, data: FragmentData) -> Fragment:
+    reader = FragmentReader()
+    try:
+        parsed = reader.feed(_document(rec, data, end_tags=False)) + reader.close()
+    except MkvError as exc:
+        raise KvsError(
+            "InvalidMediaFrameException", f"Fragment {rec.fragment_number}: {exc}"
+        ) from None
+    if len(parsed) != 1:
+        raise KvsError(
+            "InvalidMediaFrameException", f"Fragment {rec.fragment_number} is not one Cluster."
+        )
+    return parsed[0]
+
+
+def build_clip(fragments: list[tuple[FragmentRecord, FragmentData]]) -> bytes:
+    """A WAV file of the fragments' audio (blocking; see the module docstring)."""
+    parsed = [_parse(rec, data) for rec, data in fragments]
+    mime = next((f.tags["MimeType"] for f in parsed if f.tags.get("MimeType")), None)
+    plan: list[list[tuple[int, TrackInfo, AudioFormat]]] = []
+    channels = 0
+    rates: dict[int, int] = {}
+    for frag in parsed:
+        mime = frag.tags.get("MimeType") or mime
+        sources = _channel_tracks(frag)
+        if not channels:
+            channels = len(sources)
+        entry: list[tuple[int, TrackInfo, AudioFormat]] = []
+        for channel, track in enumerate(sources[:channels]):
+            if track is None:
+                continue
+            fmt = _track_format(track, mime)
+            if rates.setdefault(channel, fmt.rate) != fmt.rate:
+                raise _unsupported("The sample rate changes within the requested clip.")
+            entry.append((channel, track, fmt))
+        plan.append(entry)
+    if not channels:
+        raise _unsupported("The requested fragments have no audio tracks.")
+    stamps = [
+        f.timestamp_ns
+        for frag, entry in zip(parsed, plan, strict=True)
+        for _, track, _ in entry
+        for f in frag.frames
+        if f.track == track.number
+    ]
+    if not stamps:
+        raise KvsError("ResourceNotFoundException", "The requested fragments hold no audio.")
+    origin, last = min(stamps), max(stamps)
+    rate = max(rates.values())
+    if ns_to_samples(last - origin, rate) * channels * 2 > MAX_CLIP_PCM_BYTES:
+        raise KvsError(
+            "InvalidArgumentException",
+            "The clip would be longer than callstream serves in one WAV; narrow the range.",
+        )
+    timelines = {c: TrackTimeline(r, origin_ns=origin) for c, r in rates.items()}
+    for frag, entry in zip(parsed, plan, strict=True):
+        for channel, track, fmt in entry:
+            line = timelines[channel]
+            for frame in frag.frames:
+                if frame.track == track.number:
+                    try:
+                        line.add(frame.timestamp_ns, to_pcm16(frame.data, fmt))
+                    except ValueError as exc:
+                        raise KvsError("InvalidMediaFrameException", str(exc)) from None
+    columns: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+    for channel in range(channels):
+        timeline = timelines.get(channel)
+        if timeline is None:
+            pcm = np.zeros(0, "<i2")
+        else:
+            pcm = np.frombuffer(timeline.take(), dtype="<i2")
+            if timeline.rate != rate:
+                pcm = np.asarray(resample(pcm, timeline.rate, rate), dtype="<i2")
+        columns.append(pcm)
+    length = max(len(c) for c in columns)
+    out = np.zeros((length, channels), dtype="<i2")
+    for channel, pcm in enumerate(columns):
+        out[: len(pcm), channel] = pcm
+    return wav_bytes(out, rate)
+
+
+async def get_clip(request: web.Request, state: ServerState, body: Body) -> web.StreamResponse:
+    """``POST /getClip``: a WAV of the audio of the fragments starting in the range."""
+    stream = await _retaining(state, body)
+    rng = _range(body["ClipFragmentSelector"])
+    records: list[FragmentRecord] = await state.run(
+        state.backend.fragments,
+        stream,
+        start_ms=rng.start_ms,
+        end_ms=rng.end_ms,
+        by=rng.by,
+        limit=MAX_CLIP_FRAGMENTS,
+    )
+    if not records:
+        raise KvsError(
+            "ResourceNotFoundException",
+            f"No fragments of stream {stream.name} start in the requested range.",
+        )
+    chosen: list[FragmentRecord] = []
+    total = 0
+    for rec in records:
+        if chosen and total + rec.size > MAX_CLIP_BYTES:
+            break
+        chosen.append(rec)
+        total += rec.size
+
+    def load_and_build() -> bytes:
+        pairs = [(r, state.backend.read_fragment(stream, r.fragment_number)) for r in chosen]
+        return build_clip(pairs)
+
+    wav: bytes = await state.run(load_and_build)
+    return web.Response(body=wav, content_type=CLIP_CONTENT_TYPE)
+
+
+# --- HLS / DASH / images: not supported -----------------------------------------------------
+def _not_supported(operation: str) -> Any:
+    async def handler(request: web.Request, state: ServerState, body: Body) -> web.StreamResponse:
+        await _retaining(state, body)
+        raise KvsError(
+            "InvalidArgumentException",
+            f"{operation} is not supported by callstream; use GetMedia, "
+            "GetMediaForFragmentList or GetClip (WAV).",
+        )
+
+    return handler
+
+
+# --- the operation table --------------------------------------------------------------------
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "ListFragments",
+        "/listFragments",
+        Structure(
+            {
+                **STREAM_REF,
+                "MaxResults": Integer(1, 1000),
+                "NextToken": NEXT_TOKEN,
+                "FragmentSelector": FRAGMENT_SELECTOR,
+            }
+        ),
+        list_fragments,
+    ),
+    Operation(
+        "GetMediaForFragmentList",
+        "/getMediaForFragmentList",
+        Structure(
+            {**STREAM_REF, "Fragments": ListOf(FRAGMENT_NUMBER, min_len=1, max_len=1000)},
+            frozenset({"Fragments"}),
+        ),
+        get_media_for_fragment_list,
+    ),
+    Operation(
+        "GetClip",
+        "/getClip",
+        Structure(
+            {**STREAM_REF, "ClipFragmentSelector": FRAGMENT_SELECTOR},
+            frozenset({"ClipFragmentSelector"}),
+        ),
+        get_clip,
+    ),
+    Operation(
+        "GetHLSStreamingSessionURL",
+        "/getHLSStreamingSessionURL",
+        Structure(
+            {
+                **STREAM_REF,
+                "PlaybackMode": PLAYBACK_MODE,
+                "HLSFragmentSelector": OPTIONAL_SELECTOR,
+                "ContainerFormat": Enum(("FRAGMENTED_MP4", "MPEG_TS")),
+                "DiscontinuityMode": Enum(("ALWAYS", "NEVER", "ON_DISCONTINUITY")),
+                "DisplayFragmentTimestamp": ALWAYS_NEVER,
+                "Expires": EXPIRES,
+                "MaxMediaPlaylistFragmentResults": Integer(1, 5000),
+            }
+        ),
+        _not_supported("GetHLSStreamingSessionURL"),
+    ),
+    Operation(
+        "GetDASHStreamingSessionURL",
+        "/getDASHStreamingSessionURL",
+        Structure(
+            {
+                **STREAM_REF,
+                "PlaybackMode": PLAYBACK_MODE,
+                "DisplayFragmentTimestamp": ALWAYS_NEVER,
+                "DisplayFragmentNumber": ALWAYS_NEVER,
+                "DASHFragmentSelector": OPTIONAL_SELECTOR,
+                "Expires": EXPIRES,
+                "MaxManifestFragmentResults": Integer(1, 5000),
+            }
+        ),
+        _not_supported("GetDASHStreamingSessionURL"),
+    ),
+    Operation(
+        "GetImages",
+        "/getImages",
+        Structure(
+            {
+                **STREAM_REF,
+                "ImageSelectorType": SELECTOR_TYPE,
+                "StartTimestamp": Timestamp(),
+                "EndTimestamp": Timestamp(),
+                "SamplingInterval": Integer(),
+                "Format": Enum(("JPEG", "PNG")),
+                "FormatConfig": MapOf(
+                    Enum(("JPEGQuality",)), String(0, 256, r"^[a-zA-Z_0-9]+"), 1, 1
+                ),
+                "WidthPixels": Integer(1, 3840),
+                "HeightPixels": Integer(1, 2160),
+                "MaxResults": Integer(1, 100),
+                "NextToken": NEXT_TOKEN,
+            },
+            frozenset({"ImageSelectorType", "StartTimestamp", "EndTimestamp", "Format"}),
+        ),
+        _not_supported("GetImages"),
+    ),
+)
+"""The archived-media operations (kvs-wire §3) with their input rules."""
+
+ROUTES: dict[str, Handler] = routes(OPERATIONS)
