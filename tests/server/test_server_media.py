@@ -283,13 +283,7 @@ def test_delete_stream_ends_live_readers(kvs: Kvs) -> None:
         producer.join(30)
 
 
-# --- known bugs in media.py (owned by the lead), kept as strict xfails ---------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="media._start_point accepts any digit string; backend.fragments() then raises "
-    "InvalidArgument after the 200 was sent and the middleware writes a second HTTP response "
-    "into the chunked body",
-)
+# --- errors that could arise after the 200 -------------------------------------------------------
 def test_get_media_after_a_short_fragment_number_is_a_clean_error(kvs: Kvs, paced: Paced) -> None:
     with pytest.raises(ClientError) as exc:
         kvs.media.get_media(
@@ -299,11 +293,6 @@ def test_get_media_after_a_short_fragment_number_is_a_clean_error(kvs: Kvs, pace
     assert error_of(exc)[0] in {"InvalidArgumentException", "ResourceNotFoundException"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="media.put_media lets StreamNotFound from backend.next_sequence escape after the "
-    "200 was sent: no ERROR ack, the connection is never finished (client times out)",
-)
 def test_putmedia_to_a_deleted_stream_ends_with_an_error_ack(kvs: Kvs) -> None:
     name, arn = kvs.create()
     audio = connect_audio(3, fragment_ms=200)

@@ -81,6 +81,8 @@ class ServerState:
 REQUEST_ID = web.RequestKey("callstream.request_id", str)
 VERIFIED_BODY = web.RequestKey("callstream.body", bytes)
 BODY_SHA256 = web.RequestKey("callstream.body_sha256", str)
+STREAMING = web.RequestKey("callstream.streaming", web.StreamResponse)
+"""The streamed response a handler prepared (set before ``prepare``)."""
 """Body hash a streaming client declared in its signature (checked by the handler)."""
 STATE = web.AppKey("callstream.state", ServerState)
 
@@ -136,15 +138,21 @@ def build_app(state: ServerState) -> web.Application:
         try:
             await _authenticate(request, state)
             response = await handler(request)
-        except KvsError as err:
-            return _error_response(err, request_id)
-        except StoreError as err:
-            return _error_response(KvsError(err.code, err.message), request_id)
-        except web.HTTPException:
+        except (web.HTTPException, ConnectionResetError, asyncio.CancelledError):
             raise
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
-        except Exception:
+        except Exception as exc:
+            streaming: web.StreamResponse | None = request.get(STREAMING)
+            if streaming is not None and streaming.prepared:
+                # The 200 and part of the body are out: no second response can follow.
+                # Cut the connection so the client sees a truncated body, not a clean end.
+                log.warning("%s failed mid-stream: %s", request.path, exc)
+                if request.transport is not None:
+                    request.transport.close()
+                return streaming
+            if isinstance(exc, KvsError):
+                return _error_response(exc, request_id)
+            if isinstance(exc, StoreError):
+                return _error_response(KvsError(exc.code, exc.message), request_id)
             log.exception("internal error")
             return _error_response(KvsError("InternalFailure", "Internal failure."), request_id)
         if not response.prepared:

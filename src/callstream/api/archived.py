@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from callstream.api.app import REQUEST_ID, Handler, ServerState, json_response, log
+from callstream.api.app import REQUEST_ID, STREAMING, Handler, ServerState, json_response, log
 from callstream.api.control import STREAM_REF
 from callstream.api.errors import KvsError
 from callstream.api.media import _document, parse_timestamp
@@ -251,6 +251,7 @@ async def get_media_for_fragment_list(
     response.content_type = "video/webm"
     response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
     response.enable_chunked_encoding()
+    request[STREAMING] = response
     await response.prepare(request)
     try:
         for number in numbers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
@@ -19,11 +20,25 @@ from typing import Any
 from aiohttp import web
 
 from callstream.api.acks import Ack, EventType, serialize
-from callstream.api.app import BODY_SHA256, REQUEST_ID, Handler, ServerState, log, read_json
+from callstream.api.app import (
+    BODY_SHA256,
+    REQUEST_ID,
+    STREAMING,
+    Handler,
+    ServerState,
+    log,
+    read_json,
+)
 from callstream.api.errors import KvsError
 from callstream.mkv.kvs import render_fragment
 from callstream.mkv.writer import segment_start, tags
-from callstream.store.base import FragmentData, FragmentNotFound, FragmentRecord, StreamRecord
+from callstream.store.base import (
+    FragmentData,
+    FragmentNotFound,
+    FragmentRecord,
+    StreamNotFound,
+    StreamRecord,
+)
 from callstream.store.ingest import (
     ClusterBytes,
     FragmentOpened,
@@ -34,7 +49,7 @@ from callstream.store.ingest import (
     IngestSession,
 )
 from callstream.store.live import LiveFragment, StreamLive
-from callstream.store.numbers import make_fragment_number
+from callstream.store.numbers import is_valid_fragment_number, make_fragment_number
 
 __all__ = ["ROUTES", "parse_timestamp", "serve_fragments"]
 
@@ -52,12 +67,18 @@ def parse_timestamp(value: Any, field: str) -> int:
     if isinstance(value, bool) or value is None:
         raise KvsError("InvalidArgumentException", f"{field} must be a timestamp.")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or abs(value) > 1e13:
+            raise KvsError("InvalidArgumentException", f"{field} is out of range.")
         return round(float(value) * 1000)
     if isinstance(value, str):
         try:
-            return int((Decimal(value) * 1000).to_integral_value())
+            number = Decimal(value)
         except InvalidOperation:
             pass
+        else:
+            if not number.is_finite() or abs(number) > 10**13:
+                raise KvsError("InvalidArgumentException", f"{field} is out of range.")
+            return int((number * 1000).to_integral_value())
         from datetime import datetime
 
         try:
@@ -108,10 +129,14 @@ class _PutMedia:
                     cluster_timecode=ready.timecode,
                     fragment_number=frag.number,
                 )
-            except Exception:  # storage failure: tell the producer, keep going
-                log.exception("persisting fragment %s failed", frag.number)
+            except Exception as err:  # storage failure: tell the producer, keep going
                 frag.dropped = True
-                await self.acks.put(Ack.error("INTERNAL_ERROR", ready.timecode, frag.number))
+                if isinstance(err, StreamNotFound):
+                    code = "STREAM_NOT_ACTIVE"
+                else:
+                    log.exception("persisting fragment %s failed", frag.number)
+                    code = "INTERNAL_ERROR"
+                await self.acks.put(Ack.error(code, ready.timecode, frag.number))
                 await self.state.hub.notify(self.stream.arn)
                 continue
             frag.persisted = True
@@ -127,7 +152,11 @@ class _PutMedia:
         for ev in events:
             if isinstance(ev, FragmentOpened):
                 now = _now_ms()
-                seq = await self.state.run(self.state.backend.next_sequence, self.stream)
+                try:
+                    seq = await self.state.run(self.state.backend.next_sequence, self.stream)
+                except StreamNotFound:  # deleted while we were ingesting
+                    await self.acks.put(Ack.error("STREAM_NOT_ACTIVE", ev.timecode, None))
+                    return False
                 number = make_fragment_number(seq, now)
                 pre = tags(
                     [
@@ -221,6 +250,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     response.content_type = "application/json"
     response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
     response.enable_chunked_encoding()
+    request[STREAMING] = response
     await response.prepare(request)
 
     conn = _PutMedia(state, stream, response)
@@ -424,12 +454,12 @@ async def _start_point(
         return max(numbers, default=None), None
     if kind == "FRAGMENT_NUMBER":
         number = selector.get("AfterFragmentNumber")
-        if not isinstance(number, str) or not number.isdigit():
-            raise KvsError("InvalidArgumentException", "AfterFragmentNumber is required.")
+        if not is_valid_fragment_number(number):
+            raise KvsError("InvalidArgumentException", "AfterFragmentNumber is not valid.")
         return number, None
     if kind == "CONTINUATION_TOKEN":
         token = selector.get("ContinuationToken")
-        if not isinstance(token, str) or not token.isdigit():
+        if not is_valid_fragment_number(token):
             raise KvsError("InvalidArgumentException", "ContinuationToken is not valid.")
         return token, None
     if kind in ("PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"):
@@ -483,6 +513,7 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
         response.content_type = "video/webm"
         response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
         response.enable_chunked_encoding()
+        request[STREAMING] = response
         await response.prepare(request)
         async for piece in serve_fragments(state, stream, after=after, at_least=at_least):
             await response.write(piece)
