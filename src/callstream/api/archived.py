@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +48,14 @@ from callstream.api.shapes import (
     Timestamp,
     routes,
 )
-from callstream.media.extract import FROM_CUSTOMER, TO_CUSTOMER, AudioFormat, to_pcm16
-from callstream.media.pcm import parse_mime_type
+from callstream.media.extract import (
+    FROM_CUSTOMER,
+    TO_CUSTOMER,
+    AudioFormat,
+    AudioFormatError,
+    audio_format,
+    to_pcm16,
+)
 from callstream.media.resample import resample
 from callstream.media.tracks import TrackTimeline, ns_to_samples
 from callstream.media.wav import wav_bytes
@@ -273,72 +278,20 @@ def _unsupported(message: str) -> KvsError:
     return KvsError("UnsupportedStreamMediaTypeException", message)
 
 
-def _waveformatex(track: TrackInfo) -> AudioFormat:
-    """The format of an ``A_MS/ACM`` track from its WAVEFORMATEX CodecPrivate."""
-    cpd = track.codec_private
-    if not cpd:
-        raise KvsError(
-            "MissingCodecPrivateDataException",
-            f"Track {track.number} (A_MS/ACM) has no codec private data.",
-        )
-    if len(cpd) < 16:
-        raise KvsError(
-            "InvalidCodecPrivateDataException",
-            f"Track {track.number}: WAVEFORMATEX codec private data is too short.",
-        )
-    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", cpd)
-    if channels < 1 or rate < 1:
-        raise KvsError(
-            "InvalidCodecPrivateDataException",
-            f"Track {track.number}: WAVEFORMATEX declares {channels} channels at {rate} Hz.",
-        )
-    if tag == 1 and bits == 16:
-        return AudioFormat("L16", rate, channels)
-    if tag == 6:
-        return AudioFormat("PCMA", rate, channels)
-    if tag == 7:
-        return AudioFormat("PCMU", rate, channels)
-    raise _unsupported(
-        f"Track {track.number}: WAVE format 0x{tag:04x}/{bits} bit is not supported."
-    )
+_FORMAT_ERRORS = {
+    "unsupported": "UnsupportedStreamMediaTypeException",
+    "missing_codec_private": "MissingCodecPrivateDataException",
+    "invalid_codec_private": "InvalidCodecPrivateDataException",
+}
 
 
-def _track_format(track: TrackInfo, mime: str | None) -> AudioFormat:
-    """How ``track`` decodes to 16-bit PCM (see the module docstring)."""
-    codec = (track.codec_id or "").upper()
-    rate = int(track.sampling_rate or 0)
-    channels = track.channels or 1
-    if track.track_type not in (None, 2) or codec.startswith("V_"):
-        raise _unsupported(
-            f"Track {track.number} ({track.codec_id}) is not audio; callstream clips are WAV."
-        )
-    if codec in ("A_PCM/INT/LIT", "A_PCM/INT/BIG"):
-        if track.bit_depth not in (None, 16):
-            raise _unsupported(f"Track {track.number}: {track.bit_depth}-bit PCM is not supported.")
-        encoding = "L16" if codec.endswith("LIT") else "L16BE"
-        if not rate and mime:
-            rate = _mime_format(mime).rate
-        return AudioFormat(encoding, rate or 8000, channels)
-    if codec == "A_MS/ACM":
-        return _waveformatex(track)
-    if mime:
-        return _mime_format(mime)
-    if codec == "A_AAC" and track.codec_private == CONNECT_CODEC_PRIVATE and not rate:
-        return AudioFormat("L16", 8000, 1)  # Connect's signature without its MimeType tag
-    raise _unsupported(
-        f"Track {track.number}: codec {track.codec_id} cannot be decoded; callstream clips "
-        "are WAV built from PCM, G.711 or Connect L16 audio."
-    )
-
-
-def _mime_format(mime: str) -> AudioFormat:
+def _track_format(fragment: Fragment, track: TrackInfo) -> AudioFormat:
+    """How ``track`` decodes to PCM, or the GetClip error for why it cannot."""
     try:
-        m = parse_mime_type(mime)
-    except ValueError:
-        raise _unsupported(f"MimeType {mime!r} is not a supported audio format.") from None
-    if m.encoding not in ("L16", "PCMU", "PCMA"):
-        raise _unsupported(f"MimeType {mime!r} is not a supported audio format.")
-    return AudioFormat(m.encoding, m.rate, m.channels)
+        return audio_format(fragment, track)
+    except AudioFormatError as exc:
+        message = f"{str(exc)[0].upper()}{str(exc)[1:]}; callstream clips are WAV."
+        raise KvsError(_FORMAT_ERRORS[exc.reason], message) from None
 
 
 def _channel_tracks(fragment: Fragment) -> list[TrackInfo | None]:
@@ -367,12 +320,10 @@ def _parse(rec: FragmentRecord, data: FragmentData) -> Fragment:
 def build_clip(fragments: list[tuple[FragmentRecord, FragmentData]]) -> bytes:
     """A WAV file of the fragments' audio (blocking; see the module docstring)."""
     parsed = [_parse(rec, data) for rec, data in fragments]
-    mime = next((f.tags["MimeType"] for f in parsed if f.tags.get("MimeType")), None)
     plan: list[list[tuple[int, TrackInfo, AudioFormat]]] = []
     channels = 0
     rates: dict[int, int] = {}
     for frag in parsed:
-        mime = frag.tags.get("MimeType") or mime
         sources = _channel_tracks(frag)
         if not channels:
             channels = len(sources)
@@ -380,7 +331,7 @@ def build_clip(fragments: list[tuple[FragmentRecord, FragmentData]]) -> bytes:
         for channel, track in enumerate(sources[:channels]):
             if track is None:
                 continue
-            fmt = _track_format(track, mime)
+            fmt = _track_format(frag, track)
             if rates.setdefault(channel, fmt.rate) != fmt.rate:
                 raise _unsupported("The sample rate changes within the requested clip.")
             entry.append((channel, track, fmt))

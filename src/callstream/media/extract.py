@@ -10,6 +10,7 @@ legacy single track ``Track_audio/L16`` and with Chime's one-track-per-leg strea
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import Enum
 
@@ -20,7 +21,15 @@ from callstream.media.pcm import parse_mime_type
 from callstream.media.tracks import StereoAssembler, TrackTimeline
 from callstream.mkv.kvs import Fragment, TrackInfo
 
-__all__ = ["AudioExtractor", "AudioFormat", "Selection", "audio_format", "resolve_track"]
+__all__ = [
+    "AudioExtractor",
+    "AudioFormat",
+    "AudioFormatError",
+    "Selection",
+    "audio_format",
+    "resolve_track",
+    "to_pcm16",
+]
 
 FROM_CUSTOMER = "AUDIO_FROM_CUSTOMER"
 TO_CUSTOMER = "AUDIO_TO_CUSTOMER"
@@ -69,31 +78,85 @@ def resolve_track(fragment: Fragment, want: str) -> TrackInfo | None:
     return None
 
 
+class AudioFormatError(ValueError):
+    """A track that cannot be decoded to PCM; ``reason`` is ``"unsupported"``,
+    ``"missing_codec_private"`` or ``"invalid_codec_private"``."""
+
+    def __init__(self, message: str, reason: str = "unsupported") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+CONNECT_CODEC_PRIVATE = bytes.fromhex("1190")
+"""What Connect puts in CodecPrivate of its ``A_AAC``-labelled L16 tracks."""
+
+
 def audio_format(fragment: Fragment, track: TrackInfo) -> AudioFormat:
-    """The sample format of ``track``: the MimeType tag first (Connect), then the codec
-    and Audio master, then Connect's default of 8 kHz L16."""
+    """How ``track`` decodes to 16-bit PCM.
+
+    PCM tracks (``A_PCM/INT/LIT|BIG``) and ``A_MS/ACM`` (its WAVEFORMATEX: PCM, A-law,
+    µ-law) describe themselves; anything else needs the ``MimeType`` tag (Connect's L16
+    labelled ``A_AAC``), or Connect's CodecPrivate signature without one. Raises
+    :class:`AudioFormatError` for video, real AAC and other codecs.
+    """
     mime = fragment.tags.get("MimeType") or fragment.tags.get("mimeType")
-    if mime:
-        try:
-            m = parse_mime_type(mime)
-            return AudioFormat(m.encoding.upper(), m.rate, m.channels)
-        except ValueError:
-            pass
     codec = (track.codec_id or "").upper()
-    rate = int(track.sampling_rate or 8000)
+    rate = int(track.sampling_rate or 0)
     channels = track.channels or 1
-    if codec == "A_PCM/INT/BIG":
-        return AudioFormat("L16BE", rate, channels)
-    if codec in ("A_PCM/INT/LIT", "A_AAC", ""):
-        # A_AAC over L16 is Connect's quirk: its payload is raw PCM.
-        if codec == "A_AAC" and track.bit_depth not in (None, 16):
-            raise ValueError(f"track {track.number}: AAC audio is not supported")
+    if track.track_type not in (None, 2) or codec.startswith("V_"):
+        raise AudioFormatError(f"track {track.number} ({track.codec_id}) is not audio")
+    if codec in ("A_PCM/INT/LIT", "A_PCM/INT/BIG"):
+        if track.bit_depth not in (None, 16):
+            raise AudioFormatError(f"track {track.number}: {track.bit_depth}-bit PCM")
+        if not rate and mime:
+            rate = _mime_format(mime).rate
+        return AudioFormat("L16" if codec.endswith("LIT") else "L16BE", rate or 8000, channels)
+    if codec == "A_MS/ACM":
+        return _waveformatex(track)
+    if mime:
+        return _mime_format(mime)
+    if codec == "A_AAC" and track.codec_private == CONNECT_CODEC_PRIVATE and not rate:
+        return AudioFormat("L16", 8000, 1)  # Connect's signature without its MimeType tag
+    raise AudioFormatError(
+        f"track {track.number}: codec {track.codec_id} is not PCM, G.711 or Connect L16 audio"
+    )
+
+
+def _mime_format(mime: str) -> AudioFormat:
+    try:
+        m = parse_mime_type(mime)
+    except ValueError:
+        raise AudioFormatError(f"MimeType {mime!r} is not an audio format") from None
+    if m.encoding not in ("L16", "PCMU", "PCMA"):
+        raise AudioFormatError(f"MimeType {mime!r} is not a supported audio format")
+    return AudioFormat(m.encoding, m.rate, m.channels)
+
+
+def _waveformatex(track: TrackInfo) -> AudioFormat:
+    """The format of an ``A_MS/ACM`` track from its WAVEFORMATEX CodecPrivate."""
+    cpd = track.codec_private
+    if not cpd:
+        raise AudioFormatError(
+            f"track {track.number} (A_MS/ACM) has no codec private data", "missing_codec_private"
+        )
+    if len(cpd) < 16:
+        raise AudioFormatError(
+            f"track {track.number}: WAVEFORMATEX codec private data is too short",
+            "invalid_codec_private",
+        )
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", cpd)
+    if channels < 1 or rate < 1:
+        raise AudioFormatError(
+            f"track {track.number}: WAVEFORMATEX declares {channels} channels at {rate} Hz",
+            "invalid_codec_private",
+        )
+    if tag == 1 and bits == 16:
         return AudioFormat("L16", rate, channels)
-    if codec in ("A_MS/ACM", "A_PCMU", "A_MULAW"):
-        return AudioFormat("PCMU", rate, channels)
-    if codec in ("A_PCMA", "A_ALAW"):
+    if tag == 6:
         return AudioFormat("PCMA", rate, channels)
-    raise ValueError(f"track {track.number}: codec {track.codec_id} is not PCM audio")
+    if tag == 7:
+        return AudioFormat("PCMU", rate, channels)
+    raise AudioFormatError(f"track {track.number}: WAVE format 0x{tag:04x}/{bits} bit")
 
 
 def to_pcm16(data: bytes, fmt: AudioFormat) -> bytes:
@@ -127,6 +190,7 @@ class AudioExtractor:
         self._origin = origin_ns
         self._mono: TrackTimeline | None = None
         self._stereo: StereoAssembler | None = None
+        self._formats: dict[str, AudioFormat] = {}
         self.fragments = 0
 
     @property
@@ -157,7 +221,7 @@ class AudioExtractor:
             if track is None:
                 continue
             found = True
-            fmt = audio_format(fragment, track)
+            fmt = self._format(fragment, track, name)
             self._sink(fmt.rate)
             for frame in fragment.frames:
                 if frame.track != track.number:
@@ -174,6 +238,19 @@ class AudioExtractor:
                 f" {self.selection.value} audio track (tracks: {names})"
             )
         return self.take()
+
+    def _format(self, fragment: Fragment, track: TrackInfo, name: str) -> AudioFormat:
+        try:
+            fmt = audio_format(fragment, track)
+        except AudioFormatError:
+            # A fragment without its MimeType tag (Connect sends some) keeps the format
+            # the track had before.
+            known = self._formats.get(name)
+            if known is None or "MimeType" in fragment.tags:
+                raise
+            return known
+        self._formats[name] = fmt
+        return fmt
 
     def take(self) -> bytes:
         """PCM that is final so far."""
