@@ -11,12 +11,13 @@ from callstream.mkv.kvs import (
     parse_kvs_timestamp,
     render_fragment,
 )
-from callstream.mkv.reader import Block, EbmlReader, End, Event, Leaf, Start
+from callstream.mkv.reader import Block, BlockRun, EbmlReader, End, Event, Leaf, Start
 
 __all__ = [
     "ID",
     "UNKNOWN_SIZE",
     "Block",
+    "BlockRun",
     "EbmlReader",
     "End",
     "Event",

@@ -23,7 +23,8 @@ allocates by a size read from the input.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from callstream.mkv.ebml import (
@@ -39,10 +40,23 @@ from callstream.mkv.ebml import (
     element_name,
 )
 
-__all__ = ["Block", "EbmlReader", "End", "Event", "Leaf", "Start", "parse_block"]
+__all__ = [
+    "Block",
+    "BlockRun",
+    "EbmlReader",
+    "End",
+    "Event",
+    "Leaf",
+    "Start",
+    "parse_block",
+    "parse_elements",
+]
 
 DEFAULT_MAX_ELEMENT_SIZE = 64 * 1024 * 1024
 """Largest leaf element buffered whole (KVS caps a fragment at 50 MB)."""
+
+DEFAULT_MAX_COLLAPSE_SIZE = 1024 * 1024
+"""Largest master delivered whole when its ID is in ``collapse``; bigger ones stream."""
 
 _MAX_DEPTH = 32
 
@@ -104,39 +118,81 @@ class Block:
         return bool(self.flags & 0x80)
 
 
-Event = Start | End | Leaf | Block
+@dataclass(slots=True)
+class BlockRun:
+    """Consecutive unlaced SimpleBlocks of one Cluster. ``flat`` holds five items per
+    block: ``offset, track, timecode, flags, payload, offset, ...`` (flat, so a block adds
+    no object for the garbage collector to track); :meth:`blocks` pairs them up.
+    Only with ``EbmlReader(batch_blocks=True)``; other blocks still come as :class:`Block`.
+    """
 
+    flat: list[int | bytes]
+
+    def blocks(self) -> Iterator[tuple[int, int, int, int, bytes]]:
+        """``(offset, track, timecode, flags, payload)`` per block."""
+        it = iter(self.flat)
+        return zip(it, it, it, it, it, strict=True)  # type: ignore[arg-type]
+
+
+Event = Start | End | Leaf | Block | BlockRun
+
+_ROWS: dict[int, tuple[Kind, tuple[int, ...]]] = {
+    eid: (spec.kind, spec.parents) for eid, spec in ELEMENTS.items()
+}
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_BLOCK_HEAD_1 = struct.Struct(">BBBhB")  # SimpleBlock ID, 1-byte size, track, tc, flags
+_BLOCK_HEAD_2 = struct.Struct(">BHBhB")  # the same with a 2-byte size
 _SIMPLE_BLOCK = ID.SimpleBlock
 _BLOCK = ID.Block
 _CLUSTER = ID.Cluster
-
-
-def _close_unknown(stack: list[tuple[int, int]], parents: tuple[int, ...], here: int) -> list[End]:
-    """Pop the unknown-size masters that an element with these parents cannot live in."""
-    closed: list[End] = []
-    if parents != GLOBAL_PARENTS:
-        while stack and stack[-1][1] == UNKNOWN_SIZE and stack[-1][0] not in parents:
-            closed.append(End(stack.pop()[0], here))
-    return closed
+_UNKNOWN = UNKNOWN_SIZE
 
 
 class EbmlReader:
-    """Push parser producing :data:`Event` objects from a byte stream."""
+    """Push parser producing :data:`Event` objects from a byte stream.
 
-    def __init__(self, *, max_element_size: int = DEFAULT_MAX_ELEMENT_SIZE) -> None:
+    ``max_element_size`` bounds what is ever buffered whole: a leaf (or block) that
+    declares more raises :class:`MkvError` before any byte of it is buffered.
+
+    ``collapse`` lists master IDs to deliver whole: such a master of known size up to
+    ``max_collapse_size`` bytes comes as one :class:`Leaf` whose ``value`` is its raw
+    payload (walk it with :func:`parse_elements`) instead of Start/children/End. The
+    decision depends only on the element header, so it is the same however the input is
+    chunked. Larger or unknown-size ones stream as usual.
+
+    ``batch_blocks`` delivers runs of plain SimpleBlocks (unlaced, track < 127) as one
+    :class:`BlockRun` instead of one :class:`Block` each (the fragment layer's hot path).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_element_size: int = DEFAULT_MAX_ELEMENT_SIZE,
+        collapse: Iterable[int] = (),
+        max_collapse_size: int = DEFAULT_MAX_COLLAPSE_SIZE,
+        batch_blocks: bool = False,
+    ) -> None:
+        if max_element_size < 0:
+            raise ValueError("max_element_size must be >= 0")
         self.max_element_size = max_element_size
+        self.collapse = frozenset(collapse)
+        self.max_collapse_size = min(max_collapse_size, max_element_size)
+        self.batch_blocks = batch_blocks
         self._buf = b""
         self._pos = 0
         self._base = 0  # absolute offset of self._buf[0]
         self._chunks: list[bytes] = []
         self._pending = 0  # bytes in self._chunks
-        # Open masters: [id, absolute end offset or UNKNOWN_SIZE]
-        self._stack: list[tuple[int, int]] = []
+        # Open masters: (id, absolute end offset or UNKNOWN_SIZE, limit). ``limit`` is the
+        # end of the nearest known-size master among it and its ancestors (UNKNOWN_SIZE if
+        # none): an unknown-size master also ends where a known-size ancestor ends.
+        self._stack: list[tuple[int, int, int]] = []
         self._eof = False
         self._failed: MkvError | None = None
 
     # --- input ----------------------------------------------------------------------------
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes; call :meth:`events` afterwards to consume what they complete."""
         if self._eof:
             raise RuntimeError("feed() after close()")
@@ -164,153 +220,267 @@ class EbmlReader:
         have = len(self._buf) - self._pos
         if have + self._pending < need:
             return False
-        self._chunks.insert(0, self._buf[self._pos :])
-        self._buf = b"".join(self._chunks)
+        chunks = self._chunks
+        if have:
+            chunks.insert(0, self._buf[self._pos :] if self._pos else self._buf)
+        self._buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._base += self._pos
         self._pos = 0
-        self._chunks.clear()
+        chunks.clear()
         self._pending = 0
         return True
 
     # --- parsing --------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
-        """Yield every event the fed bytes complete; returns when more input is needed."""
+        """Yield every event the fed bytes complete; returns when more input is needed.
+
+        Stopping early (``break``) is safe: the next call resumes after the last event
+        delivered.
+        """
         if self._failed is not None:
             raise self._failed
-        try:
-            yield from self._run()
-        except MkvError as err:
-            self._failed = err
-            raise
+        return self._run()
 
     def _run(self) -> Iterator[Event]:
         stack = self._stack
-        elements = ELEMENTS
+        rows = _ROWS
+        global_parents = GLOBAL_PARENTS
         vlen = VINT_LENGTH
         masks = SIZE_MASK
         max_size = self.max_element_size
+        collapse = self.collapse
+        max_collapse = self.max_collapse_size
+        batch = self.batch_blocks
+        u32 = _U32.unpack_from
+        u64 = _U64.unpack_from
+        utf8_kind = Kind.UTF8
+        string_kind = Kind.STRING
+        head1 = _BLOCK_HEAD_1.unpack_from
+        head2 = _BLOCK_HEAD_2.unpack_from
         master = Kind.MASTER
+        uint_kind = Kind.UINT
         block_kind = Kind.BLOCK
+        unknown = _UNKNOWN
         buf = self._buf
         pos = self._pos
+        base = self._base
         end = len(buf)
-        while True:
-            here = self._base + pos
-            # Close known-size masters that end exactly here.
-            while stack and stack[-1][1] == here:
-                yield End(stack.pop()[0], here)
+        # The innermost open master (cached: it changes only on push and pop).
+        top_id, top_end, limit = stack[-1] if stack else (0, 0, unknown)
+        try:
+            while True:
+                here = base + pos
+                # Close masters that end here: known-size ones at their end, unknown-size
+                # ones at the end of a known-size ancestor.
+                while limit == here:
+                    stack.pop()
+                    closed = top_id
+                    top_id, top_end, limit = stack[-1] if stack else (0, 0, unknown)
+                    yield End(closed, here)
 
-            # --- element header -----------------------------------------------------
-            avail = end - pos
-            need = 1
-            if avail:
-                first = buf[pos]
-                id_len = vlen[first]
-                if id_len == 0 or id_len > 4:
-                    raise MkvError(f"invalid element ID byte 0x{first:02X}", here)
-                need = id_len + 1
-                if avail >= need:
-                    size_first = buf[pos + id_len]
-                    size_len = vlen[size_first]
-                    if size_len == 0:
-                        raise MkvError(
-                            "invalid element size (vint longer than 8 bytes)", here + id_len
+                if top_id == _CLUSTER:
+                    # The cluster loop: unlaced SimpleBlocks with a 1-byte track number
+                    # and a 1- or 2-byte size, the bulk of every audio stream. Anything
+                    # else, or a block not yet complete, goes to the general path below.
+                    start = pos
+                    run: list[int | bytes] | None = [] if batch else None
+                    while pos + 7 <= end:
+                        # ID A3, size (1 or 2 bytes), track vint, int16 timecode, flags
+                        sf = buf[pos + 1]
+                        if sf >= 0x80:
+                            eid, size, t, tc, flags = head1(buf, pos)
+                            size &= 0x7F
+                            p = pos + 2
+                        elif sf >= 0x40:
+                            eid, size, t, tc, flags = head2(buf, pos)
+                            size &= 0x3FFF
+                            p = pos + 3
+                        else:
+                            break
+                        stop = p + size
+                        if (
+                            eid != 0xA3
+                            or stop > end
+                            or size < 4
+                            or size > max_size
+                            or size in (0x7F, 0x3FFF)
+                            or t < 0x80
+                            or flags & 0x06
+                            or (limit != unknown and base + stop > limit)
+                        ):
+                            break
+                        if run is None:
+                            here = base + pos
+                            pos = stop
+                            yield Block(here, t & 0x7F, tc, flags, (buf[p + 4 : stop],))
+                        else:
+                            run += (base + pos, t & 0x7F, tc, flags, buf[p + 4 : stop])
+                            pos = stop
+                        if base + pos == limit:
+                            break
+                    if pos != start:
+                        if run:
+                            yield BlockRun(run)
+                        continue
+
+                # --- element header -------------------------------------------------
+                avail = end - pos
+                need = 1
+                if avail:
+                    first = buf[pos]
+                    id_len = vlen[first]
+                    if id_len == 0 or id_len > 4:
+                        raise MkvError(f"invalid element ID byte 0x{first:02X}", here)
+                    need = id_len + 1
+                    if avail >= need:
+                        size_first = buf[pos + id_len]
+                        size_len = vlen[size_first]
+                        if size_len == 0:
+                            raise MkvError(
+                                "invalid element size (vint longer than 8 bytes)", here + id_len
+                            )
+                        need = header = id_len + size_len
+                if avail < need:
+                    self._pos = pos
+                    if not self._fill(need):
+                        yield from self._at_end_of_data()
+                        return
+                    buf, pos, base = self._buf, 0, self._base
+                    end = len(buf)
+                    continue
+                if size_len == 1:
+                    size = size_first & 0x7F
+                    if size == 0x7F:
+                        size = unknown
+                else:
+                    if size_len == 2:
+                        size = ((size_first & 0x3F) << 8) | buf[pos + id_len + 1]
+                    elif size_len == 4:
+                        size = u32(buf, pos + id_len)[0] & 0x0FFFFFFF
+                    elif size_len == 8:
+                        size = u64(buf, pos + id_len)[0] & 0x00FFFFFFFFFFFFFF
+                    else:
+                        size = (
+                            int.from_bytes(buf[pos + id_len : pos + header], "big")
+                            & masks[size_len]
                         )
-                    need = header = id_len + size_len
-            if avail < need:
-                self._pos = pos
-                if not self._fill(need):
-                    yield from self._at_end_of_data()
-                    return
-                buf, pos, end = self._buf, 0, len(self._buf)
-                continue
-            eid = first if id_len == 1 else int.from_bytes(buf[pos : pos + id_len], "big")
-            if size_len == 1:
-                size = size_first & 0x7F
-                if size == 0x7F:
-                    size = UNKNOWN_SIZE
-            else:
-                size = int.from_bytes(buf[pos + id_len : pos + header], "big") & masks[size_len]
-                if size == masks[size_len]:
-                    size = UNKNOWN_SIZE
+                    if size == masks[size_len]:
+                        size = unknown
 
-            # Fast path: a SimpleBlock inside a Cluster (the bulk of every stream).
-            if (
-                eid == _SIMPLE_BLOCK
-                and stack
-                and stack[-1][0] == _CLUSTER
-                and 4 <= size <= max_size
-            ):
-                parent_end = stack[-1][1]
-                if parent_end != UNKNOWN_SIZE and here + header + size > parent_end:
-                    raise MkvError(f"SimpleBlock of {size} bytes overruns its Cluster", here)
+                # Fast path: a SimpleBlock inside a Cluster (the bulk of every stream).
+                if first == 0xA3 and top_id == _CLUSTER and 4 <= size <= max_size:
+                    if limit != unknown and here + header + size > limit:
+                        raise MkvError(f"SimpleBlock of {size} bytes overruns its Cluster", here)
+                    stop = pos + header + size
+                    if stop > end:
+                        self._pos = pos
+                        if not self._fill(header + size):
+                            yield from self._at_end_of_data()
+                            return
+                        buf, pos, base = self._buf, 0, self._base
+                        end = len(buf)
+                        continue
+                    p = pos + header
+                    t = buf[p]
+                    flags = buf[p + 3]
+                    pos = stop
+                    if t & 0x80 and not flags & 0x06:
+                        tc = (buf[p + 1] << 8) | buf[p + 2]
+                        if tc & 0x8000:
+                            tc -= 0x10000
+                        yield Block(here, t & 0x7F, tc, flags, (buf[p + 4 : stop],))
+                    else:
+                        yield parse_block(buf[p:stop], here, True)
+                    continue
+
+                if id_len == 1:
+                    eid = first
+                elif id_len == 2:
+                    eid = (first << 8) | buf[pos + 1]
+                elif id_len == 4:
+                    eid = u32(buf, pos)[0]
+                else:
+                    eid = int.from_bytes(buf[pos : pos + id_len], "big")
+                row = rows.get(eid)
+                if row is None:
+                    kind = None
+                else:
+                    kind, parents = row
+                    # The unknown-size rule: an element that may not live inside the open
+                    # unknown-size master closes it (and possibly its ancestors).
+                    if (
+                        top_end == unknown
+                        and top_id not in parents
+                        and stack
+                        and parents is not global_parents
+                    ):
+                        while stack and top_end == unknown and top_id not in parents:
+                            stack.pop()
+                            closed = top_id
+                            top_id, top_end, limit = stack[-1] if stack else (0, 0, unknown)
+                            yield End(closed, here)
+
+                is_master = kind is master
+                if size == unknown:
+                    if not is_master:
+                        raise MkvError(
+                            f"unknown size on non-master element {element_name(eid)}", here
+                        )
+                elif limit != unknown and here + header + size > limit:
+                    raise MkvError(
+                        f"{element_name(eid)} of {size} bytes overruns its parent"
+                        f" {element_name(top_id)}",
+                        here,
+                    )
+
+                if is_master and (size == unknown or size > max_collapse or eid not in collapse):
+                    if len(stack) >= _MAX_DEPTH:
+                        raise MkvError("elements nested too deeply", here)
+                    pos += header
+                    top_id = eid
+                    if size == unknown:
+                        top_end = unknown
+                    else:
+                        top_end = limit = here + header + size
+                    stack.append((eid, top_end, limit))
+                    yield Start(eid, here, header, size)
+                    continue
+
+                if size > max_size:
+                    raise MkvError(
+                        f"{element_name(eid)} of {size} bytes exceeds the {max_size}-byte limit",
+                        here,
+                    )
                 stop = pos + header + size
                 if stop > end:
                     self._pos = pos
                     if not self._fill(header + size):
                         yield from self._at_end_of_data()
                         return
-                    buf, pos, end = self._buf, 0, len(self._buf)
+                    buf, pos, base = self._buf, 0, self._base
+                    end = len(buf)
                     continue
-                p = pos + header
-                t = buf[p]
-                flags = buf[p + 3]
-                if t & 0x80 and not flags & 0x06:
-                    tc = (buf[p + 1] << 8) | buf[p + 2]
-                    if tc & 0x8000:
-                        tc -= 0x10000
-                    yield Block(here, t & 0x7F, tc, flags, (buf[p + 4 : stop],))
-                else:
-                    yield parse_block(buf[p:stop], here, True)
+                payload = buf[pos + header : stop]
                 pos = stop
-                continue
-
-            spec = elements.get(eid)
-            # The unknown-size rule: an element that may not live inside the open
-            # unknown-size master closes it (and possibly its ancestors).
-            if stack and stack[-1][1] == UNKNOWN_SIZE and spec is not None:
-                yield from _close_unknown(stack, spec.parents, here)
-            if stack:
-                parent_end = stack[-1][1]
-                if parent_end != UNKNOWN_SIZE and (
-                    size == UNKNOWN_SIZE or here + header + size > parent_end
-                ):
-                    raise MkvError(
-                        f"{element_name(eid)} of {'unknown' if size < 0 else size} bytes"
-                        f" overruns its parent {element_name(stack[-1][0])}",
-                        here,
-                    )
-
-            if spec is not None and spec.kind is master:
-                if len(stack) >= _MAX_DEPTH:
-                    raise MkvError("elements nested too deeply", here)
-                pos += header
-                stack.append((eid, UNKNOWN_SIZE if size == UNKNOWN_SIZE else here + header + size))
-                yield Start(eid, here, header, size)
-                continue
-
-            if size == UNKNOWN_SIZE:
-                raise MkvError(f"unknown size on non-master element {element_name(eid)}", here)
-            if size > max_size:
-                raise MkvError(
-                    f"{element_name(eid)} of {size} bytes exceeds the {max_size}-byte limit", here
-                )
-            stop = pos + header + size
-            if stop > end:
-                self._pos = pos
-                if not self._fill(header + size):
-                    yield from self._at_end_of_data()
-                    return
-                buf, pos, end = self._buf, 0, len(self._buf)
-                continue
-            payload = buf[pos + header : stop]
-            if spec is None:
-                yield Leaf(eid, here, header, size, payload)
-            elif spec.kind is block_kind:
-                yield parse_block(payload, here, eid != _BLOCK)
-            else:
-                yield Leaf(eid, here, header, size, decode_value(spec.kind, payload, here))
-            pos = stop
+                if kind is None:
+                    yield Leaf(eid, here, header, size, payload)
+                elif kind is utf8_kind or kind is string_kind:
+                    text = payload.rstrip(b"\x00").decode("utf-8", "replace")
+                    yield Leaf(eid, here, header, size, text)
+                elif kind is uint_kind and size <= 8:
+                    yield Leaf(eid, here, header, size, int.from_bytes(payload, "big"))
+                elif kind is master:  # collapsed: the raw payload
+                    yield Leaf(eid, here, header, size, payload)
+                elif kind is block_kind:
+                    yield parse_block(payload, here, eid != _BLOCK)
+                else:
+                    yield Leaf(eid, here, header, size, decode_value(kind, payload, here))
+        except MkvError as err:
+            self._failed = err
+            raise
+        finally:
+            # Keep the resume point when the consumer stops early (or on an error).
+            self._pos = pos
 
     def _at_end_of_data(self) -> Iterator[Event]:
         """Out of fed bytes: at EOF close what may close, else wait for more input."""
@@ -320,15 +490,15 @@ class EbmlReader:
         left = len(self._buf) - self._pos + self._pending
         if left:
             raise MkvError(f"input ends inside an element ({left} trailing bytes)", here)
-        while self._stack:
-            eid, stop = self._stack[-1]
-            if stop != UNKNOWN_SIZE:
+        stack = self._stack
+        while stack:
+            eid, stop, limit = stack[-1]
+            if limit != UNKNOWN_SIZE:
+                name = element_name(eid) if stop != UNKNOWN_SIZE else "a known-size ancestor"
                 raise MkvError(
-                    f"input ends inside {element_name(eid)}, which declares"
-                    f" {stop - here} more bytes",
-                    here,
+                    f"input ends inside {name}, which declares {limit - here} more bytes", here
                 )
-            self._stack.pop()
+            stack.pop()
             yield End(eid, here)
 
 
@@ -366,10 +536,11 @@ def parse_block(payload: bytes, offset: int, simple: bool) -> Block:
                 if b != 255:
                     break
             sizes.append(s)
-    elif lacing == 3:  # EBML
-        value, used = _read_vint(payload, p, offset)
-        p += used
-        sizes.append(value)
+    elif lacing == 3:  # EBML: first size a vint, the others signed differences
+        if count > 1:
+            value, used = _read_vint(payload, p, offset)
+            p += used
+            sizes.append(value)
         for _ in range(count - 2):
             raw, used = _read_vint(payload, p, offset)
             bias = (1 << (7 * used - 1)) - 1
@@ -401,3 +572,76 @@ def _read_vint(data: bytes, p: int, offset: int) -> tuple[int, int]:
     if n == 0 or p + n > len(data):
         raise MkvError("invalid lace size", offset)
     return int.from_bytes(data[p : p + n], "big") & SIZE_MASK[n], n
+
+
+class UnknownSizeInside(Exception):
+    """:func:`parse_elements` met an unknown-size element; stream the master instead."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"unknown-size element at byte offset {offset}")
+        self.offset = offset
+
+
+Tree = list[tuple[int, "int | float | str | bytes | Block | Tree"]]
+
+
+_KINDS: dict[int, Kind] = {eid: spec.kind for eid, spec in ELEMENTS.items()}
+
+
+def parse_elements(data: bytes, offset: int, depth: int = 0) -> Tree:
+    """The elements of a known-size master's payload ``data`` (which starts at absolute
+    ``offset``), as ``(id, value)`` pairs in order; a master's value is its own list.
+
+    Leaf values are decoded as :class:`EbmlReader` decodes them and malformed input raises
+    the same :class:`MkvError` (with absolute offsets). An unknown-size element inside
+    raises :class:`UnknownSizeInside`: its extent depends on the element table's nesting
+    rule, so such a master has to go through :class:`EbmlReader` instead.
+    """
+    out: Tree = []
+    append = out.append
+    vlen = VINT_LENGTH
+    masks = SIZE_MASK
+    kinds = _KINDS
+    master = Kind.MASTER
+    uint = Kind.UINT
+    utf8 = Kind.UTF8
+    string = Kind.STRING
+    n = len(data)
+    pos = 0
+    while pos < n:
+        first = data[pos]
+        id_len = vlen[first]
+        if id_len == 0 or id_len > 4:
+            raise MkvError(f"invalid element ID byte 0x{first:02X}", offset + pos)
+        if pos + id_len >= n:
+            raise MkvError("element header overruns its parent", offset + pos)
+        size_len = vlen[data[pos + id_len]]
+        if size_len == 0:
+            raise MkvError("invalid element size (vint longer than 8 bytes)", offset + pos + id_len)
+        header = pos + id_len + size_len
+        if header > n:
+            raise MkvError("element header overruns its parent", offset + pos)
+        eid = first if id_len == 1 else int.from_bytes(data[pos : pos + id_len], "big")
+        size = int.from_bytes(data[pos + id_len : header], "big") & masks[size_len]
+        if size == masks[size_len]:
+            raise UnknownSizeInside(offset + pos)
+        stop = header + size
+        if stop > n:
+            raise MkvError(f"{element_name(eid)} of {size} bytes overruns its parent", offset + pos)
+        kind = kinds.get(eid)
+        if kind is utf8 or kind is string:
+            append((eid, data[header:stop].rstrip(b"\x00").decode("utf-8", "replace")))
+        elif kind is uint and size <= 8:
+            append((eid, int.from_bytes(data[header:stop], "big")))
+        elif kind is master:
+            if depth >= _MAX_DEPTH:
+                raise MkvError("elements nested too deeply", offset + pos)
+            append((eid, parse_elements(data[header:stop], offset + header, depth + 1)))
+        elif kind is None:
+            append((eid, data[header:stop]))
+        elif kind is Kind.BLOCK:
+            append((eid, parse_block(data[header:stop], offset + pos, eid != _BLOCK)))
+        else:
+            append((eid, decode_value(kind, data[header:stop], offset + pos)))
+        pos = stop
+    return out

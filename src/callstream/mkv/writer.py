@@ -43,11 +43,15 @@ def master(eid: int, children: Iterable[bytes], *, size_width: int | None = None
     return element(eid, b"".join(children), size_width)
 
 
-def uint(eid: int, value: int) -> bytes:
-    """Unsigned integer element, minimal width."""
+def uint(eid: int, value: int, width: int | None = None) -> bytes:
+    """Unsigned integer element, minimal width unless ``width`` (1..8 bytes) is given
+    (the KVS producer SDKs write TimecodeScale and the Cluster Timecode on 8 bytes)."""
     if value < 0:
         raise ValueError(f"negative value {value} for an unsigned element")
-    return element(eid, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+    n = width or max(1, (value.bit_length() + 7) // 8)
+    if not 1 <= n <= 8 or value >= 1 << (8 * n):
+        raise ValueError(f"value {value} does not fit an unsigned integer of {n} bytes")
+    return element(eid, value.to_bytes(n, "big"))
 
 
 def float_(eid: int, value: float) -> bytes:
@@ -181,10 +185,11 @@ def cluster(
     *,
     unknown_size: bool = False,
     position: int | None = None,
+    timecode_width: int | None = None,
 ) -> bytes:
     """A Cluster: Timecode (+ Position) then the encoded blocks. ``unknown_size``
-    writes the live form the KVS producer SDKs send."""
-    children = [uint(ID.Timecode, timecode)]
+    writes the live form the KVS producer SDKs send (with ``timecode_width=8``)."""
+    children = [uint(ID.Timecode, timecode, timecode_width)]
     if position is not None:
         children.append(uint(ID.Position, position))
     children.extend(blocks)
