@@ -110,15 +110,16 @@ class TrackTimeline:
 
         Raises ``ValueError`` if ``pcm`` is not a whole number of sample frames.
         """
-        data = memoryview(pcm).cast("B")
-        if data.nbytes % self.frame_bytes:
+        data = pcm if isinstance(pcm, bytes | bytearray) else memoryview(pcm).cast("B")
+        nbytes = len(data)
+        if nbytes % self.frame_bytes:
             raise ValueError(
-                f"frame of {data.nbytes} bytes is not a whole number of "
+                f"frame of {nbytes} bytes is not a whole number of "
                 f"{self.frame_bytes}-byte sample frames"
             )
         if self._origin_ns is None:
             self._origin_ns = timestamp_ns
-        gap = self.position_of(timestamp_ns) - self._written
+        gap = ns_to_samples(timestamp_ns - self._origin_ns, self.rate) - self._written
         inserted = 0
         if gap > self._tolerance_samples:
             self._check_gap(gap, timestamp_ns)
@@ -128,7 +129,7 @@ class TrackTimeline:
         elif gap < 0:
             self.overlap_samples += -gap
         self._buf += data
-        self._written += data.nbytes // self.frame_bytes
+        self._written += nbytes // self.frame_bytes
         self.frames_added += 1
         return inserted
 
@@ -162,8 +163,12 @@ class TrackTimeline:
         if n <= 0:
             return b""
         nbytes = n * self.frame_bytes
-        out = bytes(self._buf[:nbytes])
-        del self._buf[:nbytes]
+        if nbytes == len(self._buf):  # the usual case: one copy, not two
+            out = bytes(self._buf)
+            self._buf.clear()
+        else:
+            out = bytes(memoryview(self._buf)[:nbytes])
+            del self._buf[:nbytes]
         self._taken += n
         return out
 
