@@ -1,1 +1,110 @@
+"""Amazon Connect contact flows as pure logic: loader, JSONPath, contact, CTR, interpreter.
 
+No sockets, audio or store here: :class:`FlowRun` returns effects (start streaming, invoke a
+Lambda, play a prompt, ...) and a runner performs them and reports results back.
+"""
+
+from callstream.flows.actions import ACTIONS, ActionSpec, Outcome, Param, Restriction, spec_for
+from callstream.flows.contact import (
+    Channel,
+    Contact,
+    Endpoint,
+    MediaStream,
+    RecordingBehavior,
+    contact_data,
+    contact_flow_event,
+)
+from callstream.flows.ctr import build_ctr, format_ctr_timestamp
+from callstream.flows.effects import (
+    Disconnect,
+    Effect,
+    Failed,
+    FlowEnded,
+    GetInput,
+    InputResult,
+    InvokeLambda,
+    LambdaRef,
+    LambdaResult,
+    Log,
+    MediaStreamingStarted,
+    MediaStreamingStopped,
+    PlayPrompt,
+    Result,
+    StartMediaStreaming,
+    StopMediaStreaming,
+    TransferResult,
+    TransferToQueue,
+    WaitFor,
+    WaitResult,
+)
+from callstream.flows.instance import HoursOfOperation, HoursRange, Instance, Queue
+from callstream.flows.interpreter import FlowRun, Step, check_lambda_response
+from callstream.flows.loader import load_flow
+from callstream.flows.model import (
+    Action,
+    Condition,
+    ConditionBranch,
+    ErrorBranch,
+    Flow,
+    FlowError,
+    FlowType,
+    Issue,
+    Transition,
+)
+from callstream.flows.registry import FlowRegistry
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "ActionSpec",
+    "Channel",
+    "Condition",
+    "ConditionBranch",
+    "Contact",
+    "Disconnect",
+    "Effect",
+    "Endpoint",
+    "ErrorBranch",
+    "Failed",
+    "Flow",
+    "FlowEnded",
+    "FlowError",
+    "FlowRegistry",
+    "FlowRun",
+    "FlowType",
+    "GetInput",
+    "HoursOfOperation",
+    "HoursRange",
+    "InputResult",
+    "Instance",
+    "InvokeLambda",
+    "Issue",
+    "LambdaRef",
+    "LambdaResult",
+    "Log",
+    "MediaStream",
+    "MediaStreamingStarted",
+    "MediaStreamingStopped",
+    "Outcome",
+    "Param",
+    "PlayPrompt",
+    "Queue",
+    "RecordingBehavior",
+    "Restriction",
+    "Result",
+    "StartMediaStreaming",
+    "Step",
+    "StopMediaStreaming",
+    "TransferResult",
+    "TransferToQueue",
+    "Transition",
+    "WaitFor",
+    "WaitResult",
+    "build_ctr",
+    "check_lambda_response",
+    "contact_data",
+    "contact_flow_event",
+    "format_ctr_timestamp",
+    "load_flow",
+    "spec_for",
+]
