@@ -264,3 +264,49 @@ def test_bad_usage_and_input_give_one_line_and_no_traceback(
     assert "Traceback" not in err
     assert expect in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_contact_records_over_the_api_and_the_cli(server: ServerThread) -> None:
+    from callstream.cli import signed_request
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", KEY)
+    for n, channel in enumerate(("VOICE", "CHAT")):
+        ctr = {
+            "ContactId": f"contact-{n}",
+            "Channel": channel,
+            "InitiationTimestamp": f"2026-11-22T10:0{n}:00Z",
+        }
+        env_keys = {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+        old = {k: os.environ.get(k) for k in env_keys}
+        os.environ.update(env_keys)
+        try:
+            status, _ = signed_request(
+                "POST",
+                server.url + "/callstream/contacts",
+                region="us-east-1",
+                body=json.dumps(ctr).encode(),
+            )
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        assert status == 200
+    listed = [
+        json.loads(x) for x in cli("contacts", "--endpoint-url", server.url).stdout.splitlines()
+    ]
+    assert [c["ContactId"] for c in listed] == ["contact-1", "contact-0"]  # newest first
+    voice = cli("contacts", "--endpoint-url", server.url, "--channel", "VOICE").stdout.splitlines()
+    assert [json.loads(x)["ContactId"] for x in voice] == ["contact-0"]
+    one = json.loads(cli("contacts", "contact-1", "--endpoint-url", server.url).stdout)
+    assert one["Channel"] == "CHAT"
+    missing = cli("contacts", "nope", "--endpoint-url", server.url, check=False)
+    assert missing.returncode == 1 and b"HTTP 404" in missing.stderr
+    # unsigned requests are refused like every other API
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(server.url + "/callstream/contacts", timeout=10)
+    assert err.value.code == 403

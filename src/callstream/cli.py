@@ -495,6 +495,65 @@ def cmd_put_media(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- contacts ---------------------------------------------------------------------------------
+
+
+def signed_request(
+    method: str, url: str, *, region: str, body: bytes | None = None, credentials: Any = None
+) -> tuple[int, bytes]:
+    """A SigV4-signed HTTP request to a callstream server (default credentials: the
+    botocore chain)."""
+    import urllib.error
+    import urllib.request
+
+    import botocore.session
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    creds = credentials or botocore.session.get_session().get_credentials()
+    if creds is None:
+        raise CliError("no AWS credentials found")
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
+    SigV4Auth(creds, "kinesisvideo", region).add_auth(req)
+    http = urllib.request.Request(url, data=body, method=method, headers=dict(req.headers))
+    try:
+        with urllib.request.urlopen(http, timeout=30) as resp:
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as err:
+        return int(err.code), err.read()
+    except urllib.error.URLError as err:
+        raise CliError(f"cannot reach {url}: {err.reason}") from None
+
+
+def cmd_contacts(args: argparse.Namespace) -> int:
+    from urllib.parse import quote, urlencode
+
+    _use_local_credentials_if_none(args)
+    base = args.endpoint_url.rstrip("/") + "/callstream/contacts"
+    if args.contact_id:
+        url = f"{base}/{quote(args.contact_id, safe='')}"
+    else:
+        query = {"limit": str(args.limit)}
+        if args.channel:
+            query["channel"] = args.channel
+        url = f"{base}?{urlencode(query)}"
+    status, body = signed_request("GET", url, region=_region(args) or "us-east-1")
+    if status != 200:
+        try:
+            message = json.loads(body).get("Message", body.decode(errors="replace"))
+        except ValueError:
+            message = body.decode(errors="replace")
+        raise CliError(f"HTTP {status}: {message}")
+    payload = json.loads(body)
+    if args.contact_id:
+        print(json.dumps(payload, indent=2))
+    else:
+        for record in payload["Contacts"]:
+            print(json.dumps(record))
+    return 0
+
+
 # --- argument parsing -------------------------------------------------------------------------
 
 
@@ -576,6 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace fragments in real time")
     _audio_options(p)
     p.set_defaults(func=cmd_put_media)
+
+    p = sub.add_parser("contacts", help="list contact records (CTRs), or show one")
+    p.add_argument("contact_id", nargs="?", help="a ContactId: print its CTR")
+    p.add_argument("--endpoint-url", required=True, help="the callstream server")
+    p.add_argument("--region")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--channel", choices=["VOICE", "CHAT", "TASK"])
+    p.set_defaults(func=cmd_contacts)
 
     p = sub.add_parser("encode", help="write Connect- or Chime-shaped MKV from WAV audio")
     p.add_argument("--out", required=True, help="output MKV path, - for stdout")

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from callstream.api.errors import KvsError, error_response_parts
 from callstream.store.base import Backend, StoreError, StreamRecord
+from callstream.store.contacts import ContactStore
 from callstream.store.live import LiveHub
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
@@ -51,6 +52,7 @@ class ServerState:
 
     config: ServerConfig
     backend: Backend
+    contacts: ContactStore
     hub: LiveHub = field(default_factory=LiveHub)
     routes: dict[str, Handler] = field(default_factory=dict)
 
@@ -121,12 +123,13 @@ STREAMING_PATHS = frozenset({"/putMedia"})
 
 def build_app(state: ServerState) -> web.Application:
     """The aiohttp application serving ``state.routes``."""
-    from callstream.api import archived, control, media
+    from callstream.api import archived, contacts, control, media
 
     routes: dict[str, Handler] = {}
     routes.update(control.ROUTES)
     routes.update(media.ROUTES)
     routes.update(archived.ROUTES)
+    routes.update(contacts.ROUTES)
     state.routes = routes
 
     @web.middleware
@@ -166,6 +169,8 @@ def build_app(state: ServerState) -> web.Application:
         return await handler(request, state)
 
     app = web.Application(middlewares=[kvs_middleware], client_max_size=64 * 1024 * 1024)
+    for path, get_handler in contacts.GET_ROUTES.items():
+        app.router.add_get(path, _bind(get_handler, state))
     app.router.add_post("/{tail:.*}", dispatch)
     app[STATE] = state
 
@@ -176,6 +181,15 @@ def build_app(state: ServerState) -> web.Application:
 
     app.cleanup_ctx.append(reaper)
     return app
+
+
+def _bind(
+    handler: Handler, state: ServerState
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def bound(request: web.Request) -> web.StreamResponse:
+        return await handler(request, state)
+
+    return bound
 
 
 async def _reap_forever(state: ServerState) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from callstream.api.app import ServerConfig, ServerState, build_app
+from callstream.store.contacts import ContactStore
 from callstream.store.embedded import EmbeddedBackend
 
 __all__ = ["DEFAULT_ACCESS_KEY_ID", "DEFAULT_SECRET_ACCESS_KEY", "ServerThread", "serve"]
@@ -31,7 +32,8 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
     backend = EmbeddedBackend(
         data_dir, region=config.region, account_id=config.account_id, max_streams=max_streams
     )
-    return ServerState(config=config, backend=backend)
+    contacts = ContactStore(Path(data_dir) / "contacts.sqlite3")
+    return ServerState(config=config, backend=backend, contacts=contacts)
 
 
 async def _start(state: ServerState, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -79,6 +81,7 @@ def serve(
         asyncio.run(main())
     finally:
         state.backend.close()
+        state.contacts.close()
 
 
 class ServerThread:
@@ -138,6 +141,7 @@ class ServerThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
         self.state.backend.close()
+        self.state.contacts.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()
