@@ -269,29 +269,21 @@ def test_bad_usage_and_input_give_one_line_and_no_traceback(
 def test_contact_records_over_the_api_and_the_cli(server: ServerThread) -> None:
     from callstream.cli import signed_request
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", KEY)
+    from botocore.credentials import Credentials
+
     for n, channel in enumerate(("VOICE", "CHAT")):
         ctr = {
             "ContactId": f"contact-{n}",
             "Channel": channel,
             "InitiationTimestamp": f"2026-11-22T10:0{n}:00Z",
         }
-        env_keys = {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
-        old = {k: os.environ.get(k) for k in env_keys}
-        os.environ.update(env_keys)
-        try:
-            status, _ = signed_request(
-                "POST",
-                server.url + "/callstream/contacts",
-                region="us-east-1",
-                body=json.dumps(ctr).encode(),
-            )
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        status, _ = signed_request(
+            "POST",
+            server.url + "/callstream/contacts",
+            region="us-east-1",
+            body=json.dumps(ctr).encode(),
+            credentials=Credentials(KEY, SECRET),
+        )
         assert status == 200
     listed = [
         json.loads(x) for x in cli("contacts", "--endpoint-url", server.url).stdout.splitlines()
