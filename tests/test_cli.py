@@ -267,9 +267,9 @@ def test_bad_usage_and_input_give_one_line_and_no_traceback(
 
 
 def test_contact_records_over_the_api_and_the_cli(server: ServerThread) -> None:
-    from callstream.cli import signed_request
-
     from botocore.credentials import Credentials
+
+    from callstream.cli import signed_request
 
     for n, channel in enumerate(("VOICE", "CHAT")):
         ctr = {
