@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from callstream.client.aws import boto_client
 from callstream.mkv.ebml import MkvError
 from callstream.mkv.kvs import Fragment, FragmentReader
 
@@ -527,32 +528,16 @@ def _retriable(exc: BaseException) -> bool:
 
 def _boto_factory(region: str | None, credentials: Any, read_timeout: float) -> ClientFactory:
     def make(service: str, endpoint_url: str | None) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        kwargs: dict[str, Any] = {
-            "region_name": region or _default_region(),
-            "config": Config(read_timeout=read_timeout, retries={"max_attempts": 2}),
-        }
-        if endpoint_url is not None:
-            kwargs["endpoint_url"] = endpoint_url
-        if credentials is not None:
-            frozen = credentials.get_frozen_credentials()
-            kwargs.update(
-                aws_access_key_id=frozen.access_key,
-                aws_secret_access_key=frozen.secret_key,
-                aws_session_token=frozen.token,
-            )
-        return boto3.client(service, **kwargs)
+        return boto_client(
+            service,
+            endpoint_url,
+            region,
+            credentials,
+            read_timeout=read_timeout,
+            retries={"max_attempts": 2},
+        )
 
     return make
-
-
-def _default_region() -> str:
-    import botocore.session
-
-    region = botocore.session.get_session().get_config_variable("region")
-    return str(region) if region else "us-east-1"
 
 
 def get_media(

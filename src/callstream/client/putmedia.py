@@ -38,6 +38,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from callstream.api.acks import Ack, AckParser, EventType
+from callstream.client.aws import boto_client, default_region
 from callstream.mkv.ebml import ID, MkvError
 from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start
 
@@ -590,7 +591,7 @@ def get_data_endpoint(
 ) -> str:
     """GetDataEndpoint through boto3 ``kinesisvideo`` (blocking)."""
     if client is None:
-        client = _boto_client("kinesisvideo", endpoint_url, region, credentials)
+        client = boto_client("kinesisvideo", endpoint_url, region, credentials)
     kwargs: dict[str, str] = {"APIName": api_name}
     if stream_arn is not None:
         kwargs["StreamARN"] = stream_arn
@@ -600,38 +601,6 @@ def get_data_endpoint(
         raise ValueError("give stream_name or stream_arn")
     response = client.get_data_endpoint(**kwargs)
     return str(response["DataEndpoint"])
-
-
-def _boto_client(
-    service: str,
-    endpoint_url: str | None,
-    region: str | None,
-    credentials: Credentials | None,
-    **config: Any,
-) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    kwargs: dict[str, Any] = {"region_name": region or _default_region()}
-    if endpoint_url is not None:
-        kwargs["endpoint_url"] = endpoint_url
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        kwargs.update(
-            aws_access_key_id=frozen.access_key,
-            aws_secret_access_key=frozen.secret_key,
-            aws_session_token=frozen.token,
-        )
-    if config:
-        kwargs["config"] = Config(**config)
-    return boto3.client(service, **kwargs)
-
-
-def _default_region() -> str:
-    import botocore.session
-
-    region = botocore.session.get_session().get_config_variable("region")
-    return str(region) if region else "us-east-1"
 
 
 async def _aiter(source: AsyncIterable[bytes] | Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -692,7 +661,7 @@ async def put_media(
         user_agent=user_agent,
     )
     creds = credentials or resolve_credentials()
-    region_name = region or _default_region()
+    region_name = region or default_region()
     if discover_endpoint:
         data_endpoint = await asyncio.to_thread(
             get_data_endpoint,
