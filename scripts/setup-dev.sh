@@ -8,6 +8,7 @@ need=()
 command -v mkvinfo >/dev/null || need+=(mkvtoolnix)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v node >/dev/null || need+=(nodejs npm)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
 if ((${#need[@]})) && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq

@@ -302,3 +302,71 @@ def test_contact_records_over_the_api_and_the_cli(server: ServerThread) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(server.url + "/callstream/contacts", timeout=10)
     assert err.value.code == 403
+
+
+def test_call_runs_the_lca_flow_and_stores_the_ctr(
+    server: ServerThread,
+    call_wav,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    flow = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
+    if not flow.exists():
+        pytest.skip(f"shared test data not found at {flow}")
+    wav, samples = call_wav
+    handler = Path(__file__).parent / "flows" / "lca_handlers.py"
+    proc = cli(
+        "call",
+        "--flow",
+        str(flow),
+        "--customer-audio",
+        str(wav),
+        "--endpoint-url",
+        server.url,
+        "--lambda",
+        f"StartLCA={handler}:start_lca",
+        "--speed",
+        "8",
+    )
+    ctr = json.loads(proc.stdout)
+    assert ctr["Channel"] == "VOICE" and ctr["DisconnectReason"] == "CUSTOMER_DISCONNECT"
+    recording = ctr["Recordings"][0]
+    start = recording["FragmentStartNumber"]
+    stored = json.loads(cli("contacts", ctr["ContactId"], "--endpoint-url", server.url).stdout)
+    assert stored["Recordings"][0]["FragmentStartNumber"] == start
+    # the customer's audio from the moment streaming started, sample-exact
+    stream = recording["Location"].split("/")[1]
+    out = tmp_path / "from-start.wav"
+    cli(
+        "get-audio",
+        "--stream",
+        stream,
+        "--endpoint-url",
+        server.url,
+        "--start-fragment",
+        start,
+        "--track",
+        "AUDIO_FROM_CUSTOMER",
+        "--out",
+        str(out),
+    )
+    got = read_wav(out).samples[:, 0]
+    offset = len(samples) - len(got)
+    assert 0 < offset < len(samples)
+    np.testing.assert_array_equal(got, samples[offset:, 0])
+    # broken flows and bad bindings: one line, no traceback
+    broken = tmp_path / "broken.json"
+    data = json.loads(flow.read_text())
+    data["Actions"][0]["Transitions"]["NextAction"] = "no-such-action"
+    broken.write_text(json.dumps(data))
+    bad = cli(
+        "call",
+        "--flow",
+        str(broken),
+        "--customer-audio",
+        str(wav),
+        "--endpoint-url",
+        server.url,
+        check=False,
+    )
+    assert bad.returncode == 1 and "no-such-action" in bad.stderr.decode()
+    assert "Traceback" not in bad.stderr.decode()

@@ -495,6 +495,52 @@ def cmd_put_media(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- call -------------------------------------------------------------------------------------
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from callstream.flows import FlowError
+    from callstream.flows.call import place_call
+
+    _use_local_credentials_if_none(args)
+    lambdas: dict[str, str] = {}
+    for item in args.lambda_:
+        name, sep, target = item.partition("=")
+        if not sep or not name or not target:
+            raise CliError(f"--lambda expects NAME=module:function or NAME=URL, got {item!r}")
+        lambdas[name] = target
+    if args.speed <= 0:
+        raise CliError("--speed must be positive")
+    progress = Progress(enabled=True)
+    try:
+        result = asyncio.run(
+            place_call(
+                flow=args.flow,
+                flows=args.also_flow,
+                customer_audio=args.customer_audio,
+                agent_audio=args.agent_audio,
+                channel=args.channel,
+                attributes=_parse_tags(args.attribute),
+                lambdas=lambdas,
+                endpoint_url=args.endpoint_url,
+                region=_region(args) or "us-east-1",
+                speed=args.speed,
+                dtmf=args.dtmf,
+                on_event=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+        )
+    except FlowError as err:
+        raise CliError(f"{args.flow}: {err}") from None
+    except (OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    finally:
+        progress.done()
+    print(json.dumps(result.ctr, indent=2))
+    return 0
+
+
 # --- contacts ---------------------------------------------------------------------------------
 
 
@@ -635,6 +681,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace fragments in real time")
     _audio_options(p)
     p.set_defaults(func=cmd_put_media)
+
+    p = sub.add_parser("call", help="place a contact through an Amazon Connect flow")
+    p.add_argument("--flow", required=True, help="exported Connect flow (JSON)")
+    p.add_argument(
+        "--also-flow",
+        action="append",
+        default=[],
+        metavar="FLOW.json",
+        help="more flows TransferToFlow may name",
+    )
+    p.add_argument("--customer-audio", required=True, help="WAV of what the customer says")
+    p.add_argument("--agent-audio", help="WAV the agent says once the contact is queued")
+    p.add_argument("--channel", choices=["VOICE", "CHAT", "TASK"], default="VOICE")
+    p.add_argument("--attribute", action="append", default=[], metavar="K=V")
+    p.add_argument(
+        "--lambda",
+        dest="lambda_",
+        action="append",
+        default=[],
+        metavar="NAME=module:function|NAME=URL",
+        help="bind a Lambda (NAME: ARN, function name, block Identifier or block name)",
+    )
+    p.add_argument("--dtmf", help="digits the customer types, entries separated by commas")
+    p.add_argument("--endpoint-url", required=True, help="the callstream server")
+    p.add_argument("--region")
+    p.add_argument("--speed", type=float, default=1.0, help="play the call N times faster")
+    p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("contacts", help="list contact records (CTRs), or show one")
     p.add_argument("contact_id", nargs="?", help="a ContactId: print its CTR")
