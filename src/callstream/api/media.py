@@ -102,7 +102,14 @@ class _PutMedia:
         self.numbers: dict[int, LiveFragment] = {}  # ingest seq -> fragment
         self.acks: asyncio.Queue[Ack | None] = asyncio.Queue()
         self.persist: asyncio.Queue[tuple[FragmentReady, LiveFragment] | None] = asyncio.Queue()
-        self.superseded = asyncio.Event()
+        self.superseded = False
+        self.task = asyncio.current_task()
+
+    def supersede(self) -> None:
+        """A newer PutMedia connection took the stream: end this one."""
+        self.superseded = True
+        if self.task is not None:
+            self.task.cancel()
 
     async def write_acks(self) -> None:
         while (ack := await self.acks.get()) is not None:
@@ -137,7 +144,7 @@ class _PutMedia:
                     log.exception("persisting fragment %s failed", frag.number)
                     code = "INTERNAL_ERROR"
                 await self.acks.put(Ack.error(code, ready.timecode, frag.number))
-                await self.state.hub.notify(self.stream.arn)
+                self.state.hub.notify(self.stream.arn)
                 continue
             frag.persisted = True
             if self.stream.data_retention_hours > 0:
@@ -152,8 +159,8 @@ class _PutMedia:
         for ev in events:
             if isinstance(ev, FragmentOpened):
                 now = _now_ms()
-                try:
-                    seq = await self.state.run(self.state.backend.next_sequence, self.stream)
+                try:  # an in-memory counter (a reservation is written every 1024): inline
+                    seq = self.state.backend.next_sequence(self.stream)
                 except StreamNotFound:  # deleted while we were ingesting
                     await self.acks.put(Ack.error("STREAM_NOT_ACTIVE", ev.timecode, None))
                     return False
@@ -200,10 +207,10 @@ class _PutMedia:
                 await self.acks.put(Ack.error(ev.code, ev.timecode, failed))
                 if ev.fatal:
                     if touched:
-                        await hub.notify(arn)
+                        hub.notify(arn)
                     return False
         if touched:
-            await hub.notify(arn)
+            hub.notify(arn)
         return True
 
 
@@ -257,7 +264,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     live = conn.live
     previous = live.producer
     if isinstance(previous, _PutMedia):
-        previous.superseded.set()  # a newer connection to the stream wins, as on AWS
+        previous.supersede()  # a newer connection to the stream wins, as on AWS
     live.producer = conn
     session = IngestSession(
         timecode_type=timecode_type,
@@ -268,47 +275,41 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     persister = asyncio.create_task(conn.persist_fragments())
     cfg = state.config
     idle_since = time.monotonic()
-    reader: asyncio.Task[bytes] | None = None
-    superseded = asyncio.create_task(conn.superseded.wait())
     try:
         ok = True
         while ok:
-            if reader is None:
-                reader = asyncio.create_task(read_next())
             # A complete Cluster waits for what follows it; if the producer pauses, store
             # it now rather than at the next Cluster (PERSISTED latency).
             wait = FLUSH_AFTER_S if session.awaiting_trailer else cfg.putmedia_idle_ack_s
-            done, _ = await asyncio.wait(
-                {reader, superseded}, timeout=wait, return_when="FIRST_COMPLETED"
-            )
-            if superseded in done:
-                break
-            if reader not in done:
+            try:
+                async with asyncio.timeout(wait):
+                    chunk = await read_next()
+            except TimeoutError:
                 if session.awaiting_trailer:
                     ok = await conn.handle(session.flush())
-                    continue
-                if time.monotonic() - idle_since > cfg.putmedia_idle_close_s:
+                elif time.monotonic() - idle_since > cfg.putmedia_idle_close_s:
                     break
-                await conn.acks.put(Ack.idle())
+                else:
+                    await conn.acks.put(Ack.idle())
                 continue
-            chunk = reader.result()
-            reader = None
             if not chunk:
                 if not session.failed:
                     ok = await conn.handle(session.close())
                 break
             idle_since = time.monotonic()
             ok = await conn.handle(session.feed(chunk))
-        live.last_timestamp_ns = session.last_timestamp_ns
-    except (ConnectionError, asyncio.CancelledError):
+    except ConnectionError:
         pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not conn.superseded or task is None:
+            raise
+        task.uncancel()
     finally:
-        if reader is not None:
-            reader.cancel()
-        superseded.cancel()
+        live.last_timestamp_ns = session.last_timestamp_ns
         for frag in conn.numbers.values():  # fragments that never completed
             frag.dropped = True
-        await state.hub.notify(stream.arn)
+        state.hub.notify(stream.arn)
         await conn.persist.put(None)
         with contextlib.suppress(Exception):
             await persister
@@ -368,16 +369,18 @@ async def serve_fragments(
     last = after
     idle = state.config.live_idle_timeout_s
     while True:
-        floor = last
-        if at_least is not None and (floor is None or floor < at_least):
-            floor = None
-        records: list[FragmentRecord] = await state.run(
-            state.backend.fragments, stream, after_number=floor, limit=16
-        )
-        if at_least is not None:
-            records = [r for r in records if r.fragment_number >= at_least]
-        if last is not None:
-            records = [r for r in records if r.fragment_number > last]
+        records: list[FragmentRecord] = []
+        if last is None or last not in live.fragments:
+            # Behind the live layer: look in the store. (Once ``last`` is a fragment the
+            # hub still holds, everything after it passed through the hub too.)
+            floor = last
+            if at_least is not None and (floor is None or floor < at_least):
+                floor = None
+            records = await state.run(state.backend.fragments, stream, after_number=floor, limit=16)
+            if at_least is not None:
+                records = [r for r in records if r.fragment_number >= at_least]
+            if last is not None:
+                records = [r for r in records if r.fragment_number > last]
         pending = [
             f for f in hub.after(stream.arn, last) if at_least is None or f.number >= at_least
         ]
@@ -403,16 +406,10 @@ async def serve_fragments(
             continue
         if not live_edge:
             return
-        async with live.changed:
-            try:
-                await asyncio.wait_for(live.changed.wait(), timeout=idle)
-            except TimeoutError:
-                if not hub.after(stream.arn, last):
-                    records = await state.run(
-                        state.backend.fragments, stream, after_number=last, limit=1
-                    )
-                    if not records:
-                        return
+        if not await live.wait(idle) and not hub.after(stream.arn, last):
+            records = await state.run(state.backend.fragments, stream, after_number=last, limit=1)
+            if not records:
+                return
 
 
 async def _follow(live: StreamLive, frag: LiveFragment, idle: float) -> AsyncIterator[bytes]:
@@ -428,12 +425,8 @@ async def _follow(live: StreamLive, frag: LiveFragment, idle: float) -> AsyncIte
             return
         if frag.dropped:
             return
-        async with live.changed:
-            if sent == len(frag.chunks) and not frag.complete and not frag.dropped:
-                try:
-                    await asyncio.wait_for(live.changed.wait(), timeout=idle * 4)
-                except TimeoutError:
-                    return
+        if not await live.wait(idle * 4):
+            return
 
 
 async def _start_point(

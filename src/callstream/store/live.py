@@ -3,19 +3,19 @@
 A fragment enters the hub when its Cluster opens (BUFFERING), grows as Cluster bytes
 arrive, completes when its trailer is known, and leaves a little after it is persisted
 (readers that raced the persistence still find it here). Readers wait on a per-stream
-condition, so bytes reach them as the producer sends them.
+wake-up future that every change resolves, so bytes reach them as the producer sends
+them, at the cost of one future per change rather than a lock and a task per reader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 
 __all__ = ["LiveFragment", "LiveHub", "StreamLive"]
 
-KEEP_AFTER_PERSIST = 32
+KEEP_AFTER_PERSIST = 4
 """Completed fragments kept in memory per stream after they were persisted."""
 
 
@@ -43,8 +43,28 @@ class StreamLive:
     readers: int = 0
     producer: object | None = None  # the PutMedia connection that owns the stream
     last_timestamp_ns: int | None = None
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     created: float = field(default_factory=time.monotonic)
+    _changed: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        """Wake every reader waiting in :meth:`wait`."""
+        fut = self._changed
+        if fut is not None:
+            self._changed = None
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for the next :meth:`wake`; False on timeout."""
+        fut = self._changed
+        if fut is None:
+            fut = self._changed = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(fut)
+        except TimeoutError:
+            return False
+        return True
 
 
 class LiveHub:
@@ -66,14 +86,13 @@ class LiveHub:
         if live is not None:
             for frag in live.fragments.values():
                 frag.dropped = True
-            _wake(live)
+            live.wake()
 
-    async def notify(self, arn: str) -> None:
+    def notify(self, arn: str) -> None:
         """Wake readers of ``arn``."""
         live = self._streams.get(arn)
         if live is not None:
-            async with live.changed:
-                live.changed.notify_all()
+            live.wake()
 
     def open(self, arn: str, frag: LiveFragment) -> None:
         """A new fragment starts."""
@@ -98,12 +117,3 @@ class LiveHub:
         done = [n for n, f in live.fragments.items() if f.persisted or f.dropped]
         for n in done[: max(0, len(done) - KEEP_AFTER_PERSIST)]:
             del live.fragments[n]
-
-
-def _wake(live: StreamLive) -> None:
-    async def _notify() -> None:
-        async with live.changed:
-            live.changed.notify_all()
-
-    with contextlib.suppress(RuntimeError):
-        asyncio.get_running_loop().create_task(_notify())
