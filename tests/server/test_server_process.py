@@ -222,3 +222,50 @@ def test_invalid_mkv_gets_an_error_ack_and_stored_fragments_survive(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_a_newer_putmedia_connection_to_the_stream_wins(tmp_path: Path) -> None:
+    """As on AWS (one PutMedia connection per stream, the last one accepted): the older
+    upload's ack stream ends, the newer one's fragments are stored after the older ones."""
+    import threading
+
+    from server_helpers import connect_audio, put_media
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc, _ = start_server(tmp_path, port)
+    try:
+        kv, media = clients(url)
+        kv.create_stream(StreamName="pooled", DataRetentionInHours=1)  # type: ignore[attr-defined]
+        first = connect_audio(20, fragment_ms=200, start_ms=1_700_000_000_000)
+        second = connect_audio(3, fragment_ms=200, start_ms=1_700_000_100_000, contact_id="c-2")
+        results = {}
+
+        def slow_upload() -> None:
+            chunks: list[bytes | float] = []
+            for chunk in first.chunks:
+                chunks += [chunk, 0.2]
+            results["first"] = put_media(
+                url, chunks, stream_name="pooled", access_key=KEY, secret_key=SECRET
+            )
+
+        thread = threading.Thread(target=slow_upload)
+        thread.start()
+        time.sleep(1.0)  # a few fragments of the first upload are in
+        results["second"] = put_media(
+            url, second.chunks, stream_name="pooled", access_key=KEY, secret_key=SECRET
+        )
+        thread.join(30)
+        older, newer = results["first"], results["second"]
+        assert len(older.of("PERSISTED")) < 20  # cut off when the newer one arrived
+        assert len(newer.of("PERSISTED")) == 3 and not newer.of("ERROR")
+        resp = media.get_media(  # type: ignore[attr-defined]
+            StreamName="pooled", StartSelector={"StartSelectorType": "EARLIEST"}
+        )
+        reader = FragmentReader()
+        frags = reader.feed(resp["Payload"].read()) + reader.close()
+        contacts = [f.tags.get("ContactId") for f in frags]
+        assert contacts[-3:] == ["c-2"] * 3 and "c-1" in contacts
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
