@@ -370,3 +370,40 @@ def test_call_runs_the_lca_flow_and_stores_the_ctr(
     )
     assert bad.returncode == 1 and "no-such-action" in bad.stderr.decode()
     assert "Traceback" not in bad.stderr.decode()
+
+
+def test_get_audio_takes_one_call_of_a_pooled_stream_by_default(
+    call_wav,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    wav, samples = call_wav
+    files = []
+    for n, contact in enumerate(("first", "second")):
+        mkv = tmp_path / f"{contact}.mkv"
+        cli(
+            "encode",
+            "--wav",
+            str(wav),
+            "--out",
+            str(mkv),
+            "--tag",
+            f"ContactId={contact}",
+            "--start-timestamp",
+            str(1_700_000_000 + 10 * n),
+        )
+        files.append(mkv.read_bytes())
+    pooled = tmp_path / "pooled.mkv"
+    pooled.write_bytes(b"".join(files))
+
+    def extract(*extra: str) -> np.ndarray:
+        out = tmp_path / "out.wav"
+        cli("get-audio", "--input", str(pooled), "--out", str(out), *extra)
+        return read_wav(out).samples
+
+    np.testing.assert_array_equal(extract(), samples)  # the first call only
+    np.testing.assert_array_equal(extract("--contact-id", "second"), samples)
+    both = extract("--all-contacts")  # 10 s apart: the gap between the calls is silence
+    assert len(both) == 8000 * 10 + len(samples)
+    np.testing.assert_array_equal(both[: len(samples)], samples)
+    np.testing.assert_array_equal(both[8000 * 10 :], samples)
+    assert not both[len(samples) : 8000 * 10].any()

@@ -203,23 +203,31 @@ def _fragments_from_file(path: str) -> Iterator[Any]:
             source.close()
 
 
-class _ContactWindow:
-    """``--contact-id``: skip fragments of earlier contacts on a pooled stream, take the
-    contact's fragments (tagless ones belong to the run they sit in), stop when the
-    stream moves on to another contact."""
+CALL_ID_TAGS = ("ContactId", "TransactionId", "CallId")
+"""Tags naming the call a fragment belongs to (Connect, Chime); pooled streams change them."""
 
-    def __init__(self, contact_id: str | None) -> None:
+
+class _ContactWindow:
+    """One call out of a stream: skip fragments of earlier calls on a pooled stream, take
+    the call's fragments (tagless ones belong to the run they sit in), stop when the stream
+    moves on. With ``contact_id`` given that call is wanted (its ContactId, TransactionId or
+    CallId); without it, the first call seen; ``follow_all`` takes everything."""
+
+    def __init__(self, contact_id: str | None, *, follow_all: bool = False) -> None:
         self.contact_id = contact_id
-        self.seen = contact_id is None
+        self.follow_all = follow_all
+        self.seen = False
 
     def judge(self, fragment: Any) -> str:
         """``"skip"``, ``"take"`` or ``"stop"``."""
-        if self.contact_id is None:
+        if self.follow_all:
             return "take"
-        tagged = fragment.tags.get("ContactId")
-        if tagged is None:
-            return "take" if self.seen else "skip"
-        if tagged == self.contact_id:
+        ids = [fragment.tags[t] for t in CALL_ID_TAGS if t in fragment.tags]
+        if not ids:
+            return "take" if self.seen or self.contact_id is None else "skip"
+        if self.contact_id is None:
+            self.contact_id = ids[0]  # lock onto the first call seen
+        if self.contact_id in ids:
             self.seen = True
             return "take"
         return "stop" if self.seen else "skip"
@@ -297,7 +305,7 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
             writer.write(pcm)
             samples += len(pcm) // (2 * extractor.channels if extractor else 2)
 
-    window = _ContactWindow(args.contact_id)
+    window = _ContactWindow(args.contact_id, follow_all=args.all_contacts)
     try:
         for fragment in fragments:
             if not keep(fragment):
@@ -670,7 +678,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["wav", "raw"], default="wav")
     p.add_argument("--out", help="output path (default: stdout)")
-    p.add_argument("--contact-id", help="stop when the stream moves to another contact")
+    p.add_argument(
+        "--contact-id",
+        help="the call to extract (ContactId, TransactionId or CallId; default: the first"
+        " call in the selection); stops when the stream moves to another call",
+    )
+    p.add_argument("--all-contacts", action="store_true", help="do not stop when the call changes")
     p.set_defaults(func=cmd_get_audio)
 
     p = sub.add_parser("put-media", help="stream audio or an MKV file with PutMedia")
