@@ -116,7 +116,6 @@ class _Cluster:
     sent: int = 0  # absolute offset up to which ClusterBytes were emitted
     first_ns: int | None = None
     last_ns: int | None = None
-    tracks_seen: set[int] = field(default_factory=set)
     error: IngestError | None = None
     opened: bool = False
     metadata: list[tuple[str, str]] = field(default_factory=list)
@@ -393,7 +392,6 @@ class IngestSession:
         if self._reader.offset - c.start > self.limits.max_fragment_bytes:
             self._reject(c, "MAX_FRAGMENT_SIZE_REACHED", "fragment exceeds 50 MB", out)
             return
-        c.tracks_seen.add(block.track)
 
     def _reject(self, c: _Cluster, code: str, message: str, out: list[IngestEvent]) -> None:
         c.error = IngestError(code, message, c.timecode, c.seq)
