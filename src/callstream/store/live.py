@@ -4,7 +4,7 @@ A fragment enters the hub when its Cluster opens (BUFFERING), grows as Cluster b
 arrive, completes when its trailer is known, and leaves a little after it is persisted
 (readers that raced the persistence still find it here). Readers wait on a per-stream
 wake-up future that every change resolves, so bytes reach them as the producer sends
-them, at the cost of one future per change rather than a lock and a task per reader.
+them, at the cost of one future per wait rather than a lock and a task.
 """
 
 from __future__ import annotations
@@ -44,26 +44,28 @@ class StreamLive:
     producer: object | None = None  # the PutMedia connection that owns the stream
     last_timestamp_ns: int | None = None
     created: float = field(default_factory=time.monotonic)
-    _changed: asyncio.Future[None] | None = None
+    _waiters: set[asyncio.Future[None]] = field(default_factory=set)
 
     def wake(self) -> None:
         """Wake every reader waiting in :meth:`wait`."""
-        fut = self._changed
-        if fut is not None:
-            self._changed = None
-            if not fut.done():
-                fut.set_result(None)
+        waiters = self._waiters
+        if waiters:
+            self._waiters = set()
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def wait(self, timeout: float) -> bool:
         """Wait for the next :meth:`wake`; False on timeout."""
-        fut = self._changed
-        if fut is None:
-            fut = self._changed = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(fut)
+                await fut
         except TimeoutError:
             return False
+        finally:
+            self._waiters.discard(fut)
         return True
 
 
