@@ -64,7 +64,15 @@ class ServerState:
         """This server's base URL as clients reach it."""
         if self.config.public_url:
             return self.config.public_url.rstrip("/")
-        return f"{request.scheme}://{request.host}"
+        host = request.host
+        if ":" not in host.rsplit("]", 1)[-1] and request.transport is not None:
+            # The KVS C producer sends Host without the port; answer with the real one.
+            sockname = request.transport.get_extra_info("sockname")
+            port = sockname[1] if sockname else None
+            default = 443 if request.scheme == "https" else 80
+            if port and port != default:
+                host = f"{host}:{port}"
+        return f"{request.scheme}://{host}"
 
     async def stream(self, body: dict[str, Any]) -> StreamRecord:
         """The stream a request names by ``StreamName`` or ``StreamARN`` (404 if absent)."""

@@ -306,6 +306,9 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
             raise
         task.uncancel()
     finally:
+        if session.awaiting_trailer:  # the connection dropped after a complete Cluster
+            with contextlib.suppress(Exception):
+                await conn.handle(session.flush())
         live.last_timestamp_ns = session.last_timestamp_ns
         for frag in conn.numbers.values():  # fragments that never completed
             frag.dropped = True
@@ -359,11 +362,10 @@ async def serve_fragments(
     stream: StreamRecord,
     *,
     after: str | None,
-    at_least: str | None = None,
     live_edge: bool = True,
 ) -> AsyncIterator[bytes]:
-    """Fragments with numbers > ``after`` (and >= ``at_least``) as GetMedia documents,
-    stored ones first, then the live edge until idle."""
+    """Fragments with numbers > ``after`` as GetMedia documents, stored ones first, then
+    the live edge until idle."""
     hub = state.hub
     live = hub.stream(stream.arn)
     last = after
@@ -373,17 +375,8 @@ async def serve_fragments(
         if last is None or last not in live.fragments:
             # Behind the live layer: look in the store. (Once ``last`` is a fragment the
             # hub still holds, everything after it passed through the hub too.)
-            floor = last
-            if at_least is not None and (floor is None or floor < at_least):
-                floor = None
-            records = await state.run(state.backend.fragments, stream, after_number=floor, limit=16)
-            if at_least is not None:
-                records = [r for r in records if r.fragment_number >= at_least]
-            if last is not None:
-                records = [r for r in records if r.fragment_number > last]
-        pending = [
-            f for f in hub.after(stream.arn, last) if at_least is None or f.number >= at_least
-        ]
+            records = await state.run(state.backend.fragments, stream, after_number=last, limit=16)
+        pending = hub.after(stream.arn, last)
         stored_next = records[0].fragment_number if records else None
         live_next = pending[0] if pending else None
         if stored_next is not None and (live_next is None or stored_next < live_next.number):
@@ -429,32 +422,38 @@ async def _follow(live: StreamLive, frag: LiveFragment, idle: float) -> AsyncIte
             return
 
 
+def _before(number: str) -> str:
+    """The fragment number just before ``number`` (same width), so that "after it" means
+    "from ``number`` on"."""
+    return f"{int(number) - 1:0{len(number)}d}"
+
+
 async def _start_point(
     state: ServerState, stream: StreamRecord, selector: dict[str, Any]
-) -> tuple[str | None, str | None]:
-    """(after, at_least) fragment numbers for a StartSelector."""
+) -> str | None:
+    """The fragment number a StartSelector starts after (None: from the earliest)."""
     kind = selector.get("StartSelectorType")
     backend = state.backend
     if kind == "EARLIEST":
-        return None, None
+        return None
     if kind == "NOW":
         pending = state.hub.after(stream.arn, None)
         open_now = [f for f in pending if not f.complete]
         if open_now:
-            return None, open_now[0].number
+            return _before(open_now[0].number)
         newest: FragmentRecord | None = await state.run(backend.last_fragment, stream)
         numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
-        return max(numbers, default=None), None
+        return max(numbers, default=None)
     if kind == "FRAGMENT_NUMBER":
         number = selector.get("AfterFragmentNumber")
         if not is_valid_fragment_number(number):
             raise KvsError("InvalidArgumentException", "AfterFragmentNumber is not valid.")
-        return number, None
+        return str(number)
     if kind == "CONTINUATION_TOKEN":
         token = selector.get("ContinuationToken")
         if not is_valid_fragment_number(token):
             raise KvsError("InvalidArgumentException", "ContinuationToken is not valid.")
-        return token, None
+        return str(token)
     if kind in ("PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"):
         ts = parse_timestamp(selector.get("StartTimestamp"), "StartTimestamp")
         field = "producer_timestamp_ms" if kind == "PRODUCER_TIMESTAMP" else "server_timestamp_ms"
@@ -464,25 +463,32 @@ async def _start_point(
             value: int = getattr(item, field)
             return value
 
+        # The fragment containing the timestamp, else the first one after it; stored
+        # fragments first, then the live ones (the open one may contain it).
         window = 60_000  # longer than any fragment PutMedia accepts
         records: list[FragmentRecord] = await state.run(
             backend.fragments, stream, start_ms=ts - window, end_ms=ts, by=by
         )
         containing = [r for r in records if key(r) + r.duration_ms >= ts]
         if containing:
-            return None, containing[-1].fragment_number
+            return _before(containing[-1].fragment_number)
         later: list[FragmentRecord] = await state.run(
             backend.fragments, stream, start_ms=ts, by=by, limit=1
         )
         if later:
-            return None, later[0].fragment_number
+            return _before(later[0].fragment_number)
         pending = state.hub.after(stream.arn, None)
+        live_containing = [
+            f for f in pending if key(f) <= ts and (not f.complete or key(f) + f.duration_ms >= ts)
+        ]
+        if live_containing:
+            return _before(live_containing[-1].number)
         live_later = [f for f in pending if key(f) >= ts]
         if live_later:
-            return None, live_later[0].number
+            return _before(live_later[0].number)
         newest = await state.run(backend.last_fragment, stream)
         numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
-        return max(numbers, default=None), None
+        return max(numbers, default=None)
     raise KvsError("InvalidArgumentException", f"Invalid StartSelectorType {kind!r}.")
 
 
@@ -493,7 +499,7 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
     selector = body.get("StartSelector")
     if not isinstance(selector, dict):
         raise KvsError("InvalidArgumentException", "StartSelector is required.")
-    after, at_least = await _start_point(state, stream, selector)
+    after = await _start_point(state, stream, selector)
     live = state.hub.stream(stream.arn)
     if live.readers >= state.config.max_readers_per_stream:
         raise KvsError(
@@ -508,7 +514,7 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
         response.enable_chunked_encoding()
         request[STREAMING] = response
         await response.prepare(request)
-        async for piece in serve_fragments(state, stream, after=after, at_least=at_least):
+        async for piece in serve_fragments(state, stream, after=after):
             await response.write(piece)
         await response.write_eof()
         return response

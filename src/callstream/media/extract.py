@@ -126,6 +126,8 @@ def _mime_format(mime: str) -> AudioFormat:
     try:
         m = parse_mime_type(mime)
     except ValueError:
+        if mime.strip().lower().rstrip(";") == "audio/l16":  # no rate: Connect's 8 kHz
+            return AudioFormat("L16", 8000, 1)
         raise AudioFormatError(f"MimeType {mime!r} is not an audio format") from None
     if m.encoding not in ("L16", "PCMU", "PCMA"):
         raise AudioFormatError(f"MimeType {mime!r} is not a supported audio format")

@@ -4,6 +4,7 @@ contact, written by ``callstream call`` and read over the HTTP API and the CLI."
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from pathlib import Path
@@ -82,6 +83,8 @@ def _epoch_ms(value: object) -> int:
     from datetime import datetime
 
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or abs(value) > 1e13:
+            raise InvalidArgument("InitiationTimestamp is out of range.")
         return int(value * 1000)
     if isinstance(value, str):
         try:

@@ -135,6 +135,7 @@ class IngestSession:
     ) -> None:
         self.relative = timecode_type.upper() == "RELATIVE"
         self.producer_start_ms = producer_start_ms
+        self._offset_ns = producer_start_ms * 1_000_000 if self.relative else 0
         self.limits = limits or IngestLimits()
         self._reader = EbmlReader(max_element_size=self.limits.max_fragment_bytes)
         self._raw = bytearray()
@@ -174,7 +175,11 @@ class IngestSession:
         if self._failed:
             return []
         self._reader.close()
+        done = self._done
         out = self._run()
+        if self._failed and done is not None and self._done is done:
+            # The input ended badly after a complete Cluster: that fragment still counts.
+            out[:0] = self._finish_done(self._reader.offset)
         if self._failed:
             return out
         out.extend(self._finish_done(self._reader.offset))
@@ -287,7 +292,11 @@ class IngestSession:
             self._cluster.metadata = self._pending_metadata
             self._pending_metadata = []
         elif eid == ID.Tags and self._depth == 2:
-            self._in_segment_tags = []
+            # Fragment metadata: Tags before every other header element (PIC puts metadata
+            # for the first fragment there) or after the first Cluster. Tags inside the
+            # header (a muxer's global tags) are part of the header, not metadata.
+            in_header = self._header is None and self._lead_end is not None
+            self._in_segment_tags = None if in_header else []
         elif self._depth == 2 and self._header is None and self._lead_end is None:
             self._lead_end = ev.offset  # first non-Tags child: the header starts here
 
@@ -373,7 +382,9 @@ class IngestSession:
             self._open(c, 0, out)
             if c.error is not None:
                 return
-        ts = ((c.timecode or 0) + block.timecode) * self._scale
+        # Compared on the absolute producer timeline, so that a RELATIVE producer that
+        # reconnects (timecodes restart at 0 with a new start timestamp) stays in order.
+        ts = ((c.timecode or 0) + block.timecode) * self._scale + self._offset_ns
         if c.first_ns is None:
             c.first_ns = ts
             if self._last_ns is not None and ts <= self._last_ns:
