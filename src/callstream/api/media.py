@@ -105,6 +105,14 @@ class _PutMedia:
         self.superseded = False
         self.task = asyncio.current_task()
 
+    def _retention_hours(self) -> int:
+        """The stream's retention now (UpdateDataRetention may change it mid-upload)."""
+        try:
+            current: StreamRecord = self.state.backend.get_stream(arn=self.stream.arn)
+        except StreamNotFound:
+            return self.stream.data_retention_hours
+        return current.data_retention_hours
+
     def supersede(self) -> None:
         """A newer PutMedia connection took the stream: end this one."""
         self.superseded = True
@@ -147,7 +155,7 @@ class _PutMedia:
                 self.state.hub.notify(self.stream.arn)
                 continue
             frag.persisted = True
-            if self.stream.data_retention_hours > 0:
+            if self._retention_hours() > 0:
                 await self.acks.put(Ack(EventType.PERSISTED, ready.timecode, frag.number))
             self.state.hub.prune(self.stream.arn)
 
