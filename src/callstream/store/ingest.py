@@ -249,7 +249,8 @@ class IngestSession:
         return out
 
     def _slice(self, start: int, end: int) -> bytes:
-        return bytes(self._raw[start - self._raw_base : end - self._raw_base])
+        with memoryview(self._raw) as view:  # one copy, not two
+            return bytes(view[start - self._raw_base : end - self._raw_base])
 
     def _trim(self) -> None:
         """Drop raw bytes nothing will need again (bounded memory)."""
