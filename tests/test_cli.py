@@ -407,3 +407,63 @@ def test_get_audio_takes_one_call_of_a_pooled_stream_by_default(
     np.testing.assert_array_equal(both[: len(samples)], samples)
     np.testing.assert_array_equal(both[8000 * 10 :], samples)
     assert not both[len(samples) : 8000 * 10].any()
+
+
+def test_get_audio_from_a_cut_off_file_writes_what_arrived_and_says_so(
+    call_wav,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    wav, samples = call_wav
+    mkv = tmp_path / "call.mkv"
+    cli("encode", "--wav", str(wav), "--out", str(mkv))
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(mkv.read_bytes()[:-100])  # the last block is cut off mid-way
+    out = tmp_path / "out.wav"
+    proc = cli("get-audio", "--input", str(cut), "--out", str(out), check=False)
+    assert proc.returncode == 1 and b"invalid MKV" in proc.stderr
+    got = read_wav(out).samples
+    assert len(got) == len(samples)  # the customer's last frame arrived whole
+    np.testing.assert_array_equal(got[:, 0], samples[:, 0])
+    # the agent's last block was cut: everything before it is there, the rest is silence
+    np.testing.assert_array_equal(got[:-160, 1], samples[:-160, 1])
+    lines = cli("inspect", str(cut), check=False).stdout.splitlines()
+    assert len(lines) == 6  # every fragment printed, the cut one too
+
+
+def test_get_audio_start_timestamp_on_a_file(call_wav, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    wav, samples = call_wav
+    mkv = tmp_path / "call.mkv"
+    cli("encode", "--wav", str(wav), "--out", str(mkv), "--start-timestamp", "1700000000")
+    out = tmp_path / "out.wav"
+    # 2.5 s in: starts with the fragment holding that time (the one starting at 2 s)
+    cli(
+        "get-audio",
+        "--input",
+        str(mkv),
+        "--out",
+        str(out),
+        "--start-timestamp",
+        "2023-11-14T22:13:22.500",
+    )  # no zone: UTC, = 1700000002.5
+    np.testing.assert_array_equal(read_wav(out).samples, samples[16000:])
+
+
+def test_a_chime_leg_asked_for_in_stereo_streams_with_a_silent_agent_channel(
+    tmp_path: Path,
+) -> None:
+    mono = (np.arange(8000 * 3) % 2000 - 1000).astype(np.int16)
+    wav = tmp_path / "leg.wav"
+    write_wav(wav, mono, 8000)
+    mkv = tmp_path / "leg.mkv"
+    cli("encode", "--shape", "chime", "--wav", str(wav), "--out", str(mkv))
+    raw = cli("get-audio", "--input", str(mkv), "--track", "all", "--format", "raw").stdout
+    stereo = np.frombuffer(raw, "<i2").reshape(-1, 2)
+    np.testing.assert_array_equal(stereo[:, 0], mono)
+    assert not stereo[:, 1].any()
+
+    from callstream.media.extract import AudioExtractor, Selection
+    from callstream.mkv import iter_fragments
+
+    extractor = AudioExtractor(Selection.ALL)
+    first = extractor.add(next(iter(iter_fragments([mkv.read_bytes()]))))
+    assert len(first) == 8000 * 4  # 1 s of stereo right away, not at the end

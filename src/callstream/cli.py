@@ -15,10 +15,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from callstream import __version__
+from callstream.mkv.ebml import MkvError
 
 CHUNK = 64 * 1024
 
@@ -113,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from callstream.mkv import FragmentReader, MkvError
+    from callstream.mkv import FragmentReader
 
     source = _open_input(args.file)
     reader = FragmentReader()
@@ -132,6 +134,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             emit(reader.feed(chunk))
         emit(reader.close())
     except MkvError as err:
+        emit(err.fragments)  # a cut-off capture: what arrived is still printed
         raise CliError(f"{args.file}: invalid MKV after {count} fragment(s): {err}") from None
     finally:
         if source is not sys.stdin.buffer:
@@ -234,7 +237,7 @@ class _ContactWindow:
 
 
 def _parse_time(value: str) -> int:
-    """Epoch seconds or ISO 8601 to epoch ms."""
+    """Epoch seconds or ISO 8601 (UTC unless it says otherwise) to epoch ms."""
     from datetime import datetime
 
     try:
@@ -242,35 +245,53 @@ def _parse_time(value: str) -> int:
     except ValueError:
         pass
     try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a timestamp: {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # a time without a zone is UTC, as in AWS
+    return int(when.timestamp() * 1000)
 
 
-def _start_filter(args: argparse.Namespace) -> Callable[[Any], bool]:
-    """For --input sources: does this fragment come at or after the requested start?"""
-    started = False
+def _fragment_start_ms(fragment: Any) -> int | None:
+    if fragment.producer_timestamp_ms is not None:
+        return int(fragment.producer_timestamp_ms)
+    start = fragment.start_ns
+    return None if start is None else int(start // 1_000_000)
 
-    def keep(fragment: Any) -> bool:
-        nonlocal started
-        if started:
-            return True
-        if args.start_fragment is not None:
+
+def _from_start(fragments: Iterator[Any], args: argparse.Namespace) -> Iterator[Any]:
+    """For --input sources: the fragments from the requested start on. ``--start-fragment``
+    is inclusive; ``--start-timestamp`` starts with the fragment containing the time (the
+    last one that starts at or before it), else the first one after it."""
+    if args.start_fragment is not None:
+        want = (len(args.start_fragment), args.start_fragment)
+        started = False
+        for fragment in fragments:
             number = fragment.fragment_number
-            started = number is not None and (len(number), number) >= (
-                len(args.start_fragment),
-                args.start_fragment,
-            )
-        elif args.start_timestamp is not None:
-            ts = fragment.producer_timestamp_ms
-            started = ts is not None and ts + fragment.duration_ms >= args.start_timestamp
-        elif args.start == "now":
+            started = started or (number is not None and (len(number), number) >= want)
+            if started:
+                yield fragment
+        return
+    if args.start_timestamp is None:
+        yield from fragments
+        return
+    held = None  # the latest fragment starting at or before the time: it may contain it
+    started = False
+    for fragment in fragments:
+        if not started:
+            start = _fragment_start_ms(fragment)
+            if start is None:  # no frames: nothing to place in time
+                continue
+            if start <= args.start_timestamp:
+                held = fragment
+                continue
             started = True
-        else:
-            started = True
-        return started
-
-    return keep
+            if held is not None:
+                yield held
+        yield fragment
+    if not started and held is not None:
+        yield held
 
 
 def cmd_get_audio(args: argparse.Namespace) -> int:
@@ -283,13 +304,9 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
         raise CliError("refusing to write audio to a terminal: use --out PATH or a pipe")
 
     if args.input is not None:
-        fragments: Iterator[Any] = _fragments_from_file(args.input)
-        keep = _start_filter(args)
+        fragments: Iterator[Any] = _from_start(_fragments_from_file(args.input), args)
     else:
         fragments = _fragments_from_stream(args)
-
-        def keep(fragment: Any) -> bool:
-            return True
 
     progress = Progress(enabled=True)
     sink: BinaryIO = (
@@ -306,10 +323,9 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
             samples += len(pcm) // (2 * extractor.channels if extractor else 2)
 
     window = _ContactWindow(args.contact_id, follow_all=args.all_contacts)
+    failure_sink: list[MkvError] = []
     try:
-        for fragment in fragments:
-            if not keep(fragment):
-                continue
+        for fragment in _until_error(fragments, lambda err: failure_sink.append(err)):
             verdict = window.judge(fragment)
             if verdict == "skip":
                 continue
@@ -341,6 +357,10 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
                 )
         if extractor is not None:
             write(extractor.finish())
+        if failure_sink:
+            failure = failure_sink[0]
+            where = "the input" if args.input is not None else "the stream"
+            raise CliError(f"{where} is invalid MKV (audio before it was written): {failure}")
         if writer is None:
             raise CliError("no audio found in the selected fragments")
     finally:
@@ -350,6 +370,14 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
             sink.close()
         progress.done()
     return 0
+
+
+def _until_error(fragments: Iterator[Any], on_error: Callable[[MkvError], object]) -> Iterator[Any]:
+    """The fragments up to a malformed spot; the error goes to ``on_error``."""
+    try:
+        yield from fragments
+    except MkvError as err:
+        on_error(err)
 
 
 class _RawWriter:

@@ -218,9 +218,11 @@ class AudioExtractor:
             else [(self.selection.value, 0)]
         )
         found = False
+        absent: list[int] = []
         for name, channel in wanted:
             track = resolve_track(fragment, name)
             if track is None:
+                absent.append(channel)
                 continue
             found = True
             fmt = self._format(fragment, track, name)
@@ -239,6 +241,12 @@ class AudioExtractor:
                 f"fragment {fragment.fragment_number or fragment.index}: no"
                 f" {self.selection.value} audio track (tracks: {names})"
             )
+        if self._stereo is not None and found and absent:
+            # A channel whose track this stream does not have (a Chime leg asked for in
+            # stereo) is silence as far as the other has come, so output keeps flowing.
+            tracks = self._stereo.tracks
+            for channel in absent:
+                tracks[channel].pad_to(tracks[1 - channel].samples_written)
         return self.take()
 
     def _format(self, fragment: Fragment, track: TrackInfo, name: str) -> AudioFormat:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 __all__ = [
     "ELEMENTS",
@@ -35,6 +36,7 @@ class MkvError(ValueError):
         super().__init__(f"{message} at byte offset {offset}")
         self.offset = offset
         self.reason = message
+        self.fragments: list[Any] = []  # what FragmentReader.close() still delivered
 
 
 class Kind(Enum):

@@ -73,6 +73,8 @@ TAG_CONTINUATION_TOKEN = "AWS_KINESISVIDEO_CONTINUATION_TOKEN"
 TAG_ERROR_CODE = "AWS_KINESISVIDEO_ERROR_CODE"
 TAG_ERROR_ID = "AWS_KINESISVIDEO_ERROR_ID"
 _END_TAGS = (TAG_MILLIS_BEHIND_NOW, TAG_CONTINUATION_TOKEN)
+_DOCUMENT_TAGS = frozenset({TAG_FRAGMENT_NUMBER, TAG_ERROR_CODE, TAG_ERROR_ID})
+"""AWS tags that make a document without a Cluster a fragment of its own (an error)."""
 
 
 @dataclass(slots=True)
@@ -287,9 +289,23 @@ class FragmentReader:
         return self._drain()
 
     def close(self) -> list[Fragment]:
-        """End of input: return the remaining fragments (raises on truncated input)."""
+        """End of input: return the remaining fragments.
+
+        Truncated input raises :class:`MkvError`; its ``fragments`` attribute holds the
+        fragments that were still delivered, the cut one last (its frames are those that
+        arrived whole), so a saved capture that was cut off loses nothing it contains.
+        """
         self._reader.close()
-        out = self._drain()
+        try:
+            out = self._drain()
+        except MkvError as err:
+            out = self._take()
+            if self._current is not None and self._current.frames:
+                self._apply_pending(self._current)
+                self._emit(self._reader.offset)
+                out.extend(self._take())
+            err.fragments = out
+            raise
         self._finish(self._reader.offset)
         out.extend(self._take())
         return out
@@ -628,8 +644,8 @@ class FragmentReader:
             return
         self._apply_pending(frag)
         _apply_effect(frag, effect)
-        if effect.ends:
-            self._emit(end_offset)
+        if frag.millis_behind_now is not None and frag.continuation_token is not None:
+            self._emit(end_offset)  # GetMedia's last Tags: deliver now, not at the next one
 
     def _apply_pending(self, frag: Fragment) -> None:
         for effect in self._pre:
@@ -648,7 +664,7 @@ class FragmentReader:
         if self._current is not None:
             self._apply_pending(self._current)
             self._emit(offset)
-        elif any(effect.aws for effect in self._pre):
+        elif any(name in _DOCUMENT_TAGS for effect in self._pre for name, _ in effect.aws):
             frag = Fragment(
                 index=self._index,
                 offset=self._doc_offset,
@@ -905,7 +921,13 @@ def iter_fragments(chunks: Iterable[bytes]) -> Iterator[Fragment]:
     reader = FragmentReader()
     for chunk in chunks:
         yield from reader.feed(chunk)
-    yield from reader.close()
+    try:
+        tail = reader.close()
+    except MkvError as err:  # truncated: what arrived whole is still delivered first
+        delivered, err.fragments = err.fragments, []
+        yield from delivered
+        raise
+    yield from tail
 
 
 def render_fragment(
