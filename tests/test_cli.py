@@ -467,3 +467,61 @@ def test_a_chime_leg_asked_for_in_stereo_streams_with_a_silent_agent_channel(
     extractor = AudioExtractor(Selection.ALL)
     first = extractor.add(next(iter(iter_fragments([mkv.read_bytes()]))))
     assert len(first) == 8000 * 4  # 1 s of stereo right away, not at the end
+
+
+def test_call_with_a_lambda_that_overruns_ends_on_time_and_imports_from_cwd(
+    server: ServerThread,
+    call_wav,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """The installed command imports `module:function` handlers from the working
+    directory, and a handler that never returns takes the Error branch at the block's
+    time limit without keeping the command alive."""
+    import shutil
+
+    flow_path = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
+    if not flow_path.exists():
+        pytest.skip(f"shared test data not found at {flow_path}")
+    exe = shutil.which("callstream")
+    if exe is None:
+        pytest.skip("the callstream console script is not installed")
+    wav, _ = call_wav
+    (tmp_path / "stuck_handlers.py").write_text(
+        "import time\ndef handler(event, context):\n    time.sleep(120)\n"
+    )
+    flow = json.loads(flow_path.read_text())
+    for action in flow["Actions"]:
+        if action["Type"] == "InvokeLambdaFunction":
+            action["Parameters"]["InvocationTimeLimitSeconds"] = "1"
+    (tmp_path / "flow.json").write_text(json.dumps(flow))
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID=KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [
+            exe,
+            "call",
+            "--flow",
+            "flow.json",
+            "--customer-audio",
+            str(wav),
+            "--lambda",
+            "StartLCA=stuck_handlers:handler",
+            "--endpoint-url",
+            server.url,
+            "--speed",
+            "1.5",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert time.monotonic() - t0 < 20
+    log = proc.stderr.decode()
+    assert "timed out after 1 s" in log and "Error NoMatchingError" in log

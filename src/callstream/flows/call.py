@@ -67,6 +67,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -359,11 +360,40 @@ def load_handler(spec: str) -> LambdaHandler:
                 sys.modules.pop(unique, None)
                 raise
     else:
+        # As `python -m` would: handlers next to where the user runs the command import.
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
         module = importlib.import_module(module_name)
     handler = getattr(module, func_name)
     if not callable(handler):
         raise AttributeError(f"{spec} is not callable")
     return handler  # type: ignore[no-any-return]
+
+
+async def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a daemon thread: a handler that overruns its time limit is
+    abandoned (the block takes its Error branch) without keeping the process alive, as
+    ``asyncio.to_thread``'s pool threads would."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def run() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:
+            outcome = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the call may be over, its loop closed
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="callstream-lambda", daemon=True).start()
+    return await future
 
 
 def _is_url(spec: str) -> bool:
@@ -1026,7 +1056,7 @@ class _Call:
                 )
                 event = json.loads(json.dumps(payload))  # the handler's own copy
                 response = await asyncio.wait_for(
-                    asyncio.to_thread(handler, event, context), timeout_s
+                    _in_daemon_thread(handler, event, context), timeout_s
                 )
                 if inspect.isawaitable(response):
                     response = await asyncio.wait_for(response, timeout_s)
