@@ -1173,3 +1173,41 @@ def test_stop_with_no_result_and_drive_after_hangup() -> None:
     final = run.drive(perform)
     assert final.reason == "hangup" and contact.ended
     assert [s.stop_timestamp_ms is not None for s in contact.media_streams] == [True, True]
+
+
+def test_review_regressions_defaults_and_bad_numbers() -> None:
+    """A Compare without a NoMatchingCondition branch falls back to NoMatchingError, then to
+    NextAction; a Loop count from a non-numeric attribute takes the Error branch instead of
+    crashing the run; an unknown root in a single-path parameter is only a warning."""
+    doc = flow_doc(
+        action(
+            "cmp",
+            "Compare",
+            {"ComparisonValue": "$.Attributes.x"},
+            conditions=[("Equals", "1", "bye")],
+            next_action="loop",
+        ),
+        action(
+            "loop",
+            "Loop",
+            {"LoopCount": "$.Attributes.n"},
+            conditions=[("Equals", "ContinueLooping", "loop"), ("Equals", "DoneLooping", "bye")],
+            errors={"NoMatchingError": "err"},
+        ),
+        action(
+            "err",
+            "UpdateContactAttributes",
+            {"Attributes": {"where": "$.FlowAttributes.y"}},
+            next_action="bye",
+            errors={"NoMatchingError": "bye"},
+        ),
+        action("bye", "DisconnectParticipant"),
+    )
+    flow = load_flow(doc)
+    contact = Contact.new(attributes={"x": "2", "n": "abc"})
+    run = FlowRun(flow, contact)
+    effect = run.start()
+    while not isinstance(effect, FlowEnded):
+        effect = run.resume(None)
+    path = [step.action for step in run.trace]
+    assert path[:3] == ["cmp", "loop", "err"]

@@ -711,8 +711,21 @@ class FlowRun:
         self.contact.stored_customer_input = digits
         return self._next(action)
 
+    def _whole(self, action: Action, name: str, low: int, high: int) -> int | _Go:
+        """An integer parameter (possibly from a JSONPath), or the Error branch."""
+        text = self._text(action.parameters.get(name, "")).strip() or "0"
+        try:
+            value = int(text)
+        except ValueError:
+            return self._error(action, message=f"{name} {text!r} is not a whole number")
+        if not low <= value <= high:
+            return self._error(action, message=f"{name} {value} is outside {low}..{high}")
+        return value
+
     def _loop(self, action: Action) -> _Go:
-        count = int(self._text(action.parameters["LoopCount"]) or 0)
+        count = self._whole(action, "LoopCount", 0, 100)
+        if isinstance(count, _Go):
+            return count
         key = (self.flow.name, action.identifier)
         done = self._loops.get(key, 0)
         if done < count:
@@ -723,9 +736,12 @@ class FlowRun:
 
     def _wait(self, action: Action) -> Handler:
         p = action.parameters
+        timeout_s = self._whole(action, "TimeoutSeconds", 0, 604800)
+        if isinstance(timeout_s, _Go):
+            return timeout_s
         res = yield from self._ask(
             WaitFor(
-                timeout_s=int(self._text(p["TimeoutSeconds"]) or 0),
+                timeout_s=timeout_s,
                 events=tuple(p.get("Events") or ()),
                 action=action.identifier,
                 flow=self.flow.name,
@@ -742,6 +758,9 @@ class FlowRun:
             queue = self.contact.queue or self.instance.default_queue
             ref = queue.hours_of_operation_id
         hours = self.instance.find_hours(ref)
+        if hours is None:  # an exported flow names another account's ARN: try the name
+            shown = action.display_name("HoursOfOperationId")
+            hours = self.instance.find_hours(shown) if shown else None
         if hours is None:
             return self._error(action, message=f"no hours of operation {ref!r}")
         return self._choose(action, "True" if hours.is_open(self.clock()) else "False")

@@ -73,6 +73,12 @@ ROOTS: Mapping[str, Callable[[Contact], Any]] = {
     "Metrics": lambda c: None,
     "Customer": lambda c: None,
     "Segments": lambda c: None,
+    "FlowAttributes": lambda c: None,
+    "SegmentAttributes": lambda c: None,
+    "Case": lambda c: None,
+    "Tags": lambda c: None,
+    "Campaign": lambda c: None,
+    "AgentHierarchy": lambda c: None,
 }
 """Every ``$.<root>`` callstream knows and how it resolves against a contact."""
 
@@ -216,8 +222,8 @@ def check_restriction(value: Any, restriction: Restriction) -> tuple[str | None,
                     f"must be static or a single JSONPath reference, not templated text {text!r}",
                     warnings,
                 )
-            if single is not None and not single.known:
-                return f"unknown JSONPath root in {single.text!r}", warnings
+            if single is not None and not single.known:  # newer consoles add roots
+                warnings.append(f"unknown JSONPath root in {single.text!r} (resolves to nothing)")
         else:
             warnings.extend(
                 f"unknown JSONPath root in {ref.text!r} (left as text)"

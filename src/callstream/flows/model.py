@@ -135,19 +135,17 @@ class Transition:
     conditions: tuple[ConditionBranch, ...] = ()
 
     def on_error(self, error_type: str) -> str | None:
-        """The target for ``error_type``: its own branch, else ``NoMatchingError``'s, else None.
-
-        ``NoMatchingCondition`` only matches its own branch (it is not an error that
-        ``NoMatchingError`` catches in Connect's designer, where it is the "Default" branch).
-        """
+        """The target for ``error_type``: its own branch, else ``NoMatchingError``'s (the
+        error "no other error matched"), else, for ``NoMatchingCondition`` only, the default
+        ``NextAction`` that some exports and hand-written flows rely on; else None."""
         for branch in self.errors:
             if branch.error_type == error_type:
                 return branch.next_action
-        if error_type == NO_MATCHING_CONDITION:
-            return None
         for branch in self.errors:
             if branch.error_type == NO_MATCHING_ERROR:
                 return branch.next_action
+        if error_type == NO_MATCHING_CONDITION:
+            return self.next_action
         return None
 
     def targets(self) -> Iterator[tuple[str, str]]:
