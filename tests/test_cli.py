@@ -525,3 +525,30 @@ def test_call_with_a_lambda_that_overruns_ends_on_time_and_imports_from_cwd(
     assert time.monotonic() - t0 < 20
     log = proc.stderr.decode()
     assert "timed out after 1 s" in log and "Error NoMatchingError" in log
+
+
+def test_call_instance_settings_name_the_stream_or_disable_streaming(
+    server: ServerThread,
+    call_wav,  # type: ignore[no-untyped-def]
+) -> None:
+    flow = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
+    if not flow.exists():
+        pytest.skip(f"shared test data not found at {flow}")
+    wav, _ = call_wav
+    base = [
+        "call",
+        "--flow",
+        str(flow),
+        "--customer-audio",
+        str(wav),
+        "--endpoint-url",
+        server.url,
+        "--speed",
+        "10",
+    ]
+    named = json.loads(cli(*base, "--stream-prefix", "acme", "--instance-alias", "shop").stdout)
+    location = named["Recordings"][0]["Location"]
+    assert f"stream/acme-connect-shop-contact-{named['ContactId']}/" in location
+    off = cli(*base, "--no-live-media-streaming")
+    assert not json.loads(off.stdout).get("Recordings")
+    assert b"UpdateContactMediaStreamingBehavior" in off.stderr and b"Error" in off.stderr

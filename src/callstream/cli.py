@@ -549,10 +549,20 @@ def cmd_call(args: argparse.Namespace) -> int:
         lambdas[name] = target
     if args.speed <= 0:
         raise CliError("--speed must be positive")
+    from callstream.flows import Instance
+
+    instance = Instance(
+        alias=args.instance_alias,
+        live_media_streaming=not args.no_live_media_streaming,
+        stream_prefix=args.stream_prefix,
+        kms_key_id=args.kms_key_id,
+        retention_hours=args.retention_hours,
+    )
     progress = Progress(enabled=True)
     try:
         result = asyncio.run(
             place_call(
+                instance=instance,
                 flow=args.flow,
                 flows=args.also_flow,
                 customer_audio=args.customer_audio,
@@ -748,6 +758,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-url", required=True, help="the callstream server")
     p.add_argument("--region")
     p.add_argument("--speed", type=float, default=1.0, help="play the call N times faster")
+    inst = p.add_argument_group("instance settings (live media streaming)")
+    inst.add_argument("--instance-alias", default="callstream")
+    inst.add_argument("--stream-prefix", default="callstream", help="stream name prefix")
+    inst.add_argument("--kms-key-id", help="KMS key the streams are encrypted with")
+    inst.add_argument("--retention-hours", type=int, default=24, help="stream data retention")
+    inst.add_argument(
+        "--no-live-media-streaming",
+        action="store_true",
+        help="live media streaming disabled for the instance: streaming blocks error",
+    )
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("contacts", help="list contact records (CTRs), or show one")
