@@ -773,7 +773,10 @@ class _Call:
                 effect = run.hangup()
                 hung_up = True
                 continue
-            if hung_up or isinstance(effect, Log | Disconnect | StopMediaStreaming):
+            # Starting a stream is not abandoned on a hang-up: the upload it began is
+            # finished either way, and the contact must record it (StartFragmentNumber).
+            streaming = StartMediaStreaming | StopMediaStreaming
+            if hung_up or isinstance(effect, Log | Disconnect | streaming):
                 result = await self.perform(effect)
             else:
                 result, left = await self._race(effect)
