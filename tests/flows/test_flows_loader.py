@@ -661,3 +661,58 @@ def test_lca_mutations_name_lca_identifiers() -> None:
         load_flow(doc)
     assert info.value.action == LCA_LAMBDA
     assert "'StartLCA'" in str(info.value)
+
+
+def test_legacy_namespace_parameter_and_more_module_types() -> None:
+    """Legacy exports (AWS's own samples) give CheckAttribute's namespace as a separate
+    "Namespace" parameter, and use Resume, SetVoice, SetEventHook and LoopPrompts."""
+    doc = {
+        "modules": [
+            {
+                "id": "voice",
+                "type": "SetVoice",
+                "branches": [{"condition": "Success", "transition": "hook"}],
+                "parameters": [legacy_param("GlobalVoice", "Matthew")],
+            },
+            {
+                "id": "hook",
+                "type": "SetEventHook",
+                "branches": [{"condition": "Success", "transition": "check"}],
+                "parameters": [
+                    legacy_param("Type", "CustomerQueue"),
+                    legacy_param("ContactFlowId", "arn:flow/q", resourceName="Queue flow"),
+                ],
+            },
+            {
+                "id": "check",
+                "type": "CheckAttribute",
+                "branches": [
+                    {
+                        "condition": "Evaluate",
+                        "conditionType": "Equals",
+                        "conditionValue": "CHAT",
+                        "transition": "done",
+                    },
+                    {"condition": "NoMatch", "transition": "done"},
+                ],
+                "parameters": [
+                    legacy_param("Attribute", "Channel"),
+                    legacy_param("Namespace", "System"),
+                ],
+            },
+            {"id": "done", "type": "Disconnect", "branches": [], "parameters": []},
+        ],
+        "start": "voice",
+        "metadata": {"name": "legacy-inbound"},
+    }
+    flow = load_flow(doc)
+    assert flow.action("check").parameters == {"ComparisonValue": "$.Channel"}
+    whisper = {
+        "modules": [{"id": "done", "type": "Resume", "branches": [], "parameters": []}],
+        "start": "done",
+        "metadata": {"name": "legacy-whisper"},
+    }
+    resumed = load_flow(whisper, flow_type=FlowType.AGENT_WHISPER)
+    assert resumed.action("done").type == "EndFlowExecution"
+    assert flow.action("voice").parameters == {"TextToSpeechVoice": "Matthew"}
+    assert flow.action("hook").parameters == {"EventHooks": {"CustomerQueue": "arn:flow/q"}}

@@ -832,7 +832,14 @@ def _invoke(m: _Module) -> tuple[str, dict[str, Any]]:
 
 
 def _check_attribute(m: _Module) -> tuple[str, dict[str, Any]]:
-    return "Compare", {"ComparisonValue": m.dynamic("Attribute") or ""}
+    # Legacy exports name the attribute in "Attribute" and its namespace (User Defined,
+    # System, External, ...) in a separate "Namespace" parameter.
+    attribute = m.get("Attribute")
+    namespace = m.value("Namespace")
+    if attribute is not None and namespace and not attribute.get("namespace"):
+        attribute = {**attribute, "namespace": namespace}
+    value = m.to_value(attribute) if attribute is not None else ""
+    return "Compare", {"ComparisonValue": value}
 
 
 def _check_hours(m: _Module) -> tuple[str, dict[str, Any]]:
@@ -895,6 +902,23 @@ def _end_flow(m: _Module) -> tuple[str, dict[str, Any]]:
     return "EndFlowExecution", {}
 
 
+def _set_voice(m: _Module) -> tuple[str, dict[str, Any]]:
+    return "UpdateContactTextToSpeechVoice", {
+        "TextToSpeechVoice": m.value("GlobalVoice") or m.value("Voice") or "Joanna"
+    }
+
+
+def _set_event_hook(m: _Module) -> tuple[str, dict[str, Any]]:
+    hook = m.value("Type") or "CustomerQueue"
+    flow = m.dynamic("ContactFlowId") or m.value("ContactFlowId") or ""
+    m.resource("ContactFlowId", "ContactFlowId")
+    return "UpdateContactEventHooks", {"EventHooks": {hook: flow}}
+
+
+def _loop_prompts(m: _Module) -> tuple[str, dict[str, Any]]:
+    return "MessageParticipantIteratively", {"Messages": [_prompt(m)]}
+
+
 LEGACY_TYPES: Mapping[str, Callable[[_Module], tuple[str, dict[str, Any]]]] = {
     "StartMediaStreaming": _media_streaming("Enabled"),
     "StopMediaStreaming": _media_streaming("Disabled"),
@@ -913,6 +937,10 @@ LEGACY_TYPES: Mapping[str, Callable[[_Module], tuple[str, dict[str, Any]]]] = {
     "CheckStaffing": _check_staffing,
     "Loop": _loop,
     "EndFlowExecution": _end_flow,
+    "Resume": _end_flow,  # whisper and hold flows hand the contact back
+    "SetVoice": _set_voice,
+    "SetEventHook": _set_event_hook,
+    "LoopPrompts": _loop_prompts,
 }
 """Legacy module ``type`` -> converter returning the 2019-10-30 ``(Type, Parameters)``."""
 
