@@ -23,6 +23,9 @@ from callstream import __version__
 from callstream.mkv.ebml import MkvError
 
 CHUNK = 64 * 1024
+LIVE_CHUNK = 4096
+"""GetMedia read size: botocore blocks until a whole chunk arrives, and a live call
+carries ~32 KB/s, so small reads keep latency low."""
 
 
 class CliError(Exception):
@@ -191,7 +194,7 @@ def _fragments_from_stream(args: argparse.Namespace) -> Iterator[Any]:
         endpoint_url=args.endpoint_url,
         region=_region(args),
         stop_at_ms=args.stop_timestamp,
-        chunk_size=CHUNK,
+        chunk_size=LIVE_CHUNK,
     )
 
 

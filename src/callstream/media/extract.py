@@ -164,7 +164,7 @@ def _waveformatex(track: TrackInfo) -> AudioFormat:
 def to_pcm16(data: bytes, fmt: AudioFormat) -> bytes:
     """One frame's payload as 16-bit little-endian mono PCM."""
     if fmt.encoding == "L16":
-        pcm = data
+        pcm = data if not len(data) % 2 else data[:-1]  # a stray odd byte is dropped
     elif fmt.encoding == "L16BE":
         pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype=">i2").astype("<i2").tobytes()
     elif fmt.encoding == "PCMU":
