@@ -164,7 +164,7 @@ def _waveformatex(track: TrackInfo) -> AudioFormat:
 def to_pcm16(data: bytes, fmt: AudioFormat) -> bytes:
     """One frame's payload as 16-bit little-endian mono PCM."""
     if fmt.encoding == "L16":
-        pcm = data if not len(data) % 2 else data[:-1]  # a stray odd byte is dropped
+        pcm = data
     elif fmt.encoding == "L16BE":
         pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype=">i2").astype("<i2").tobytes()
     elif fmt.encoding == "PCMU":
@@ -230,7 +230,10 @@ class AudioExtractor:
             for frame in fragment.frames:
                 if frame.track != track.number:
                     continue
-                pcm = to_pcm16(frame.data, fmt)
+                data = frame.data
+                if len(data) % 2 and fmt.encoding.startswith("L16"):
+                    data = data[:-1]  # a stray odd byte: keep the call, lose the byte
+                pcm = to_pcm16(data, fmt)
                 if self._stereo is not None:
                     self._stereo.add(channel, frame.timestamp_ns, pcm)
                 elif self._mono is not None:
