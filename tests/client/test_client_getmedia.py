@@ -416,3 +416,26 @@ def test_get_media_with_real_boto3_over_http() -> None:
         "ContinuationToken": number(2),
     }
     assert frags[1].frames_of(1)[0].data == bytes([2, 1]) * 160
+
+
+def test_a_response_ended_at_the_idle_live_edge_is_not_reconnected() -> None:
+    """KVS holds a caught-up response open for a few seconds, then ends it: after data
+    followed by that silence there is nothing more to fetch. A response cut right after
+    data (the 45-minute cut) is still resumed."""
+    session = GetMediaSession(StartSelector.earliest())
+    request = session.next_request(0.0)
+    assert request is not None
+    session.begin_response()
+    got = session.feed(doc(1) + doc(2), 10.0)
+    got += session.end_response(13.0)  # 3 s of silence, then the end
+    assert seqs(got) == [1, 2] and session.stop_reason == "idle"
+    assert session.next_request(13.0) is None
+
+    cut = GetMediaSession(StartSelector.earliest())
+    cut.next_request(0.0)
+    cut.begin_response()
+    cut.feed(doc(1), 10.0)
+    cut.end_response(10.1)  # ended right after data: resume with the token
+    assert cut.stop_reason is None
+    again = cut.next_request(10.1)
+    assert again is not None and again.selector == StartSelector.continuation(number(1))

@@ -45,6 +45,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+EDGE_IDLE_S = 2.0
+"""Silence before a response's end that marks it as ended at the idle live edge (KVS ends
+such responses after a few seconds) rather than cut mid-stream."""
+
 StartSelectorType = Literal[
     "NOW",
     "EARLIEST",
@@ -226,6 +230,7 @@ class GetMediaSession:
         self.stop_reason: StopReason | None = None
         self.stats = _Stats()
         self._reader: FragmentReader | None = None
+        self._last_data_at: float | None = None
         self._request: MediaRequest | None = None
         self._new_in_response = 0
         self._failures = 0
@@ -272,16 +277,19 @@ class GetMediaSession:
     # --- responses ------------------------------------------------------------------------
     def begin_response(self) -> None:
         """A response (its payload) starts."""
+        self._last_data_at = None
         self._reader = FragmentReader()
         self._new_in_response = 0
         self.stats.responses += 1
 
-    def feed(self, data: bytes) -> list[Fragment]:
-        """Payload bytes; returns the fragments to deliver, in order."""
+    def feed(self, data: bytes, now: float | None = None) -> list[Fragment]:
+        """Payload bytes (arriving at ``now``); returns the fragments to deliver, in order."""
         if self._reader is None:
             raise RuntimeError("feed() outside a response")
         if self.done:
             return []
+        if now is not None:
+            self._last_data_at = now
         return self._filter(self._reader.feed(data))
 
     def end_response(self, now: float, error: BaseException | None = None) -> list[Fragment]:
@@ -315,6 +323,12 @@ class GetMediaSession:
             self._delay = self.retry_delay * min(2 ** max(self._failures - 1, 0), 16)
             return out
         self._failures = 0
+        quiet = None if self._last_data_at is None else now - self._last_data_at
+        if self._new_in_response and not self.follow and quiet is not None and quiet >= EDGE_IDLE_S:
+            # The server held the response open with nothing to send, then ended it: the
+            # live edge with no producer. (A cut of a live response ends right after data.)
+            self.stop_reason = "idle"
+            return out
         if self._new_in_response:
             return out  # reconnect at once: the server cut a live response
         if request is not None and request.api == "GetMediaForFragmentList":
@@ -456,7 +470,10 @@ class GetMediaConsumer:
             session.begin_response()
             try:
                 for chunk in _chunks(payload, self._chunk_size):
-                    yield from session.feed(chunk)
+                    # A short chunk is the tail that blocking reads hand over only at the
+                    # end of the response: it says nothing about when its bytes came.
+                    full = len(chunk) >= self._chunk_size
+                    yield from session.feed(chunk, self._clock() if full else None)
                     if session.done:
                         break
             except GeneratorExit:
