@@ -399,7 +399,7 @@ async def serve_fragments(
                 yield _document(rec, data, end_tags=True)
             continue
         if live_next is not None:
-            async for piece in _follow(live, live_next, idle):
+            async for piece in _follow(live, live_next):
                 yield piece
             if live_next.dropped and not live_next.complete:
                 return  # a rejected fragment was half sent: end; clients resume by token
@@ -413,7 +413,7 @@ async def serve_fragments(
                 return
 
 
-async def _follow(live: StreamLive, frag: LiveFragment, idle: float) -> AsyncIterator[bytes]:
+async def _follow(live: StreamLive, frag: LiveFragment) -> AsyncIterator[bytes]:
     """One live fragment: its prefix, Cluster bytes as they arrive, trailer and end tags."""
     yield frag.prefix
     sent = 0
@@ -426,8 +426,9 @@ async def _follow(live: StreamLive, frag: LiveFragment, idle: float) -> AsyncIte
             return
         if frag.dropped:
             return
-        if not await live.wait(idle * 4):
-            return
+        # No timer per chunk: the producer's connection ends (its idle limit included) by
+        # completing or dropping this fragment, and either wakes us.
+        await live.wait(None)
 
 
 def _before(number: str) -> str:

@@ -55,13 +55,16 @@ class StreamLive:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for the next :meth:`wake`; False on timeout."""
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait for the next :meth:`wake`; False on timeout (``None``: no time limit)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(fut)
         try:
-            async with asyncio.timeout(timeout):
+            if timeout is None:
                 await fut
+            else:
+                async with asyncio.timeout(timeout):
+                    await fut
         except TimeoutError:
             return False
         finally:
