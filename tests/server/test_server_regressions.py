@@ -199,3 +199,17 @@ def test_contact_record_with_an_impossible_timestamp_is_a_400(kvs: Kvs) -> None:
             credentials=Credentials(ACCESS_KEY, SECRET_KEY),
         )
         assert status == 400, body
+
+
+def test_a_paused_producer_gets_idle_acks_and_its_fragment_stored_promptly(kvs: Kvs) -> None:
+    name, _ = kvs.create()
+    upload = connect_audio(2, fragment_ms=200)
+    t0 = time.monotonic()
+    # header + fragment 0, then a 3.5 s pause, then fragment 1
+    result = kvs.put(name, [upload.chunks[0] + upload.chunks[1], 3.5, upload.chunks[2]])
+    events = [a["EventType"] for a in result.acks]
+    assert "IDLE" in events  # sent while the producer was quiet (every 3 s)
+    first_persisted = events.index("PERSISTED")
+    assert first_persisted < events.index("IDLE")  # stored during the pause, not after it
+    assert len(result.of("PERSISTED")) == 2
+    assert time.monotonic() - t0 < 8

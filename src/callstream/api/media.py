@@ -283,16 +283,38 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     persister = asyncio.create_task(conn.persist_fragments())
     cfg = state.config
     idle_since = time.monotonic()
+    # One watchdog per connection instead of a timer per chunk: while the handler waits
+    # for body bytes, it interrupts the wait once the producer has been quiet long enough
+    # to store a complete Cluster (FLUSH_AFTER_S) or to send an IDLE ack.
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    reading = poked = False
+    quiet_since = loop.time()
+    dog: asyncio.TimerHandle | None = None
+
+    def watchdog() -> None:
+        nonlocal poked, dog
+        wait = FLUSH_AFTER_S if session.awaiting_trailer else cfg.putmedia_idle_ack_s
+        if reading and not poked and me is not None and loop.time() - quiet_since >= wait:
+            poked = True
+            me.cancel()
+        dog = loop.call_later(FLUSH_AFTER_S, watchdog)
+
+    dog = loop.call_later(FLUSH_AFTER_S, watchdog)
     try:
         ok = True
         while ok:
-            # A complete Cluster waits for what follows it; if the producer pauses, store
-            # it now rather than at the next Cluster (PERSISTED latency).
-            wait = FLUSH_AFTER_S if session.awaiting_trailer else cfg.putmedia_idle_ack_s
+            reading = True
             try:
-                async with asyncio.timeout(wait):
-                    chunk = await read_next()
-            except TimeoutError:
+                chunk = await read_next()
+            except asyncio.CancelledError:
+                if not poked or me is None:
+                    raise
+                poked = False
+                me.uncancel()
+                if conn.superseded or me.cancelling():
+                    raise  # a real cancellation came with the poke
+                quiet_since = loop.time()
                 if session.awaiting_trailer:
                     ok = await conn.handle(session.flush())
                 elif time.monotonic() - idle_since > cfg.putmedia_idle_close_s:
@@ -300,11 +322,14 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 else:
                     await conn.acks.put(Ack.idle())
                 continue
+            finally:
+                reading = False
             if not chunk:
                 if not session.failed:
                     ok = await conn.handle(session.close())
                 break
             idle_since = time.monotonic()
+            quiet_since = loop.time()
             ok = await conn.handle(session.feed(chunk))
     except ConnectionError:
         pass
@@ -314,6 +339,8 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
             raise
         task.uncancel()
     finally:
+        if dog is not None:
+            dog.cancel()
         if session.awaiting_trailer:  # the connection dropped after a complete Cluster
             with contextlib.suppress(Exception):
                 await conn.handle(session.flush())
