@@ -330,7 +330,13 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 break
             idle_since = time.monotonic()
             quiet_since = loop.time()
-            ok = await conn.handle(session.feed(chunk))
+            events = session.feed(chunk)
+            if len(events) == 1 and type(events[0]) is ClusterBytes:
+                # The steady state of a live upload (frames of an open Cluster): inline.
+                conn.numbers[events[0].seq].chunks.append(events[0].data)
+                state.hub.notify(stream.arn)
+            elif events:
+                ok = await conn.handle(events)
     except ConnectionError:
         pass
     except asyncio.CancelledError:
