@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -403,10 +403,12 @@ async def serve_fragments(
     stream: StreamRecord,
     *,
     after: str | None,
+    write: Callable[[bytes], Awaitable[None]],
     live_edge: bool = True,
-) -> AsyncIterator[bytes]:
-    """Fragments with numbers > ``after`` as GetMedia documents, stored ones first, then
-    the live edge until idle."""
+) -> None:
+    """Write fragments with numbers > ``after`` as GetMedia documents, stored ones first,
+    then the live edge until idle. (A callback, not a generator: every live chunk passes
+    through here, and each generator layer costs a step per chunk.)"""
     hub = state.hub
     live = hub.stream(stream.arn)
     last = after
@@ -429,11 +431,10 @@ async def serve_fragments(
                     data = await state.run(state.backend.read_fragment, stream, last)
                 except FragmentNotFound:  # expired between listing and reading
                     continue
-                yield _document(rec, data, end_tags=True)
+                await write(_document(rec, data, end_tags=True))
             continue
         if live_next is not None:
-            async for piece in _follow(live, live_next):
-                yield piece
+            await _follow(live, live_next, write)
             if live_next.dropped and not live_next.complete:
                 return  # a rejected fragment was half sent: end; clients resume by token
             last = live_next.number
@@ -446,16 +447,19 @@ async def serve_fragments(
                 return
 
 
-async def _follow(live: StreamLive, frag: LiveFragment) -> AsyncIterator[bytes]:
+async def _follow(
+    live: StreamLive, frag: LiveFragment, write: Callable[[bytes], Awaitable[None]]
+) -> None:
     """One live fragment: its prefix, Cluster bytes as they arrive, trailer and end tags."""
-    yield frag.prefix
+    await write(frag.prefix)
     sent = 0
     while True:
-        while sent < len(frag.chunks):
-            yield frag.chunks[sent]
+        chunks = frag.chunks
+        while sent < len(chunks):
+            await write(chunks[sent])
             sent += 1
         if frag.complete:
-            yield frag.trailer + _end_tags(frag)
+            await write(frag.trailer + _end_tags(frag))
             return
         if frag.dropped:
             return
@@ -556,8 +560,7 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
         response.enable_chunked_encoding()
         request[STREAMING] = response
         await response.prepare(request)
-        async for piece in serve_fragments(state, stream, after=after):
-            await response.write(piece)
+        await serve_fragments(state, stream, after=after, write=response.write)
         await response.write_eof()
         return response
     finally:
