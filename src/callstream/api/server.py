@@ -72,6 +72,9 @@ def serve(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         gc.freeze()  # long-lived start-up objects leave the collector's generations
+        # Media flows as bytes and small acyclic objects; collect cycles less often so
+        # full collections do not stall every live stream at once.
+        gc.set_threshold(50_000, 20, 100)
         if ready is not None:
             ready.set()
         try:
