@@ -97,6 +97,18 @@ STREAMING = web.RequestKey("callstream.streaming", web.StreamResponse)
 STATE = web.AppKey("callstream.state", ServerState)
 
 
+async def start_streaming(request: web.Request, content_type: str) -> web.StreamResponse:
+    """Send the 200 of a chunked, streamed response (PutMedia acks, media payloads). After
+    this no error response can follow; the middleware cuts the connection instead."""
+    response = web.StreamResponse(status=200)
+    response.content_type = content_type
+    response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
+    response.enable_chunked_encoding()
+    request[STREAMING] = response
+    await response.prepare(request)
+    return response
+
+
 def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
     """A rest-json success response."""
     return web.Response(

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from callstream.api.app import REQUEST_ID, STREAMING, Handler, ServerState, json_response, log
+from callstream.api.app import Handler, ServerState, json_response, log, start_streaming
 from callstream.api.control import STREAM_REF
 from callstream.api.errors import KvsError
 from callstream.api.media import _document, parse_timestamp
@@ -252,12 +252,7 @@ async def get_media_for_fragment_list(
             "ResourceNotFoundException",
             f"Fragment {missing[0]} of stream {stream.name} was not found.",
         )
-    response = web.StreamResponse(status=200)
-    response.content_type = "video/webm"
-    response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
-    response.enable_chunked_encoding()
-    request[STREAMING] = response
-    await response.prepare(request)
+    response = await start_streaming(request, "video/webm")
     try:
         for number in numbers:
             data: FragmentData = await state.run(state.backend.read_fragment, stream, number)

@@ -22,16 +22,15 @@ from aiohttp import web
 from callstream.api.acks import Ack, EventType, serialize
 from callstream.api.app import (
     BODY_SHA256,
-    REQUEST_ID,
-    STREAMING,
     Handler,
     ServerState,
     log,
     read_json,
+    start_streaming,
 )
 from callstream.api.errors import KvsError
-from callstream.mkv.kvs import render_fragment
-from callstream.mkv.writer import segment_start, tags
+from callstream.mkv.kvs import kvs_end_tags, kvs_start_tags, render_fragment
+from callstream.mkv.writer import segment_start
 from callstream.store.base import (
     FragmentData,
     FragmentNotFound,
@@ -173,14 +172,7 @@ class _PutMedia:
                     await self.acks.put(Ack.error("STREAM_NOT_ACTIVE", ev.timecode, None))
                     return False
                 number = make_fragment_number(seq, now)
-                pre = tags(
-                    [
-                        ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", number),
-                        ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", _kvs_ts(now)),
-                        ("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", _kvs_ts(ev.producer_timestamp_ms)),
-                    ],
-                    size_width=4,
-                )
+                pre = kvs_start_tags(number, now, ev.producer_timestamp_ms)
                 frag = LiveFragment(
                     number=number,
                     server_timestamp_ms=now,
@@ -222,10 +214,6 @@ class _PutMedia:
         return True
 
 
-def _kvs_ts(ms: int) -> str:
-    return f"{ms // 1000}.{ms % 1000:03d}"
-
-
 async def put_media(request: web.Request, state: ServerState) -> web.StreamResponse:
     """``POST /putMedia``: stream MKV in, acks out, on one connection."""
     h = request.headers
@@ -261,12 +249,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
         async def read_next() -> bytes:
             return pieces.pop() if pieces else b""
 
-    response = web.StreamResponse(status=200)
-    response.content_type = "application/json"
-    response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
-    response.enable_chunked_encoding()
-    request[STREAMING] = response
-    await response.prepare(request)
+    response = await start_streaming(request, "application/json")
 
     conn = _PutMedia(state, stream, response)
     live = conn.live
@@ -389,13 +372,7 @@ def _document(rec: FragmentRecord, data: FragmentData, *, end_tags: bool) -> byt
 
 def _end_tags(frag: LiveFragment) -> bytes:
     behind = max(0, _now_ms() - frag.server_timestamp_ms - frag.duration_ms)
-    return tags(
-        [
-            ("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", str(behind)),
-            ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", frag.number),
-        ],
-        size_width=4,
-    )
+    return kvs_end_tags(behind, frag.number)
 
 
 async def serve_fragments(
@@ -554,12 +531,7 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
         )
     live.readers += 1
     try:
-        response = web.StreamResponse(status=200)
-        response.content_type = "video/webm"
-        response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
-        response.enable_chunked_encoding()
-        request[STREAMING] = response
-        await response.prepare(request)
+        response = await start_streaming(request, "video/webm")
         await serve_fragments(state, stream, after=after, write=response.write)
         await response.write_eof()
         return response

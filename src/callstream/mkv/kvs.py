@@ -60,6 +60,8 @@ __all__ = [
     "TrackInfo",
     "format_kvs_timestamp",
     "iter_fragments",
+    "kvs_end_tags",
+    "kvs_start_tags",
     "parse_kvs_timestamp",
     "render_fragment",
 ]
@@ -930,6 +932,30 @@ def iter_fragments(chunks: Iterable[bytes]) -> Iterator[Fragment]:
     yield from tail
 
 
+def kvs_start_tags(
+    fragment_number: str, server_timestamp_ms: int, producer_timestamp_ms: int
+) -> bytes:
+    """The Tags KVS puts before each Cluster in GetMedia output (4-byte sizes)."""
+    return writer.tags(
+        [
+            (TAG_FRAGMENT_NUMBER, fragment_number),
+            (TAG_SERVER_TIMESTAMP, format_kvs_timestamp(server_timestamp_ms)),
+            (TAG_PRODUCER_TIMESTAMP, format_kvs_timestamp(producer_timestamp_ms)),
+        ],
+        size_width=4,
+    )
+
+
+def kvs_end_tags(millis_behind_now: int | None, continuation_token: str | None) -> bytes:
+    """The Tags KVS puts after each Cluster in GetMedia output (4-byte sizes)."""
+    end: list[tuple[str, str]] = []
+    if millis_behind_now is not None:
+        end.append((TAG_MILLIS_BEHIND_NOW, str(millis_behind_now)))
+    if continuation_token is not None:
+        end.append((TAG_CONTINUATION_TOKEN, continuation_token))
+    return writer.tags(end, size_width=4)
+
+
 def render_fragment(
     *,
     ebml_header: bytes,
@@ -945,20 +971,8 @@ def render_fragment(
     """One fragment as GetMedia serves it (kvs-wire §2.4): EBML header, unknown-size
     Segment, the producer's header elements, KVS Tags, the Cluster as ingested, the
     producer's trailing elements, then (GetMedia only) the KVS end Tags."""
-    pre = writer.tags(
-        [
-            (TAG_FRAGMENT_NUMBER, fragment_number),
-            (TAG_SERVER_TIMESTAMP, format_kvs_timestamp(server_timestamp_ms)),
-            (TAG_PRODUCER_TIMESTAMP, format_kvs_timestamp(producer_timestamp_ms)),
-        ],
-        size_width=4,
-    )
+    pre = kvs_start_tags(fragment_number, server_timestamp_ms, producer_timestamp_ms)
     parts = [ebml_header, writer.segment_start(), header, pre, cluster, trailer]
     if millis_behind_now is not None or continuation_token is not None:
-        end: list[tuple[str, str]] = []
-        if millis_behind_now is not None:
-            end.append((TAG_MILLIS_BEHIND_NOW, str(millis_behind_now)))
-        if continuation_token is not None:
-            end.append((TAG_CONTINUATION_TOKEN, continuation_token))
-        parts.append(writer.tags(end, size_width=4))
+        parts.append(kvs_end_tags(millis_behind_now, continuation_token))
     return b"".join(parts)
