@@ -112,6 +112,10 @@ class _PutMedia:
             return self.stream.data_retention_hours
         return current.data_retention_hours
 
+    def live_bytes(self, ev: ClusterBytes) -> None:
+        """More of an open Cluster, for live readers (the caller wakes them)."""
+        self.numbers[ev.seq].chunks.append(ev.data)
+
     def supersede(self) -> None:
         """A newer PutMedia connection took the stream: end this one."""
         self.superseded = True
@@ -184,8 +188,7 @@ class _PutMedia:
                 touched = True
                 await self.acks.put(Ack(EventType.BUFFERING, ev.timecode, number))
             elif isinstance(ev, ClusterBytes):
-                frag = self.numbers[ev.seq]
-                frag.chunks.append(ev.data)
+                self.live_bytes(ev)
                 touched = True
             elif isinstance(ev, FragmentReceived):
                 await self.acks.put(
@@ -315,8 +318,9 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
             quiet_since = loop.time()
             events = session.feed(chunk)
             if len(events) == 1 and type(events[0]) is ClusterBytes:
-                # The steady state of a live upload (frames of an open Cluster): inline.
-                conn.numbers[events[0].seq].chunks.append(events[0].data)
+                # The steady state of a live upload (frames of an open Cluster): no
+                # coroutine for it.
+                conn.live_bytes(events[0])
                 state.hub.notify(stream.arn)
             elif events:
                 ok = await conn.handle(events)

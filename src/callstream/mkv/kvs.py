@@ -706,27 +706,25 @@ def _apply_effect(frag: Fragment, effect: _TagsEffect) -> None:
             frag.tags[name] = value
 
 
+_TRACK_FIELDS: dict[int, tuple[str, type]] = {
+    ID.TrackNumber: ("number", int),
+    ID.TrackUID: ("uid", int),
+    ID.Name: ("name", str),
+    ID.CodecID: ("codec_id", str),
+    ID.CodecPrivate: ("codec_private", bytes),
+    ID.TrackType: ("track_type", int),
+    ID.SamplingFrequency: ("sampling_rate", float),
+    ID.Channels: ("channels", int),
+    ID.BitDepth: ("bit_depth", int),
+    ID.DefaultDuration: ("default_duration_ns", int),
+}
+"""TrackEntry child element -> (TrackInfo field, value type)."""
+
+
 def _track_field(track: TrackInfo, eid: int, value: object) -> None:
-    if eid == ID.TrackNumber and isinstance(value, int):
-        track.number = value
-    elif eid == ID.TrackUID and isinstance(value, int):
-        track.uid = value
-    elif eid == ID.Name and isinstance(value, str):
-        track.name = value
-    elif eid == ID.CodecID and isinstance(value, str):
-        track.codec_id = value
-    elif eid == ID.CodecPrivate and isinstance(value, bytes):
-        track.codec_private = value
-    elif eid == ID.TrackType and isinstance(value, int):
-        track.track_type = value
-    elif eid == ID.SamplingFrequency and isinstance(value, float):
-        track.sampling_rate = value
-    elif eid == ID.Channels and isinstance(value, int):
-        track.channels = value
-    elif eid == ID.BitDepth and isinstance(value, int):
-        track.bit_depth = value
-    elif eid == ID.DefaultDuration and isinstance(value, int):
-        track.default_duration_ns = value
+    field_and_type = _TRACK_FIELDS.get(eid)
+    if field_and_type is not None and isinstance(value, field_and_type[1]):
+        setattr(track, field_and_type[0], value)
 
 
 def _extract(eid: int, tree: Tree, offset: int) -> object:
