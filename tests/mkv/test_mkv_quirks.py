@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from callstream.mkv import (
     ID,
@@ -676,3 +678,80 @@ def test_batch_blocks_matches_block_events() -> None:
                 elif isinstance(ev, Block):
                     got.append((ev.offset, ev.track, ev.timecode, ev.flags, ev.frames))
         assert got == plain
+
+
+def _live_upload() -> bytes:
+    """A PutMedia-shaped body: unknown-size Clusters of small and 2-byte-size blocks,
+    producer Tags between them, a laced block, and a known-size Cluster whose last block
+    ends exactly at its end."""
+    laced = raw_block(2, 5, 0x82, b"\x01\x03" + b"abcdef")
+    decoy = w.simple_block(1, 7, b"not a block") * 3  # block bytes inside a block's payload
+    live = [
+        w.cluster(
+            1000 * c,
+            [
+                w.simple_block(1 + k % 2, 20 * k, bytes([k]) * (9 if k % 3 else 300))
+                for k in range(6)
+            ]
+            + ([laced, w.simple_block(2, 200, decoy)] if c == 1 else []),
+            unknown_size=True,
+            timecode_width=8,
+        )
+        for c in range(3)
+    ]
+    known = w.cluster(3000, [w.simple_block(1, k, bytes([k]) * 40) for k in range(4)])
+    return (
+        w.ebml_header()
+        + w.segment_start()
+        + HEADER
+        + w.tags([("A", "1")]).join(live)
+        + known
+        + w.tags([("B", "2")])
+    )
+
+
+def _as_blocks(flat: list[int | bytes]) -> list[Block]:
+    it = iter(flat)
+    return [Block(o, t, tc, f, (d,)) for o, t, tc, f, d in zip(it, it, it, it, it, strict=True)]  # type: ignore[arg-type]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_feed_blocks_yields_what_feed_yields_however_the_input_is_cut(data: st.DataObject) -> None:
+    """``feed_blocks`` (the PutMedia steady state) parses whole blocks at the start of a
+    chunk itself; with the events of the rest, the result is exactly ``feed``'s."""
+    doc = _live_upload()
+    plain = events(doc)
+    block_edges = sorted({e.offset for e in plain if isinstance(e, Block)})
+    decoy = w.simple_block(1, 7, b"not a block")
+    block_edges.append(doc.index(decoy))  # a cut inside a block, where it looks like one
+    cuts = data.draw(
+        st.lists(
+            st.one_of(st.sampled_from(block_edges), st.integers(1, len(doc) - 1)),
+            max_size=40,
+            unique=True,
+        )
+    )
+    reader = EbmlReader()
+    got: list[Start | End | Leaf | Block] = []
+    bounds = [0, *sorted(cuts), len(doc)]
+    for a, b in itertools.pairwise(bounds):
+        got += _as_blocks(reader.feed_blocks(doc[a:b]))
+        got += list(reader.events())  # type: ignore[arg-type]
+    reader.close()
+    got += list(reader.events())  # type: ignore[arg-type]
+    assert got == plain
+
+
+def test_feed_blocks_parses_block_aligned_chunks_itself() -> None:
+    doc = _live_upload()
+    plain = events(doc)
+    first = next(e for e in plain if isinstance(e, Block))
+    second = next(e for e in plain if isinstance(e, Block) and e.offset > first.offset)
+    reader = EbmlReader()
+    reader.feed(doc[: first.offset])
+    assert not any(isinstance(e, Block) for e in reader.events())
+    run = reader.feed_blocks(doc[first.offset : second.offset])
+    assert _as_blocks(run) == [first]
+    assert reader.offset == second.offset
+    assert list(reader.events()) == []

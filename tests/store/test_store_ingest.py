@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -206,3 +207,60 @@ def test_flush_after_a_pause_stores_the_fragment_and_carries_late_tags_forward()
     ready = of(events, FragmentReady)
     assert opened[0].prefix.endswith(tags) and ready[0].header.endswith(tags)
     assert ready[0].metadata == {"ContactId": "c-2"}
+
+
+def _live_body(bad: str) -> tuple[bytes, list[int]]:
+    """A live upload in unknown-size Clusters, one of them breaking a rule mid-Cluster;
+    returns the body and the offsets where its frame pairs start (a producer's writes)."""
+    out = bytearray(header())
+    edges = []
+    for c, tc in enumerate((0, 20_000, 10_000 if bad == "backwards" else 40_000, 60_000)):
+        out += w.cluster(tc, [], unknown_size=True)
+        for k in range(60 if bad == "long" and c == 1 else 20):
+            edges.append(len(out))
+            step = 200 if bad == "long" else 20
+            t2 = 3 if bad == "track" and c == 1 and k == 7 else 2
+            out += w.simple_block(1, k * step, bytes([k]) * 320)
+            out += w.simple_block(t2, k * step, bytes([k]) * 320)
+    return bytes(out), edges
+
+
+def _merged(events: list[IngestEvent]) -> list[object]:
+    """Events with each fragment's ClusterBytes joined (how they are split depends on
+    the chunking, what they add up to must not), and none for rejected fragments (how
+    much of one reached live readers before the error depends on the chunking too)."""
+    rejected = {e.seq for e in events if isinstance(e, IngestError)}
+    out: list[object] = []
+    for e in events:
+        if isinstance(e, ClusterBytes) and e.seq in rejected:
+            continue
+        last = out[-1] if out else None
+        if isinstance(e, ClusterBytes) and isinstance(last, ClusterBytes) and last.seq == e.seq:
+            out[-1] = ClusterBytes(e.seq, last.data + e.data)
+            continue
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("bad", ["none", "track", "backwards", "long"])
+def test_frame_by_frame_writes_give_the_events_of_one_whole_write(bad: str) -> None:
+    """A live producer writes each frame pair as it is captured: the steady-state path
+    those writes take must find the same fragments and the same errors, at the same
+    place, as the general one."""
+    body, edges = _live_body(bad)
+    whole = run(body)
+    session = IngestSession()
+    chunked: list[IngestEvent] = []
+    for a, b in itertools.pairwise([0, *edges, len(body)]):
+        chunked += session.feed(body[a:b])
+    chunked += session.close()
+    assert _merged(chunked) == _merged(whole)
+    codes = [e.code for e in of(whole, IngestError)]
+    expected = {
+        "none": [],
+        "track": ["TRACK_NUMBER_MISMATCH"],
+        "backwards": ["FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS"],
+        "long": ["MAX_FRAGMENT_DURATION_REACHED"],
+    }[bad]
+    assert codes == expected
+    assert len(of(whole, FragmentReady)) == 4 - len(expected)

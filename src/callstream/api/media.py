@@ -114,7 +114,7 @@ class _PutMedia:
 
     def live_bytes(self, ev: ClusterBytes) -> None:
         """More of an open Cluster, for live readers (the caller wakes them)."""
-        self.numbers[ev.seq].chunks.append(ev.data)
+        self.numbers[ev.seq].append(ev.data)
 
     def supersede(self) -> None:
         """A newer PutMedia connection took the stream: end this one."""
@@ -148,7 +148,7 @@ class _PutMedia:
                     fragment_number=frag.number,
                 )
             except Exception as err:  # storage failure: tell the producer, keep going
-                frag.dropped = True
+                frag.drop()
                 if isinstance(err, StreamNotFound):
                     code = "STREAM_NOT_ACTIVE"
                 else:
@@ -196,15 +196,13 @@ class _PutMedia:
                 )
             elif isinstance(ev, FragmentReady):
                 frag = self.numbers.pop(ev.seq)
-                frag.trailer = ev.trailer
-                frag.duration_ms = ev.duration_ms
-                frag.complete = True
+                frag.finish(ev.trailer, ev.duration_ms)
                 touched = True
                 await self.persist.put((ev, frag))
             elif isinstance(ev, IngestError):
                 frag_or_none = self.numbers.pop(ev.seq, None) if ev.seq is not None else None
                 if frag_or_none is not None:
-                    frag_or_none.dropped = True
+                    frag_or_none.drop()
                     touched = True
                 failed = frag_or_none.number if frag_or_none else None
                 await self.acks.put(Ack.error(ev.code, ev.timecode, failed))
@@ -339,7 +337,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 await conn.handle(session.flush())
         live.last_timestamp_ns = session.last_timestamp_ns
         for frag in conn.numbers.values():  # fragments that never completed
-            frag.dropped = True
+            frag.drop()
         state.hub.notify(stream.arn)
         await conn.persist.put(None)
         with contextlib.suppress(Exception):
@@ -386,10 +384,12 @@ async def serve_fragments(
     after: str | None,
     write: Callable[[bytes], Awaitable[None]],
     live_edge: bool = True,
+    sink: ChunkedSink | None = None,
 ) -> None:
     """Write fragments with numbers > ``after`` as GetMedia documents, stored ones first,
     then the live edge until idle. (A callback, not a generator: every live chunk passes
-    through here, and each generator layer costs a step per chunk.)"""
+    through here, and each generator layer costs a step per chunk.) With ``sink``, the
+    open fragment's chunks reach the reader through it once the reader has caught up."""
     hub = state.hub
     live = hub.stream(stream.arn)
     last = after
@@ -415,7 +415,7 @@ async def serve_fragments(
                 await write(_document(rec, data, end_tags=True))
             continue
         if live_next is not None:
-            await _follow(live, live_next, write)
+            await _follow(live, live_next, write, sink)
             if live_next.dropped and not live_next.complete:
                 return  # a rejected fragment was half sent: end; clients resume by token
             last = live_next.number
@@ -429,7 +429,10 @@ async def serve_fragments(
 
 
 async def _follow(
-    live: StreamLive, frag: LiveFragment, write: Callable[[bytes], Awaitable[None]]
+    live: StreamLive,
+    frag: LiveFragment,
+    write: Callable[[bytes], Awaitable[None]],
+    sink: ChunkedSink | None,
 ) -> None:
     """One live fragment: its prefix, Cluster bytes as they arrive, trailer and end tags."""
     await write(frag.prefix)
@@ -444,9 +447,63 @@ async def _follow(
             return
         if frag.dropped:
             return
-        # No timer per chunk: the producer's connection ends (its idle limit included) by
-        # completing or dropping this fragment, and either wakes us.
-        await live.wait(None)
+        # Caught up (no await since the last chunk was written): from here the producer
+        # hands chunks to the sink, and we wake when the fragment ends or the sink lets go.
+        if sink is not None and sink.ready():
+            sent = await sink.ride(frag, sent)
+        else:
+            # No timer per chunk: the producer's connection ends (its idle limit
+            # included) by completing or dropping this fragment, and either wakes us.
+            await live.wait(None)
+
+
+class ChunkedSink:
+    """Writes a live fragment's Cluster chunks to one GetMedia response from the
+    producer's handler, straight to the socket, in the chunked transfer coding the
+    response already uses (RFC 9112 section 7.1; aiohttp writes its own chunks the same
+    way and keeps no buffer of its own once the headers are out). A reader whose socket
+    buffer passes :attr:`LIMIT` lets go and catches up through ``response.write``, which
+    waits for the socket to drain."""
+
+    LIMIT = 64 * 1024
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.sent = 0  # chunks of the fragment written so far
+        self._waiter: asyncio.Future[None] | None = None
+
+    def ready(self) -> bool:
+        """The socket takes data without a backlog."""
+        t = self.transport
+        return not t.is_closing() and t.get_write_buffer_size() <= self.LIMIT
+
+    def push(self, data: bytes) -> bool:
+        """Write one chunk now, unless the socket is backed up or closing."""
+        if not self.ready():
+            self.release()
+            return False
+        self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        self.sent += 1
+        return True
+
+    def release(self) -> None:
+        """Detached (fragment ended, or backpressure): wake the reader."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def ride(self, frag: LiveFragment, sent: int) -> int:
+        """Stay attached to ``frag`` until it ends or the sink lets go; returns how many of
+        its chunks have been written."""
+        self.sent = sent
+        self._waiter = asyncio.get_running_loop().create_future()
+        frag.attach(self)
+        try:
+            await self._waiter
+        finally:
+            frag.detach(self)
+            self._waiter = None
+        return self.sent
 
 
 def _before(number: str) -> str:
@@ -536,7 +593,9 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
     live.readers += 1
     try:
         response = await start_streaming(request, "video/webm")
-        await serve_fragments(state, stream, after=after, write=response.write)
+        transport = request.transport
+        sink = ChunkedSink(transport) if isinstance(transport, asyncio.Transport) else None
+        await serve_fragments(state, stream, after=after, write=response.write, sink=sink)
         await response.write_eof()
         return response
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import resource
 import signal
 import threading
 from pathlib import Path
@@ -26,6 +27,18 @@ DEFAULT_ACCESS_KEY_ID = "test"
 DEFAULT_SECRET_ACCESS_KEY = "test"
 """Development key pair accepted when no credentials are configured (signatures are
 still verified); set ``CALLSTREAM_ACCESS_KEY_ID`` / ``CALLSTREAM_SECRET_ACCESS_KEY``."""
+
+
+def raise_fd_limit(target: int = 65536) -> int:
+    """Raise the soft descriptor limit towards the hard one (each live stream holds two
+    sockets and a fragment file; a 1024 default would cap a server at a few hundred).
+    Returns the soft limit in effect."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000) -> ServerState:
@@ -59,6 +72,7 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM; the store is closed cleanly on the way out."""
     config = config or ServerConfig()
+    raise_fd_limit()
     state = make_state(data_dir, config, max_streams=max_streams)
 
     async def main() -> None:

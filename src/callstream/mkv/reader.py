@@ -50,6 +50,7 @@ __all__ = [
     "Start",
     "parse_block",
     "parse_elements",
+    "scan_blocks",
 ]
 
 DEFAULT_MAX_ELEMENT_SIZE = 64 * 1024 * 1024
@@ -200,6 +201,31 @@ class EbmlReader:
             self._chunks.append(bytes(data))
             self._pending += len(data)
 
+    def feed_blocks(self, data: bytes | bytearray | memoryview) -> list[int | bytes]:
+        """Feed ``data``, parsing the plain SimpleBlocks at its start right away when the
+        reader waits between elements of an open Cluster (the steady state of a live
+        upload), without an :meth:`events` round. Returns those blocks flat, five items
+        each as in :attr:`BlockRun.flat` (often empty); their events are not repeated.
+        Whatever follows them is left for :meth:`events`, as after :meth:`feed`."""
+        data = bytes(data)
+        stack = self._stack
+        if (
+            stack
+            and stack[-1][0] == _CLUSTER
+            and self._pos == len(self._buf)
+            and not self._pending
+            and not self._eof
+            and self._failed is None
+        ):
+            base = self._base + self._pos
+            run: list[int | bytes] = []
+            pos = scan_blocks(data, 0, len(data), base, stack[-1][2], self.max_element_size, run)
+            if pos:
+                self._buf, self._base, self._pos = data, base, pos
+                return run
+        self.feed(data)
+        return []
+
     def close(self) -> None:
         """Mark the end of input; :meth:`events` then closes open unknown-size masters or
         raises on a truncated element."""
@@ -255,8 +281,6 @@ class EbmlReader:
         u64 = _U64.unpack_from
         utf8_kind = Kind.UTF8
         string_kind = Kind.STRING
-        head1 = _BLOCK_HEAD_1.unpack_from
-        head2 = _BLOCK_HEAD_2.unpack_from
         master = Kind.MASTER
         uint_kind = Kind.UINT
         block_kind = Kind.BLOCK
@@ -279,48 +303,24 @@ class EbmlReader:
                     yield End(closed, here)
 
                 if top_id == _CLUSTER:
-                    # The cluster loop: unlaced SimpleBlocks with a 1-byte track number
-                    # and a 1- or 2-byte size, the bulk of every audio stream. Anything
-                    # else, or a block not yet complete, goes to the general path below.
+                    # The cluster loop: runs of plain SimpleBlocks, the bulk of every audio
+                    # stream. Anything else, or a block not yet complete, goes to the
+                    # general path below.
                     start = pos
-                    run: list[int | bytes] | None = [] if batch else None
-                    while pos + 7 <= end:
-                        # ID A3, size (1 or 2 bytes), track vint, int16 timecode, flags
-                        sf = buf[pos + 1]
-                        if sf >= 0x80:
-                            eid, size, t, tc, flags = head1(buf, pos)
-                            size &= 0x7F
-                            p = pos + 2
-                        elif sf >= 0x40:
-                            eid, size, t, tc, flags = head2(buf, pos)
-                            size &= 0x3FFF
-                            p = pos + 3
-                        else:
-                            break
-                        stop = p + size
-                        if (
-                            eid != 0xA3
-                            or stop > end
-                            or size < 4
-                            or size > max_size
-                            or size in (0x7F, 0x3FFF)
-                            or t < 0x80
-                            or flags & 0x06
-                            or (limit != unknown and base + stop > limit)
-                        ):
-                            break
-                        if run is None:
-                            here = base + pos
-                            pos = stop
-                            yield Block(here, t & 0x7F, tc, flags, (buf[p + 4 : stop],))
-                        else:
-                            run += (base + pos, t & 0x7F, tc, flags, buf[p + 4 : stop])
-                            pos = stop
-                        if base + pos == limit:
-                            break
-                    if pos != start:
-                        if run:
-                            yield BlockRun(run)
+                    run: list[int | bytes] = []
+                    pos = scan_blocks(buf, pos, end, base, limit, max_size, run)
+                    if pos == start:
+                        pass
+                    elif batch:
+                        yield BlockRun(run)
+                        continue
+                    else:
+                        # One event per block, resumable after each (a consumer may stop).
+                        last = pos
+                        n = len(run)
+                        for i in range(0, n, 5):
+                            pos = run[i + 5] - base if i + 5 < n else last  # type: ignore[operator]
+                            yield Block(run[i], run[i + 1], run[i + 2], run[i + 3], (run[i + 4],))  # type: ignore[arg-type]
                         continue
 
                 # --- element header -------------------------------------------------
@@ -500,6 +500,54 @@ class EbmlReader:
                 )
             stack.pop()
             yield End(eid, here)
+
+
+def scan_blocks(
+    buf: bytes,
+    pos: int,
+    end: int,
+    base: int,
+    limit: int,
+    max_size: int,
+    run: list[int | bytes],
+) -> int:
+    """Consume the complete plain SimpleBlocks at ``buf[pos:end]`` (inside a Cluster whose
+    known end, if any, is the absolute offset ``limit``): unlaced, a 1-byte track number,
+    a 1- or 2-byte size. Appends ``offset, track, timecode, flags, payload`` per block to
+    ``run`` (``base`` is the absolute offset of ``buf[0]``) and returns the position of
+    the first byte it did not consume. Anything else stops the scan."""
+    head1 = _BLOCK_HEAD_1.unpack_from
+    head2 = _BLOCK_HEAD_2.unpack_from
+    while pos + 7 <= end:
+        # ID A3, size (1 or 2 bytes), track vint, int16 timecode, flags
+        sf = buf[pos + 1]
+        if sf >= 0x80:
+            eid, size, t, tc, flags = head1(buf, pos)
+            size &= 0x7F
+            p = pos + 2
+        elif sf >= 0x40:
+            eid, size, t, tc, flags = head2(buf, pos)
+            size &= 0x3FFF
+            p = pos + 3
+        else:
+            break
+        stop = p + size
+        if (
+            eid != 0xA3
+            or stop > end
+            or size < 4
+            or size > max_size
+            or size in (0x7F, 0x3FFF)
+            or t < 0x80
+            or flags & 0x06
+            or (limit != _UNKNOWN and base + stop > limit)
+        ):
+            break
+        run += (base + pos, t & 0x7F, tc, flags, buf[p + 4 : stop])
+        pos = stop
+        if base + pos == limit:
+            break
+    return pos
 
 
 def parse_block(payload: bytes, offset: int, simple: bool) -> Block:

@@ -33,10 +33,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
 import re
+import resource
 import secrets
 import shutil
 import sqlite3
@@ -405,6 +407,16 @@ class _SeqState:
 # --- the backend -------------------------------------------------------------------------
 
 
+def default_max_open_files() -> int:
+    """Fragment files kept open at once: a quarter of the process's descriptor limit
+    (sockets need the rest), between 64 and 4096. Streams beyond it reopen their file
+    per append."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(64, min(4096, soft // 4))
+
+
 class EmbeddedBackend:
     """Single-node :class:`~callstream.store.base.Backend`: SQLite index, append-only
     AES-256-GCM-sealed fragment files, in-memory buffer for retention-0 streams.
@@ -430,7 +442,7 @@ class EmbeddedBackend:
         file_size_limit: int = DEFAULT_FILE_SIZE_LIMIT,
         memory_buffer_ms: int = MEMORY_BUFFER_MS,
         memory_buffer_bytes: int = MEMORY_BUFFER_BYTES,
-        max_open_files: int = 256,
+        max_open_files: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.region = region
@@ -439,7 +451,9 @@ class EmbeddedBackend:
         self.file_size_limit = file_size_limit
         self.memory_buffer_ms = memory_buffer_ms
         self.memory_buffer_bytes = memory_buffer_bytes
-        self.max_open_files = max(1, max_open_files)
+        self.max_open_files = max(
+            1, default_max_open_files() if max_open_files is None else max_open_files
+        )
         self._streams_dir = self.data_dir / "streams"
         self._db_path = self.data_dir / "index.sqlite3"
         self.keyring = keyring if keyring is not None else Keyring(self.data_dir / "keys.json")
@@ -1050,7 +1064,7 @@ class EmbeddedBackend:
             self._open_files[stream_id] = writer
             self._open_files.move_to_end(stream_id)
             excess = len(self._open_files) - self.max_open_files
-            candidates = list(self._open_files.items())[: max(excess, 0)]
+            candidates = list(itertools.islice(self._open_files.items(), max(excess, 0)))
         for sid, other in candidates:
             if other is writer or not other.lock.acquire(blocking=False):
                 continue

@@ -122,6 +122,9 @@ class _Cluster:
     carry: bytes = b""  # elements that arrived after the previous fragment was flushed
 
 
+_TRIM_AT = 65536  # raw bytes no longer needed are dropped in steps of at least this
+
+
 class IngestSession:
     """Turns one PutMedia body into :data:`IngestEvent` objects."""
 
@@ -166,9 +169,30 @@ class IngestSession:
         """Consume body bytes; return the events they complete."""
         if self._failed or not data:
             return []
-        self._raw += data
-        self._reader.feed(data)
-        return self._run()
+        data = bytes(data)
+        raw = self._raw
+        raw += data
+        c = self._cluster
+        reader = self._reader
+        if c is None or not c.opened or c.error is not None:
+            reader.feed(data)
+            return self._run()
+        # The steady state of a live upload: frames of an open Cluster, checked here
+        # without a round of reader events.
+        end = self._raw_base + len(raw)
+        start = end - len(data)
+        out: list[IngestEvent] = []
+        run = reader.feed_blocks(data)
+        if run:
+            self._frames(c, run, out)
+        if reader.offset < end:
+            return self._run(out)  # more than whole blocks: the general path
+        if c.error is None and end > c.sent:
+            out.append(ClusterBytes(c.seq, data if c.sent == start else self._slice(c.sent, end)))
+            c.sent = end
+        if len(raw) > _TRIM_AT:
+            self._trim()
+        return out
 
     def close(self) -> list[IngestEvent]:
         """The body ended: flush the last fragment."""
@@ -212,8 +236,9 @@ class IngestSession:
         return self._failed
 
     # --- core -----------------------------------------------------------------------------
-    def _run(self) -> list[IngestEvent]:
-        out: list[IngestEvent] = []
+    def _run(self, out: list[IngestEvent] | None = None) -> list[IngestEvent]:
+        if out is None:
+            out = []
         try:
             for ev in self._reader.events():
                 if type(ev) is Block:
@@ -263,7 +288,7 @@ class IngestSession:
         if self._carry_start is not None:
             keep = min(keep, self._carry_start)
         drop = keep - self._raw_base
-        if drop > 65536:
+        if drop > _TRIM_AT:
             del self._raw[:drop]
             self._raw_base = keep
 
@@ -374,36 +399,50 @@ class IngestSession:
             raise MkvError("block outside a Cluster", block.offset)
         if c.error is not None:
             return
-        if block.track not in self._tracks:
-            self._reject(
-                c, "TRACK_NUMBER_MISMATCH", f"frame for undeclared track {block.track}", out
-            )
-            return
-        if not c.opened:
+        if not c.opened and block.track in self._tracks:
             self._open(c, 0, out)
+        self._frames(c, [block.offset, block.track, block.timecode, block.flags, b""], out)
+
+    def _frames(self, c: _Cluster, run: list[int | bytes], out: list[IngestEvent]) -> None:
+        """Check the blocks of ``run`` (flat, as ``BlockRun.flat``) against the limits;
+        the first one that breaks a limit rejects the fragment."""
+        tracks = self._tracks
+        scale = self._scale
+        offset_ns = self._offset_ns
+        lim = self.limits
+        max_ns = lim.max_fragment_duration_ms * 1_000_000
+        for i in range(0, len(run), 5):
             if c.error is not None:
                 return
-        # Compared on the absolute producer timeline, so that a RELATIVE producer that
-        # reconnects (timecodes restart at 0 with a new start timestamp) stays in order.
-        ts = ((c.timecode or 0) + block.timecode) * self._scale + self._offset_ns
-        if c.first_ns is None:
-            c.first_ns = ts
-            if self._last_ns is not None and ts <= self._last_ns:
+            track = run[i + 1]
+            if track not in tracks:  # an int: scan_blocks and Block give ints
                 self._reject(
-                    c,
-                    "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS",
-                    "fragment starts before the end of the previous one",
-                    out,
+                    c, "TRACK_NUMBER_MISMATCH", f"frame for undeclared track {track!s}", out
                 )
                 return
-        if c.last_ns is None or ts > c.last_ns:
-            c.last_ns = ts
-        if (c.last_ns - c.first_ns) // 1_000_000 > self.limits.max_fragment_duration_ms:
-            self._reject(c, "MAX_FRAGMENT_DURATION_REACHED", "fragment longer than allowed", out)
-            return
-        if self._reader.offset - c.start > self.limits.max_fragment_bytes:
-            self._reject(c, "MAX_FRAGMENT_SIZE_REACHED", "fragment exceeds 50 MB", out)
-            return
+            # Compared on the absolute producer timeline, so that a RELATIVE producer that
+            # reconnects (timecodes restart at 0 with a new start timestamp) stays in order.
+            ts = ((c.timecode or 0) + run[i + 2]) * scale + offset_ns  # type: ignore[operator]
+            if c.first_ns is None:
+                c.first_ns = ts
+                if self._last_ns is not None and ts <= self._last_ns:
+                    self._reject(
+                        c,
+                        "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS",
+                        "fragment starts before the end of the previous one",
+                        out,
+                    )
+                    return
+            if c.last_ns is None or ts > c.last_ns:
+                c.last_ns = ts
+            if c.last_ns - c.first_ns >= max_ns + 1_000_000:
+                self._reject(
+                    c, "MAX_FRAGMENT_DURATION_REACHED", "fragment longer than allowed", out
+                )
+                return
+            if run[i] - c.start > lim.max_fragment_bytes:  # type: ignore[operator]
+                self._reject(c, "MAX_FRAGMENT_SIZE_REACHED", "fragment exceeds 50 MB", out)
+                return
 
     def _reject(self, c: _Cluster, code: str, message: str, out: list[IngestEvent]) -> None:
         c.error = IngestError(code, message, c.timecode, c.seq)

@@ -2,9 +2,13 @@
 
 A fragment enters the hub when its Cluster opens (BUFFERING), grows as Cluster bytes
 arrive, completes when its trailer is known, and leaves a little after it is persisted
-(readers that raced the persistence still find it here). Readers wait on a per-stream
-wake-up future that every change resolves, so bytes reach them as the producer sends
-them, at the cost of one future per wait rather than a lock and a task.
+(readers that raced the persistence still find it here).
+
+Readers catch up by pulling: they wait on a per-stream wake-up future that every change
+resolves. A reader that has caught up with an open fragment can instead attach a
+:class:`LiveSink` to it: the producer then hands each new Cluster chunk straight to the
+sink, and the reader sleeps until the fragment completes or is dropped. That saves the
+reader a wake-up per chunk, which is most of what a live stream costs.
 """
 
 from __future__ import annotations
@@ -12,16 +16,30 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
-__all__ = ["LiveFragment", "LiveHub", "StreamLive"]
+__all__ = ["LiveFragment", "LiveHub", "LiveSink", "StreamLive"]
 
 KEEP_AFTER_PERSIST = 4
 """Completed fragments kept in memory per stream after they were persisted."""
 
 
+class LiveSink(Protocol):
+    """A reader that takes a live fragment's Cluster chunks as the producer adds them."""
+
+    def push(self, data: bytes) -> bool:
+        """Deliver one chunk now; False detaches the sink (``data`` was not taken)."""
+        ...
+
+    def release(self) -> None:
+        """The fragment completed or was dropped: the sink is detached."""
+        ...
+
+
 @dataclass(slots=True)
 class LiveFragment:
-    """A fragment as the live layer holds it."""
+    """A fragment as the live layer holds it. The producer changes it through
+    :meth:`append`, :meth:`finish` and :meth:`drop`, which keep attached sinks current."""
 
     number: str
     server_timestamp_ms: int
@@ -33,6 +51,39 @@ class LiveFragment:
     complete: bool = False
     dropped: bool = False  # rejected by validation: never served again
     persisted: bool = False
+    sinks: list[LiveSink] = field(default_factory=list)
+
+    def append(self, data: bytes) -> None:
+        """More Cluster bytes."""
+        self.chunks.append(data)
+        if self.sinks:
+            self.sinks = [sink for sink in self.sinks if sink.push(data)]
+
+    def attach(self, sink: LiveSink) -> None:
+        """Hand every chunk appended from now on to ``sink`` until it detaches."""
+        self.sinks.append(sink)
+
+    def detach(self, sink: LiveSink) -> None:
+        """Stop handing chunks to ``sink`` (no-op when it is no longer attached)."""
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
+    def finish(self, trailer: bytes, duration_ms: int) -> None:
+        """The Cluster and the elements after it are complete."""
+        self.trailer = trailer
+        self.duration_ms = duration_ms
+        self.complete = True
+        self._release()
+
+    def drop(self) -> None:
+        """Rejected or abandoned: never served again."""
+        self.dropped = True
+        self._release()
+
+    def _release(self) -> None:
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            sink.release()
 
 
 @dataclass(slots=True)
@@ -90,7 +141,7 @@ class LiveHub:
         live = self._streams.pop(arn, None)
         if live is not None:
             for frag in live.fragments.values():
-                frag.dropped = True
+                frag.drop()
             live.wake()
 
     def notify(self, arn: str) -> None:

@@ -1,0 +1,140 @@
+"""The live edge: frames reach a GetMedia reader while their fragment is still being
+uploaded, and a reader that stops reading for a while still gets every byte in order."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from server_helpers import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    Kvs,
+    PutResult,
+    clusters_of,
+    put_media,
+    wait_for,
+)
+
+from callstream.mkv import writer as w
+
+TRACKS = [w.TrackSpec(1, "AUDIO_FROM_CUSTOMER", "A_PCM/INT/LIT", sampling_rate=8000.0)]
+HEADER = w.ebml_header() + w.segment_start() + w.info() + w.tracks(TRACKS)
+
+
+def _produce(kvs: Kvs, name: str, chunks: Any) -> tuple[threading.Thread, list[PutResult]]:
+    results: list[PutResult] = []
+    thread = threading.Thread(
+        target=lambda: results.append(put_media(kvs.url, chunks, stream_name=name)), daemon=True
+    )
+    thread.start()
+    return thread, results
+
+
+def test_each_frame_reaches_a_live_reader_while_its_fragment_is_open(kvs: Kvs) -> None:
+    name, _ = kvs.create()
+    sock = _open_get_media(kvs, name)
+    frames = 15
+    sent_ns: list[int] = []
+    cluster_closed_ns: list[int] = []
+
+    def chunks() -> Any:
+        t0 = int(time.time() * 1000)
+        yield HEADER + w.cluster(t0, [], unknown_size=True, timecode_width=8)
+        for k in range(frames):
+            yield 0.04
+            now = time.time_ns()
+            sent_ns.append(now)
+            yield w.simple_block(1, k * 20, now.to_bytes(8, "big") + bytes(312))
+        yield 0.3  # the fragment stays open well after its last frame
+        cluster_closed_ns.append(time.time_ns())
+        yield w.cluster(t0 + 1000, [w.simple_block(1, 0, bytes(320))], unknown_size=True)
+
+    producer, results = _produce(kvs, name, chunks())
+    raw = bytearray()
+    arrived: dict[int, int] = {}
+    sock.settimeout(30)
+    while chunk := sock.recv(65536):  # the server ends the response at the idle edge
+        now = time.time_ns()
+        raw += chunk
+        for t in sent_ns:
+            if t not in arrived and t.to_bytes(8, "big") in raw:
+                arrived[t] = now
+    sock.close()
+    producer.join(30)
+    assert results and results[0].status == 200
+    assert len(sent_ns) == frames and set(arrived) == set(sent_ns)
+    latency_ms = [(arrived[t] - t) / 1e6 for t in sent_ns]
+    assert max(latency_ms) < 250, latency_ms  # as sent, not when the fragment closes
+    assert max(arrived.values()) < cluster_closed_ns[0]
+
+
+def _open_get_media(kvs: Kvs, name: str) -> socket.socket:
+    """A GetMedia (StartSelector NOW) on a plain socket with a small receive buffer, so
+    that a test decides when, and how fast, the response is read."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((kvs.server.host, kvs.server.port))
+    sock.sendall(_signed_get_media(kvs.url, name))
+    time.sleep(0.2)  # the reader is at the live edge, waiting
+    return sock
+
+
+def _signed_get_media(url: str, name: str) -> bytes:
+    body = json.dumps({"StreamName": name, "StartSelector": {"StartSelectorType": "NOW"}})
+    req = AWSRequest(
+        method="POST",
+        url=url + "/getMedia",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "kinesisvideo", REGION).add_auth(req)
+    host = url.split("//", 1)[1]
+    head = f"POST /getMedia HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+    head += f"Content-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "host")
+    return head.encode() + b"\r\n" + body.encode()
+
+
+def _dechunk(raw: bytes) -> bytes:
+    """The body of a complete HTTP/1.1 chunked response."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    out = bytearray()
+    while True:
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += rest[:size]
+        assert rest[size : size + 2] == b"\r\n"
+        rest = rest[size + 2 :]
+
+
+def test_a_reader_that_stops_reading_gets_every_byte_once_it_reads_again(kvs: Kvs) -> None:
+    """The producer outruns a stalled reader by megabytes: the server holds back (no
+    unbounded buffering, no lost or reordered bytes) and serves the rest when it reads."""
+    name, _ = kvs.create()
+    sock = _open_get_media(kvs, name)
+    t0 = int(time.time() * 1000)
+    frames = [w.simple_block(1, k, bytes([k % 251]) * 8000) for k in range(400)]
+    first = w.cluster(t0, [], unknown_size=True, timecode_width=8)
+    second = w.cluster(t0 + 1000, [w.simple_block(1, 0, b"end!" * 80)], unknown_size=True)
+
+    producer, results = _produce(kvs, name, [HEADER + first, *frames, 0.2, second])
+    producer.join(60)
+    assert results and results[0].status == 200 and not results[0].of("ERROR")
+    wait_for(lambda: len(kvs.archived.list_fragments(StreamName=name)["Fragments"]) == 2)
+    raw = bytearray()
+    sock.settimeout(30)
+    while chunk := sock.recv(1 << 20):  # the server ends the response at the idle edge
+        raw += chunk
+    sock.close()
+    assert clusters_of(_dechunk(bytes(raw))) == [first + b"".join(frames), second]
