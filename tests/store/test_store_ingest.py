@@ -6,6 +6,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callstream.mkv import writer as w
 from callstream.mkv.ebml import ID
@@ -19,6 +21,7 @@ from callstream.store.ingest import (
     IngestEvent,
     IngestLimits,
     IngestSession,
+    _Spool,
 )
 
 TRACKS = [
@@ -264,3 +267,31 @@ def test_frame_by_frame_writes_give_the_events_of_one_whole_write(bad: str) -> N
     }[bad]
     assert codes == expected
     assert len(of(whole, FragmentReady)) == 4 - len(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.binary(min_size=1, max_size=300), st.integers(0, 400), st.integers(0, 400)),
+        min_size=1,
+        max_size=120,
+    )
+)
+def test_spool_slices_what_was_appended(steps: list[tuple[bytes, int, int]]) -> None:
+    """The ingest's byte store: any range still held comes back exactly, after merges of
+    tiny chunks and drops of old ones."""
+    spool = _Spool()
+    whole = b""
+    kept = 0
+    for data, a, b in steps:
+        spool.append(data)
+        whole += data
+        lo = kept + a % (len(whole) - kept + 1)
+        hi = lo + b % (len(whole) - lo + 1)
+        assert spool.slice(lo, hi) == whole[lo:hi]
+        if b % 3 == 0:
+            spool.drop_before(lo)
+            assert spool.start <= lo
+            kept = lo
+    assert spool.slice(kept, len(whole)) == whole[kept:]
+    assert spool.end == len(whole)

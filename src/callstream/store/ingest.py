@@ -21,6 +21,7 @@ ERROR event and never touches what is stored. Malformed MKV is fatal for the con
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from callstream.mkv.ebml import ID, MkvError
@@ -125,6 +126,62 @@ class _Cluster:
 _TRIM_AT = 65536  # raw bytes no longer needed are dropped in steps of at least this
 
 
+class _Spool:
+    """The body bytes still needed, kept as the chunks they arrived in: appending copies
+    nothing (a growing bytearray copies itself over and over), and a slice is cut from
+    the chunks it spans. Runs of tiny chunks are merged, so that a producer sending
+    bytes one at a time costs memory in proportion to the bytes, not the chunks."""
+
+    __slots__ = ("_chunks", "_starts", "_bytes", "end")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._starts: list[int] = []  # absolute offset of each chunk
+        self._bytes = 0  # bytes held
+        self.end = 0  # absolute offset after the last byte appended
+
+    def append(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._starts.append(self.end)
+        self.end += len(data)
+        self._bytes += len(data)
+        if len(self._chunks) > 64 and len(self._chunks) * 256 > self._bytes:
+            start = self._starts[0]
+            self._chunks = [b"".join(self._chunks)]
+            self._starts = [start]
+
+    def slice(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` (absolute offsets, still held)."""
+        if end <= start:
+            return b""
+        starts, chunks = self._starts, self._chunks
+        i = bisect_right(starts, start) - 1
+        first = chunks[i]
+        lo = start - starts[i]
+        if end - starts[i] <= len(first):
+            return first[lo : end - starts[i]]
+        parts = [first[lo:]]
+        i += 1
+        while end - starts[i] > len(chunks[i]):
+            parts.append(chunks[i])
+            i += 1
+        parts.append(chunks[i][: end - starts[i]])
+        return b"".join(parts)
+
+    def drop_before(self, keep: int) -> None:
+        """Forget whole chunks that end at or before ``keep``."""
+        starts = self._starts
+        n = bisect_right(starts, keep) - 1  # the chunk holding ``keep`` stays
+        if n > 0:
+            self._bytes -= starts[n] - starts[0]
+            del self._chunks[:n], starts[:n]
+
+    @property
+    def start(self) -> int:
+        """Absolute offset of the first byte held."""
+        return self._starts[0] if self._starts else self.end
+
+
 class IngestSession:
     """Turns one PutMedia body into :data:`IngestEvent` objects."""
 
@@ -141,8 +198,7 @@ class IngestSession:
         self._offset_ns = producer_start_ms * 1_000_000 if self.relative else 0
         self.limits = limits or IngestLimits()
         self._reader = EbmlReader(max_element_size=self.limits.max_fragment_bytes)
-        self._raw = bytearray()
-        self._raw_base = 0  # absolute offset of self._raw[0]
+        self._raw = _Spool()
         self._ebml: tuple[int, int] | None = None
         self._ebml_header = b""
         self._segment_seen = False
@@ -171,7 +227,7 @@ class IngestSession:
             return []
         data = bytes(data)
         raw = self._raw
-        raw += data
+        raw.append(data)
         c = self._cluster
         reader = self._reader
         if c is None or not c.opened or c.error is not None:
@@ -179,7 +235,7 @@ class IngestSession:
             return self._run()
         # The steady state of a live upload: frames of an open Cluster, checked here
         # without a round of reader events.
-        end = self._raw_base + len(raw)
+        end = raw.end
         start = end - len(data)
         out: list[IngestEvent] = []
         run = reader.feed_blocks(data)
@@ -190,7 +246,7 @@ class IngestSession:
         if c.error is None and end > c.sent:
             out.append(ClusterBytes(c.seq, data if c.sent == start else self._slice(c.sent, end)))
             c.sent = end
-        if len(raw) > _TRIM_AT:
+        if end - raw.start > _TRIM_AT:
             self._trim()
         return out
 
@@ -274,8 +330,7 @@ class IngestSession:
         return out
 
     def _slice(self, start: int, end: int) -> bytes:
-        with memoryview(self._raw) as view:  # one copy, not two
-            return bytes(view[start - self._raw_base : end - self._raw_base])
+        return self._raw.slice(start, end)
 
     def _trim(self) -> None:
         """Drop raw bytes nothing will need again (bounded memory)."""
@@ -287,10 +342,8 @@ class IngestSession:
             keep = min(keep, self._ebml[0] if self._ebml else 0)
         if self._carry_start is not None:
             keep = min(keep, self._carry_start)
-        drop = keep - self._raw_base
-        if drop > _TRIM_AT:
-            del self._raw[:drop]
-            self._raw_base = keep
+        if keep - self._raw.start > _TRIM_AT:
+            self._raw.drop_before(keep)
 
     def _start(self, ev: Start, out: list[IngestEvent]) -> None:
         eid = ev.id
