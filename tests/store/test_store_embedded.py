@@ -22,6 +22,7 @@ from callstream.store import (
     Backend,
     DataDirLocked,
     EmbeddedBackend,
+    FragmentAppend,
     FragmentData,
     FragmentNotFound,
     FragmentRecord,
@@ -864,3 +865,66 @@ def test_crash_safety_kill_9(data_dir: Path) -> None:
                 ends[path] = max(ends.get(path, 0), offset + length)
             assert {p: p.stat().st_size for p in frag_files(data_dir)} == ends
     assert len(acked) >= 12
+
+
+def _item(b: EmbeddedBackend, s: StreamRecord, server_ms: int) -> FragmentAppend:
+    seq = b.next_sequence(s)
+    return FragmentAppend(
+        s,
+        payload(seq),
+        server_timestamp_ms=server_ms,
+        producer_timestamp_ms=server_ms - T0,
+        duration_ms=1000,
+        cluster_timecode=seq * 1000,
+        fragment_number=make_fragment_number(seq, server_ms),
+    )
+
+
+def test_append_fragments_stores_a_batch_and_reports_each_failure_alone(
+    tmp_path: Path,
+) -> None:
+    sizes = []
+    for with_duplicate in (True, False):
+        with EmbeddedBackend(tmp_path / str(with_duplicate)) as backend:
+            a, zero = create(backend, "a"), create(backend, "zero", retention=0)
+            gone = create(backend, "g")
+            items = [_item(backend, a, T0), _item(backend, zero, T0), _item(backend, gone, T0)]
+            items.append(_item(backend, a, T0 + 1000))
+            if with_duplicate:
+                items.append(items[0])
+            backend.delete_stream(gone.arn, current_version=None)
+            results = backend.append_fragments(items)
+            kinds = ["FragmentRecord", "FragmentRecord", "StreamNotFound", "FragmentRecord"]
+            assert [type(r).__name__ for r in results] == kinds + (
+                ["InvalidArgument"] if with_duplicate else []  # the same number twice
+            )
+            assert [f.fragment_number for f in backend.fragments(a)] == [
+                items[0].fragment_number,
+                items[3].fragment_number,
+            ]
+            for item in (items[0], items[1], items[3]):
+                assert backend.read_fragment(item.stream, item.fragment_number) == item.data
+            sizes.append(du(backend.data_dir))
+    assert sizes[0] == sizes[1]  # the rejected duplicate was cut off its file again
+
+
+def test_reaping_never_deletes_a_file_whose_new_record_is_not_indexed_yet(
+    data_dir: Path,
+) -> None:
+    """A batch writes and fsyncs its records first and indexes them after; a reap in
+    between must not take the file they sit in, even when every indexed row of that file
+    has expired."""
+    with EmbeddedBackend(data_dir) as b:
+        s = create(b, retention=1)
+        append(b, s, server_ms=T0)
+        index_rows = b._index_rows
+
+        def reap_then_index(rows: list[tuple[object, ...]]) -> list[BaseException | None]:
+            b.reap(T0 + HOUR + 500)  # the only indexed row of the file expires
+            return index_rows(rows)
+
+        b._index_rows = reap_then_index  # type: ignore[method-assign]
+        item = _item(b, s, T0 + 1000)
+        [record] = b.append_fragments([item])
+        assert isinstance(record, FragmentRecord)
+        assert b.read_fragment(s, item.fragment_number) == item.data

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from callstream.api.errors import KvsError, error_response_parts
+from callstream.api.persister import Persister
 from callstream.store.base import Backend, StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.live import LiveHub
@@ -42,6 +43,7 @@ class ServerConfig:
     putmedia_idle_ack_s: float = 3.0
     putmedia_idle_close_s: float = 30.0
     reap_interval_s: float = 60.0
+    persist_threads: int = 2  # writer threads storing completed fragments
     credentials: dict[str, str] | None = None  # access key -> secret; None disables auth
     public_url: str | None = None  # GetDataEndpoint answer; default: the request's base URL
 
@@ -55,6 +57,7 @@ class ServerState:
     contacts: ContactStore
     hub: LiveHub = field(default_factory=LiveHub)
     routes: dict[str, Handler] = field(default_factory=dict)
+    persister: Persister | None = None  # set while the app runs
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking backend call off the event loop."""
@@ -199,7 +202,14 @@ def build_app(state: ServerState) -> web.Application:
         yield
         task.cancel()
 
+    async def persister(app: web.Application) -> Any:
+        state.persister = Persister(state.backend, threads=state.config.persist_threads)
+        state.persister.start(asyncio.get_running_loop())
+        yield
+        await asyncio.to_thread(state.persister.stop)
+
     app.cleanup_ctx.append(reaper)
+    app.cleanup_ctx.append(persister)
     return app
 
 

@@ -32,6 +32,7 @@ from callstream.api.errors import KvsError
 from callstream.mkv.kvs import kvs_end_tags, kvs_start_tags, render_fragment
 from callstream.mkv.writer import segment_start
 from callstream.store.base import (
+    FragmentAppend,
     FragmentData,
     FragmentNotFound,
     FragmentRecord,
@@ -128,24 +129,25 @@ class _PutMedia:
                 await self.response.write(serialize(ack))
 
     async def persist_fragments(self) -> None:
-        backend = self.state.backend
         while (item := await self.persist.get()) is not None:
             ready, frag = item
             try:
-                await self.state.run(
-                    backend.append_fragment,
-                    self.stream,
-                    data=FragmentData(
-                        header=ready.header,
-                        cluster=ready.cluster,
-                        trailer=ready.trailer,
-                        ebml_header=ready.ebml_header,
-                    ),
-                    server_timestamp_ms=frag.server_timestamp_ms,
-                    producer_timestamp_ms=frag.producer_timestamp_ms,
-                    duration_ms=ready.duration_ms,
-                    cluster_timecode=ready.timecode,
-                    fragment_number=frag.number,
+                assert self.state.persister is not None
+                await self.state.persister.store(
+                    FragmentAppend(
+                        self.stream,
+                        FragmentData(
+                            header=ready.header,
+                            cluster=ready.cluster,
+                            trailer=ready.trailer,
+                            ebml_header=ready.ebml_header,
+                        ),
+                        server_timestamp_ms=frag.server_timestamp_ms,
+                        producer_timestamp_ms=frag.producer_timestamp_ms,
+                        duration_ms=ready.duration_ms,
+                        cluster_timecode=ready.timecode,
+                        fragment_number=frag.number,
+                    )
                 )
             except Exception as err:  # storage failure: tell the producer, keep going
                 frag.drop()

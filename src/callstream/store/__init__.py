@@ -2,6 +2,7 @@
 
 from callstream.store.base import (
     Backend,
+    FragmentAppend,
     FragmentData,
     FragmentNotFound,
     FragmentRecord,
@@ -32,6 +33,7 @@ __all__ = [
     "Backend",
     "DataDirLocked",
     "EmbeddedBackend",
+    "FragmentAppend",
     "FragmentData",
     "FragmentNotFound",
     "FragmentRecord",

@@ -10,6 +10,7 @@ the JSON seconds that KVS clients expect.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -99,6 +100,21 @@ class FragmentData:
     ebml_header: bytes  # the producer's EBML header element
 
 
+@dataclass(frozen=True, slots=True)
+class FragmentAppend:
+    """One fragment to store: :meth:`Backend.append_fragment`'s arguments, for
+    :meth:`Backend.append_fragments`."""
+
+    stream: StreamRecord
+    data: FragmentData
+    server_timestamp_ms: int
+    producer_timestamp_ms: int
+    duration_ms: int
+    cluster_timecode: int
+    fragment_number: str
+    size: int | None = None
+
+
 class Backend(Protocol):
     """Storage for streams and their fragments."""
 
@@ -150,6 +166,14 @@ class Backend(Protocol):
 
         ``size`` is the FragmentSizeInBytes to report; by default the sum of the four
         :class:`FragmentData` parts."""
+        ...
+
+    def append_fragments(
+        self, items: Sequence[FragmentAppend]
+    ) -> list[FragmentRecord | StoreError]:
+        """:meth:`append_fragment` for many fragments at once (of any streams), sharing
+        the cost of making them durable; one result per item, in order: its record, or
+        the error that kept it from being stored (the others are stored regardless)."""
         ...
 
     def fragments(

@@ -56,6 +56,7 @@ from types import TracebackType
 from typing import Any
 
 from callstream.store.base import (
+    FragmentAppend,
     FragmentData,
     FragmentNotFound,
     FragmentRecord,
@@ -324,10 +325,22 @@ class _Stream:
 class _Writer:
     """Append state of one stream's current fragment file; ``lock`` serialises appends."""
 
-    __slots__ = ("deleted", "fd", "file_no", "first_ts", "lock", "next_file_no", "size")
+    __slots__ = (
+        "deleted",
+        "fd",
+        "file_no",
+        "first_ts",
+        "lock",
+        "next_file_no",
+        "size",
+        "unindexed",
+    )
 
     def __init__(self, next_file_no: int = 1) -> None:
         self.lock = threading.Lock()
+        # file_no -> records written there whose index rows are not committed yet: the
+        # reaper must not delete such a file however few indexed rows it has left.
+        self.unindexed: dict[int, int] = {}
         self.fd: int | None = None
         self.file_no = 0
         self.size = 0
@@ -889,31 +902,75 @@ class EmbeddedBackend:
         Retention-0 streams keep the fragment in the in-memory buffer instead. Raises
         :class:`InvalidArgument` for a malformed or duplicate fragment number and
         :class:`StoreError` if the disk write fails (nothing is then indexed)."""
-        self._check_open()
-        seq, _, _ = parse_fragment_number(fragment_number)
-        st = self._resolve(stream)
-        nbytes = _fragment_data_size(data)
-        record = FragmentRecord(
-            stream_arn=st.record.arn,
-            fragment_number=fragment_number,
-            server_timestamp_ms=server_timestamp_ms,
-            producer_timestamp_ms=producer_timestamp_ms,
-            duration_ms=duration_ms,
-            size=nbytes if size is None else size,
-            cluster_timecode=cluster_timecode,
+        item = FragmentAppend(
+            stream,
+            data,
+            server_timestamp_ms,
+            producer_timestamp_ms,
+            duration_ms,
+            cluster_timecode,
+            fragment_number,
+            size,
         )
-        if st.record.data_retention_hours == 0:
-            self._append_memory(st, record, data, nbytes)
-            self._observe_seq(st.id, seq, persist=True)
-            return record
+        result = self.append_fragments([item])[0]
+        if isinstance(result, StoreError):
+            raise result
+        return result
 
-        sealed = self._cipher(st).seal(fragment_number, encode_fragment_data(data))
-        if len(sealed) > _U32_MAX:
-            raise InvalidArgument("fragment too large")
-        blob = _RECORD_HEADER.pack(RECORD_MAGIC, len(sealed), fragment_number.encode()) + sealed
-        self._append_disk(st, record, seq, blob)
-        self._observe_seq(st.id, seq, persist=False)
-        return record
+    def append_fragments(
+        self, items: Sequence[FragmentAppend]
+    ) -> list[FragmentRecord | StoreError]:
+        """Many appends, made durable together: each record is written and fsynced to its
+        stream's file, then every index row goes in one group commit. A fragment whose
+        write or index row fails gets its error; the others are stored."""
+        self._check_open()
+        results: list[FragmentRecord | StoreError] = []
+        rows: list[tuple[int, int, int, tuple[object, ...]]] = []  # result slot, id, seq, row
+        for item in items:
+            try:
+                seq, _, _ = parse_fragment_number(item.fragment_number)
+                st = self._resolve(item.stream)
+                nbytes = _fragment_data_size(item.data)
+                record = FragmentRecord(
+                    stream_arn=st.record.arn,
+                    fragment_number=item.fragment_number,
+                    server_timestamp_ms=item.server_timestamp_ms,
+                    producer_timestamp_ms=item.producer_timestamp_ms,
+                    duration_ms=item.duration_ms,
+                    size=nbytes if item.size is None else item.size,
+                    cluster_timecode=item.cluster_timecode,
+                )
+                if st.record.data_retention_hours == 0:
+                    self._append_memory(st, record, item.data, nbytes)
+                    self._observe_seq(st.id, seq, persist=True)
+                else:
+                    sealed = self._cipher(st).seal(
+                        item.fragment_number, encode_fragment_data(item.data)
+                    )
+                    if len(sealed) > _U32_MAX:
+                        raise InvalidArgument("fragment too large")
+                    head = _RECORD_HEADER.pack(
+                        RECORD_MAGIC, len(sealed), item.fragment_number.encode()
+                    )
+                    rows.append(
+                        (len(results), st.id, seq, self._write(st, record, seq, head + sealed))
+                    )
+            except StoreError as err:
+                results.append(err)
+                continue
+            results.append(record)
+        errors = self._index_rows([row for _, _, _, row in rows])
+        for (slot, stream_id, seq, row), error in zip(rows, errors, strict=True):
+            self._indexed(stream_id, row, failed=error is not None)
+            if error is None:
+                self._observe_seq(stream_id, seq, persist=False)
+                continue
+            if isinstance(error, sqlite3.IntegrityError):
+                number = results[slot].fragment_number  # type: ignore[union-attr]
+                results[slot] = InvalidArgument(f"duplicate fragment number {number}")
+            else:
+                results[slot] = StoreError(f"cannot index fragment: {error}")
+        return results
 
     def _append_memory(
         self, st: _Stream, record: FragmentRecord, data: FragmentData, nbytes: int
@@ -930,7 +987,10 @@ class EmbeddedBackend:
                 max_bytes=self.memory_buffer_bytes,
             )
 
-    def _append_disk(self, st: _Stream, record: FragmentRecord, seq: int, blob: bytes) -> None:
+    def _write(
+        self, st: _Stream, record: FragmentRecord, seq: int, blob: bytes
+    ) -> tuple[object, ...]:
+        """Append and fsync one sealed record; returns its index row (not yet committed)."""
         writer = self._writer(st.id)
         with writer.lock:
             if writer.deleted:
@@ -968,48 +1028,65 @@ class EmbeddedBackend:
             if offset == 0:
                 writer.first_ts = record.server_timestamp_ms
             writer.size = offset + len(blob)
-            try:
-                self._index(
-                    (
-                        st.id,
-                        record.fragment_number,
-                        seq,
-                        record.server_timestamp_ms,
-                        record.producer_timestamp_ms,
-                        record.duration_ms,
-                        record.size,
-                        record.cluster_timecode,
-                        writer.file_no,
-                        offset,
-                        len(blob),
-                    )
-                )
-            except BaseException as exc:
+            writer.unindexed[writer.file_no] = writer.unindexed.get(writer.file_no, 0) + 1
+            return (
+                st.id,
+                record.fragment_number,
+                seq,
+                record.server_timestamp_ms,
+                record.producer_timestamp_ms,
+                record.duration_ms,
+                record.size,
+                record.cluster_timecode,
+                writer.file_no,
+                offset,
+                len(blob),
+            )
+
+    def _indexed(self, stream_id: int, row: tuple[object, ...], *, failed: bool) -> None:
+        """The index row of a written record was committed, or ``failed``: then the
+        record is cut off again if nothing follows it in its file (else it stays,
+        unindexed: never served, and dropped by the next open if nothing indexed follows)."""
+        file_no, offset, length = row[8], row[9], row[10]
+        assert isinstance(file_no, int) and isinstance(offset, int) and isinstance(length, int)
+        with self._lock:
+            writer = self._writers.get(stream_id)
+        if writer is None:
+            return
+        with writer.lock:
+            if (
+                failed
+                and writer.fd is not None
+                and writer.file_no == file_no
+                and writer.size == offset + length
+            ):
                 try:
-                    os.ftruncate(fd, offset)
+                    os.ftruncate(writer.fd, offset)
                     writer.size = offset
                 except OSError:
                     writer.close_file()
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise InvalidArgument(
-                        f"duplicate fragment number {record.fragment_number}"
-                    ) from None
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"cannot index fragment: {exc}") from exc
-                raise
+            left = writer.unindexed.get(file_no, 0) - 1
+            if left > 0:
+                writer.unindexed[file_no] = left
+            else:
+                writer.unindexed.pop(file_no, None)
 
-    def _index(self, row: tuple[object, ...]) -> None:
-        """Insert one fragment row and commit, sharing the commit with concurrent appends.
+    def _index_rows(self, rows: list[tuple[object, ...]]) -> list[BaseException | None]:
+        """Insert fragment rows and commit, sharing the commit with concurrent appends;
+        returns each row's error (None: committed).
 
         Group commit: the first caller to find no commit in flight becomes the leader and
         commits every row queued so far in one transaction; callers arriving meanwhile
         queue for the next one. Nobody waits longer than for the commit in flight, and
-        nobody returns before the transaction holding its row is durable.
+        nobody returns before the transaction holding its rows is durable.
         """
-        slot = _IndexSlot(row)
+        if not rows:
+            return []
+        slots = [_IndexSlot(row) for row in rows]
+        last = slots[-1]
         with self._commit_cv:
-            self._pending.append(slot)
-            while not slot.done:
+            self._pending.extend(slots)
+            while not last.done:
                 if self._committing:
                     self._commit_cv.wait()
                     continue
@@ -1022,8 +1099,7 @@ class EmbeddedBackend:
                     self._commit_cv.acquire()
                     self._committing = False
                     self._commit_cv.notify_all()
-        if slot.error is not None:
-            raise slot.error
+        return [slot.error for slot in slots]
 
     def _commit_batch(self, batch: list[_IndexSlot]) -> None:
         try:
@@ -1340,7 +1416,7 @@ class EmbeddedBackend:
                 if state is not None:
                     state.reserved = max(state.reserved, max_seq or 0)
             stream_dir = self._stream_dir(st.id)
-            dead = [f for f in files if f not in live]
+            dead = [f for f in files if f not in live and f not in writer.unindexed]
             for file_no in dead:
                 if writer.size > 0 and writer.file_no == file_no:
                     writer.close_file()

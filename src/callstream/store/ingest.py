@@ -132,7 +132,7 @@ class _Spool:
     the chunks it spans. Runs of tiny chunks are merged, so that a producer sending
     bytes one at a time costs memory in proportion to the bytes, not the chunks."""
 
-    __slots__ = ("_chunks", "_starts", "_bytes", "end")
+    __slots__ = ("_bytes", "_chunks", "_starts", "end")
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []

@@ -1,0 +1,100 @@
+"""Storing the fragments of every PutMedia connection on a few dedicated threads.
+
+A fragment is complete about once a second per stream; with hundreds of live streams
+that is hundreds of durable appends a second. Handing each to a thread pool costs a
+thread hop, a wake-up of the event loop and a turn at the GIL per fragment, and the
+pool's threads fight the event loop for the GIL. Here a fixed number of writer threads
+take whatever fragments are waiting as one batch (:meth:`Backend.append_fragments`:
+one fsync per record, one index commit per batch) and report the whole batch back to
+the event loop in one call. An idle server stores each fragment at once: a batch never
+waits to fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from typing import Any
+
+from callstream.store.base import Backend, FragmentAppend, FragmentRecord, StoreError
+
+__all__ = ["Persister"]
+
+_Item = tuple[FragmentAppend, "asyncio.Future[Any]"]
+
+
+class Persister:
+    """Durable appends for the API layer; :meth:`start` it on the loop that awaits
+    :meth:`store`, :meth:`stop` it before closing the backend."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, backend: Backend, *, threads: int = 2) -> None:
+        self.backend = backend
+        self.threads = max(1, threads)
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the writer threads; results are delivered on ``loop``."""
+        self._loop = loop
+        for i in range(self.threads):
+            worker = threading.Thread(target=self._run, name=f"callstream-persist-{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def stop(self) -> None:
+        """Store what is queued, then end the threads."""
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join()
+        self._workers.clear()
+
+    async def store(self, item: FragmentAppend) -> FragmentRecord:
+        """Store one fragment durably; raises the :class:`StoreError` that prevented it."""
+        if self._loop is None:
+            raise RuntimeError("Persister.store() before start()")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((item, future))
+        result = await future
+        if isinstance(result, BaseException):
+            raise result
+        record: FragmentRecord = result
+        return record
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while (first := get()) is not None:
+            batch = [first]
+            stop = False
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                results: list[Any] = list(self.backend.append_fragments([i for i, _ in batch]))
+            except Exception as err:  # e.g. the store was closed under us
+                results = [err if isinstance(err, StoreError) else StoreError(str(err))] * len(
+                    batch
+                )
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(_deliver, batch, results)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+            if stop:
+                return
+
+
+def _deliver(batch: list[_Item], results: list[Any]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if not future.done():  # the waiting connection may have been cancelled
+            future.set_result(result)
