@@ -124,3 +124,22 @@ def test_store_before_start_is_an_error(tmp_path: Path) -> None:
         persister = Persister(backend)
         with pytest.raises(RuntimeError):
             asyncio.run(persister.store(None))  # type: ignore[arg-type]
+
+
+def test_a_fragment_handed_in_after_shutdown_is_refused_not_lost_in_a_queue(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedBackend(tmp_path / "data") as backend:
+        backend.create_stream(
+            "s", device_name=None, media_type=None, kms_key_id=None, data_retention_hours=1, tags={}
+        )
+        item = fragment(backend, "s", 1)
+
+        async def main() -> None:
+            persister = Persister(backend)
+            persister.start(asyncio.get_running_loop())
+            await asyncio.to_thread(persister.stop)
+            with pytest.raises(StoreError):
+                await asyncio.wait_for(persister.store(item), 5)
+
+        asyncio.run(main())

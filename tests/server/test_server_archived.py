@@ -26,6 +26,7 @@ from server_helpers import (
     shared_file,
     tag_values,
     unique,
+    wait_for,
 )
 
 from callstream.client.producer import chime_producer, produce
@@ -231,6 +232,37 @@ def test_get_media_for_fragment_list_errors(kvs: Kvs, connect: Uploaded) -> None
     with pytest.raises(ClientError) as exc:
         kvs.archived.get_media_for_fragment_list(StreamName=unique(), Fragments=[unknown])
     assert error_of(exc) == ("ResourceNotFoundException", 404)
+
+
+def test_sixth_concurrent_get_media_for_fragment_list_is_refused(make_kvs: Any) -> None:
+    """At most 5 concurrent GetMediaForFragmentList connections per stream, as on KVS."""
+    kvs = make_kvs()
+    name, _ = kvs.create()
+    tracks = [TrackSpec(1, "AUDIO_FROM_CUSTOMER", "A_PCM/INT/LIT", sampling_rate=8000.0)]
+    header = writer.ebml_header() + writer.segment_start() + writer.info() + writer.tracks(tracks)
+    big = writer.cluster(0, [writer.simple_block(1, k, bytes(16000)) for k in range(64)])
+    [number] = kvs.put(name, [header + big], producer_start_ms=0).numbers
+    fragments = [number] * 400  # ~400 MB: each response stalls on its unread socket
+    held = [
+        kvs.archived.get_media_for_fragment_list(StreamName=name, Fragments=fragments)
+        for _ in range(5)
+    ]
+    with pytest.raises(ClientError) as exc:
+        kvs.archived.get_media_for_fragment_list(StreamName=name, Fragments=[number])
+    assert error_of(exc) == ("ConnectionLimitExceededException", 400)
+    for resp in held:
+        resp["Payload"].close()
+
+    def accepted() -> bool:
+        try:
+            payload = kvs.archived.get_media_for_fragment_list(StreamName=name, Fragments=[number])[
+                "Payload"
+            ].read()
+        except ClientError:
+            return False
+        return clusters_of(payload) == [big]
+
+    wait_for(accepted)
 
 
 # --- GetClip ----------------------------------------------------------------------------------

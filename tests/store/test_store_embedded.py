@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -928,3 +929,38 @@ def test_reaping_never_deletes_a_file_whose_new_record_is_not_indexed_yet(
         [record] = b.append_fragments([item])
         assert isinstance(record, FragmentRecord)
         assert b.read_fragment(s, item.fragment_number) == item.data
+
+
+def test_a_batch_item_that_cannot_be_written_fails_alone(
+    backend: EmbeddedBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = create(backend, "a"), create(backend, "b")
+    open_new_file = backend._open_new_file
+    stream_b = backend._resolve(b).id
+
+    def no_descriptors_for_b(stream_id: int, writer: Any) -> None:
+        if stream_id == stream_b:
+            raise OSError(24, "Too many open files")
+        open_new_file(stream_id, writer)
+
+    monkeypatch.setattr(backend, "_open_new_file", no_descriptors_for_b)
+    items = [_item(backend, a, T0), _item(backend, b, T0), _item(backend, a, T0 + 1000)]
+    results = backend.append_fragments(items)
+    assert isinstance(results[1], StoreError) and "Too many open files" in str(results[1])
+    assert [type(r) for r in (results[0], results[2])] == [FragmentRecord, FragmentRecord]
+    assert len(backend.fragments(a)) == 2 and backend.fragments(b) == []
+
+
+def test_a_stream_deleted_while_its_fragment_is_indexed_reports_stream_not_found(
+    backend: EmbeddedBackend,
+) -> None:
+    s = create(backend)
+    index_rows = backend._index_rows
+
+    def delete_then_index(rows: list[tuple[object, ...]]) -> list[BaseException | None]:
+        backend.delete_stream(s.arn, current_version=None)
+        return index_rows(rows)
+
+    backend._index_rows = delete_then_index  # type: ignore[method-assign]
+    [result] = backend.append_fragments([_item(backend, s, T0)])
+    assert isinstance(result, StreamNotFound)

@@ -295,3 +295,17 @@ def test_spool_slices_what_was_appended(steps: list[tuple[bytes, int, int]]) -> 
             kept = lo
     assert spool.slice(kept, len(whole)) == whole[kept:]
     assert spool.end == len(whole)
+
+
+def test_a_known_size_cluster_is_received_when_its_last_block_arrives() -> None:
+    """A producer that writes a whole-size Cluster frame by frame and then waits for the
+    RECEIVED ack gets it without sending anything more."""
+    blocks = [w.simple_block(1, 20 * k, bytes([k]) * 320) for k in range(5)]
+    cluster = w.cluster(0, blocks)
+    head = len(cluster) - len(b"".join(blocks))
+    session = IngestSession()
+    events = session.feed(header() + cluster[:head])  # the Cluster's header and Timecode
+    for block in blocks:  # one write per frame; the last ends the Cluster exactly
+        events += session.feed(block)
+    assert [e.timecode for e in of(events, FragmentReceived)] == [0]
+    assert session.awaiting_trailer  # stored after the pause, or when the next Cluster starts

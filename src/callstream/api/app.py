@@ -38,7 +38,8 @@ class ServerConfig:
 
     region: str = "us-east-1"
     account_id: str = "123456789012"
-    max_readers_per_stream: int = 3
+    max_readers_per_stream: int = 3  # concurrent GetMedia per stream
+    max_fragment_list_readers_per_stream: int = 5  # concurrent GetMediaForFragmentList
     live_idle_timeout_s: float = 3.0
     putmedia_idle_ack_s: float = 3.0
     putmedia_idle_close_s: float = 30.0

@@ -252,20 +252,31 @@ async def get_media_for_fragment_list(
             "ResourceNotFoundException",
             f"Fragment {missing[0]} of stream {stream.name} was not found.",
         )
-    response = await start_streaming(request, "video/webm")
+    live = state.hub.stream(stream.arn)
+    most = state.config.max_fragment_list_readers_per_stream
+    if live.list_readers >= most:
+        raise KvsError(
+            "ConnectionLimitExceededException",
+            f"More than {most} concurrent GetMediaForFragmentList connections.",
+        )
+    live.list_readers += 1
     try:
-        for number in numbers:
-            data: FragmentData = await state.run(state.backend.read_fragment, stream, number)
-            await response.write(_document(records[number], data, end_tags=False))
-    except (KvsError, StoreError) as exc:
-        # Too late for an error response (the 200 is out): drop the connection without the
-        # final chunk, so the client sees a truncated body rather than a clean end.
-        log.warning("GetMediaForFragmentList on %s failed mid-stream: %s", stream.arn, exc)
-        if request.transport is not None:
-            request.transport.abort()
+        response = await start_streaming(request, "video/webm")
+        try:
+            for number in numbers:
+                data: FragmentData = await state.run(state.backend.read_fragment, stream, number)
+                await response.write(_document(records[number], data, end_tags=False))
+        except (KvsError, StoreError) as exc:
+            # Too late for an error response (the 200 is out): drop the connection without
+            # the final chunk, so the client sees a truncated body rather than a clean end.
+            log.warning("GetMediaForFragmentList on %s failed mid-stream: %s", stream.arn, exc)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
         return response
-    await response.write_eof()
-    return response
+    finally:
+        live.list_readers -= 1
 
 
 # --- GetClip --------------------------------------------------------------------------------

@@ -481,6 +481,8 @@ class ChunkedSink:
 
     def push(self, data: bytes) -> bool:
         """Write one chunk now, unless the socket is backed up or closing."""
+        if not data:
+            return True  # an empty chunk would end the response
         if not self.ready():
             self.release()
             return False

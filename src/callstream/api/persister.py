@@ -36,6 +36,8 @@ class Persister:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
+        self._lock = threading.Lock()  # orders store()'s check-and-put against stop()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the writer threads; results are delivered on ``loop``."""
@@ -46,7 +48,9 @@ class Persister:
             self._workers.append(worker)
 
     def stop(self) -> None:
-        """Store what is queued, then end the threads."""
+        """Store what is queued, then end the threads; later :meth:`store` calls fail."""
+        with self._lock:
+            self._stopped = True
         for _ in self._workers:
             self._queue.put(None)
         for worker in self._workers:
@@ -58,7 +62,10 @@ class Persister:
         if self._loop is None:
             raise RuntimeError("Persister.store() before start()")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put((item, future))
+        with self._lock:
+            if self._stopped:
+                raise StoreError("the server is shutting down")
+            self._queue.put((item, future))
         result = await future
         if isinstance(result, BaseException):
             raise result

@@ -237,6 +237,11 @@ class EbmlReader:
         return self._base + self._pos
 
     @property
+    def at_limit(self) -> bool:
+        """The next byte is where an open known-size master ends (its End is due)."""
+        return bool(self._stack) and self._stack[-1][2] == self._base + self._pos
+
+    @property
     def depth(self) -> int:
         """Number of open master elements."""
         return len(self._stack)

@@ -958,18 +958,28 @@ class EmbeddedBackend:
             except StoreError as err:
                 results.append(err)
                 continue
-            results.append(record)
-        errors = self._index_rows([row for _, _, _, row in rows])
-        for (slot, stream_id, seq, row), error in zip(rows, errors, strict=True):
-            self._indexed(stream_id, row, failed=error is not None)
-            if error is None:
-                self._observe_seq(stream_id, seq, persist=False)
+            except Exception as err:  # e.g. EMFILE or ENOSPC opening a file: this item only
+                log.warning("cannot store fragment %s: %s", item.fragment_number, err)
+                results.append(StoreError(f"cannot persist fragment: {err}"))
                 continue
-            if isinstance(error, sqlite3.IntegrityError):
-                number = results[slot].fragment_number  # type: ignore[union-attr]
-                results[slot] = InvalidArgument(f"duplicate fragment number {number}")
-            else:
-                results[slot] = StoreError(f"cannot index fragment: {error}")
+            results.append(record)
+        errors: list[BaseException | None] = [StoreError("not indexed")] * len(rows)
+        try:
+            errors = self._index_rows([row for _, _, _, row in rows])
+        finally:
+            for (slot, stream_id, seq, row), error in zip(rows, errors, strict=True):
+                self._indexed(stream_id, row, failed=error is not None)
+                if error is None:
+                    self._observe_seq(stream_id, seq, persist=False)
+                elif stream_id not in self._by_id:  # deleted meanwhile
+                    results[slot] = StreamNotFound(
+                        "The requested stream is not found or not active."
+                    )
+                elif isinstance(error, sqlite3.IntegrityError):
+                    number = results[slot].fragment_number  # type: ignore[union-attr]
+                    results[slot] = InvalidArgument(f"duplicate fragment number {number}")
+                else:
+                    results[slot] = StoreError(f"cannot index fragment: {error}")
         return results
 
     def _append_memory(

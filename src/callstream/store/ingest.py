@@ -241,8 +241,9 @@ class IngestSession:
         run = reader.feed_blocks(data)
         if run:
             self._frames(c, run, out)
-        if reader.offset < end:
-            return self._run(out)  # more than whole blocks: the general path
+        if reader.offset < end or reader.at_limit:
+            # More than whole blocks, or the Cluster's declared end: the general path.
+            return self._run(out)
         if c.error is None and end > c.sent:
             out.append(ClusterBytes(c.seq, data if c.sent == start else self._slice(c.sent, end)))
             c.sent = end

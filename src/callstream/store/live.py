@@ -91,7 +91,8 @@ class StreamLive:
     """Live state of one stream."""
 
     fragments: dict[str, LiveFragment] = field(default_factory=dict)  # insertion = number order
-    readers: int = 0
+    readers: int = 0  # GetMedia connections
+    list_readers: int = 0  # GetMediaForFragmentList connections
     producer: object | None = None  # the PutMedia connection that owns the stream
     last_timestamp_ns: int | None = None
     created: float = field(default_factory=time.monotonic)
