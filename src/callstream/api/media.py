@@ -281,10 +281,14 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     def watchdog() -> None:
         nonlocal poked, dog
         wait = FLUSH_AFTER_S if session.awaiting_trailer else cfg.putmedia_idle_ack_s
-        if reading and not poked and me is not None and loop.time() - quiet_since >= wait:
+        now = loop.time()
+        due = quiet_since + wait
+        if reading and not poked and me is not None and now >= due:
             poked = True
             me.cancel()
-        dog = loop.call_later(FLUSH_AFTER_S, watchdog)
+        # Wake when the quiet period would be due, and at least every FLUSH_AFTER_S (a
+        # Cluster may complete meanwhile, which shortens the wait).
+        dog = loop.call_later(min(FLUSH_AFTER_S, max(due - now, 0.005)), watchdog)
 
     dog = loop.call_later(FLUSH_AFTER_S, watchdog)
     try:
