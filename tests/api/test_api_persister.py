@@ -36,6 +36,12 @@ class CountingBackend(EmbeddedBackend):
         return super().append_fragments(items)
 
 
+def create(backend: EmbeddedBackend, name: str) -> None:
+    backend.create_stream(
+        name, device_name=None, media_type=None, kms_key_id=None, data_retention_hours=1, tags={}
+    )
+
+
 def fragment(backend: EmbeddedBackend, stream_name: str, k: int) -> FragmentAppend:
     stream = backend.get_stream(name=stream_name)
     seq = backend.next_sequence(stream)
@@ -60,14 +66,7 @@ def test_concurrent_fragments_are_stored_in_shared_batches(tmp_path: Path) -> No
     backend = CountingBackend(tmp_path / "data")
     names = [f"s{i}" for i in range(50)]
     for name in names:
-        backend.create_stream(
-            name,
-            device_name=None,
-            media_type=None,
-            kms_key_id=None,
-            data_retention_hours=1,
-            tags={},
-        )
+        create(backend, name)
     items = [fragment(backend, name, k) for k in range(4) for name in names]
 
     async def main() -> list[FragmentRecord]:
@@ -90,14 +89,7 @@ def test_concurrent_fragments_are_stored_in_shared_batches(tmp_path: Path) -> No
 def test_a_failed_fragment_raises_for_its_connection_only(tmp_path: Path) -> None:
     backend = EmbeddedBackend(tmp_path / "data")
     for name in ("kept", "gone"):
-        backend.create_stream(
-            name,
-            device_name=None,
-            media_type=None,
-            kms_key_id=None,
-            data_retention_hours=1,
-            tags={},
-        )
+        create(backend, name)
     kept, gone = fragment(backend, "kept", 1), fragment(backend, "gone", 2)
     backend.delete_stream(gone.stream.arn, current_version=None)
 
@@ -130,9 +122,7 @@ def test_a_fragment_handed_in_after_shutdown_is_refused_not_lost_in_a_queue(
     tmp_path: Path,
 ) -> None:
     with EmbeddedBackend(tmp_path / "data") as backend:
-        backend.create_stream(
-            "s", device_name=None, media_type=None, kms_key_id=None, data_retention_hours=1, tags={}
-        )
+        create(backend, "s")
         item = fragment(backend, "s", 1)
 
         async def main() -> None:
