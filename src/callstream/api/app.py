@@ -9,6 +9,7 @@ the error wire format. The handlers live in ``control.py`` (streams), ``media.py
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import time
@@ -44,6 +45,7 @@ class ServerConfig:
     putmedia_idle_ack_s: float = 3.0
     putmedia_idle_close_s: float = 30.0
     reap_interval_s: float = 60.0
+    memory_trim_interval_s: float = 30.0  # give freed heap back to the OS (glibc); 0: never
     persist_threads: int = 2  # writer threads storing completed fragments
     credentials: dict[str, str] | None = None  # access key -> secret; None disables auth
     public_url: str | None = None  # GetDataEndpoint answer; default: the request's base URL
@@ -209,8 +211,18 @@ def build_app(state: ServerState) -> web.Application:
         yield
         await asyncio.to_thread(state.persister.stop)
 
+    async def trimmer(app: web.Application) -> Any:
+        trim = _malloc_trim()
+        task = None
+        if trim is not None and state.config.memory_trim_interval_s > 0:
+            task = asyncio.create_task(_trim_forever(trim, state.config.memory_trim_interval_s))
+        yield
+        if task is not None:
+            task.cancel()
+
     app.cleanup_ctx.append(reaper)
     app.cleanup_ctx.append(persister)
+    app.cleanup_ctx.append(trimmer)
     return app
 
 
@@ -232,6 +244,26 @@ async def _reap_forever(state: ServerState) -> None:
         except Exception:
             log.exception("retention reaper failed")
         await asyncio.sleep(state.config.reap_interval_s)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None elsewhere."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+async def _trim_forever(trim: Callable[[int], int], interval_s: float) -> None:
+    """Media passes through as short-lived buffers of every size; glibc keeps the freed
+    heap pages, so without this a busy server's RSS climbs for minutes (by ~1 MB per live
+    stream) although the memory in use stays flat. Runs on a thread (ctypes releases the
+    GIL), never on the event loop."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await asyncio.to_thread(trim, 0)
 
 
 async def _authenticate(request: web.Request, state: ServerState) -> None:
