@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from botocore.auth import SigV4Auth
@@ -19,10 +20,15 @@ from server_helpers import (
     Kvs,
     PutResult,
     clusters_of,
+    connect_audio,
+    make_client,
     put_media,
     wait_for,
 )
 
+from callstream.api.app import ServerConfig
+from callstream.api.media import PERSIST_BACKLOG
+from callstream.api.server import ServerThread
 from callstream.mkv import writer as w
 
 TRACKS = [w.TrackSpec(1, "AUDIO_FROM_CUSTOMER", "A_PCM/INT/LIT", sampling_rate=8000.0)]
@@ -138,3 +144,34 @@ def test_a_reader_that_stops_reading_gets_every_byte_once_it_reads_again(kvs: Kv
         raw += chunk
     sock.close()
     assert clusters_of(_dechunk(bytes(raw))) == [first + b"".join(frames), second]
+
+
+def test_when_storage_falls_behind_the_producer_is_slowed_not_buffered(tmp_path: Path) -> None:
+    """Fragments waiting to be stored are bounded per connection: with a slow disk the
+    server stops reading the upload (TCP slows the producer) instead of holding every
+    fragment in memory, and every fragment is still stored."""
+    config = ServerConfig(credentials={ACCESS_KEY: SECRET_KEY}, live_idle_timeout_s=0.5)
+    server = ServerThread(tmp_path, config=config)
+    backend = server.state.backend
+    store = backend.append_fragments
+
+    def slow_disk(items: Any) -> Any:
+        time.sleep(0.15)
+        return store(items)
+
+    backend.append_fragments = slow_disk  # type: ignore[method-assign]
+    with server:
+        kvs = Kvs(server, make_client(server.url, "kinesisvideo"), None, None)
+        name, arn = kvs.create()
+        upload = connect_audio(30, fragment_ms=200)
+        held: list[int] = []
+        producer, results = _produce(kvs, name, [b"".join(upload.chunks)])
+        while producer.is_alive():
+            live = server.state.hub.stream(arn)
+            held.append(sum(1 for f in list(live.fragments.values()) if not f.persisted))
+            time.sleep(0.01)
+        producer.join()
+    assert results and results[0].status == 200 and not results[0].of("ERROR")
+    assert len(results[0].of("PERSISTED")) == 30
+    assert PERSIST_BACKLOG == 4
+    assert max(held) <= 6  # PERSIST_BACKLOG queued, one being stored, one being received

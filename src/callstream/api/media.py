@@ -90,6 +90,9 @@ def parse_timestamp(value: Any, field: str) -> int:
 
 # --- PutMedia ---------------------------------------------------------------------------------
 
+PERSIST_BACKLOG = 4
+"""Completed fragments of one PutMedia connection waiting to be stored, at most."""
+
 
 class _PutMedia:
     """One PutMedia connection."""
@@ -101,7 +104,11 @@ class _PutMedia:
         self.live: StreamLive = state.hub.stream(stream.arn)
         self.numbers: dict[int, LiveFragment] = {}  # ingest seq -> fragment
         self.acks: asyncio.Queue[Ack | None] = asyncio.Queue()
-        self.persist: asyncio.Queue[tuple[FragmentReady, LiveFragment] | None] = asyncio.Queue()
+        # Bounded: when storage falls behind, the handler stops reading the body (TCP
+        # then slows the producer) instead of queueing fragments without limit.
+        self.persist: asyncio.Queue[tuple[FragmentReady, LiveFragment] | None] = asyncio.Queue(
+            PERSIST_BACKLOG
+        )
         self.superseded = False
         self.task = asyncio.current_task()
 
