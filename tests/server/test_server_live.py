@@ -30,6 +30,7 @@ from callstream.api.app import ServerConfig
 from callstream.api.media import PERSIST_BACKLOG
 from callstream.api.server import ServerThread
 from callstream.mkv import writer as w
+from callstream.store import EmbeddedBackend
 
 TRACKS = [w.TrackSpec(1, "AUDIO_FROM_CUSTOMER", "A_PCM/INT/LIT", sampling_rate=8000.0)]
 HEADER = w.ebml_header() + w.segment_start() + w.info() + w.tracks(TRACKS)
@@ -175,3 +176,36 @@ def test_when_storage_falls_behind_the_producer_is_slowed_not_buffered(tmp_path:
     assert len(results[0].of("PERSISTED")) == 30
     assert PERSIST_BACKLOG == 4
     assert max(held) <= 6  # PERSIST_BACKLOG queued, one being stored, one being received
+
+
+def test_stopping_the_server_stores_and_acks_every_fragment_it_received(tmp_path: Path) -> None:
+    """Shutdown mid-upload (storage behind): each upload is ended the way a newer
+    connection would end it, so every fragment acked RECEIVED is stored and acked
+    PERSISTED before the server stops."""
+    config = ServerConfig(credentials={ACCESS_KEY: SECRET_KEY}, live_idle_timeout_s=0.5)
+    server = ServerThread(tmp_path / "data", config=config)
+    backend = server.state.backend
+    store = backend.append_fragments
+
+    def slow_disk(items: Any) -> Any:
+        time.sleep(0.1)
+        return store(items)
+
+    backend.append_fragments = slow_disk  # type: ignore[method-assign]
+    server.start()
+    kvs = Kvs(server, make_client(server.url, "kinesisvideo"), None, None)
+    name, arn = kvs.create()
+    upload = connect_audio(12, fragment_ms=200)
+    producer, results = _produce(kvs, name, [b"".join(upload.chunks), 30.0])
+    wait_for(lambda: len(server.state.hub.stream(arn).fragments) >= 6)
+    stopping = time.monotonic()
+    server.stop()
+    producer.join(10)
+    assert not producer.is_alive() and time.monotonic() - stopping < 8  # ended, not cut off
+    assert results and results[0].status == 200
+    received = {a["FragmentNumber"] for a in results[0].of("RECEIVED")}
+    persisted = {a["FragmentNumber"] for a in results[0].of("PERSISTED")}
+    assert len(received) >= 6 and received == persisted
+    with EmbeddedBackend(tmp_path / "data") as reopened:
+        stream = reopened.get_stream(name=name)
+        assert {f.fragment_number for f in reopened.fragments(stream)} == received

@@ -61,6 +61,7 @@ class ServerState:
     hub: LiveHub = field(default_factory=LiveHub)
     routes: dict[str, Handler] = field(default_factory=dict)
     persister: Persister | None = None  # set while the app runs
+    uploads: set[Any] = field(default_factory=set)  # open PutMedia connections
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking backend call off the event loop."""
@@ -220,6 +221,17 @@ def build_app(state: ServerState) -> web.Application:
         if task is not None:
             task.cancel()
 
+    async def end_uploads(app: web.Application) -> None:
+        """Before connections are torn down: end every PutMedia upload the way a newer
+        connection would, so the fragments each one completed are stored and acked."""
+        uploads = list(state.uploads)
+        for upload in uploads:
+            upload.supersede()
+        tasks = [u.task for u in uploads if u.task is not None and not u.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    app.on_shutdown.append(end_uploads)
     app.cleanup_ctx.append(reaper)
     app.cleanup_ctx.append(persister)
     app.cleanup_ctx.append(trimmer)

@@ -36,6 +36,7 @@ from callstream.store.base import (
     FragmentData,
     FragmentNotFound,
     FragmentRecord,
+    StoreError,
     StreamNotFound,
     StreamRecord,
 )
@@ -104,11 +105,10 @@ class _PutMedia:
         self.live: StreamLive = state.hub.stream(stream.arn)
         self.numbers: dict[int, LiveFragment] = {}  # ingest seq -> fragment
         self.acks: asyncio.Queue[Ack | None] = asyncio.Queue()
-        # Bounded: when storage falls behind, the handler stops reading the body (TCP
-        # then slows the producer) instead of queueing fragments without limit.
-        self.persist: asyncio.Queue[tuple[FragmentReady, LiveFragment] | None] = asyncio.Queue(
-            PERSIST_BACKLOG
-        )
+        # Never blocks a put; ``handle`` waits for room before queueing, which holds the
+        # upload (and, through TCP, the producer) while storage is behind.
+        self.persist: asyncio.Queue[tuple[FragmentReady, LiveFragment] | None] = asyncio.Queue()
+        self.room = asyncio.Event()  # set whenever a queued fragment has been dealt with
         self.superseded = False
         self.task = asyncio.current_task()
 
@@ -125,7 +125,8 @@ class _PutMedia:
         self.numbers[ev.seq].append(ev.data)
 
     def supersede(self) -> None:
-        """A newer PutMedia connection took the stream: end this one."""
+        """A newer PutMedia connection took the stream (or the server is stopping): end
+        this one, storing the fragments it completed."""
         self.superseded = True
         if self.task is not None:
             self.task.cancel()
@@ -166,10 +167,22 @@ class _PutMedia:
                 await self.acks.put(Ack.error(code, ready.timecode, frag.number))
                 self.state.hub.notify(self.stream.arn)
                 continue
+            finally:
+                self.room.set()
             frag.persisted = True
-            if self._retention_hours() > 0:
+            try:
+                retained = self._retention_hours() > 0
+            except StoreError:  # the store is closing: the fragment is stored all the same
+                retained = True
+            if retained:
                 await self.acks.put(Ack(EventType.PERSISTED, ready.timecode, frag.number))
             self.state.hub.prune(self.stream.arn)
+
+    async def wait_for_room(self) -> None:
+        """Hold the upload while PERSIST_BACKLOG completed fragments wait for storage."""
+        while self.persist.qsize() >= PERSIST_BACKLOG:
+            self.room.clear()
+            await self.room.wait()
 
     async def handle(self, events: list[IngestEvent]) -> bool:
         """Apply ingest events; False when the connection must end."""
@@ -207,7 +220,11 @@ class _PutMedia:
                 frag = self.numbers.pop(ev.seq)
                 frag.finish(ev.trailer, ev.duration_ms)
                 touched = True
-                await self.persist.put((ev, frag))
+                hub.notify(arn)
+                try:  # backpressure: hold the upload while storage is behind
+                    await self.wait_for_room()
+                finally:  # queued exactly once, also when the connection is being ended
+                    self.persist.put_nowait((ev, frag))
             elif isinstance(ev, IngestError):
                 frag_or_none = self.numbers.pop(ev.seq, None) if ev.seq is not None else None
                 if frag_or_none is not None:
@@ -267,6 +284,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     if isinstance(previous, _PutMedia):
         previous.supersede()  # a newer connection to the stream wins, as on AWS
     live.producer = conn
+    state.uploads.add(conn)
     session = IngestSession(
         timecode_type=timecode_type,
         producer_start_ms=start_ms,
@@ -294,8 +312,10 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
             poked = True
             me.cancel()
         # Wake when the quiet period would be due, and at least every FLUSH_AFTER_S (a
-        # Cluster may complete meanwhile, which shortens the wait).
-        dog = loop.call_later(min(FLUSH_AFTER_S, max(due - now, 0.005)), watchdog)
+        # Cluster may complete meanwhile, which shortens the wait). While the handler is
+        # busy (not reading) nothing can be due.
+        delay = min(FLUSH_AFTER_S, max(due - now, 0.005)) if reading else FLUSH_AFTER_S
+        dog = loop.call_later(delay, watchdog)
 
     dog = loop.call_later(FLUSH_AFTER_S, watchdog)
     try:
@@ -303,7 +323,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
         while ok:
             reading = True
             try:
-                chunk = await read_next()
+                chunk: bytes | None = await read_next()
             except asyncio.CancelledError:
                 if not poked or me is None:
                     raise
@@ -311,6 +331,10 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 me.uncancel()
                 if conn.superseded or me.cancelling():
                     raise  # a real cancellation came with the poke
+                chunk = None  # the watchdog's poke: the producer has been quiet
+            finally:
+                reading = False
+            if chunk is None:
                 quiet_since = loop.time()
                 if session.awaiting_trailer:
                     ok = await conn.handle(session.flush())
@@ -319,8 +343,6 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 else:
                     await conn.acks.put(Ack.idle())
                 continue
-            finally:
-                reading = False
             if not chunk:
                 if not session.failed:
                     ok = await conn.handle(session.close())
@@ -360,8 +382,14 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
             await writer
         if live.producer is conn:
             live.producer = None
+        state.uploads.discard(conn)
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
+    if not request.content.is_eof():
+        # Ended before the producer finished its body (a newer connection won, the
+        # server is stopping, invalid MKV): close the connection, as KVS does, instead
+        # of letting aiohttp read and discard the rest of the upload for 10 s.
+        request.protocol.force_close()
     return response
 
 
