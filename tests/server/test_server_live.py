@@ -147,20 +147,26 @@ def test_a_reader_that_stops_reading_gets_every_byte_once_it_reads_again(kvs: Kv
     assert clusters_of(_dechunk(bytes(raw))) == [first + b"".join(frames), second]
 
 
-def test_when_storage_falls_behind_the_producer_is_slowed_not_buffered(tmp_path: Path) -> None:
-    """Fragments waiting to be stored are bounded per connection: with a slow disk the
-    server stops reading the upload (TCP slows the producer) instead of holding every
-    fragment in memory, and every fragment is still stored."""
+def _server_with_a_slow_disk(data_dir: Path, *, seconds_per_batch: float) -> ServerThread:
+    """A server (not started) whose store takes ``seconds_per_batch`` for every batch."""
     config = ServerConfig(credentials={ACCESS_KEY: SECRET_KEY}, live_idle_timeout_s=0.5)
-    server = ServerThread(tmp_path, config=config)
+    server = ServerThread(data_dir, config=config)
     backend = server.state.backend
     store = backend.append_fragments
 
     def slow_disk(items: Any) -> Any:
-        time.sleep(0.15)
+        time.sleep(seconds_per_batch)
         return store(items)
 
     backend.append_fragments = slow_disk  # type: ignore[method-assign]
+    return server
+
+
+def test_when_storage_falls_behind_the_producer_is_slowed_not_buffered(tmp_path: Path) -> None:
+    """Fragments waiting to be stored are bounded per connection: with a slow disk the
+    server stops reading the upload (TCP slows the producer) instead of holding every
+    fragment in memory, and every fragment is still stored."""
+    server = _server_with_a_slow_disk(tmp_path, seconds_per_batch=0.15)
     with server:
         kvs = Kvs(server, make_client(server.url, "kinesisvideo"), None, None)
         name, arn = kvs.create()
@@ -182,17 +188,7 @@ def test_stopping_the_server_stores_and_acks_every_fragment_it_received(tmp_path
     """Shutdown mid-upload (storage behind): each upload is ended the way a newer
     connection would end it, so every fragment acked RECEIVED is stored and acked
     PERSISTED before the server stops."""
-    config = ServerConfig(credentials={ACCESS_KEY: SECRET_KEY}, live_idle_timeout_s=0.5)
-    server = ServerThread(tmp_path / "data", config=config)
-    backend = server.state.backend
-    store = backend.append_fragments
-
-    def slow_disk(items: Any) -> Any:
-        time.sleep(0.1)
-        return store(items)
-
-    backend.append_fragments = slow_disk  # type: ignore[method-assign]
-    server.start()
+    server = _server_with_a_slow_disk(tmp_path / "data", seconds_per_batch=0.1).start()
     kvs = Kvs(server, make_client(server.url, "kinesisvideo"), None, None)
     name, arn = kvs.create()
     upload = connect_audio(12, fragment_ms=200)
