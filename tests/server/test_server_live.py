@@ -205,3 +205,41 @@ def test_stopping_the_server_stores_and_acks_every_fragment_it_received(tmp_path
     with EmbeddedBackend(tmp_path / "data") as reopened:
         stream = reopened.get_stream(name=name)
         assert {f.fragment_number for f in reopened.fragments(stream)} == received
+
+
+def _signed_put_media_head(url: str, name: str) -> bytes:
+    headers = {"x-amzn-stream-name": name, "x-amzn-fragment-timecode-type": "ABSOLUTE"}
+    req = AWSRequest(method="POST", url=url + "/putMedia", data=b"", headers=headers)
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "kinesisvideo", REGION).add_auth(req)
+    host = url.split("//", 1)[1]
+    head = f"POST /putMedia HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "host")
+    return head.encode() + b"\r\n"
+
+
+def test_a_producer_that_reconnects_while_its_old_upload_is_stored_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """The KVS SDK reconnects at once when its connection breaks. The new connection
+    takes the stream while the old one is still storing what it received (slow disk):
+    every fragment either connection completed is stored."""
+    server = _server_with_a_slow_disk(tmp_path / "data", seconds_per_batch=0.1)
+    with server:
+        kvs = Kvs(server, make_client(server.url, "kinesisvideo"), None, None)
+        name, arn = kvs.create()
+        upload = connect_audio(16, fragment_ms=200)
+        first = b"".join(upload.chunks[:10])  # header + fragments 0..8
+        sock = socket.create_connection((server.host, server.port))
+        sock.sendall(_signed_put_media_head(server.url, name))
+        sock.sendall(
+            b"%x\r\n%b\r\n" % (len(first), first) + b"%x\r\n%b\r\n" % (10, upload.chunks[10][:10])
+        )
+        wait_for(lambda: len(server.state.hub.stream(arn).fragments) >= 9)
+        sock.close()  # broken mid-fragment, with fragments still waiting for the disk
+        rest = upload.chunks[0] + b"".join(upload.chunks[10:])
+        result = kvs.put(name, [rest])
+        assert len(result.of("PERSISTED")) == 7  # fragments 9..15
+        wait_for(lambda: not server.state.uploads, timeout=20)
+    with EmbeddedBackend(tmp_path / "data") as reopened:
+        fragments = reopened.fragments(reopened.get_stream(name=name))
+    assert len(fragments) == 16  # 0..8 from the broken connection, 9..15 from the new one

@@ -62,6 +62,7 @@ class ServerState:
     routes: dict[str, Handler] = field(default_factory=dict)
     persister: Persister | None = None  # set while the app runs
     uploads: set[Any] = field(default_factory=set)  # open PutMedia connections
+    stopping: bool = False  # set when the server starts shutting down
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking backend call off the event loop."""
@@ -224,6 +225,7 @@ def build_app(state: ServerState) -> web.Application:
     async def end_uploads(app: web.Application) -> None:
         """Before connections are torn down: end every PutMedia upload the way a newer
         connection would, so the fragments each one completed are stored and acked."""
+        state.stopping = True  # an upload that is just starting ends itself
         uploads = list(state.uploads)
         for upload in uploads:
             upload.supersede()

@@ -94,6 +94,9 @@ def parse_timestamp(value: Any, field: str) -> int:
 PERSIST_BACKLOG = 4
 """Completed fragments of one PutMedia connection waiting to be stored, at most."""
 
+ACK_DRAIN_S = 5.0
+"""How long an ending PutMedia waits for its last acks to be written."""
+
 
 class _PutMedia:
     """One PutMedia connection."""
@@ -109,7 +112,9 @@ class _PutMedia:
         # upload (and, through TCP, the producer) while storage is behind.
         self.persist: asyncio.Queue[tuple[FragmentReady, LiveFragment] | None] = asyncio.Queue()
         self.room = asyncio.Event()  # set whenever a queued fragment has been dealt with
+        self.persister: asyncio.Task[None] | None = None  # runs persist_fragments
         self.superseded = False
+        self.ending = False  # the handler is in its final clean-up: nothing may cancel it
         self.task = asyncio.current_task()
 
     def _retention_hours(self) -> int:
@@ -126,7 +131,10 @@ class _PutMedia:
 
     def supersede(self) -> None:
         """A newer PutMedia connection took the stream (or the server is stopping): end
-        this one, storing the fragments it completed."""
+        this one, storing the fragments it completed. Idempotent, and a no-op once the
+        connection is ending anyway."""
+        if self.superseded or self.ending:
+            return
         self.superseded = True
         if self.task is not None:
             self.task.cancel()
@@ -179,8 +187,13 @@ class _PutMedia:
             self.state.hub.prune(self.stream.arn)
 
     async def wait_for_room(self) -> None:
-        """Hold the upload while PERSIST_BACKLOG completed fragments wait for storage."""
-        while self.persist.qsize() >= PERSIST_BACKLOG:
+        """Hold the upload while PERSIST_BACKLOG completed fragments wait for storage
+        (not once the connection is being ended, nor if storing has stopped)."""
+        while (
+            self.persist.qsize() >= PERSIST_BACKLOG
+            and not (self.superseded or self.ending)
+            and not (self.persister is not None and self.persister.done())
+        ):
             self.room.clear()
             await self.room.wait()
 
@@ -189,6 +202,7 @@ class _PutMedia:
         hub = self.state.hub
         arn = self.stream.arn
         touched = False
+        ending_after_batch = False
         for ev in events:
             if isinstance(ev, FragmentOpened):
                 now = _now_ms()
@@ -223,6 +237,12 @@ class _PutMedia:
                 hub.notify(arn)
                 try:  # backpressure: hold the upload while storage is behind
                     await self.wait_for_room()
+                except asyncio.CancelledError:
+                    if not self.superseded:
+                        raise
+                    # Ended by a newer connection or by shutdown: finish this batch of
+                    # events (its bytes are consumed) and end after it.
+                    ending_after_batch = True
                 finally:  # queued exactly once, also when the connection is being ended
                     self.persist.put_nowait((ev, frag))
             elif isinstance(ev, IngestError):
@@ -238,6 +258,8 @@ class _PutMedia:
                     return False
         if touched:
             hub.notify(arn)
+        if ending_after_batch:
+            raise asyncio.CancelledError
         return True
 
 
@@ -285,13 +307,15 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
         previous.supersede()  # a newer connection to the stream wins, as on AWS
     live.producer = conn
     state.uploads.add(conn)
+    if state.stopping:
+        conn.supersede()
     session = IngestSession(
         timecode_type=timecode_type,
         producer_start_ms=start_ms,
         last_timestamp_ns=live.last_timestamp_ns,
     )
     writer = asyncio.create_task(conn.write_acks())
-    persister = asyncio.create_task(conn.persist_fragments())
+    persister = conn.persister = asyncio.create_task(conn.persist_fragments())
     cfg = state.config
     idle_since = time.monotonic()
     # One watchdog per connection instead of a timer per chunk: while the handler waits
@@ -365,24 +389,35 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
             raise
         task.uncancel()
     finally:
+        conn.ending = True  # a newer connection or shutdown no longer interrupts us
         if dog is not None:
             dog.cancel()
-        if session.awaiting_trailer:  # the connection dropped after a complete Cluster
-            with contextlib.suppress(Exception):
-                await conn.handle(session.flush())
-        live.last_timestamp_ns = session.last_timestamp_ns
-        for frag in conn.numbers.values():  # fragments that never completed
-            frag.drop()
-        state.hub.notify(stream.arn)
-        await conn.persist.put(None)
-        with contextlib.suppress(Exception):
-            await persister
-        await conn.acks.put(None)
-        with contextlib.suppress(Exception):
-            await writer
-        if live.producer is conn:
-            live.producer = None
-        state.uploads.discard(conn)
+        try:
+            if session.awaiting_trailer:  # the connection dropped after a complete Cluster
+                with contextlib.suppress(Exception):
+                    await conn.handle(session.flush())
+            live.last_timestamp_ns = session.last_timestamp_ns
+        finally:
+            for frag in conn.numbers.values():  # fragments that never completed
+                frag.drop()
+            state.hub.notify(stream.arn)
+            conn.persist.put_nowait(None)
+            try:
+                # asyncio.wait, not await: should this handler still be cancelled (a
+                # forced shutdown), storing what was received must not be cancelled too.
+                await asyncio.wait([persister])
+                conn.acks.put_nowait(None)
+                done, _ = await asyncio.wait([writer], timeout=ACK_DRAIN_S)
+                if not done:  # the producer stopped reading its acks
+                    writer.cancel()
+                    if request.transport is not None:
+                        request.transport.abort()
+            finally:
+                if not writer.done():
+                    conn.acks.put_nowait(None)
+                if live.producer is conn:
+                    live.producer = None
+                state.uploads.discard(conn)
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     if not request.content.is_eof():
