@@ -317,14 +317,13 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
     writer = asyncio.create_task(conn.write_acks())
     persister = conn.persister = asyncio.create_task(conn.persist_fragments())
     cfg = state.config
-    idle_since = time.monotonic()
     # One watchdog per connection instead of a timer per chunk: while the handler waits
     # for body bytes, it interrupts the wait once the producer has been quiet long enough
     # to store a complete Cluster (FLUSH_AFTER_S) or to send an IDLE ack.
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     reading = poked = False
-    quiet_since = loop.time()
+    quiet_since = idle_since = loop.time()  # last body bytes (quiet_since: or poke)
     dog: asyncio.TimerHandle | None = None
 
     def watchdog() -> None:
@@ -362,7 +361,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 quiet_since = loop.time()
                 if session.awaiting_trailer:
                     ok = await conn.handle(session.flush())
-                elif time.monotonic() - idle_since > cfg.putmedia_idle_close_s:
+                elif loop.time() - idle_since > cfg.putmedia_idle_close_s:
                     break
                 else:
                     await conn.acks.put(Ack.idle())
@@ -371,14 +370,13 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 if not session.failed:
                     ok = await conn.handle(session.close())
                 break
-            idle_since = time.monotonic()
-            quiet_since = loop.time()
+            quiet_since = idle_since = loop.time()
             events = session.feed(chunk)
             if len(events) == 1 and type(events[0]) is ClusterBytes:
                 # The steady state of a live upload (frames of an open Cluster): no
                 # coroutine for it.
                 conn.live_bytes(events[0])
-                state.hub.notify(stream.arn)
+                live.wake()
             elif events:
                 ok = await conn.handle(events)
     except ConnectionError:

@@ -56,8 +56,12 @@ class LiveFragment:
     def append(self, data: bytes) -> None:
         """More Cluster bytes."""
         self.chunks.append(data)
-        if self.sinks:
-            self.sinks = [sink for sink in self.sinks if sink.push(data)]
+        for sink in self.sinks:
+            if not sink.push(data):  # rare (a reader fell behind): rebuild the list
+                kept = self.sinks[: self.sinks.index(sink)]
+                rest = self.sinks[len(kept) + 1 :]
+                self.sinks = kept + [other for other in rest if other.push(data)]
+                break
 
     def attach(self, sink: LiveSink) -> None:
         """Hand every chunk appended from now on to ``sink`` until it detaches."""
