@@ -22,6 +22,14 @@ KEY, SECRET = "AKIDCLITEST", "cli-secret"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def lca_flow() -> Path:
+    """The published LCA contact flow; skips the test when ../shared is absent."""
+    flow = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
+    if not flow.exists():
+        pytest.skip(f"shared test data not found at {flow}")
+    return flow
+
+
 def cli(
     *args: str, stdin: bytes | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[bytes]:
@@ -309,9 +317,7 @@ def test_call_runs_the_lca_flow_and_stores_the_ctr(
     call_wav,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    flow = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
-    if not flow.exists():
-        pytest.skip(f"shared test data not found at {flow}")
+    flow = lca_flow()
     wav, samples = call_wav
     handler = Path(__file__).parent / "flows" / "lca_handlers.py"
     proc = cli(
@@ -479,9 +485,7 @@ def test_call_with_a_lambda_that_overruns_ends_on_time_and_imports_from_cwd(
     time limit without keeping the command alive."""
     import shutil
 
-    flow_path = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
-    if not flow_path.exists():
-        pytest.skip(f"shared test data not found at {flow_path}")
+    flow_path = lca_flow()
     exe = shutil.which("callstream")
     if exe is None:
         pytest.skip("the callstream console script is not installed")
@@ -531,9 +535,7 @@ def test_call_instance_settings_name_the_stream_or_disable_streaming(
     server: ServerThread,
     call_wav,  # type: ignore[no-untyped-def]
 ) -> None:
-    flow = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
-    if not flow.exists():
-        pytest.skip(f"shared test data not found at {flow}")
+    flow = lca_flow()
     wav, _ = call_wav
     base = [
         "call",

@@ -925,7 +925,7 @@ class EmbeddedBackend:
         write or index row fails gets its error; the others are stored."""
         self._check_open()
         results: list[FragmentRecord | StoreError] = []
-        rows: list[tuple[int, int, int, tuple[object, ...]]] = []  # result slot, id, seq, row
+        rows: list[tuple[int, tuple[object, ...]]] = []  # result slot, index row
         for item in items:
             try:
                 seq, _, _ = parse_fragment_number(item.fragment_number)
@@ -952,9 +952,7 @@ class EmbeddedBackend:
                     head = _RECORD_HEADER.pack(
                         RECORD_MAGIC, len(sealed), item.fragment_number.encode()
                     )
-                    rows.append(
-                        (len(results), st.id, seq, self._write(st, record, seq, head + sealed))
-                    )
+                    rows.append((len(results), self._write(st, record, seq, head + sealed)))
             except StoreError as err:
                 results.append(err)
                 continue
@@ -965,12 +963,14 @@ class EmbeddedBackend:
             results.append(record)
         errors: list[BaseException | None] = [StoreError("not indexed")] * len(rows)
         try:
-            errors = self._index_rows([row for _, _, _, row in rows])
+            errors = self._index_rows([row for _, row in rows])
         finally:
-            for (slot, stream_id, seq, row), error in zip(rows, errors, strict=True):
+            for (slot, row), error in zip(rows, errors, strict=True):
+                stream_id, row_seq = row[0], row[2]
+                assert isinstance(stream_id, int) and isinstance(row_seq, int)
                 self._indexed(stream_id, row, failed=error is not None)
                 if error is None:
-                    self._observe_seq(stream_id, seq, persist=False)
+                    self._observe_seq(stream_id, row_seq, persist=False)
                 elif stream_id not in self._by_id:  # deleted meanwhile
                     results[slot] = StreamNotFound(
                         "The requested stream is not found or not active."

@@ -132,20 +132,18 @@ class _Spool:
     the chunks it spans. Runs of tiny chunks are merged, so that a producer sending
     bytes one at a time costs memory in proportion to the bytes, not the chunks."""
 
-    __slots__ = ("_bytes", "_chunks", "_starts", "end")
+    __slots__ = ("_chunks", "_starts", "end")
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
         self._starts: list[int] = []  # absolute offset of each chunk
-        self._bytes = 0  # bytes held
         self.end = 0  # absolute offset after the last byte appended
 
     def append(self, data: bytes) -> None:
         self._chunks.append(data)
         self._starts.append(self.end)
         self.end += len(data)
-        self._bytes += len(data)
-        if len(self._chunks) > 64 and len(self._chunks) * 256 > self._bytes:
+        if len(self._chunks) > 64 and len(self._chunks) * 256 > self.end - self._starts[0]:
             start = self._starts[0]
             self._chunks = [b"".join(self._chunks)]
             self._starts = [start]
@@ -173,7 +171,6 @@ class _Spool:
         starts = self._starts
         n = bisect_right(starts, keep) - 1  # the chunk holding ``keep`` stays
         if n > 0:
-            self._bytes -= starts[n] - starts[0]
             del self._chunks[:n], starts[:n]
 
     @property
