@@ -68,6 +68,7 @@ from botocore.credentials import Credentials
 from callstream.api.acks import AckParser
 from callstream.mkv import ID, writer
 from callstream.mkv.reader import Block, BlockRun, EbmlReader
+from make_payloads import connect_tags, producer_header
 
 try:
     import uvloop
@@ -98,49 +99,13 @@ FRAME_BYTES = 320  # 20 ms of 8 kHz 16-bit mono
 HEAD_FRAMES = 5  # "fragment boundary" frames: the first 100 ms of each fragment
 SLOTS = 10  # producers are spread over SLOTS phases of the 20 ms period
 P99_LIMIT_MS = 200.0
-CONTACT_ID = "d111f871-5fe7-40b1-b5f7-6b67060de0c2"
-INSTANCE_ID = "d5b716a2-10bb-45cb-bf7f-01a9864be591"
 
 
 # --- MKV pieces (Connect shape) ---------------------------------------------------------------
 
 
-def connect_header() -> bytes:
-    """EBML header + unknown-size Segment + Info + Tracks, as the KVS producer SDK sends."""
-    sdk = "Kinesis Video SDK 1.1.0 JNI 2.0"
-    info = writer.master(
-        ID.Info,
-        [
-            writer.binary(ID.SegmentUID, bytes(range(0xC0, 0xD0))),
-            writer.uint(ID.TimecodeScale, 1_000_000, 8),
-            writer.string(ID.Title, "Kinesis Video SDK"),
-            writer.string(ID.MuxingApp, sdk),
-            writer.string(ID.WritingApp, sdk),
-        ],
-    )
-    tracks = writer.tracks(
-        [
-            writer.TrackSpec(1, "AUDIO_FROM_CUSTOMER", "A_AAC", codec_private=b"\x11\x90"),
-            writer.TrackSpec(2, "AUDIO_TO_CUSTOMER", "A_AAC", codec_private=b"\x11\x90"),
-        ]
-    )
-    return writer.ebml_header(doc_type_version=2) + writer.segment_start() + info + tracks
-
-
-def connect_tags() -> bytes:
-    """The fragment metadata Connect attaches (one SimpleTag per Tags, 8-byte sizes)."""
-    items = [
-        ("ContactId", CONTACT_ID),
-        ("InstanceId", INSTANCE_ID),
-        ("MimeType", "audio/L16;rate=8000;channels=1;"),
-        ("AUDIO_FROM_CUSTOMER", "1"),
-        ("AUDIO_TO_CUSTOMER", "2"),
-    ]
-    return b"".join(writer.tags([item], size_width=8) for item in items)
-
-
-HEADER = connect_header()
-TAGS = connect_tags()
+HEADER = writer.ebml_header(doc_type_version=2) + writer.segment_start() + producer_header()
+TAGS = connect_tags(events=False)
 # SimpleBlock element headers for block k of a Cluster, per track (ID, size, track, tc, flags)
 BLOCK_HEAD = {
     track: [

@@ -63,7 +63,8 @@ def fragment_number(seq: int, server_ms: int, rand28: int) -> str:
     return str((1 << 156) | (seq << 92) | (server_ms << 28) | (rand28 & 0xFFFFFFF))
 
 
-def _header(pcm_tracks: bool = False) -> bytes:
+def producer_header(pcm_tracks: bool = False) -> bytes:
+    """Info + Tracks as the KVS producer SDK writes them for a Connect call."""
     info = writer.master(
         ID.Info,
         [
@@ -90,15 +91,17 @@ def _header(pcm_tracks: bool = False) -> bytes:
     return info + tracks
 
 
-def _connect_tags() -> bytes:
+def connect_tags(*, events: bool = True) -> bytes:
+    """The fragment metadata Connect attaches (one SimpleTag per Tags, 8-byte sizes)."""
     items = [
         ("ContactId", CONTACT_ID),
         ("InstanceId", INSTANCE_ID),
         ("MimeType", MIME_TYPE),
         ("AUDIO_FROM_CUSTOMER", "1"),
         ("AUDIO_TO_CUSTOMER", "2"),
-        ("Events", "[]"),
     ]
+    if events:
+        items.append(("Events", "[]"))
     return b"".join(writer.tags([item], size_width=8) for item in items)
 
 
@@ -129,9 +132,9 @@ def connect_payload(
     as A_PCM/INT/LIT with an Audio master instead of Connect's A_AAC (same layout)."""
     if (seconds is None) == (target_bytes is None):
         raise ValueError("give exactly one of seconds and target_bytes")
-    header = _header(pcm_tracks)
+    header = producer_header(pcm_tracks)
     ebml = writer.ebml_header(doc_type_version=2)
-    trailer = _connect_tags()
+    trailer = connect_tags()
     frag_s = cadence.fragment_ms / 1000
     if seconds is None:
         assert target_bytes is not None
