@@ -103,15 +103,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
         credentials=keys,
         max_readers_per_stream=args.max_readers,
         public_url=args.public_url,
+        header_timeout_s=args.header_timeout,
+        idle_timeout_s=args.idle_timeout,
+        body_timeout_s=args.body_timeout,
+        max_client_connections=args.max_client_connections,
+        memory_trim_interval_s=args.memory_interval,
     )
+    data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
     serve(
-        Path(args.data_dir) if args.data_dir else _data_dir_default(),
+        data_dir,
         host=args.host,
         port=args.port,
         config=config,
         max_streams=args.max_streams,
+        ssl_context=_tls_context(args, data_dir),
     )
     return 0
+
+
+def _tls_context(args: argparse.Namespace, data_dir: Path) -> Any:
+    """The server's TLS context from ``--tls-cert/--tls-key`` or ``--tls-self-signed``."""
+    from callstream.api import tls
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CliError("--tls-cert and --tls-key go together")
+    if args.tls_cert and args.tls_self_signed:
+        raise CliError("use --tls-cert/--tls-key or --tls-self-signed, not both")
+    if args.tls_cert:
+        try:
+            return tls.server_context(Path(args.tls_cert), Path(args.tls_key))
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    if not args.tls_self_signed:
+        return None
+    names = [args.host]
+    if args.public_url:
+        from urllib.parse import urlsplit
+
+        names.append(urlsplit(args.public_url).hostname or "")
+    try:
+        certs = tls.development_certificates(data_dir / "tls", names)
+    except OSError as err:
+        raise CliError(f"TLS: cannot write the development certificates: {err}") from None
+    print(
+        f"callstream: development TLS certificate {certs.cert_file}, signed by the CA "
+        f"{certs.ca_file}; trust that CA: AWS_CA_BUNDLE={certs.ca_file} (boto3, AWS CLI), "
+        f"NODE_EXTRA_CA_CERTS={certs.ca_file} (Node.js), caCertPath (producer SDKs)",
+        file=sys.stderr,
+    )
+    return tls.server_context(certs.cert_file, certs.key_file)
 
 
 # --- inspect ----------------------------------------------------------------------------------
@@ -693,6 +733,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-readers", type=int, default=3, help="GetMedia readers per stream")
     p.add_argument("--credentials-file", help="file of access keys (AWS INI or KEY:SECRET lines)")
     p.add_argument("--public-url", help="base URL GetDataEndpoint returns (default: as reached)")
+    p.add_argument("--tls-cert", help="serve https with this certificate (PEM, chain after it)")
+    p.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+    p.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve https with a development CA kept in DATA_DIR/tls (prints how to trust it)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a new connection must send its request headers within S seconds",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="close idle keep-alive connections after S seconds",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="an API request body must arrive within S seconds",
+    )
+    p.add_argument(
+        "--max-client-connections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="connections one client address may hold (0: a quarter of the fd limit)",
+    )
+    p.add_argument(
+        "--memory-interval",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="collect reference cycles and return freed heap every S seconds",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="print each fragment of an MKV/GetMedia payload as JSON")

@@ -28,6 +28,7 @@ from callstream.api.sigv4 import (
     Credentials,
     canonical_query_string,
     canonical_uri,
+    check_headers,
     load_credentials,
     verify_headers,
     verify_request,
@@ -458,16 +459,54 @@ def test_declared_sha256_must_match_body(frozen: dt.datetime) -> None:
     refused("InvalidSignatureException", replace(wire, body=body[:-1]), now=frozen)
 
 
-def test_unsigned_payload(frozen: dt.datetime) -> None:
+def test_unsigned_payload_is_refused_when_the_body_is_read(frozen: dt.datetime) -> None:
     wire = sign(
         body=b"anything",
         endpoint="https://kvs.example:8443",
         context={"payload_signing_enabled": False},
     )
     assert wire.header("X-Amz-Content-SHA256") == "UNSIGNED-PAYLOAD"
-    result = verify(replace(wire, body=b"something else"), now=frozen)
+    # A control-plane body is acted on: its signature must cover it (a swapped body must
+    # not pass because the client opted out of signing it).
+    refused("InvalidSignatureException", replace(wire, body=b"something else"), now=frozen)
+    refused("InvalidSignatureException", wire, now=frozen)
+    # A streamed upload (PutMedia) keeps the producer SDKs' convention.
+    result = verify_hdrs(wire, now=frozen)
     assert not result.body_signed and result.payload_hash == "UNSIGNED-PAYLOAD"
-    assert verify_hdrs(wire, now=frozen).body_sha256_expected is None
+    assert result.body_sha256_expected is None
+
+
+def test_streaming_payload_is_refused_when_the_body_is_read(frozen: dt.datetime) -> None:
+    value = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    wire = sign(body=b'{"StreamName": "s1"}', headers={"X-Amz-Content-SHA256": value})
+    with pytest.raises(KvsError, match="is not accepted for this operation") as info:
+        verify(wire, now=frozen)
+    assert info.value.code == "InvalidSignatureException"
+
+
+def test_declared_hash_is_checked_before_the_body_is_read(frozen: dt.datetime) -> None:
+    body = b'{"StreamName": "s1"}'
+    wire = sign(body=body, headers={"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()})
+    pending = check_headers(
+        wire.method, wire.path, wire.query, wire.headers, credentials=STORE, now=frozen
+    )
+    assert pending.declares_body_hash
+    pending.verify_declared().check_body_sha256(hashlib.sha256(body).hexdigest())
+    with pytest.raises(KvsError, match="InvalidSignatureException"):
+        pending.verify_body(body + b" ")
+
+
+def test_headers_alone_refuse_unknown_keys_and_missing_signatures(frozen: dt.datetime) -> None:
+    wire = sign(body=b"{}")
+    with pytest.raises(KvsError) as info:
+        check_headers(
+            wire.method, wire.path, wire.query, wire.headers, credentials={}.get, now=frozen
+        )
+    assert info.value.code == "UnrecognizedClientException"
+    bare = [(k, v) for k, v in wire.headers if k.lower() != "authorization"]
+    with pytest.raises(KvsError) as info:
+        check_headers(wire.method, wire.path, wire.query, bare, credentials=STORE, now=frozen)
+    assert info.value.code == "MissingAuthenticationTokenException"
 
 
 def test_streaming_payload_value_is_signed_literally(frozen: dt.datetime) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from callstream.api.connections import ConnectionGuard
 from callstream.api.errors import KvsError, error_response_parts
 from callstream.api.persister import Persister
 from callstream.store.base import Backend, StoreError, StreamRecord
@@ -45,10 +47,15 @@ class ServerConfig:
     putmedia_idle_ack_s: float = 3.0
     putmedia_idle_close_s: float = 30.0
     reap_interval_s: float = 60.0
-    memory_trim_interval_s: float = 30.0  # give freed heap back to the OS (glibc); 0: never
+    memory_trim_interval_s: float = 30.0  # collect cycles, give freed heap back; 0: never
     persist_threads: int = 2  # writer threads storing completed fragments
     credentials: dict[str, str] | None = None  # access key -> secret; None disables auth
     public_url: str | None = None  # GetDataEndpoint answer; default: the request's base URL
+    max_body_bytes: int = 1024 * 1024  # a JSON request body (CTRs: MAX_CONTACT_BODY_BYTES)
+    body_timeout_s: float = 30.0  # a JSON request body must arrive within this
+    header_timeout_s: float = 10.0  # a new connection must send its request headers within
+    idle_timeout_s: float = 30.0  # an idle keep-alive connection is closed after this
+    max_client_connections: int = 0  # per client address; 0: a quarter of the fd limit
 
 
 @dataclass(slots=True)
@@ -63,6 +70,7 @@ class ServerState:
     persister: Persister | None = None  # set while the app runs
     uploads: set[Any] = field(default_factory=set)  # open PutMedia connections
     stopping: bool = False  # set when the server starts shutting down
+    guard: ConnectionGuard | None = None  # set by the server that listens
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking backend call off the event loop."""
@@ -127,17 +135,59 @@ def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object (the verified body when auth read it first)."""
-    raw: bytes = request.get(VERIFIED_BODY) or await request.read()
+    """The request body as a JSON object (read, within its limits, before the handler)."""
+    raw: bytes = request[VERIFIED_BODY]
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise KvsError("SerializationException", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise KvsError("SerializationException", "The request body must be a JSON object.")
     return body
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole request body, refused past ``limit`` bytes (by its Content-Length before
+    reading anything) or when it does not arrive within ``timeout_s``."""
+    too_large = KvsError(
+        "RequestEntityTooLargeException",
+        f"The request body is larger than this operation accepts ({limit} bytes).",
+    )
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise KvsError(
+            "RequestTimeoutException",
+            f"The request body did not arrive within {timeout_s:g} seconds.",
+        ) from None
+    return b"".join(chunks)
+
+
+CLOSE_AFTER = frozenset({"RequestTimeoutException"})
+"""Errors after which the connection is closed at once (the body is not worth waiting
+for). After others, aiohttp reads and discards what is left of the body for a while, so
+that the client, still sending, gets the answer."""
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.protocol is not None:
+        request.protocol.force_close()
+    return response
 
 
 def _error_response(err: KvsError, request_id: str) -> web.Response:
@@ -166,11 +216,19 @@ def build_app(state: ServerState) -> web.Application:
     ) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         request[REQUEST_ID] = request_id
+        if state.guard is not None:
+            state.guard.request_started(request.transport)
         try:
-            await _authenticate(request, state)
+            await _admit(request, state)
             response = await handler(request)
-        except (web.HTTPException, ConnectionResetError, asyncio.CancelledError):
+        except (web.HTTPException, asyncio.CancelledError):
             raise
+        except ConnectionError:
+            # The client went away (a GetMedia reader that stops reading, an upload cut
+            # off): expected, and nothing can be answered.
+            log.debug("%s: the client disconnected", request.path)
+            streaming_gone: web.StreamResponse | None = request.get(STREAMING)
+            return streaming_gone if streaming_gone is not None else web.Response(status=499)
         except Exception as exc:
             streaming: web.StreamResponse | None = request.get(STREAMING)
             if streaming is not None and streaming.prepared:
@@ -181,6 +239,8 @@ def build_app(state: ServerState) -> web.Application:
                     request.transport.close()
                 return streaming
             if isinstance(exc, KvsError):
+                if exc.code in CLOSE_AFTER:
+                    return await _answer_and_close(request, _error_response(exc, request_id))
                 return _error_response(exc, request_id)
             if isinstance(exc, StoreError):
                 return _error_response(KvsError(exc.code, exc.message), request_id)
@@ -214,10 +274,16 @@ def build_app(state: ServerState) -> web.Application:
         await asyncio.to_thread(state.persister.stop)
 
     async def trimmer(app: web.Application) -> Any:
-        trim = _malloc_trim()
         task = None
-        if trim is not None and state.config.memory_trim_interval_s > 0:
+        if state.config.memory_trim_interval_s > 0:
+            trim = _malloc_trim()
             task = asyncio.create_task(_trim_forever(trim, state.config.memory_trim_interval_s))
+        yield
+        if task is not None:
+            task.cancel()
+
+    async def descriptor_watch(app: web.Application) -> Any:
+        task = asyncio.create_task(state.guard.watch()) if state.guard is not None else None
         yield
         if task is not None:
             task.cancel()
@@ -237,6 +303,7 @@ def build_app(state: ServerState) -> web.Application:
     app.cleanup_ctx.append(reaper)
     app.cleanup_ctx.append(persister)
     app.cleanup_ctx.append(trimmer)
+    app.cleanup_ctx.append(descriptor_watch)
     return app
 
 
@@ -270,37 +337,75 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-async def _trim_forever(trim: Callable[[int], int], interval_s: float) -> None:
-    """Media passes through as short-lived buffers of every size; glibc keeps the freed
-    heap pages, so without this a busy server's RSS climbs for minutes (by ~1 MB per live
-    stream) although the memory in use stays flat. Runs on a thread (ctypes releases the
-    GIL), never on the event loop."""
+async def _trim_forever(trim: Callable[[int], int] | None, interval_s: float) -> None:
+    """Give memory back on a timer.
+
+    * Cycles: an aborted request or a cancelled upload leaves exceptions whose tracebacks
+      hold frames, and the frames hold body buffers; ``serve`` raises the collector's
+      thresholds (full collections would stall every live stream at random moments), so
+      such cycles are collected here, at a known rate, instead of rarely.
+    * Heap: media passes through as short-lived buffers of every size; glibc keeps the
+      freed pages, so without ``malloc_trim`` a busy server's RSS climbs for minutes (by
+      ~1 MB per live stream) although the memory in use stays flat. That runs on a thread
+      (ctypes releases the GIL), never on the event loop.
+    """
     while True:
         await asyncio.sleep(interval_s)
-        await asyncio.to_thread(trim, 0)
+        started = time.perf_counter()
+        found = gc.collect()
+        spent_ms = (time.perf_counter() - started) * 1000
+        if spent_ms > 50:
+            log.info("collected %d objects in cycles in %.0f ms", found, spent_ms)
+        if trim is not None:
+            await asyncio.to_thread(trim, 0)
 
 
-async def _authenticate(request: web.Request, state: ServerState) -> None:
-    """SigV4-verify the request against the configured credentials; refuse like AWS.
+async def _admit(request: web.Request, state: ServerState) -> None:
+    """Authenticate the request and read its body, in the order that keeps a request
+    without valid credentials from costing more than its headers.
 
-    Nothing is read or touched before this passes. PutMedia is verified from its headers
-    (its body is a long-lived stream); if the client declared a concrete body hash the
-    handler checks it before ingesting anything.
+    1. SigV4 parameters checked from the headers alone: missing or malformed
+       authentication, an unknown access key, a wrong scope or a stale date are refused
+       before a byte of the body is read.
+    2. Streamed uploads (PutMedia) are verified from the headers (the producer SDKs sign
+       the empty payload or declare the body's hash, which the handler then checks).
+    3. Every other body is read whole, at most ``limit_for(path)`` bytes within
+       ``body_timeout_s``, and the signature verified over its SHA-256 (a declared hash
+       is checked before the body is read).
     """
+    path = request.path
     creds = state.config.credentials
-    if creds is None:
-        return
-    from callstream.api import sigv4
+    pending = None
+    if creds is not None:
+        from callstream.api import sigv4
 
-    raw_path, _, query = request.raw_path.partition("?")
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-    if request.path in STREAMING_PATHS:
-        result = sigv4.verify_headers(
+        raw_path, _, query = request.raw_path.partition("?")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        pending = sigv4.check_headers(
             request.method, raw_path, query, headers, credentials=creds.get
         )
-        if result.body_sha256_expected:
-            request[BODY_SHA256] = result.body_sha256_expected
+        if path in STREAMING_PATHS:
+            result = pending.verify_streamed()
+            if result.body_sha256_expected:
+                request[BODY_SHA256] = result.body_sha256_expected
+            return
+        pending.require_signed_body()
+        if pending.declares_body_hash:
+            pending.verify_declared()
+    elif path in STREAMING_PATHS:
         return
-    body = await request.read()
+    if request.method == "POST" and path not in state.routes:
+        raise KvsError("UnknownOperationException", f"Unknown operation {path}.")
+    body = b""
+    if request.body_exists:
+        limit = BODY_LIMITS.get(path, state.config.max_body_bytes)
+        body = await read_body(request, limit, state.config.body_timeout_s)
+    if pending is not None:
+        pending.verify_body(body)
     request[VERIFIED_BODY] = body
-    sigv4.verify_request(request.method, raw_path, query, headers, body, credentials=creds.get)
+
+
+MAX_CONTACT_BODY_BYTES = 2 * 1024 * 1024
+"""A contact record is at most 1 MiB of compact JSON; its request may be laid out."""
+BODY_LIMITS: dict[str, int] = {"/callstream/contacts": MAX_CONTACT_BODY_BYTES}
+"""Request-body limits that differ from ``ServerConfig.max_body_bytes``."""

@@ -277,6 +277,7 @@ async def get_media_for_fragment_list(
         return response
     finally:
         live.list_readers -= 1
+        state.hub.release(stream.arn)
 
 
 # --- GetClip --------------------------------------------------------------------------------

@@ -165,6 +165,12 @@ ERRORS: Mapping[str, ErrorSpec] = _table(
     # -- protocol-level errors (not in the models; every AWS JSON service has them) -------
     ErrorSpec("SerializationException", 400, "The request body could not be parsed."),
     ErrorSpec("UnknownOperationException", 404, "Unknown operation."),
+    ErrorSpec("RequestEntityTooLargeException", 413, "The request body is larger than allowed."),
+    ErrorSpec(
+        "RequestTimeoutException",
+        408,
+        "The request was not received within the time limit.",
+    ),
     ErrorSpec(
         "InternalFailure",
         500,

@@ -77,7 +77,8 @@ def parse_timestamp(value: Any, field: str) -> int:
         except InvalidOperation:
             pass
         else:
-            if not number.is_finite() or abs(number) > 10**13:
+            # adjusted() first: comparing or scaling 1e999999999 overflows the context
+            if not number.is_finite() or number.adjusted() > 13 or abs(number) > 10**13:
                 raise KvsError("InvalidArgumentException", f"{field} is out of range.")
             return int((number * 1000).to_integral_value())
         from datetime import datetime
@@ -416,6 +417,7 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
                 if live.producer is conn:
                     live.producer = None
                 state.uploads.discard(conn)
+                state.hub.release(stream.arn)
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     if not request.content.is_eof():
@@ -676,6 +678,7 @@ async def get_media(request: web.Request, state: ServerState) -> web.StreamRespo
         return response
     finally:
         live.readers -= 1
+        state.hub.release(stream.arn)
 
 
 ROUTES: dict[str, Handler] = {

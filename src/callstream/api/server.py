@@ -9,13 +9,14 @@ import gc
 import logging
 import resource
 import signal
+import ssl
 import threading
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from callstream.api.app import ServerConfig, ServerState, build_app
+from callstream.api.connections import ConnectionGuard, GuardedSite, Limits
 from callstream.store.contacts import ContactStore
 from callstream.store.embedded import EmbeddedBackend
 
@@ -50,15 +51,25 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
     return ServerState(config=config, backend=backend, contacts=contacts)
 
 
-async def _start(state: ServerState, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+async def _start(
+    state: ServerState, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    cfg = state.config
+    guard = ConnectionGuard(
+        Limits(header_timeout_s=cfg.header_timeout_s, max_per_client=cfg.max_client_connections)
+    )
+    guard.install_exception_handler(asyncio.get_running_loop())
+    state.guard = guard
+    runner = web.AppRunner(
+        build_app(state),
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=cfg.idle_timeout_s,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = GuardedSite(runner, guard, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
-    server: Any = site._server
-    sockets = server.sockets if server is not None else []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+    return runner, site.port
 
 
 def serve(
@@ -69,16 +80,20 @@ def serve(
     config: ServerConfig | None = None,
     max_streams: int = 10000,
     ready: threading.Event | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM; the store is closed cleanly on the way out."""
+    """Run until SIGINT/SIGTERM; the store is closed cleanly on the way out. With
+    ``ssl_context`` the port speaks https."""
     config = config or ServerConfig()
     raise_fd_limit()
     state = make_state(data_dir, config, max_streams=max_streams)
 
     async def main() -> None:
-        runner, bound = await _start(state, host, port)
+        runner, bound = await _start(state, host, port, ssl_context)
+        scheme = "https" if ssl_context is not None else "http"
         print(
-            f"callstream serving KVS APIs on http://{host}:{bound} (data: {data_dir})", flush=True
+            f"callstream serving KVS APIs on {scheme}://{host}:{bound} (data: {data_dir})",
+            flush=True,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -114,8 +129,10 @@ class ServerThread:
         port: int = 0,
         config: ServerConfig | None = None,
         max_streams: int = 10000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self.config = config or ServerConfig()
         self.state = make_state(data_dir, self.config, max_streams=max_streams)
         self.port = port
@@ -127,14 +144,15 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:40123``."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:40123`` (https with a TLS context)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
             self._runner, self.port = self._loop.run_until_complete(
-                _start(self.state, self.host, self.port)
+                _start(self.state, self.host, self.port, self.ssl_context)
             )
         except BaseException as err:  # surfaced by start()
             self._error = err

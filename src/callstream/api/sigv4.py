@@ -14,10 +14,14 @@ AWS returns:
                                             wrong service/region/date scope, clock skew
 ==========================================  ==============================================
 
-Two entry points:
+Entry points:
 
+* :func:`check_headers` — everything that needs only the headers (missing or malformed
+  authentication, unknown key, scope, clock skew), before any body is read; the returned
+  :class:`PendingSignature` then verifies the signature once the payload hash is known.
 * :func:`verify_request` — the whole body is available (control-plane JSON calls).  The
-  payload hash is the ``x-amz-content-sha256`` header if present, else SHA-256 of the body.
+  payload hash is the SHA-256 of the body; a declared ``x-amz-content-sha256`` must equal
+  it, and ``UNSIGNED-PAYLOAD`` / ``STREAMING-*`` are refused.
 * :func:`verify_headers` — before reading the body (PutMedia's long-lived chunked upload).
   The payload hash is the ``x-amz-content-sha256`` header if present, else the caller's
   ``payload_sha256``, else the hash of the *empty* body: that is how the KVS producer SDKs
@@ -41,7 +45,7 @@ import hmac
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_plus
 
@@ -60,9 +64,11 @@ __all__ = [
     "CredentialLookup",
     "Credentials",
     "HeadersInput",
+    "PendingSignature",
     "SigV4Result",
     "canonical_query_string",
     "canonical_uri",
+    "check_headers",
     "load_credentials",
     "signing_key",
     "verify_headers",
@@ -581,6 +587,113 @@ def _result(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingSignature:
+    """A request whose authentication parameters checked out from the headers alone:
+    the access key is known, the scope names this service (and region), the date is
+    within the allowed skew. Only the signature itself is left, and it needs the payload
+    hash. A server gets here before reading any body, so that a request without valid
+    credentials never costs it more than its headers."""
+
+    _params: _AuthParams
+    _key: bytes
+    _signed_at: dt.datetime
+    _canonical_prefix: str
+    declared_payload_hash: str | None
+    """The ``x-amz-content-sha256`` header as sent (``None`` when absent)."""
+
+    @property
+    def access_key_id(self) -> str:
+        """The access key id that claims to have signed the request (known to exist)."""
+        return self._params.access_key_id
+
+    @property
+    def declares_body_hash(self) -> bool:
+        """The client declared the body's SHA-256 in ``x-amz-content-sha256``, so the
+        signature can be checked before the body is read (:meth:`verify_declared`)."""
+        declared = self.declared_payload_hash
+        return declared is not None and _HEX64_RE.fullmatch(declared) is not None
+
+    def _verify(
+        self, payload_hash: str, body_expected: str | None, body_signed: bool
+    ) -> SigV4Result:
+        _check_signature(
+            self._params, self._key, _fmt(self._signed_at), self._canonical_prefix + payload_hash
+        )
+        return _result(self._params, self._signed_at, payload_hash, body_expected, body_signed)
+
+    def verify_streamed(self, payload_sha256: str | None = None) -> SigV4Result:
+        """Verify a request whose body is a long-lived stream (PutMedia), see
+        :func:`verify_headers`."""
+        declared = self.declared_payload_hash
+        if declared is not None:
+            hex_hash = _HEX64_RE.fullmatch(declared) is not None
+            return self._verify(declared, declared.lower() if hex_hash else None, hex_hash)
+        if payload_sha256 is not None:
+            return self._verify(payload_sha256.lower(), None, True)
+        return self._verify(EMPTY_SHA256, None, False)
+
+    def require_signed_body(self) -> None:
+        """Refuse ``UNSIGNED-PAYLOAD`` and ``STREAMING-*`` payload hashes: APIs whose whole
+        body is read before acting on it need the signature to cover that body."""
+        declared = self.declared_payload_hash
+        if declared is not None and not self.declares_body_hash:
+            raise KvsError(
+                "InvalidSignatureException",
+                f"x-amz-content-sha256 '{declared}' is not accepted for this operation: "
+                "sign the SHA-256 of the request body.",
+            )
+
+    def verify_declared(self) -> SigV4Result:
+        """Check the signature against the declared body hash before reading the body;
+        the caller then checks the body with :meth:`SigV4Result.check_body_sha256`."""
+        declared = self.declared_payload_hash
+        if declared is None or not self.declares_body_hash:
+            raise ValueError("no SHA-256 of the body was declared")
+        return self._verify(declared, declared.lower(), True)
+
+    def verify_body(self, body: bytes) -> SigV4Result:
+        """Verify the signature over the complete ``body`` (whose SHA-256 is always the
+        payload hash: :meth:`require_signed_body` applies)."""
+        self.require_signed_body()
+        body_hash = hashlib.sha256(body).hexdigest()
+        if self.declares_body_hash:
+            result = self.verify_declared()
+            result.check_body_sha256(body_hash)
+            return replace(result, body_sha256_expected=None)
+        return self._verify(body_hash, None, True)
+
+
+def check_headers(
+    method: str,
+    path: str,
+    query: str,
+    headers: HeadersInput,
+    *,
+    credentials: CredentialLookup,
+    now: dt.datetime | None = None,
+    service: str = DEFAULT_SERVICE,
+    region: str | None = None,
+    max_skew: dt.timedelta = MAX_CLOCK_SKEW,
+) -> PendingSignature:
+    """Every check that needs only the request line and headers: missing or malformed
+    authentication, unknown access key, wrong service or region, a date outside the
+    allowed skew. Raises :class:`~callstream.api.errors.KvsError`; on success the
+    signature is still to be verified with the payload hash (:class:`PendingSignature`)."""
+    params, hdrs, key, signed_at, prefix = _prepare(
+        method,
+        path,
+        query,
+        headers,
+        credentials=credentials,
+        now=now,
+        service=service,
+        region=region,
+        max_skew=max_skew,
+    )
+    return PendingSignature(params, key, signed_at, prefix, _declared_content_sha256(hdrs))
+
+
 def verify_headers(
     method: str,
     path: str,
@@ -602,7 +715,7 @@ def verify_headers(
     the body and call :meth:`SigV4Result.check_body_sha256`; ``body_sha256_expected`` is set
     to that hash.  Raises :class:`~callstream.api.errors.KvsError` on failure.
     """
-    params, hdrs, key, signed_at, prefix = _prepare(
+    pending = check_headers(
         method,
         path,
         query,
@@ -613,22 +726,7 @@ def verify_headers(
         region=region,
         max_skew=max_skew,
     )
-    declared = _declared_content_sha256(hdrs)
-    body_signed = True
-    if declared is not None:
-        payload_hash = declared
-        hex_hash = _HEX64_RE.fullmatch(declared) is not None
-        body_expected = declared.lower() if hex_hash else None
-        body_signed = hex_hash
-    elif payload_sha256 is not None:
-        payload_hash = payload_sha256.lower()
-        body_expected = None
-    else:
-        payload_hash = EMPTY_SHA256
-        body_expected = None
-        body_signed = False
-    _check_signature(params, key, _fmt(signed_at), prefix + payload_hash)
-    return _result(params, signed_at, payload_hash, body_expected, body_signed)
+    return pending.verify_streamed(payload_sha256)
 
 
 def verify_request(
@@ -646,11 +744,12 @@ def verify_request(
 ) -> SigV4Result:
     """Verify a complete request, body included.
 
-    The payload hash is the ``x-amz-content-sha256`` header if present (and a concrete hash
-    there must equal the body's SHA-256), else the SHA-256 of ``body``.  Raises
-    :class:`~callstream.api.errors.KvsError` on failure.
+    The payload hash is the SHA-256 of ``body``: a declared ``x-amz-content-sha256`` must
+    equal it, and ``UNSIGNED-PAYLOAD`` / ``STREAMING-*`` are refused (the signature must
+    cover the body that is acted on). Raises :class:`~callstream.api.errors.KvsError` on
+    failure.
     """
-    params, hdrs, key, signed_at, prefix = _prepare(
+    pending = check_headers(
         method,
         path,
         query,
@@ -661,17 +760,7 @@ def verify_request(
         region=region,
         max_skew=max_skew,
     )
-    declared = _declared_content_sha256(hdrs)
-    body_hash = hashlib.sha256(body).hexdigest()
-    payload_hash = body_hash if declared is None else declared
-    _check_signature(params, key, _fmt(signed_at), prefix + payload_hash)
-    body_signed = declared is None or _HEX64_RE.fullmatch(declared) is not None
-    if declared is not None and body_signed:
-        # The signature covers the declared hash; the body must actually have it.
-        _result(params, signed_at, payload_hash, declared.lower(), True).check_body_sha256(
-            body_hash
-        )
-    return _result(params, signed_at, payload_hash, None, body_signed)
+    return pending.verify_body(body)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ legacy single track ``Track_audio/L16`` and with Chime's one-track-per-leg strea
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from enum import Enum
@@ -99,9 +100,33 @@ def audio_format(fragment: Fragment, track: TrackInfo) -> AudioFormat:
     labelled ``A_AAC``), or Connect's CodecPrivate signature without one. Raises
     :class:`AudioFormatError` for video, real AAC and other codecs.
     """
+    fmt = _audio_format(fragment, track)
+    if not 1 <= fmt.rate <= MAX_SAMPLE_RATE:
+        raise AudioFormatError(f"track {track.number}: sampling rate {fmt.rate} is not usable")
+    if not 1 <= fmt.channels <= MAX_CHANNELS:
+        raise AudioFormatError(f"track {track.number}: {fmt.channels} channels is not usable")
+    return fmt
+
+
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 16
+
+
+def _sampling_rate(track: TrackInfo) -> int:
+    """The track's SamplingFrequency as an int (0 when absent); NaN, infinite or
+    negative values are refused."""
+    value = track.sampling_rate
+    if not value:
+        return 0
+    if not math.isfinite(value) or value < 0 or value > MAX_SAMPLE_RATE:
+        raise AudioFormatError(f"track {track.number}: SamplingFrequency {value} is not usable")
+    return int(value)
+
+
+def _audio_format(fragment: Fragment, track: TrackInfo) -> AudioFormat:
     mime = fragment.tags.get("MimeType") or fragment.tags.get("mimeType")
     codec = (track.codec_id or "").upper()
-    rate = int(track.sampling_rate or 0)
+    rate = _sampling_rate(track)
     channels = track.channels or 1
     if track.track_type not in (None, 2) or codec.startswith("V_"):
         raise AudioFormatError(f"track {track.number} ({track.codec_id}) is not audio")

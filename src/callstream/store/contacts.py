@@ -45,6 +45,9 @@ class ContactStore:
         text = json.dumps(record, separators=(",", ":"))
         if len(text) > MAX_RECORD_BYTES:
             raise InvalidArgument("The contact record is larger than 1 MiB.")
+        channel = record.get("Channel")
+        if channel is not None and not isinstance(channel, str):
+            raise InvalidArgument("Channel must be a string.")
         initiation = _epoch_ms(record.get("InitiationTimestamp"))
         with self._lock:
             self._db.execute(

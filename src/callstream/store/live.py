@@ -129,20 +129,49 @@ class StreamLive:
 
 
 class LiveHub:
-    """Live state of every stream, keyed by stream ARN. Use from the event loop only."""
+    """Live state of every stream, keyed by stream ARN. Use from the event loop only.
+
+    A stream is in the hub while it is used: from its first producer or reader until
+    :meth:`release` finds it idle (no producer, no reader, every fragment stored). A
+    stream per call (Connect contacts, Chime legs) thus costs memory only during the
+    call; what a later upload must know (the last frame's timestamp) is kept apart."""
 
     def __init__(self) -> None:
         self._streams: dict[str, StreamLive] = {}
+        self._last_timestamp_ns: dict[str, int] = {}
 
     def stream(self, arn: str) -> StreamLive:
         """The live state of ``arn`` (created on first use)."""
         live = self._streams.get(arn)
         if live is None:
             live = self._streams[arn] = StreamLive()
+            live.last_timestamp_ns = self._last_timestamp_ns.get(arn)
         return live
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def release(self, arn: str) -> bool:
+        """Drop ``arn``'s live state if nothing uses it any more (True if dropped)."""
+        live = self._streams.get(arn)
+        if live is None:
+            return False
+        if (
+            live.producer is not None
+            or live.readers
+            or live.list_readers
+            or live._waiters
+            or any(not (f.persisted or f.dropped) for f in live.fragments.values())
+        ):
+            return False
+        del self._streams[arn]
+        if live.last_timestamp_ns is not None:
+            self._last_timestamp_ns[arn] = live.last_timestamp_ns
+        return True
 
     def forget(self, arn: str) -> None:
         """Drop a deleted stream's live state, waking its readers."""
+        self._last_timestamp_ns.pop(arn, None)
         live = self._streams.pop(arn, None)
         if live is not None:
             for frag in live.fragments.values():
