@@ -288,8 +288,15 @@ def legit_client(url: str, out_path: str, interval: float, timeout: float) -> in
 
     kv.meta.events.register("before-send", new_connection_each_time)
     parent = os.getppid()
-    with contextlib.suppress(Exception):
-        kv.create_stream(StreamName=LEGIT_STREAM, DataRetentionInHours=1)
+    deadline = time.monotonic() + 60
+    while os.getppid() == parent and time.monotonic() < deadline:  # the server may be starting
+        try:
+            kv.create_stream(StreamName=LEGIT_STREAM, DataRetentionInHours=1)
+            break
+        except ClientError:  # ResourceInUseException: it exists
+            break
+        except Exception:
+            time.sleep(0.05)
     calls: list[Callable[[], Any]] = [
         lambda: kv.list_streams(MaxResults=10),
         lambda: kv.describe_stream(StreamName=LEGIT_STREAM),
@@ -800,17 +807,17 @@ class Run:
         self.starts += 1
         log = self.dir / f"server-{self.starts}.log"
         data = self.dir / "data"
-        self.server = await asyncio.to_thread(Server, data, self.port, log, nofile)
-        self.sampler = Sampler(self.server.pid, self.args.max_rss_mb)
-        self.sampler.start()
-        t = time.monotonic()
-        if self.legit is None:
+        if self.legit is None:  # its imports overlap the server's start; it retries
             self.legit = Legit(
                 self.url,
                 self.dir / "legit.txt",
                 self.args.legit_interval,
                 self.args.legit_timeout,
             )
+        self.server = await asyncio.to_thread(Server, data, self.port, log, nofile)
+        self.sampler = Sampler(self.server.pid, self.args.max_rss_mb)
+        self.sampler.start()
+        t = time.monotonic()
         if not await self.legit.wait_ok_after(t, 30):
             raise RuntimeError("the legitimate client gets no answer from the server")
 
