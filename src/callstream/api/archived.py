@@ -228,6 +228,7 @@ def _lookup(
     found: dict[str, FragmentRecord] = {}
     wanted = set(numbers)
     stamps = sorted({parse_fragment_number(n)[1] for n in wanted if is_valid_fragment_number(n)})
+    stamps = [ts for ts in stamps if ts <= _MS_LIMIT]  # beyond it no fragment was ever stored
     for ts in stamps:
         for rec in backend.fragments(stream, start_ms=ts, end_ms=ts, by="server"):
             if rec.fragment_number in wanted:

@@ -23,14 +23,16 @@ import contextlib
 import logging
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-__all__ = ["ConnectionGuard", "GuardedSite", "Limits", "open_descriptors"]
+__all__ = ["ConnectionGuard", "GuardedSite", "Limits", "ServerLog", "open_descriptors"]
 
 log = logging.getLogger("callstream.api")
 
@@ -64,6 +66,26 @@ def open_descriptors() -> int | None:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
         return None
+
+
+class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's request-handler logger, without tracebacks for what clients did.
+
+    aiohttp logs a malformed request (bad request line, header or chunk framing) and a
+    client that disconnects mid-request with a full traceback at ERROR. Those are the
+    client's doing and arrive as fast as a client can send garbage: they become one
+    DEBUG line. Everything else is logged as aiohttp logs it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def exception(self, msg: object, *args: object, **kw: Any) -> None:
+        exc_info = kw.get("exc_info")
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError | ConnectionError):
+            self.logger.debug("%s (%s)", msg, exc)
+            return
+        super().exception(msg, *args, **kw)
 
 
 class _Guarded(asyncio.Protocol):

@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from callstream.api.app import ServerConfig, ServerState, build_app
-from callstream.api.connections import ConnectionGuard, GuardedSite, Limits
+from callstream.api.connections import ConnectionGuard, GuardedSite, Limits, ServerLog
 from callstream.store.contacts import ContactStore
 from callstream.store.embedded import EmbeddedBackend
 
@@ -65,6 +65,7 @@ async def _start(
         access_log=None,
         handle_signals=False,
         keepalive_timeout=cfg.idle_timeout_s,
+        logger=ServerLog(),
     )
     await runner.setup()
     site = GuardedSite(runner, guard, host, port, reuse_address=True, ssl_context=ssl_context)

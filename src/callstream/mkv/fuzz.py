@@ -12,14 +12,14 @@ An input that fails is written to ``--crash-dir`` and the run exits with status 
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
-import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from callstream.fuzzing import DEFAULT_TOKENS, fuzz_main
+from callstream.fuzzing import mutate as fuzzing_mutate
 from callstream.mkv import writer
 from callstream.mkv.ebml import ID, MkvError
 from callstream.mkv.kvs import Fragment, FragmentReader, render_fragment
@@ -148,7 +148,6 @@ def load_corpus(directory: Path | None) -> list[bytes]:
     return corpus
 
 
-_INTERESTING = (0x00, 0x01, 0x7F, 0x80, 0x81, 0xFF, 0x10, 0x1A, 0x1F, 0xA3, 0xE7)
 _TOKENS = (  # element IDs, unknown sizes, block headers, hostile tag values
     b"\x1a\x45\xdf\xa3",
     b"\x18\x53\x80\x67",
@@ -157,49 +156,15 @@ _TOKENS = (  # element IDs, unknown sizes, block headers, hostile tag values
     b"\x73\x73",
     b"\x67\xc8",
     b"\x01\xff\xff\xff\xff\xff\xff\xff",
-    b"\xff",
     b"\x08\x00\x00\x00\x00",
     b"\xa3\x84\x81\x80\x00\x86",
-    b"9e999999",
-    b"Infinity",
-    b"NaN",
-    b"-0.5",
-    b"99999999999999999999999",
+    *DEFAULT_TOKENS,
 )
 
 
-def mutate(data: bytes, rng: random.Random, corpus: list[bytes]) -> bytes:
-    """A few random edits: bit flips, interesting bytes, inserts, deletes, duplicates,
-    truncation, and splices with another corpus input."""
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        if not buf:
-            buf = bytearray(rng.choice(corpus)[:64])
-        i = rng.randrange(len(buf))
-        op = rng.randrange(9)
-        if op == 0:
-            buf[i] ^= 1 << rng.randrange(8)
-        elif op == 1:
-            buf[i] = rng.choice(_INTERESTING)
-        elif op == 2:
-            buf[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-        elif op == 3:
-            del buf[i : i + rng.randint(1, 32)]
-        elif op == 4:
-            span = rng.randint(1, 64)
-            buf[i:i] = buf[i : i + span]
-        elif op == 5:
-            del buf[i:]
-        elif op == 6:  # rewrite a would-be size byte as a long vint
-            buf[i : i + 1] = bytes([0x01, 0, 0, 0, 0, 0, 0, rng.randrange(256)])
-        elif op == 7:  # overwrite with a token (keeps sizes around it intact)
-            token = rng.choice(_TOKENS)
-            buf[i : i + len(token)] = token
-        else:
-            other = rng.choice(corpus)
-            j = rng.randrange(len(other))
-            buf[i:] = other[j : j + rng.randint(1, 4096)]
-    return bytes(buf)
+def mutate(data: bytes, rng: random.Random, corpus: Sequence[bytes]) -> bytes:
+    """:func:`callstream.fuzzing.mutate` with EBML tokens, on a window of big inputs."""
+    return fuzzing_mutate(_window(data, rng), rng, corpus, _TOKENS)
 
 
 def _window(data: bytes, rng: random.Random, limit: int = 64 * 1024) -> bytes:
@@ -212,61 +177,17 @@ def _window(data: bytes, rng: random.Random, limit: int = 64 * 1024) -> bytes:
     return data[start : start + limit]
 
 
-def run_loop(
-    seconds: float,
-    *,
-    seed: int,
-    corpus: list[bytes],
-    crash_dir: Path,
-    log: Callable[[str], None] = print,
-) -> int:
-    """Mutate and check inputs for ``seconds``; returns the number of iterations."""
-    rng = random.Random(seed)
-    deadline = time.monotonic() + seconds
-    iterations = 0
-    while time.monotonic() < deadline:
-        data = mutate(_window(rng.choice(corpus), rng), rng, corpus)
-        try:
-            fuzz_one(data)
-        except Exception:
-            crash_dir.mkdir(parents=True, exist_ok=True)
-            path = crash_dir / f"crash-{zlib.crc32(data):08x}.mkv"
-            path.write_bytes(data)
-            log(f"crash after {iterations} iterations; input saved to {path}")
-            raise
-        iterations += 1
-    return iterations
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m callstream.mkv.fuzz", description=__doc__)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--seed", type=int, default=int(time.time()))
-    ap.add_argument("--corpus", type=Path, default=None)
-    ap.add_argument("--crash-dir", type=Path, default=Path("mkv-fuzz-crashes"))
-    ap.add_argument("--no-atheris", action="store_true", help="use the built-in loop")
-    args, rest = ap.parse_known_args(argv)
-    try:
-        if args.no_atheris:
-            raise ImportError
-        import atheris
-    except ImportError:
-        corpus = load_corpus(args.corpus)
-        print(f"mutation loop: {len(corpus)} corpus inputs, seed {args.seed}, {args.seconds}s")
-        try:
-            n = run_loop(args.seconds, seed=args.seed, corpus=corpus, crash_dir=args.crash_dir)
-        except Exception as err:  # reported above, with the saved input
-            print(f"FAILED: {type(err).__name__}: {err}", file=sys.stderr)
-            return 1
-        print(f"ok: {n} inputs, no failure")
-        return 0
-
-    def one_input(data: bytes) -> None:
-        fuzz_one(data)
-
-    atheris.Setup([sys.argv[0], f"-max_total_time={int(args.seconds)}", *rest], one_input)
-    atheris.Fuzz()
-    return 0
+    return fuzz_main(
+        argv,
+        prog="python -m callstream.mkv.fuzz",
+        description=__doc__,
+        target=fuzz_one,
+        load_corpus=load_corpus,
+        mutator=mutate,
+        suffix=".mkv",
+        crash_dir="mkv-fuzz-crashes",
+    )
 
 
 if __name__ == "__main__":
