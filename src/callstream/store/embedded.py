@@ -120,6 +120,7 @@ _SEQ_BLOCK = 1024  # sequence numbers reserved per persisted high-water mark
 _SCHEMA_VERSION = "1"
 _FILE_SUFFIX = ".frag"
 _HOUR_MS = 3_600_000
+_INT64_MAX = (1 << 63) - 1  # SQLite INTEGER
 
 _STREAM_NAME_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,256}")
 _DEVICE_NAME_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
@@ -309,6 +310,24 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def _check_fragment_fields(item: FragmentAppend) -> None:
+    """:class:`InvalidArgument` unless every number of ``item`` is an int the index can
+    hold (0 .. 2**63 - 1): a value SQLite cannot bind must never reach a group commit."""
+    fields = (
+        ("server_timestamp_ms", item.server_timestamp_ms),
+        ("producer_timestamp_ms", item.producer_timestamp_ms),
+        ("duration_ms", item.duration_ms),
+        ("cluster_timecode", item.cluster_timecode),
+        ("size", 0 if item.size is None else item.size),
+    )
+    for name, value in fields:
+        if type(value) is not int or not 0 <= value <= _INT64_MAX:
+            raise InvalidArgument(
+                f"fragment {item.fragment_number}: {name} must be an integer in "
+                f"0..{_INT64_MAX}, not {value!r}"
+            )
 
 
 # --- in-memory state ---------------------------------------------------------------------
@@ -922,13 +941,15 @@ class EmbeddedBackend:
     ) -> list[FragmentRecord | StoreError]:
         """Many appends, made durable together: each record is written and fsynced to its
         stream's file, then every index row goes in one group commit. A fragment whose
-        write or index row fails gets its error; the others are stored."""
+        write or index row fails gets its error (:class:`InvalidArgument` for a number
+        the index cannot hold); the others are stored."""
         self._check_open()
         results: list[FragmentRecord | StoreError] = []
         rows: list[tuple[int, tuple[object, ...]]] = []  # result slot, index row
         for item in items:
             try:
                 seq, _, _ = parse_fragment_number(item.fragment_number)
+                _check_fragment_fields(item)
                 st = self._resolve(item.stream)
                 nbytes = _fragment_data_size(item.data)
                 record = FragmentRecord(
@@ -978,6 +999,8 @@ class EmbeddedBackend:
                 elif isinstance(error, sqlite3.IntegrityError):
                     number = results[slot].fragment_number  # type: ignore[union-attr]
                     results[slot] = InvalidArgument(f"duplicate fragment number {number}")
+                elif isinstance(error, OverflowError | sqlite3.InterfaceError):
+                    results[slot] = InvalidArgument(f"fragment field out of range: {error}")
                 else:
                     results[slot] = StoreError(f"cannot index fragment: {error}")
         return results
@@ -1112,6 +1135,10 @@ class EmbeddedBackend:
         return [slot.error for slot in slots]
 
     def _commit_batch(self, batch: list[_IndexSlot]) -> None:
+        """Insert the batch's rows in one transaction. A row that fails (a constraint, a
+        value SQLite cannot bind, any error of its own statement) gets its error and the
+        others are committed; only an error that ends the transaction (SQLite rolled it
+        back, COMMIT failed, the store closed) fails every row."""
         try:
             with self._db_lock:
                 self._check_open()
@@ -1119,8 +1146,10 @@ class EmbeddedBackend:
                     for slot in batch:
                         try:
                             conn.execute(_INSERT_FRAGMENT, slot.row)
-                        except sqlite3.IntegrityError as exc:  # only this statement is undone
-                            slot.error = exc
+                        except Exception as exc:
+                            if not conn.in_transaction:  # SQLite rolled everything back
+                                raise
+                            slot.error = exc  # only this statement was undone
         except BaseException as exc:
             for slot in batch:
                 if slot.error is None:
