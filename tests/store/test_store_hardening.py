@@ -1,9 +1,15 @@
 """Store hardening (issue #8): one producer's out-of-range times never cost other streams
-their fragments."""
+their fragments, and a full disk heals (deletions still free space, failed appends leave
+nothing behind, nothing acknowledged is lost)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import resource
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +28,10 @@ from callstream.store import (
     InvalidArgument,
     StoreError,
     StreamRecord,
+    embedded,
     make_fragment_number,
 )
+from callstream.store.base import StorageFull
 from callstream.store.ingest import (
     MAX_TIMESTAMP_NS,
     FragmentReady,
@@ -472,3 +480,315 @@ def test_issue_8_one_producer_cannot_cost_others_their_fragments(
     for s in victims:
         assert len(backend.fragments(s)) == 1
     assert [r.producer_timestamp_ms for r in backend.fragments(producer)] == [T0]
+
+
+# --- defect 4: a full disk heals -------------------------------------------------------------
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until the file system is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        block = b"\0" * 4096
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError:
+                if len(block) == 1:
+                    return
+                block = block[: len(block) // 2]
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (needs root / CAP_SYS_ADMIN; skipped otherwise)."""
+    if os.name != "posix" or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN); the no-mount tests run")
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        pytest.skip("no mount/umount command")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode})")
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill_with_fragments(
+    b: EmbeddedBackend, streams: list[StreamRecord], size: int
+) -> dict[str, tuple[StreamRecord, FragmentData]]:
+    """Append to the streams in turn until appends fail for lack of space."""
+    acked: dict[str, tuple[StreamRecord, FragmentData]] = {}
+    failures = 0
+    for i in range(10_000):
+        s = streams[i % len(streams)]
+        try:
+            rec, data = append(b, s, T0 + i * 1000, size=size)
+        except StorageFull:
+            failures += 1
+            if failures == 2 * len(streams):
+                return acked
+            continue
+        acked[rec.fragment_number] = (s, data)
+    raise AssertionError("the file system never filled up")
+
+
+@pytest.mark.parametrize("size", [20_000, 300_000], ids=["index-fills-first", "file-fills-first"])
+def test_full_disk_heals(small_fs: Path, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded, "_DELETE_CHUNK_ROWS", 2)  # deletions in several chunks
+    data_dir = small_fs / "data"
+    b = EmbeddedBackend(data_dir, reserve_bytes=256 * 1024, file_size_limit=64 * 1024)
+    try:
+        old = create(b, "old", retention=1)
+        keep = create(b, "keep", retention=24)
+        victim = create(b, "victim", retention=24)
+        streams = [old, keep, victim]
+        acked = fill_with_fragments(b, streams, size)
+        assert len({s.name for s, _ in acked.values()}) == 3
+        fill(small_fs / "filler")  # not a byte left
+        with pytest.raises(StorageFull):
+            append(b, keep, T0 + 10**7, size=size)
+        assert_no_litter(b, streams)
+        assert_readable(b, acked)
+
+        # the reaper frees the expired stream on the full disk ...
+        old_files = {b.locate_fragment(old, r.fragment_number)[0] for r in b.fragments(old)}
+        freed = b.reap(T0 + 10**7 + 2 * HOUR)  # "old" (1 h) expired, the others (24 h) not
+        assert freed >= sum(len(d.cluster) for s, d in acked.values() if s is old)
+        assert b.fragments(old) == [] and not any(p.exists() for p in old_files)
+        # ... DeleteStream works on it too ...
+        fill(small_fs / "filler")
+        b.delete_stream(victim.arn, None)
+        assert not (data_dir / "streams" / victim.arn.rsplit("/", 1)[1]).exists()
+        acked = {n: v for n, v in acked.items() if v[0] is keep}
+        assert_readable(b, acked)
+        # ... and appends work again once space is free
+        (small_fs / "filler").unlink()
+        rec, data = append(b, keep, T0 + 10**7 + 1, size=size)
+        acked[rec.fragment_number] = (keep, data)
+        assert_no_litter(b, [old, keep], reaped=("1",))  # "old" is stream 1
+        assert_readable(b, acked)
+        assert (data_dir / "reserve").stat().st_size == 256 * 1024  # allocated again
+    finally:
+        b.close()
+    with EmbeddedBackend(data_dir, reserve_bytes=256 * 1024) as b:  # nothing lost on reopen
+        keep = b.get_stream(name="keep")
+        assert {r.fragment_number for r in b.fragments(keep)} == set(acked)
+        assert_readable(b, {n: (keep, d) for n, (_, d) in acked.items()})
+
+
+def test_full_disk_without_reserve_reports_storage_full(
+    small_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no reserve to release, deleting may not be possible: a clear StorageFull
+    (HTTP 500 InternalFailure with a message), one log line per stream, nothing lost."""
+    data_dir = small_fs / "data"
+    b = EmbeddedBackend(data_dir, reserve_bytes=0)
+    try:
+        old = create(b, "old", retention=1)
+        keep = create(b, "keep", retention=24)
+        ballast = small_fs / "ballast"  # what the operator deletes later on
+        ballast.write_bytes(bytes(300_000))
+        acked = fill_with_fragments(b, [old, keep], 20_000)
+        fill(small_fs / "filler")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="callstream.store.embedded"):
+            b.reap(T0 + 10**7 + 2 * HOUR)
+        failures = [r for r in caplog.records if "retention reaper" in r.getMessage()]
+        assert len(failures) == 1 and failures[0].exc_info is None
+        assert "stream old" in failures[0].getMessage() and "full" in failures[0].getMessage()
+        with pytest.raises(StorageFull) as info:
+            b.delete_stream(keep.arn, None)
+        assert info.value.code == "InternalFailure" and "is full" in info.value.message
+        assert b.get_stream(name="keep") == keep
+        assert_readable(b, acked)  # nothing was lost
+        assert_no_litter(b, [old, keep])
+        (small_fs / "filler").unlink()
+        ballast.unlink()
+        assert b.reap(T0 + 10**7 + 2 * HOUR) > 0
+        assert b.fragments(old) == []
+        b.delete_stream(keep.arn, None)
+        assert frag_files(data_dir) == []
+    finally:
+        b.close()
+
+
+def test_index_full_without_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic variant (no mount needed): SQLite's page limit makes every index
+    commit that needs a new page fail with SQLITE_FULL. Appends fail cleanly (their new
+    files are removed), the reaper still frees space (in chunks), appends work again
+    afterwards, DeleteStream (in chunks) removes everything."""
+    monkeypatch.setattr(embedded, "_DELETE_CHUNK_ROWS", 3)
+    data_dir = tmp_path / "data"
+    b = EmbeddedBackend(data_dir, file_size_limit=1)  # one record per file: each append
+    try:  # creates a file
+        old = create(b, "old", retention=1)
+        keep = create(b, "keep", retention=24)
+        acked: dict[str, tuple[StreamRecord, FragmentData]] = {}
+        for i in range(40):
+            s = (old, keep)[i % 2]
+            rec, data = append(b, s, T0 + i * 1000)
+            acked[rec.fragment_number] = (s, data)
+        (pages,) = b._conn.execute("PRAGMA page_count").fetchone()
+        b._conn.execute(f"PRAGMA max_page_count = {pages}")  # the index cannot grow
+        full = 0
+        for i in range(2000):
+            try:
+                rec, data = append(b, keep, T0 + 10**6 + i * 1000, size=100)
+            except StorageFull:
+                full += 1
+                if full == 3:
+                    break
+                continue
+            acked[rec.fragment_number] = (keep, data)
+        assert full == 3
+        assert_no_litter(b, [old, keep])
+        assert_readable(b, acked)
+        assert b.reap(T0 + 10**7 + 2 * HOUR) > 0
+        assert b.fragments(old) == []
+        acked = {n: v for n, v in acked.items() if v[0] is keep}
+        for i in range(10):  # pages freed by the reaper take new rows
+            rec, data = append(b, keep, T0 + 2 * 10**7 + i * 1000, size=100)
+            acked[rec.fragment_number] = (keep, data)
+        assert_no_litter(b, [old, keep], reaped=("1",))
+        assert_readable(b, acked)
+        assert len(frag_files(data_dir)) > 3 * embedded._DELETE_CHUNK_ROWS
+        b.delete_stream(keep.arn, None)
+        assert frag_files(data_dir) == [] and b.fragments(old) == []
+    finally:
+        b.close()
+
+
+class FileSizeLimit:
+    """RLIMIT_FSIZE for this process: writes past it fail with EFBIG (Python ignores
+    SIGXFSZ). ``lower()`` sets it, ``restore()`` puts the original back."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.original = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def lower(self) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, self.original[1]))
+
+    def restore(self) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, self.original)
+
+
+@pytest.fixture
+def fsize() -> Iterator[FileSizeLimit]:
+    limit = FileSizeLimit(700_000)
+    hard = limit.original[1]
+    if hard != resource.RLIM_INFINITY and hard < 10 * limit.limit:
+        pytest.skip("RLIMIT_FSIZE is already lower than this test needs")
+    try:
+        yield limit
+    finally:
+        limit.restore()
+
+
+def test_failed_writes_leave_nothing_behind(tmp_path: Path, fsize: FileSizeLimit) -> None:
+    """Deterministic OS-level fault (no mount needed): a record that cannot be written
+    whole is cut off again, a file or directory created for it is removed, and every
+    fragment acknowledged before is intact, also after a reopen."""
+    data_dir = tmp_path / "data"
+    b = EmbeddedBackend(data_dir, reserve_bytes=0)
+    try:
+        s = create(b, "s")
+        fresh = create(b, "fresh")
+        acked = {}
+        for i in range(3):
+            rec, data = append(b, s, T0 + i * 1000, size=200_000)
+            acked[rec.fragment_number] = (s, data)
+        (path,) = frag_files(data_dir)
+        size_before = path.stat().st_size
+        fsize.lower()
+        with pytest.raises(StoreError):  # the fourth record would end past the limit
+            append(b, s, T0 + 3000, size=200_000)
+        assert path.stat().st_size == size_before  # the partial record is cut off
+        with pytest.raises(StoreError):  # a first record larger than any file may be
+            append(b, fresh, T0, size=fsize.limit + 1)
+        assert_no_litter(b, [s, fresh])  # its new file and directory are gone
+        assert len(frag_files(data_dir)) == 1
+        fsize.restore()
+        for stream in (s, fresh):
+            rec, data = append(b, stream, T0 + 5000, size=200_000)
+            acked[rec.fragment_number] = (stream, data)
+        assert_no_litter(b, [s, fresh])
+        assert_readable(b, acked)
+    finally:
+        b.close()
+    with EmbeddedBackend(data_dir, reserve_bytes=0) as b:
+        assert_readable(b, {n: (b.get_stream(name=s.name), d) for n, (s, d) in acked.items()})
+
+
+def test_reaper_goes_on_when_one_stream_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = tmp_path / "data"
+    with EmbeddedBackend(data_dir) as b:
+        streams = [create(b, name, retention=1) for name in ("a", "b", "c")]
+        for i in range(3):
+            for s in streams:
+                append(b, s, T0 + i * 1000)
+        broken = data_dir / "streams" / "2"  # stream "b": its directory is not one any more
+        assert {p.parent.name for p in frag_files(data_dir)} == {"1", "2", "3"}
+        broken.rename(tmp_path / "b-files")
+        broken.write_bytes(b"")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="callstream.store.embedded"):
+            freed = b.reap(T0 + 2 * HOUR)
+        assert freed > 0
+        assert b.fragments(streams[0]) == [] and b.fragments(streams[2]) == []
+        assert frag_files(data_dir) == []  # a's and c's files are gone
+        lines = [r for r in caplog.records if "retention reaper" in r.getMessage()]
+        assert len(lines) == 1 and "stream b" in lines[0].getMessage()
+        assert lines[0].exc_info is None  # one line, not a traceback
+        broken.unlink()
+        (tmp_path / "b-files").rename(broken)
+    with EmbeddedBackend(data_dir) as b:  # the next open drops b's unindexed files
+        assert frag_files(data_dir) == []
+        assert all(b.fragments(b.get_stream(name=n)) == [] for n in ("a", "b", "c"))
+
+
+def test_delete_on_a_disk_that_stays_full_raises_storage_full(
+    tmp_path: Path, fsize: FileSizeLimit
+) -> None:
+    """Deterministic (no mount): the WAL cannot grow by a frame, so no deletion can
+    commit, not even with the reserve released. DeleteStream then fails with StorageFull
+    (a clear InternalFailure, not a raw SQLite error), the stream and its fragments stay
+    intact, and the delete works once the disk has room again."""
+    data_dir = tmp_path / "data"
+    b = EmbeddedBackend(data_dir, reserve_bytes=64 * 1024)
+    try:
+        s = create(b, "s")
+        acked = {}
+        for i in range(3):
+            rec, data = append(b, s, T0 + i * 1000)
+            acked[rec.fragment_number] = (s, data)
+        wal = data_dir / "index.sqlite3-wal"
+        fsize.limit = wal.stat().st_size + 100  # the next WAL frame is written short
+        fsize.lower()
+        with pytest.raises(StorageFull) as info:
+            b.delete_stream(s.arn, None)
+        fsize.restore()
+        assert info.value.code == "InternalFailure" and "is full" in info.value.message
+        assert not (data_dir / "reserve").exists()  # released for the retry
+        assert b.get_stream(name="s") == s
+        assert_readable(b, acked)
+        assert_no_litter(b, [s])
+        b.delete_stream(s.arn, None)
+        assert frag_files(data_dir) == []
+        assert (data_dir / "reserve").stat().st_size == 64 * 1024  # allocated again
+    finally:
+        b.close()
