@@ -55,6 +55,15 @@ class TagsLimitExceeded(StoreError):
     code = "TagsPerResourceExceededLimitException"
 
 
+class StorageFull(StoreError):
+    """The store's file system is full: nothing new can be written until space is freed
+    (by the retention reaper, DeleteStream, or the operator). A server-side condition that
+    passes, so the API answers it like KVS answers its own failures: 500 InternalFailure,
+    which SDKs retry, with a message that says what is wrong."""
+
+    code = "InternalFailure"
+
+
 class IntegrityError(StoreError):
     """Stored bytes failed authentication (tampering or corruption)."""
 

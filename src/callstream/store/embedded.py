@@ -5,6 +5,7 @@ Data directory layout::
     <data_dir>/LOCK                        flock'ed while a store has the directory open
     <data_dir>/index.sqlite3 (+ -wal, -shm) streams and the fragment index (WAL, synchronous=FULL)
     <data_dir>/keys.json                   master keys (default keyring location, mode 0600)
+    <data_dir>/reserve                     space held back for deletions on a full disk
     <data_dir>/streams/<stream-id>/<file-no>.frag   append-only sealed fragment records
 
 ``<stream-id>`` is the stream's never-reused SQLite row id, ``<file-no>`` an 8-digit
@@ -24,6 +25,16 @@ when the file is new), inserts the index row and commits (an fsync of the WAL) b
 returns. Opening the store truncates any bytes after the last indexed record of each file
 and deletes unindexed files, so a record half-written by a crash is never served.
 
+Deleting (retention, DeleteStream) always commits the index change first and unlinks files
+after it: a crash in between leaves files without index rows, which the next open deletes;
+the other order would leave index rows pointing at missing files. On a full disk SQLite
+still needs room for the WAL frames of a DELETE, so the store keeps ``reserve`` (a few MiB,
+allocated, not sparse) and releases it when a deletion finds the disk full; deletions go in
+chunks of about ``_DELETE_CHUNK_ROWS`` rows, so that one chunk's WAL fits in the reserve and
+the files it frees make room for the next. The reserve is allocated again once space is
+free. A failed append leaves nothing behind: a file or directory it created is removed,
+a partial record at the end of a file is cut off.
+
 Streams with ``data_retention_hours == 0`` are never written to disk: their fragments live
 in an in-memory buffer holding the last 5 minutes (at most 200 MB), like KVS's host buffer.
 """
@@ -32,7 +43,9 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import fcntl
+import functools
 import itertools
 import json
 import logging
@@ -49,11 +62,11 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from callstream.store.base import (
     FragmentAppend,
@@ -62,6 +75,7 @@ from callstream.store.base import (
     FragmentRecord,
     IntegrityError,
     InvalidArgument,
+    StorageFull,
     StoreError,
     StreamInUse,
     StreamLimitExceeded,
@@ -81,6 +95,7 @@ from callstream.store.numbers import FRAGMENT_NUMBER_DIGITS, parse_fragment_numb
 
 __all__ = [
     "DEFAULT_FILE_SIZE_LIMIT",
+    "DEFAULT_RESERVE_BYTES",
     "MAX_RETENTION_HOURS",
     "MAX_TAGS",
     "MEMORY_BUFFER_BYTES",
@@ -105,6 +120,8 @@ MAX_TAGS = 50
 """Tags per stream (KVS limit)."""
 MAX_RETENTION_HOURS = 87600
 """Largest DataRetentionInHours KVS accepts."""
+DEFAULT_RESERVE_BYTES = 4 * 1024 * 1024
+"""Space kept in ``<data_dir>/reserve`` so that deletions can commit on a full disk."""
 
 RECORD_MAGIC = b"CSR1"
 """First bytes of every record in a ``.frag`` file."""
@@ -120,6 +137,13 @@ _SEQ_BLOCK = 1024  # sequence numbers reserved per persisted high-water mark
 _SCHEMA_VERSION = "1"
 _FILE_SUFFIX = ".frag"
 _HOUR_MS = 3_600_000
+_INT64_MAX = (1 << 63) - 1  # SQLite INTEGER
+_SQLITE_FULL = 13
+_SQLITE_IOERR_WRITE = 778  # also what SQLite makes of EDQUOT and EFBIG
+_DELETE_CHUNK_ROWS = 2000  # index rows deleted per transaction (WAL: well under 1 MiB)
+_RESERVE_NAME = "reserve"
+
+_T = TypeVar("_T")
 
 _STREAM_NAME_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,256}")
 _DEVICE_NAME_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
@@ -311,6 +335,110 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def _is_full(exc: BaseException) -> bool:
+    """``exc`` says the file system (or the database's size limit) is full."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == _SQLITE_FULL
+    return False
+
+
+def _write_refused(exc: BaseException) -> bool:
+    """``exc`` may mean there is no room to write: :func:`_is_full`, or a write error
+    that SQLite reports without the errno (a quota or file size limit gives these)."""
+    if _is_full(exc):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno == errno.EFBIG
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_IOERR_WRITE
+    )
+
+
+def _check_fragment_fields(item: FragmentAppend) -> None:
+    """:class:`InvalidArgument` unless every number of ``item`` is an int the index can
+    hold (0 .. 2**63 - 1): a value SQLite cannot bind must never reach a group commit."""
+    fields = (
+        ("server_timestamp_ms", item.server_timestamp_ms),
+        ("producer_timestamp_ms", item.producer_timestamp_ms),
+        ("duration_ms", item.duration_ms),
+        ("cluster_timecode", item.cluster_timecode),
+        ("size", 0 if item.size is None else item.size),
+    )
+    for name, value in fields:
+        if type(value) is not int or not 0 <= value <= _INT64_MAX:
+            raise InvalidArgument(
+                f"fragment {item.fragment_number}: {name} must be an integer in "
+                f"0..{_INT64_MAX}, not {value!r}"
+            )
+
+
+def _file_chunks(counts: Sequence[tuple[int, int]], rows: int) -> list[tuple[int, int]]:
+    """Split ``(file_no, row count)`` pairs (ascending file_no) into ``(first, last)``
+    file ranges of about ``rows`` rows each (a file's rows are never split)."""
+    chunks: list[tuple[int, int]] = []
+    first: int | None = None
+    total = 0
+    for file_no, n in counts:
+        if first is None:
+            first = file_no
+        total += n
+        if total >= rows:
+            chunks.append((first, file_no))
+            first, total = None, 0
+    if first is not None:
+        chunks.append((first, counts[-1][0]))
+    return chunks
+
+
+def _expire_rows(
+    stream_id: int,
+    where: str,
+    params: tuple[int, ...],
+    first: int,
+    last: int,
+    conn: sqlite3.Connection,
+) -> tuple[int, set[int]]:
+    """Delete the index rows ``where`` of files ``first .. last`` of a stream (in the
+    caller's transaction); returns the highest sequence deleted and the files among
+    ``first .. last`` that still have rows."""
+    chunk = f"{where} AND file_no BETWEEN ? AND ?"
+    chunk_params = (*params, first, last)
+    (max_seq,) = conn.execute(
+        f"SELECT MAX(seq) FROM fragments WHERE {chunk}", chunk_params
+    ).fetchone()
+    conn.execute(f"DELETE FROM fragments WHERE {chunk}", chunk_params)
+    # Remember the highest expired sequence so it is never issued again.
+    conn.execute(
+        "UPDATE streams SET seq_reserved = MAX(seq_reserved, ?) WHERE id = ?",
+        (max_seq or 0, stream_id),
+    )
+    live = conn.execute(
+        "SELECT DISTINCT file_no FROM fragments WHERE stream_id = ? AND file_no BETWEEN ? AND ?",
+        (stream_id, first, last),
+    )
+    return max_seq or 0, {r[0] for r in live}
+
+
+def _allocate(path: Path, size: int) -> None:
+    """Create ``path`` with ``size`` bytes really allocated (not a sparse file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | _O_CLOEXEC, 0o600)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, size)
+        else:  # pragma: no cover - macOS
+            os.ftruncate(fd, 0)
+            zeros = bytes(min(size, 1 << 20))
+            left = size
+            while left > 0:
+                _write_all(fd, zeros[:left])
+                left -= len(zeros)
+    finally:
+        os.close(fd)
+
+
 # --- in-memory state ---------------------------------------------------------------------
 
 
@@ -442,6 +570,8 @@ class EmbeddedBackend:
 
     ``keyring`` defaults to ``<data_dir>/keys.json``; keep it elsewhere (and backed up) if
     the data directory's storage is what encryption at rest should protect against.
+    ``reserve_bytes`` is the space held back so that deletions can commit on a full disk
+    (0: none).
     """
 
     def __init__(
@@ -456,6 +586,7 @@ class EmbeddedBackend:
         memory_buffer_ms: int = MEMORY_BUFFER_MS,
         memory_buffer_bytes: int = MEMORY_BUFFER_BYTES,
         max_open_files: int | None = None,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.region = region
@@ -469,6 +600,11 @@ class EmbeddedBackend:
         )
         self._streams_dir = self.data_dir / "streams"
         self._db_path = self.data_dir / "index.sqlite3"
+        self.reserve_bytes = max(0, reserve_bytes)
+        self._reserve_path = self.data_dir / _RESERVE_NAME
+        self._reserve_lock = threading.Lock()
+        self._reserve_missing = True  # re-checked by _ensure_reserve
+        self._reserve_warned = False  # one warning per time the reserve cannot be had
         self.keyring = keyring if keyring is not None else Keyring(self.data_dir / "keys.json")
 
         # Lock order: writer.lock -> _commit_cv -> _seq_lock -> _db_lock -> _lock.
@@ -512,6 +648,7 @@ class EmbeddedBackend:
         except BaseException:
             os.close(self._lock_fd)
             raise
+        self._ensure_reserve()
 
     # --- plumbing ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -564,6 +701,74 @@ class EmbeddedBackend:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed")
+
+    def _ensure_reserve(self) -> None:
+        """Allocate the reserve if it is missing (best effort: on a full disk it waits for
+        the next deletion that frees space)."""
+        if not self._reserve_missing:
+            return
+        with self._reserve_lock:
+            if not self._reserve_missing:
+                return
+            if self.reserve_bytes == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    self._reserve_path.unlink()
+                self._reserve_missing = False
+                return
+            try:
+                if self._reserve_path.stat().st_blocks * 512 >= self.reserve_bytes:
+                    self._reserve_missing = False
+                    return
+            except FileNotFoundError:
+                pass
+            try:
+                _allocate(self._reserve_path, self.reserve_bytes)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    self._reserve_path.unlink()
+                if not self._reserve_warned:
+                    self._reserve_warned = True
+                    log.warning(
+                        "cannot allocate the %d-byte reserve (will retry after deletions): %s",
+                        self.reserve_bytes,
+                        exc,
+                    )
+                return
+            self._reserve_missing = False
+            self._reserve_warned = False
+
+    def _release_reserve(self) -> bool:
+        """Free the reserve for a deletion that found the disk full; False if there is
+        none to free."""
+        with self._reserve_lock:
+            try:
+                size = self._reserve_path.stat().st_size
+                self._reserve_path.unlink()
+            except FileNotFoundError:
+                size = 0
+            self._reserve_missing = True
+        if size:
+            log.warning("disk full: released the %d-byte reserve so deletions can commit", size)
+        return size > 0
+
+    def _freeing_txn(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` (which only removes data) in a write transaction; caller holds
+        ``_db_lock``. A transaction needs free space for its WAL frames even when it
+        deletes: if the disk is full (or refuses the write), release the reserve and try
+        once more, then give up with :class:`StorageFull`."""
+        for attempt in range(2):
+            try:
+                with self._txn() as conn:
+                    return work(conn)
+            except (sqlite3.Error, OSError) as exc:
+                if not _write_refused(exc):
+                    raise
+                if attempt == 1 or not self._release_reserve():
+                    raise StorageFull(
+                        f"cannot delete data: the disk of {self.data_dir} is full or refuses "
+                        f"writes ({exc}); free space on it and retry"
+                    ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _load(self) -> None:
         rows = self._conn.execute(
@@ -851,38 +1056,67 @@ class EmbeddedBackend:
 
     def delete_stream(self, arn: str, current_version: str | None) -> None:
         """Delete the stream, its index rows and its files (space is freed at once).
-        ``current_version=None`` skips the version check."""
+        ``current_version=None`` skips the version check.
+
+        Works on a full disk (see the module docstring): a stream with many fragments is
+        deleted in chunks, oldest files first, each chunk's index rows committed before its
+        files are unlinked; the stream row goes with the last chunk. If even that cannot
+        commit, :class:`StorageFull` is raised and the stream remains, without the chunks
+        already deleted."""
         with self._lock:
             self._check_open()
             st = self._by_arn.get(arn)
         if st is None:
             raise StreamNotFound("The requested stream is not found or not active.")
         writer = self._writer(st.id)
-        with writer.lock, self._db_lock:
-            self._check_open()
-            if st.id not in self._by_id:
-                raise StreamNotFound("The requested stream is not found or not active.")
-            if current_version is not None and st.record.version != current_version:
-                raise VersionMismatch(f"stream version is not {current_version}")
-            with self._txn() as conn:
-                conn.execute("DELETE FROM fragments WHERE stream_id = ?", (st.id,))
-                conn.execute("DELETE FROM streams WHERE id = ?", (st.id,))
-            writer.deleted = True
-            writer.close_file()
-            with self._lock:
-                del self._by_id[st.id]
-                del self._by_name[st.record.name]
-                del self._by_arn[st.record.arn]
-                self._names.pop(bisect.bisect_left(self._names, st.record.name))
-                self._writers.pop(st.id, None)
-                self._open_files.pop(st.id, None)
-                self._mem.pop(st.id, None)
-                self._seq.pop(st.id, None)
-                self._ciphers.pop(st.id, None)
-        stream_dir = self._stream_dir(st.id)
+        with writer.lock:
+            with self._db_lock:
+                self._check_open()
+                if st.id not in self._by_id:
+                    raise StreamNotFound("The requested stream is not found or not active.")
+                if current_version is not None and st.record.version != current_version:
+                    raise VersionMismatch(f"stream version is not {current_version}")
+            counts: list[tuple[int, int]] = list(
+                self._reader().execute(
+                    "SELECT file_no, COUNT(*) FROM fragments WHERE stream_id = ? "
+                    "GROUP BY file_no ORDER BY file_no",
+                    (st.id,),
+                )
+            )
+            stream_dir = self._stream_dir(st.id)
+            for first, last in _file_chunks(counts, _DELETE_CHUNK_ROWS)[:-1]:
+                drop = functools.partial(
+                    _expire_rows, st.id, "stream_id = ?", (st.id,), first, last
+                )
+                with self._db_lock:
+                    self._check_open()
+                    self._freeing_txn(drop)
+                dead = [f for f, _ in counts if first <= f <= last and f not in writer.unindexed]
+                self._unlink_files(stream_dir, writer, dead)
+            with self._db_lock:
+                self._check_open()
+
+                def drop_all(conn: sqlite3.Connection) -> None:
+                    conn.execute("DELETE FROM fragments WHERE stream_id = ?", (st.id,))
+                    conn.execute("DELETE FROM streams WHERE id = ?", (st.id,))
+
+                self._freeing_txn(drop_all)
+                writer.deleted = True
+                writer.close_file()
+                with self._lock:
+                    del self._by_id[st.id]
+                    del self._by_name[st.record.name]
+                    del self._by_arn[st.record.arn]
+                    self._names.pop(bisect.bisect_left(self._names, st.record.name))
+                    self._writers.pop(st.id, None)
+                    self._open_files.pop(st.id, None)
+                    self._mem.pop(st.id, None)
+                    self._seq.pop(st.id, None)
+                    self._ciphers.pop(st.id, None)
         if stream_dir.exists():
             shutil.rmtree(stream_dir, ignore_errors=True)
             _sync_dir(self._streams_dir)
+        self._ensure_reserve()
 
     # --- fragments ---------------------------------------------------------------------
     def append_fragment(
@@ -922,13 +1156,15 @@ class EmbeddedBackend:
     ) -> list[FragmentRecord | StoreError]:
         """Many appends, made durable together: each record is written and fsynced to its
         stream's file, then every index row goes in one group commit. A fragment whose
-        write or index row fails gets its error; the others are stored."""
+        write or index row fails gets its error (:class:`InvalidArgument` for a number
+        the index cannot hold, :class:`StorageFull` on a full disk); the others are stored."""
         self._check_open()
         results: list[FragmentRecord | StoreError] = []
         rows: list[tuple[int, tuple[object, ...]]] = []  # result slot, index row
         for item in items:
             try:
                 seq, _, _ = parse_fragment_number(item.fragment_number)
+                _check_fragment_fields(item)
                 st = self._resolve(item.stream)
                 nbytes = _fragment_data_size(item.data)
                 record = FragmentRecord(
@@ -958,7 +1194,8 @@ class EmbeddedBackend:
                 continue
             except Exception as err:  # e.g. EMFILE or ENOSPC opening a file: this item only
                 log.warning("cannot store fragment %s: %s", item.fragment_number, err)
-                results.append(StoreError(f"cannot persist fragment: {err}"))
+                error_type = StorageFull if _is_full(err) else StoreError
+                results.append(error_type(f"cannot persist fragment: {err}"))
                 continue
             results.append(record)
         errors: list[BaseException | None] = [StoreError("not indexed")] * len(rows)
@@ -978,6 +1215,10 @@ class EmbeddedBackend:
                 elif isinstance(error, sqlite3.IntegrityError):
                     number = results[slot].fragment_number  # type: ignore[union-attr]
                     results[slot] = InvalidArgument(f"duplicate fragment number {number}")
+                elif isinstance(error, OverflowError | sqlite3.InterfaceError):
+                    results[slot] = InvalidArgument(f"fragment field out of range: {error}")
+                elif _is_full(error):
+                    results[slot] = StorageFull(f"cannot index fragment, disk full: {error}")
                 else:
                     results[slot] = StoreError(f"cannot index fragment: {error}")
         return results
@@ -1017,7 +1258,11 @@ class EmbeddedBackend:
                 if writer.size > 0:
                     self._reopen_file(st.id, writer)
                 if writer.fd is None:
-                    self._open_new_file(st.id, writer)
+                    try:
+                        self._open_new_file(st.id, writer)
+                    except OSError as exc:
+                        error_type = StorageFull if _is_full(exc) else StoreError
+                        raise error_type(f"cannot create a fragment file: {exc}") from exc
                 self._note_open(st.id, writer)
             else:
                 with self._lock:
@@ -1030,11 +1275,13 @@ class EmbeddedBackend:
                 _write_all(fd, blob)
                 _sync_fd(fd)
             except OSError as exc:
-                # The tail is unindexed (recovery truncates it); never append after it.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, offset)
+                # Cut the partial record off (or remove the file if it held nothing else);
+                # if even that fails the tail stays unindexed, and the next open cuts it.
+                # Never append after it.
+                self._cut_tail(st.id, writer, offset)
                 writer.close_file()
-                raise StoreError(f"cannot persist fragment: {exc}") from exc
+                error_type = StorageFull if _is_full(exc) else StoreError
+                raise error_type(f"cannot persist fragment: {exc}") from exc
             if offset == 0:
                 writer.first_ts = record.server_timestamp_ms
             writer.size = offset + len(blob)
@@ -1066,15 +1313,11 @@ class EmbeddedBackend:
         with writer.lock:
             if (
                 failed
-                and writer.fd is not None
+                and not writer.deleted
                 and writer.file_no == file_no
                 and writer.size == offset + length
             ):
-                try:
-                    os.ftruncate(writer.fd, offset)
-                    writer.size = offset
-                except OSError:
-                    writer.close_file()
+                self._cut_tail(stream_id, writer, offset)
             left = writer.unindexed.get(file_no, 0) - 1
             if left > 0:
                 writer.unindexed[file_no] = left
@@ -1112,6 +1355,10 @@ class EmbeddedBackend:
         return [slot.error for slot in slots]
 
     def _commit_batch(self, batch: list[_IndexSlot]) -> None:
+        """Insert the batch's rows in one transaction. A row that fails (a constraint, a
+        value SQLite cannot bind, any error of its own statement) gets its error and the
+        others are committed; only an error that ends the transaction (SQLite rolled it
+        back, COMMIT failed, the store closed) fails every row."""
         try:
             with self._db_lock:
                 self._check_open()
@@ -1119,8 +1366,10 @@ class EmbeddedBackend:
                     for slot in batch:
                         try:
                             conn.execute(_INSERT_FRAGMENT, slot.row)
-                        except sqlite3.IntegrityError as exc:  # only this statement is undone
-                            slot.error = exc
+                        except Exception as exc:
+                            if not conn.in_transaction:  # SQLite rolled everything back
+                                raise
+                            slot.error = exc  # only this statement was undone
         except BaseException as exc:
             for slot in batch:
                 if slot.error is None:
@@ -1163,10 +1412,16 @@ class EmbeddedBackend:
                     del self._open_files[sid]
 
     def _open_new_file(self, stream_id: int, writer: _Writer) -> None:
+        """Create the stream's next file (and its directory); on failure nothing created
+        is left behind."""
         stream_dir = self._stream_dir(stream_id)
         if not stream_dir.is_dir():
             stream_dir.mkdir(mode=0o700, exist_ok=True)
-            _sync_dir(self._streams_dir)
+            try:
+                _sync_dir(self._streams_dir)
+            except OSError:
+                self._remove_empty_dir(stream_dir)
+                raise
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _O_CLOEXEC
         while True:
             file_no = writer.next_file_no
@@ -1175,11 +1430,55 @@ class EmbeddedBackend:
                 fd = os.open(stream_dir / _file_name(file_no), flags, 0o600)
             except FileExistsError:
                 continue
+            except OSError:
+                self._remove_empty_dir(stream_dir)
+                raise
             break
-        _sync_dir(stream_dir)
         writer.fd = fd
         writer.file_no = file_no
         writer.size = 0
+        try:
+            _sync_dir(stream_dir)
+        except OSError:
+            self._cut_tail(stream_id, writer, 0)
+            writer.close_file()
+            raise
+
+    def _remove_empty_dir(self, stream_dir: Path) -> None:
+        """Remove a stream directory that holds no file (best effort)."""
+        try:
+            stream_dir.rmdir()
+        except OSError:  # not empty, or already gone
+            return
+        with contextlib.suppress(OSError):
+            _sync_dir(self._streams_dir)
+
+    def _cut_tail(self, stream_id: int, writer: _Writer, offset: int) -> None:
+        """Cut the writer's current file back to ``offset`` bytes, where a record that
+        was not indexed starts; caller holds ``writer.lock``. A file left empty is
+        removed (with its directory, if that is empty too): nothing of a failed append
+        stays on disk. On error the file is closed as it is (the next open cuts it)."""
+        path = self._stream_dir(stream_id) / _file_name(writer.file_no)
+        try:
+            if offset == 0:
+                writer.suspend()
+                path.unlink()
+                _sync_dir(path.parent)
+                writer.close_file()
+                self._remove_empty_dir(path.parent)
+                return
+            if writer.fd is not None:
+                os.ftruncate(writer.fd, offset)
+            else:
+                fd = os.open(path, os.O_WRONLY | _O_CLOEXEC)
+                try:
+                    os.ftruncate(fd, offset)
+                finally:
+                    os.close(fd)
+            writer.size = offset
+        except OSError as exc:
+            log.warning("cannot cut %s back to %d bytes: %s", path, offset, exc)
+            writer.close_file()
 
     def _observe_seq(self, stream_id: int, seq: int, *, persist: bool) -> None:
         """Raise the stream's sequence counter to ``seq``; for streams without an index
@@ -1196,10 +1495,15 @@ class EmbeddedBackend:
         # caller holds _seq_lock
         with self._db_lock:
             self._check_open()
-            with self._txn() as conn:
-                conn.execute(
-                    "UPDATE streams SET seq_reserved = ? WHERE id = ?", (reserved, stream_id)
-                )
+            try:
+                with self._txn() as conn:
+                    conn.execute(
+                        "UPDATE streams SET seq_reserved = ? WHERE id = ?", (reserved, stream_id)
+                    )
+            except sqlite3.Error as exc:
+                if _is_full(exc):
+                    raise StorageFull(f"cannot reserve fragment sequences: {exc}") from exc
+                raise
         state.reserved = reserved
 
     def fragments(
@@ -1363,7 +1667,10 @@ class EmbeddedBackend:
         """Expire fragments whose server timestamp is older than ``now_ms`` minus their
         stream's retention (retention-0 streams: the memory window). Index rows go at once;
         a file is deleted once none of its records is left. Returns the bytes freed (file
-        sizes unlinked plus memory-buffer bytes dropped)."""
+        sizes unlinked plus memory-buffer bytes dropped).
+
+        Works on a full disk (see the module docstring). A stream that cannot be reaped
+        (its failure is logged, one line) does not keep the others from being reaped."""
         self._check_open()
         freed = 0
         with self._lock:
@@ -1379,65 +1686,67 @@ class EmbeddedBackend:
             # Retention 0 means nothing persists: any disk rows left from a former
             # retention go entirely.
             cutoff = now_ms - retention * _HOUR_MS if retention > 0 else None
-            freed += self._reap_stream(st, cutoff)
+            try:
+                freed += self._reap_stream(st, cutoff)
+            except Exception as exc:
+                self._check_open()  # closing: stop here, not once per stream
+                log.warning("retention reaper: stream %s: %s", st.record.name, exc)
+        self._ensure_reserve()
         return freed
 
     def _reap_stream(self, st: _Stream, cutoff: int | None) -> int:
         where = "stream_id = ?" + (" AND server_ts < ?" if cutoff is not None else "")
         params: tuple[int, ...] = (st.id, cutoff) if cutoff is not None else (st.id,)
-        if self._query_one(f"SELECT 1 FROM fragments WHERE {where} LIMIT 1", params) is None:
+        counts: list[tuple[int, int]] = list(
+            self._reader().execute(
+                f"SELECT file_no, COUNT(*) FROM fragments WHERE {where} "
+                "GROUP BY file_no ORDER BY file_no",
+                params,
+            )
+        )
+        if not counts:
             return 0
         try:
             writer = self._writer(st.id)
         except StreamNotFound:
             return 0
         freed = 0
+        stream_dir = self._stream_dir(st.id)
         with writer.lock:
-            if writer.deleted:
-                return 0
-            with self._db_lock:
-                self._check_open()
-                with self._txn() as conn:
-                    files = [
-                        r[0]
-                        for r in conn.execute(
-                            f"SELECT DISTINCT file_no FROM fragments WHERE {where}", params
-                        )
-                    ]
-                    (max_seq,) = conn.execute(
-                        f"SELECT MAX(seq) FROM fragments WHERE {where}", params
-                    ).fetchone()
-                    conn.execute(f"DELETE FROM fragments WHERE {where}", params)
-                    # Remember the highest expired sequence so it is never issued again.
-                    conn.execute(
-                        "UPDATE streams SET seq_reserved = MAX(seq_reserved, ?) WHERE id = ?",
-                        (max_seq or 0, st.id),
-                    )
-                    live = {
-                        r[0]
-                        for r in conn.execute(
-                            "SELECT DISTINCT file_no FROM fragments WHERE stream_id = ? "
-                            f"AND file_no IN ({','.join('?' * len(files))})",
-                            (st.id, *files),
-                        )
-                    }
-            with self._seq_lock:
-                state = self._seq.get(st.id)
-                if state is not None:
-                    state.reserved = max(state.reserved, max_seq or 0)
-            stream_dir = self._stream_dir(st.id)
-            dead = [f for f in files if f not in live and f not in writer.unindexed]
-            for file_no in dead:
-                if writer.size > 0 and writer.file_no == file_no:
-                    writer.close_file()
-                path = stream_dir / _file_name(file_no)
-                try:
-                    freed += path.stat().st_size
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
-            if dead:
-                _sync_dir(stream_dir)
+            for first, last in _file_chunks(counts, _DELETE_CHUNK_ROWS):
+                if writer.deleted:
+                    return freed
+                expire = functools.partial(_expire_rows, st.id, where, params, first, last)
+                with self._db_lock:
+                    self._check_open()
+                    max_seq, live = self._freeing_txn(expire)
+                with self._seq_lock:
+                    state = self._seq.get(st.id)
+                    if state is not None:
+                        state.reserved = max(state.reserved, max_seq)
+                dead = [
+                    f
+                    for f, _ in counts
+                    if first <= f <= last and f not in live and f not in writer.unindexed
+                ]
+                freed += self._unlink_files(stream_dir, writer, dead)
+        return freed
+
+    def _unlink_files(self, stream_dir: Path, writer: _Writer, file_nos: list[int]) -> int:
+        """Unlink files whose index rows are committed as gone; caller holds
+        ``writer.lock``. Returns the bytes freed."""
+        freed = 0
+        for file_no in file_nos:
+            if writer.file_no == file_no:
+                writer.close_file()
+            path = stream_dir / _file_name(file_no)
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        if file_nos:
+            _sync_dir(stream_dir)
         return freed
 
     # --- lifecycle ---------------------------------------------------------------------

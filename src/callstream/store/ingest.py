@@ -17,6 +17,18 @@ Byte layout kept for GetMedia (kvs-wire §2.4, §2.6):
 
 Validation follows the PutMedia error table; a rejected fragment is dropped with an
 ERROR event and never touches what is stored. Malformed MKV is fatal for the connection.
+
+Time range. The store keeps times as signed 64-bit integers, and MKV consumers (the KVS
+parser library's ``long``, ffmpeg's ``int64_t``) hold a timestamp in nanoseconds: a
+fragment is accepted only if its producer timestamp (Cluster Timecode x TimecodeScale,
+plus the start timestamp for RELATIVE timecodes) and the time of each of its frames lie
+in ``0 .. 2**63 - 1`` ns (up to the year 2262); :data:`MAX_TIMESTAMP_NS`. A fragment
+outside it is refused with ``INVALID_PRODUCER_TIMESTAMP`` (4007): KVS documents 4007 as
+"Invalid producer timestamp" and returns it for producer clocks far in the future, which
+is what such a value is; ``INVALID_MKV_DATA`` (4006) would be wrong, the MKV parses. The
+error is for that fragment only, not fatal, as KVS's other per-fragment timestamp error
+(4004, FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS) is: the producer's next Cluster may carry a
+valid timecode, and the refused one never becomes "the previous fragment".
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from callstream.mkv.kvs import AWS_TAG_PREFIX
 from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start
 
 __all__ = [
+    "MAX_TIMESTAMP_NS",
     "ClusterBytes",
     "FragmentOpened",
     "FragmentReady",
@@ -38,6 +51,9 @@ __all__ = [
     "IngestLimits",
     "IngestSession",
 ]
+
+MAX_TIMESTAMP_NS = (1 << 63) - 1
+"""Latest producer time (epoch ns) of a fragment or frame that ingest accepts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,8 +447,17 @@ class IngestSession:
             return
         c.timecode = timecode
         c.opened = True
-        tc_ms = timecode * self._scale // 1_000_000
-        producer_ms = self.producer_start_ms + tc_ms if self.relative else tc_ms
+        start_ns = timecode * self._scale + self._offset_ns
+        if not 0 <= start_ns <= MAX_TIMESTAMP_NS:
+            self._reject(
+                c,
+                "INVALID_PRODUCER_TIMESTAMP",
+                f"producer timestamp {start_ns // 1_000_000} ms (Cluster Timecode {timecode} x "
+                f"TimecodeScale {self._scale} ns) is outside 0 .. {MAX_TIMESTAMP_NS} ns",
+                out,
+            )
+            return
+        producer_ms = start_ns // 1_000_000
         meta = c.metadata
         lim = self.limits
         if len(meta) > lim.max_metadata_items or any(
@@ -485,6 +510,14 @@ class IngestSession:
                     )
                     return
             if c.last_ns is None or ts > c.last_ns:
+                if ts > MAX_TIMESTAMP_NS:
+                    self._reject(
+                        c,
+                        "INVALID_PRODUCER_TIMESTAMP",
+                        f"frame timestamp {ts} ns is after {MAX_TIMESTAMP_NS} ns",
+                        out,
+                    )
+                    return
                 c.last_ns = ts
             if c.last_ns - c.first_ns >= max_ns + 1_000_000:
                 self._reject(
