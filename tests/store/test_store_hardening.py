@@ -792,3 +792,22 @@ def test_delete_on_a_disk_that_stays_full_raises_storage_full(
         assert (data_dir / "reserve").stat().st_size == 64 * 1024  # allocated again
     finally:
         b.close()
+
+
+def test_fragment_queries_take_any_integer_bounds(tmp_path: Path) -> None:
+    """Times beyond SQLite's integer (a fragment number encodes up to 2**64 ms) select
+    nothing instead of failing."""
+    from callstream.store.embedded import EmbeddedBackend
+
+    with EmbeddedBackend(tmp_path / "data") as backend:
+        stream = backend.create_stream(
+            "q",
+            device_name=None,
+            media_type=None,
+            kms_key_id=None,
+            data_retention_hours=1,
+            tags={},
+        )
+        for lo, hi in ((2**64, 2**64), (-(2**70), -(2**64)), (0, 2**80)):
+            assert backend.fragments(stream, start_ms=lo, end_ms=hi) == []
+            assert backend.fragments(stream, start_ms=lo, end_ms=hi, by="producer") == []

@@ -13,10 +13,12 @@ for every operation; atheris is used when installed.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import logging
 import random
+import shutil
 import socket
 import sys
 import tempfile
@@ -80,6 +82,9 @@ def _start() -> _Servers:
     for server in (signed, open_):
         _request(server.port, _signed_request(server.port, "/createStream", _create_body()))
     _servers = _Servers(signed, open_, errors)
+
+    # The servers run on daemon threads until the process ends; their data goes with it.
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     return _servers
 
 

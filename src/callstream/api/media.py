@@ -170,6 +170,9 @@ class _PutMedia:
                 frag.drop()
                 if isinstance(err, StreamNotFound):
                     code = "STREAM_NOT_ACTIVE"
+                elif isinstance(err, StoreError):  # a full disk, say: one line each
+                    log.warning("cannot store fragment %s: %s", frag.number, err.message)
+                    code = "INTERNAL_ERROR"
                 else:
                     log.exception("persisting fragment %s failed", frag.number)
                     code = "INTERNAL_ERROR"
@@ -211,6 +214,10 @@ class _PutMedia:
                     seq = self.state.backend.next_sequence(self.stream)
                 except StreamNotFound:  # deleted while we were ingesting
                     await self.acks.put(Ack.error("STREAM_NOT_ACTIVE", ev.timecode, None))
+                    return False
+                except StoreError as err:  # no fragment number (a full disk): end here
+                    log.warning("PutMedia to %s ends: %s", self.stream.arn, err.message)
+                    await self.acks.put(Ack.error("INTERNAL_ERROR", ev.timecode, None))
                     return False
                 number = make_fragment_number(seq, now)
                 pre = kvs_start_tags(number, now, ev.producer_timestamp_ms)
@@ -281,6 +288,11 @@ async def put_media(request: web.Request, state: ServerState) -> web.StreamRespo
         start_ms = parse_timestamp(
             h["x-amzn-producer-start-timestamp"], "x-amzn-producer-start-timestamp"
         )
+        if start_ms < 0:
+            raise KvsError(
+                "InvalidArgumentException",
+                "x-amzn-producer-start-timestamp must not be before 1970.",
+            )
     elif timecode_type == "RELATIVE":
         start_ms = _now_ms()
 

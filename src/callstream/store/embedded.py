@@ -1534,12 +1534,13 @@ class EmbeddedBackend:
         if after_number is not None:
             sql += " AND fragment_number > ?"
             params.append(after_number)
+        # Stored times lie in 0 .. 2**63-1 ms; bounds beyond SQLite's integer are clamped.
         if start_ms is not None:
             sql += f" AND {column} >= ?"
-            params.append(start_ms)
+            params.append(min(max(start_ms, -_INT64_MAX), _INT64_MAX))
         if end_ms is not None:
             sql += f" AND {column} <= ?"
-            params.append(end_ms)
+            params.append(min(max(end_ms, -_INT64_MAX), _INT64_MAX))
         sql += " ORDER BY fragment_number"
         if limit is not None:
             sql += " LIMIT ?"
