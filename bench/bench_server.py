@@ -65,7 +65,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from callstream.api.acks import AckParser
+from callstream.kvs.acks import AckParser
 from callstream.mkv import ID, writer
 from callstream.mkv.reader import Block, BlockRun, EbmlReader
 from make_payloads import connect_tags, producer_header

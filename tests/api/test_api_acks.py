@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callstream.api.acks import (
+from callstream.kvs.acks import (
     ACK_ERROR_IDS,
     ACK_ERRORS,
     MAX_ACK_BYTES,

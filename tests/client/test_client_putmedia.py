@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from botocore.credentials import Credentials
 
-from callstream.api.acks import Ack, EventType, serialize
+from callstream.kvs.acks import Ack, EventType, serialize
 from callstream.api.errors import KvsError
 from callstream.api.sigv4 import EMPTY_SHA256, verify_headers
 from callstream.client.producer import (

@@ -18,7 +18,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from callstream.api.acks import AckParser
+from callstream.kvs.acks import AckParser
 from callstream.mkv import FragmentReader
 from callstream.mkv import writer as w
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callstream.api.acks import ACK_ERROR_IDS
+from callstream.kvs.acks import ACK_ERROR_IDS
 from callstream.mkv import writer as w
 from callstream.store import (
     EmbeddedBackend,

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from callstream.api.acks import Ack, EventType, serialize
+from callstream.kvs.acks import Ack, EventType, serialize
 from callstream.api.app import (
     BODY_SHA256,
     Handler,

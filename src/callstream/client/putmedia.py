@@ -37,7 +37,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from callstream.api.acks import Ack, AckParser, EventType
+from callstream.kvs.acks import Ack, AckParser, EventType
 from callstream.client.aws import boto_client, default_region
 from callstream.mkv.ebml import ID, MkvError
 from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start

@@ -83,7 +83,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from callstream.api.acks import Ack, EventType
+from callstream.kvs.acks import Ack, EventType
 from callstream.client.producer import (
     AUDIO_FROM_CUSTOMER,
     AUDIO_TO_CUSTOMER,
