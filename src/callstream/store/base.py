@@ -1,8 +1,16 @@
 """The media store's backend contract.
 
-The API layer talks only to :class:`Backend`; the embedded backend (SQLite index plus
-append-only fragment files) implements it, and a distributed backend (NATS JetStream)
-can implement it later without touching the API layer.
+A backend is two things (:class:`StoreBackend`), each an async protocol a second
+implementation (NATS JetStream) can provide without the rest of callstream changing:
+
+* :class:`StreamCatalog` -- names, versions, tags, retention, keys, and the state
+  producers and readers of a stream share (the producer lease with the last frame's
+  timestamp, reader slots);
+* :class:`FragmentLog` -- fragment numbers, durable appends, reads by number, ranges by
+  number or time, and a subscription to what is appended after a number.
+
+The store service (:mod:`callstream.store.service`) is their only user. The synchronous
+:class:`Backend` is what the embedded backend is built from.
 
 Times are integer epoch milliseconds throughout the store; the API layer converts to
 the JSON seconds that KVS clients expect.
@@ -10,9 +18,9 @@ the JSON seconds that KVS clients expect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 class StoreError(Exception):
@@ -53,6 +61,13 @@ class StreamLimitExceeded(StoreError):
 
 class TagsLimitExceeded(StoreError):
     code = "TagsPerResourceExceededLimitException"
+
+
+class ReaderLimitExceeded(StoreError):
+    """A stream already has as many readers of a kind as it may (KVS: 3 GetMedia and 5
+    GetMediaForFragmentList connections)."""
+
+    code = "ConnectionLimitExceededException"
 
 
 class StorageFull(StoreError):
@@ -216,3 +231,154 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --- the async seam ------------------------------------------------------------------------
+
+ReaderKind = Literal["GET_MEDIA", "GET_MEDIA_FOR_FRAGMENT_LIST"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerLease:
+    """One producer's hold on a stream. A stream has one producer at a time and a newer
+    one wins (as on KVS): acquiring a lease ends the older one's claim, and the older
+    producer's :meth:`StreamCatalog.release_producer` then records nothing."""
+
+    stream_arn: str
+    token: int
+    """Increases with every acquisition of the stream's lease."""
+    last_timestamp_ns: int | None
+    """The last frame the stream's previous producer stored (ordering checks go on from
+    it: a new upload may not go back in time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderSlot:
+    """A reader's place among a stream's concurrent readers of one kind."""
+
+    stream_arn: str
+    kind: ReaderKind
+    token: int
+
+
+class StreamCatalog(Protocol):
+    """Streams, and the state their producers and readers share."""
+
+    async def create_stream(
+        self,
+        name: str,
+        *,
+        device_name: str | None,
+        media_type: str | None,
+        kms_key_id: str | None,
+        data_retention_hours: int,
+        tags: dict[str, str],
+    ) -> StreamRecord:
+        """A new ACTIVE stream; :class:`StreamInUse`, :class:`StreamLimitExceeded`,
+        :class:`TagsLimitExceeded` or :class:`InvalidArgument` as KVS answers."""
+        ...
+
+    async def get_stream(self, *, name: str | None = None, arn: str | None = None) -> StreamRecord:
+        """:class:`StreamNotFound` when absent (or when name and ARN disagree)."""
+        ...
+
+    async def list_streams(
+        self, *, prefix: str | None, after_name: str | None, limit: int
+    ) -> list[StreamRecord]:
+        """Streams ordered by name, names > ``after_name``, starting with ``prefix``."""
+        ...
+
+    async def update_stream(
+        self, arn: str, current_version: str, **changes: object
+    ) -> StreamRecord:
+        """Apply ``changes`` (device_name, media_type, data_retention_hours, tags) if the
+        version matches (:class:`VersionMismatch`); a new version is assigned."""
+        ...
+
+    async def delete_stream(self, arn: str, current_version: str | None) -> None:
+        """Delete the stream and free its fragments (``None`` skips the version check)."""
+        ...
+
+    async def acquire_producer(self, arn: str) -> ProducerLease:
+        """Take the stream's producer lease (from any older holder)."""
+        ...
+
+    async def release_producer(self, lease: ProducerLease, last_timestamp_ns: int | None) -> bool:
+        """Give the lease back, recording the last frame stored under it; False (and
+        nothing recorded) when a newer lease took the stream meanwhile."""
+        ...
+
+    async def acquire_reader(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
+        """A reader slot, or :class:`ReaderLimitExceeded` when ``limit`` are taken."""
+        ...
+
+    async def release_reader(self, slot: ReaderSlot) -> None:
+        """Give a reader slot back (idempotent)."""
+        ...
+
+
+class FragmentLog(Protocol):
+    """The fragments of every stream."""
+
+    async def allocate(self, stream: StreamRecord, server_timestamp_ms: int) -> str:
+        """The number of the stream's next fragment, which arrived at
+        ``server_timestamp_ms`` (numbers increase in ingestion order and are never
+        reused, also across restarts)."""
+        ...
+
+    async def append(self, items: Sequence[FragmentAppend]) -> list[FragmentRecord | StoreError]:
+        """Store fragments durably (of any streams, numbers from :meth:`allocate`); one
+        result per item, in order: its record once durable, or the error that kept it
+        from being stored (the others are stored regardless)."""
+        ...
+
+    async def read(self, stream: StreamRecord, fragment_number: str) -> FragmentData:
+        """One fragment's bytes; :class:`FragmentNotFound`, :class:`IntegrityError`."""
+        ...
+
+    async def range(
+        self,
+        stream: StreamRecord,
+        *,
+        after_number: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        by: Literal["server", "producer"] = "server",
+        limit: int | None = None,
+    ) -> list[FragmentRecord]:
+        """Fragments in number order: numbers > ``after_number``, start times within
+        ``[start_ms, end_ms]`` (inclusive), at most ``limit``."""
+        ...
+
+    async def last(self, stream: StreamRecord) -> FragmentRecord | None:
+        """The stream's newest fragment."""
+        ...
+
+    def subscribe(
+        self, stream: StreamRecord, after_number: str | None
+    ) -> AsyncIterator[FragmentRecord]:
+        """Every fragment of ``stream`` with a number > ``after_number``, stored ones
+        first, then each as it is appended; ends when the stream is deleted."""
+        ...
+
+    async def reap(self, now_ms: int) -> int:
+        """Delete fragments older than their stream's retention; returns bytes freed."""
+        ...
+
+
+class StoreBackend(Protocol):
+    """A backend: its catalog and fragment log, opened and closed together."""
+
+    @property
+    def catalog(self) -> StreamCatalog: ...
+
+    @property
+    def log(self) -> FragmentLog: ...
+
+    async def start(self) -> None:
+        """Start background work (writer threads, connections); call once, before use."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what is in flight and release everything (idempotent)."""
+        ...
