@@ -19,7 +19,6 @@ from typing import Any
 
 from aiohttp import web
 
-from callstream.kvs.acks import Ack, EventType, serialize
 from callstream.api.app import (
     BODY_SHA256,
     Handler,
@@ -29,6 +28,7 @@ from callstream.api.app import (
     start_streaming,
 )
 from callstream.api.errors import KvsError
+from callstream.kvs.acks import Ack, EventType, serialize
 from callstream.mkv.kvs import kvs_end_tags, kvs_start_tags, render_fragment
 from callstream.mkv.writer import segment_start
 from callstream.store.base import (

@@ -37,8 +37,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from callstream.kvs.acks import Ack, AckParser, EventType
 from callstream.client.aws import boto_client, default_region
+from callstream.kvs.acks import Ack, AckParser, EventType
 from callstream.mkv.ebml import ID, MkvError
 from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start
 

@@ -83,7 +83,6 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from callstream.kvs.acks import Ack, EventType
 from callstream.client.producer import (
     AUDIO_FROM_CUSTOMER,
     AUDIO_TO_CUSTOMER,
@@ -119,6 +118,7 @@ from callstream.flows.interpreter import FlowRun, Step
 from callstream.flows.loader import load_flow
 from callstream.flows.model import Flow
 from callstream.flows.registry import FlowRegistry
+from callstream.kvs.acks import Ack, EventType
 from callstream.media.resample import resample
 from callstream.media.wav import read_wav
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 __all__ = ["LiveFragment", "LiveHub", "LiveSink", "StreamLive"]
 
@@ -24,16 +23,44 @@ KEEP_AFTER_PERSIST = 4
 """Completed fragments kept in memory per stream after they were persisted."""
 
 
-class LiveSink(Protocol):
-    """A reader that takes a live fragment's Cluster chunks as the producer adds them."""
+class LiveSink:
+    """A reader that takes a live fragment's Cluster chunks as the producer adds them.
+
+    A subclass says how a chunk is delivered (:meth:`push`) and whether the reader can
+    take one now (:meth:`ready`); :meth:`ride` keeps it attached to a fragment until the
+    fragment ends or :meth:`push` refuses a chunk."""
+
+    def __init__(self) -> None:
+        self.sent = 0  # chunks of the fragment delivered so far
+        self._waiter: asyncio.Future[None] | None = None
+
+    def ready(self) -> bool:
+        """The reader can take a chunk now."""
+        raise NotImplementedError
 
     def push(self, data: bytes) -> bool:
-        """Deliver one chunk now; False detaches the sink (``data`` was not taken)."""
-        ...
+        """Deliver one chunk now (and count it in :attr:`sent`); False detaches the sink
+        (``data`` was not taken). Called from the producer's side."""
+        raise NotImplementedError
 
     def release(self) -> None:
-        """The fragment completed or was dropped: the sink is detached."""
-        ...
+        """Detached (the fragment ended, or backpressure): wake the reader."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def ride(self, frag: LiveFragment, sent: int) -> int:
+        """Stay attached to ``frag`` until it ends or the sink lets go; returns how many of
+        its chunks have been delivered."""
+        self.sent = sent
+        self._waiter = asyncio.get_running_loop().create_future()
+        frag.attach(self)
+        try:
+            await self._waiter
+        finally:
+            frag.detach(self)
+            self._waiter = None
+        return self.sent
 
 
 @dataclass(slots=True)
@@ -97,8 +124,9 @@ class StreamLive:
     fragments: dict[str, LiveFragment] = field(default_factory=dict)  # insertion = number order
     readers: int = 0  # GetMedia connections
     list_readers: int = 0  # GetMediaForFragmentList connections
-    producer: object | None = None  # the PutMedia connection that owns the stream
+    producer: object | None = None  # the upload that owns the stream
     last_timestamp_ns: int | None = None
+    deleted: bool = False  # the stream was deleted: readers end
     created: float = field(default_factory=time.monotonic)
     _waiters: set[asyncio.Future[None]] = field(default_factory=set)
 
@@ -174,6 +202,7 @@ class LiveHub:
         self._last_timestamp_ns.pop(arn, None)
         live = self._streams.pop(arn, None)
         if live is not None:
+            live.deleted = True
             for frag in live.fragments.values():
                 frag.drop()
             live.wake()

@@ -127,6 +127,13 @@ class UploadLifecycle:
             return []
         return self._flush() + self._end(EndReason.BODY_ENDED)
 
+    def stop(self) -> list[UploadEvent]:
+        """End at once, storing nothing more (the edge could not go on: a fragment that
+        cannot be numbered, say)."""
+        if self.state is UploadState.ENDED:
+            return []
+        return self._end(EndReason.FAILED)
+
     def tick(self, now: float) -> list[UploadEvent]:
         """Whatever is due at ``now``."""
         if self.state is UploadState.ENDED:
