@@ -108,6 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         body_timeout_s=args.body_timeout,
         max_client_connections=args.max_client_connections,
         memory_trim_interval_s=args.memory_interval,
+        store=args.store,
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
     serve(
@@ -729,6 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--account-id", default="123456789012")
+    p.add_argument(
+        "--store",
+        default="embedded",
+        help="store backend: embedded (SQLite + files in --data-dir; the default)",
+    )
     p.add_argument("--max-streams", type=int, default=10000)
     p.add_argument("--max-readers", type=int, default=3, help="GetMedia readers per stream")
     p.add_argument("--credentials-file", help="file of access keys (AWS INI or KEY:SECRET lines)")

@@ -23,10 +23,10 @@ from aiohttp import web
 
 from callstream.api.connections import ConnectionGuard
 from callstream.api.errors import KvsError, error_response_parts
-from callstream.api.persister import Persister
-from callstream.store.base import Backend, StoreError, StreamRecord
+from callstream.store.base import StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
-from callstream.store.live import LiveHub
+from callstream.store.service import MediaStore
+from callstream.store.uploads import StoreConfig
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
 
@@ -56,6 +56,19 @@ class ServerConfig:
     header_timeout_s: float = 10.0  # a new connection must send its request headers within
     idle_timeout_s: float = 30.0  # an idle keep-alive connection is closed after this
     max_client_connections: int = 0  # per client address; 0: a quarter of the fd limit
+    store: str = "embedded"  # the store backend: "embedded" or a nats:// URL (not yet)
+
+
+def store_config(config: ServerConfig) -> StoreConfig:
+    """The store service's settings from the server's."""
+    return StoreConfig(
+        idle_ack_s=config.putmedia_idle_ack_s,
+        idle_close_s=config.putmedia_idle_close_s,
+        live_idle_s=config.live_idle_timeout_s,
+        max_readers=config.max_readers_per_stream,
+        max_list_readers=config.max_fragment_list_readers_per_stream,
+        reap_interval_s=config.reap_interval_s,
+    )
 
 
 @dataclass(slots=True)
@@ -63,18 +76,17 @@ class ServerState:
     """What handlers share."""
 
     config: ServerConfig
-    backend: Backend
+    store: MediaStore
     contacts: ContactStore
-    hub: LiveHub = field(default_factory=LiveHub)
     routes: dict[str, Handler] = field(default_factory=dict)
-    persister: Persister | None = None  # set while the app runs
-    uploads: set[Any] = field(default_factory=set)  # open PutMedia connections
-    stopping: bool = False  # set when the server starts shutting down
     guard: ConnectionGuard | None = None  # set by the server that listens
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking backend call off the event loop."""
+        """Run a blocking call (the contact records' SQLite) off the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def store_config(self) -> StoreConfig:
+        return store_config(self.config)
 
     def endpoint(self, request: web.Request) -> str:
         """This server's base URL as clients reach it."""
@@ -100,8 +112,7 @@ class ServerState:
             raise KvsError("InvalidArgumentException", "StreamName must be a string.")
         if arn is not None and not isinstance(arn, str):
             raise KvsError("InvalidArgumentException", "StreamARN must be a string.")
-        record: StreamRecord = await self.run(self.backend.get_stream, name=name, arn=arn)
-        return record
+        return await self.store.stream(name=name, arn=arn)
 
 
 REQUEST_ID = web.RequestKey("callstream.request_id", str)
@@ -250,28 +261,17 @@ def build_app(state: ServerState) -> web.Application:
             response.headers["x-amzn-RequestId"] = request_id
         return response
 
-    async def dispatch(request: web.Request) -> web.StreamResponse:
-        handler = routes.get(request.path)
-        if handler is None:
-            raise KvsError("UnknownOperationException", f"Unknown operation {request.path}.")
-        return await handler(request, state)
-
     app = web.Application(middlewares=[kvs_middleware], client_max_size=64 * 1024 * 1024)
+    for path, handler in routes.items():  # exact paths; others are unknown operations
+        app.router.add_post(path, _bind(handler, state))
     for path, get_handler in contacts.GET_ROUTES.items():
         app.router.add_get(path, _bind(get_handler, state))
-    app.router.add_post("/{tail:.*}", dispatch)
     app[STATE] = state
 
-    async def reaper(app: web.Application) -> Any:
-        task = asyncio.create_task(_reap_forever(state))
+    async def store(app: web.Application) -> Any:
+        await state.store.start()
         yield
-        task.cancel()
-
-    async def persister(app: web.Application) -> Any:
-        state.persister = Persister(state.backend, threads=state.config.persist_threads)
-        state.persister.start(asyncio.get_running_loop())
-        yield
-        await asyncio.to_thread(state.persister.stop)
+        await state.store.close()
 
     async def trimmer(app: web.Application) -> Any:
         task = None
@@ -289,19 +289,12 @@ def build_app(state: ServerState) -> web.Application:
             task.cancel()
 
     async def end_uploads(app: web.Application) -> None:
-        """Before connections are torn down: end every PutMedia upload the way a newer
-        connection would, so the fragments each one completed are stored and acked."""
-        state.stopping = True  # an upload that is just starting ends itself
-        uploads = list(state.uploads)
-        for upload in uploads:
-            upload.supersede()
-        tasks = [u.task for u in uploads if u.task is not None and not u.task.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=10)
+        """Before connections are torn down: end every upload the way a newer one would,
+        so the fragments each one completed are stored and acked."""
+        await state.store.stop_uploads()
 
     app.on_shutdown.append(end_uploads)
-    app.cleanup_ctx.append(reaper)
-    app.cleanup_ctx.append(persister)
+    app.cleanup_ctx.append(store)
     app.cleanup_ctx.append(trimmer)
     app.cleanup_ctx.append(descriptor_watch)
     return app
@@ -314,17 +307,6 @@ def _bind(
         return await handler(request, state)
 
     return bound
-
-
-async def _reap_forever(state: ServerState) -> None:
-    while True:
-        try:
-            freed = await state.run(state.backend.reap, int(time.time() * 1000))
-            if freed:
-                log.info("retention reaper freed %d bytes", freed)
-        except Exception:
-            log.exception("retention reaper failed")
-        await asyncio.sleep(state.config.reap_interval_s)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

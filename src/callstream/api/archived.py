@@ -23,19 +23,19 @@ Operations and their input rules are declared once, in :data:`OPERATIONS`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
 from aiohttp import web
 
 from callstream.api.app import Handler, ServerState, json_response, log, start_streaming
 from callstream.api.control import STREAM_REF
 from callstream.api.errors import KvsError
-from callstream.api.media import _document, parse_timestamp
+from callstream.api.media import parse_timestamp
 from callstream.api.shapes import (
     Body,
     Enum,
@@ -48,21 +48,11 @@ from callstream.api.shapes import (
     Timestamp,
     routes,
 )
-from callstream.media.extract import (
-    FROM_CUSTOMER,
-    TO_CUSTOMER,
-    AudioFormat,
-    AudioFormatError,
-    audio_format,
-    to_pcm16,
-)
-from callstream.media.resample import resample
-from callstream.media.tracks import TrackTimeline, ns_to_samples
-from callstream.media.wav import wav_bytes
+from callstream.media.clip import ClipError, build_clip
 from callstream.mkv.ebml import MkvError
-from callstream.mkv.kvs import Fragment, FragmentReader, TrackInfo
-from callstream.store.base import FragmentData, FragmentRecord, StoreError, StreamRecord
-from callstream.store.numbers import is_valid_fragment_number, parse_fragment_number
+from callstream.store.base import FragmentRecord, StoreError, StreamRecord
+from callstream.store.numbers import is_valid_fragment_number
+from callstream.store.reading import MediaFragment
 
 __all__ = [
     "CLIP_CONTENT_TYPE",
@@ -70,7 +60,6 @@ __all__ = [
     "MAX_CLIP_FRAGMENTS",
     "OPERATIONS",
     "ROUTES",
-    "build_clip",
 ]
 
 DEFAULT_LIST_FRAGMENTS = 100
@@ -79,12 +68,8 @@ MAX_CLIP_FRAGMENTS = 200
 """A clip holds at most the first 200 fragments of the range (KVS limit)."""
 MAX_CLIP_BYTES = 100 * 1000 * 1000
 """... and at most the first 100 MB of them."""
-MAX_CLIP_PCM_BYTES = 512 * 1024 * 1024
-"""Largest WAV payload a clip may expand to (long silences between sparse fragments)."""
 CLIP_CONTENT_TYPE = "audio/wav"
 _MS_LIMIT = 1 << 62
-CONNECT_CODEC_PRIVATE = bytes.fromhex("1190")
-"""Connect's CodecPrivate over raw 8 kHz L16 labelled A_AAC (kvs-wire §6.3)."""
 
 # --- shapes (botocore kinesis-video-archived-media 2017-09-30) --------------------------------
 SELECTOR_TYPE = Enum(("PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"))
@@ -124,7 +109,7 @@ def _fragment_json(rec: FragmentRecord) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class _Range:
-    by: str  # "producer" | "server"
+    by: Literal["server", "producer"]
     start_ms: int
     end_ms: int
 
@@ -135,7 +120,9 @@ def _clamp(ms: int) -> int:
 
 
 def _range(selector: dict[str, Any]) -> _Range:
-    by = "producer" if selector["FragmentSelectorType"] == "PRODUCER_TIMESTAMP" else "server"
+    by: Literal["server", "producer"] = (
+        "producer" if selector["FragmentSelectorType"] == "PRODUCER_TIMESTAMP" else "server"
+    )
     span = selector["TimestampRange"]
     start = _clamp(parse_timestamp(span["StartTimestamp"], "StartTimestamp"))
     end = _clamp(parse_timestamp(span["EndTimestamp"], "EndTimestamp"))
@@ -174,7 +161,7 @@ def _decode_token(stream: StreamRecord, token: str) -> tuple[str, _Range | None]
             or not isinstance(end, int)
         ):
             raise bad
-        rng = _Range(by, _clamp(start), _clamp(end))
+        rng = _Range("producer" if by == "producer" else "server", _clamp(start), _clamp(end))
     return str(after), rng
 
 
@@ -202,8 +189,7 @@ async def list_fragments(
         after, rng = _decode_token(stream, body["NextToken"])
     elif body.get("FragmentSelector") is not None:
         rng = _range(body["FragmentSelector"])
-    records: list[FragmentRecord] = await state.run(
-        state.backend.fragments,
+    records = await state.store.list_fragments(
         stream,
         after_number=after,
         start_ms=rng.start_ms if rng else None,
@@ -218,55 +204,26 @@ async def list_fragments(
 
 
 # --- GetMediaForFragmentList ----------------------------------------------------------------
-def _lookup(
-    state: ServerState, stream: StreamRecord, numbers: list[str]
-) -> dict[str, FragmentRecord]:
-    """Index entries of ``numbers`` (blocking). A fragment number encodes its server
-    timestamp, so each is found with a point query; numbers that are not where their
-    timestamp says are looked for in the whole index before being declared missing."""
-    backend = state.backend
-    found: dict[str, FragmentRecord] = {}
-    wanted = set(numbers)
-    stamps = sorted({parse_fragment_number(n)[1] for n in wanted if is_valid_fragment_number(n)})
-    stamps = [ts for ts in stamps if ts <= _MS_LIMIT]  # beyond it no fragment was ever stored
-    for ts in stamps:
-        for rec in backend.fragments(stream, start_ms=ts, end_ms=ts, by="server"):
-            if rec.fragment_number in wanted:
-                found[rec.fragment_number] = rec
-    if len(found) < len(wanted):
-        for rec in backend.fragments(stream):
-            if rec.fragment_number in wanted:
-                found[rec.fragment_number] = rec
-    return found
-
-
 async def get_media_for_fragment_list(
     request: web.Request, state: ServerState, body: Body
 ) -> web.StreamResponse:
     """``POST /getMediaForFragmentList``: the fragments in the order asked for."""
     stream = await state.stream(body)
     numbers: list[str] = body["Fragments"]
-    records = await state.run(_lookup, state, stream, numbers)
+    store = state.store
+    records = await store.find_fragments(stream, numbers)
     missing = [n for n in numbers if n not in records]
     if missing:
         raise KvsError(
             "ResourceNotFoundException",
             f"Fragment {missing[0]} of stream {stream.name} was not found.",
         )
-    live = state.hub.stream(stream.arn)
-    most = state.config.max_fragment_list_readers_per_stream
-    if live.list_readers >= most:
-        raise KvsError(
-            "ConnectionLimitExceededException",
-            f"More than {most} concurrent GetMediaForFragmentList connections.",
-        )
-    live.list_readers += 1
-    try:
+    async with store.reader_slot(stream, "GET_MEDIA_FOR_FRAGMENT_LIST"):
         response = await start_streaming(request, "video/webm")
         try:
             for number in numbers:
-                data: FragmentData = await state.run(state.backend.read_fragment, stream, number)
-                await response.write(_document(records[number], data, end_tags=False))
+                fragment = await store.fragment(stream, records[number])
+                await response.write(fragment.document(end_tags=False))
         except (KvsError, StoreError) as exc:
             # Too late for an error response (the 200 is out): drop the connection without
             # the final chunk, so the client sees a truncated body rather than a clean end.
@@ -276,130 +233,43 @@ async def get_media_for_fragment_list(
             return response
         await response.write_eof()
         return response
-    finally:
-        live.list_readers -= 1
-        state.hub.release(stream.arn)
 
 
 # --- GetClip --------------------------------------------------------------------------------
-def _unsupported(message: str) -> KvsError:
-    return KvsError("UnsupportedStreamMediaTypeException", message)
-
-
-_FORMAT_ERRORS = {
+_CLIP_ERRORS = {
     "unsupported": "UnsupportedStreamMediaTypeException",
     "missing_codec_private": "MissingCodecPrivateDataException",
     "invalid_codec_private": "InvalidCodecPrivateDataException",
+    "invalid_frame": "InvalidMediaFrameException",
+    "no_audio": "ResourceNotFoundException",
+    "too_long": "InvalidArgumentException",
 }
 
 
-def _track_format(fragment: Fragment, track: TrackInfo) -> AudioFormat:
-    """How ``track`` decodes to PCM, or the GetClip error for why it cannot."""
+def _clip(fragments: list[MediaFragment]) -> bytes:
+    """Parse and decode (blocking): GetClip's WAV, or its KVS error."""
+    parsed = []
+    for fragment in fragments:
+        try:
+            parsed.append(fragment.parse())
+        except (MkvError, IndexError) as exc:
+            raise KvsError(
+                "InvalidMediaFrameException", f"Fragment {fragment.number}: {exc}"
+            ) from None
     try:
-        return audio_format(fragment, track)
-    except AudioFormatError as exc:
-        message = f"{str(exc)[0].upper()}{str(exc)[1:]}; callstream clips are WAV."
-        raise KvsError(_FORMAT_ERRORS[exc.reason], message) from None
-
-
-def _channel_tracks(fragment: Fragment) -> list[TrackInfo | None]:
-    """The tracks feeding output channels 0, 1, ... (None: silent in this fragment)."""
-    names = {t.name for t in fragment.tracks.values()}
-    if FROM_CUSTOMER in names or TO_CUSTOMER in names:
-        return [fragment.track_named(FROM_CUSTOMER), fragment.track_named(TO_CUSTOMER)]
-    return [fragment.tracks[n] for n in sorted(fragment.tracks)]
-
-
-def _parse(rec: FragmentRecord, data: FragmentData) -> Fragment:
-    reader = FragmentReader()
-    try:
-        parsed = reader.feed(_document(rec, data, end_tags=False)) + reader.close()
-    except MkvError as exc:
-        raise KvsError(
-            "InvalidMediaFrameException", f"Fragment {rec.fragment_number}: {exc}"
-        ) from None
-    if len(parsed) != 1:
-        raise KvsError(
-            "InvalidMediaFrameException", f"Fragment {rec.fragment_number} is not one Cluster."
-        )
-    return parsed[0]
-
-
-def build_clip(fragments: list[tuple[FragmentRecord, FragmentData]]) -> bytes:
-    """A WAV file of the fragments' audio (blocking; see the module docstring)."""
-    parsed = [_parse(rec, data) for rec, data in fragments]
-    plan: list[list[tuple[int, TrackInfo, AudioFormat]]] = []
-    channels = 0
-    rates: dict[int, int] = {}
-    for frag in parsed:
-        sources = _channel_tracks(frag)
-        if not channels:
-            channels = len(sources)
-        entry: list[tuple[int, TrackInfo, AudioFormat]] = []
-        for channel, track in enumerate(sources[:channels]):
-            if track is None:
-                continue
-            fmt = _track_format(frag, track)
-            if rates.setdefault(channel, fmt.rate) != fmt.rate:
-                raise _unsupported("The sample rate changes within the requested clip.")
-            entry.append((channel, track, fmt))
-        plan.append(entry)
-    if not channels:
-        raise _unsupported("The requested fragments have no audio tracks.")
-    stamps = [
-        f.timestamp_ns
-        for frag, entry in zip(parsed, plan, strict=True)
-        for _, track, _ in entry
-        for f in frag.frames
-        if f.track == track.number
-    ]
-    if not stamps:
-        raise KvsError("ResourceNotFoundException", "The requested fragments hold no audio.")
-    origin, last = min(stamps), max(stamps)
-    rate = max(rates.values())
-    if ns_to_samples(last - origin, rate) * channels * 2 > MAX_CLIP_PCM_BYTES:
-        raise KvsError(
-            "InvalidArgumentException",
-            "The clip would be longer than callstream serves in one WAV; narrow the range.",
-        )
-    timelines = {c: TrackTimeline(r, origin_ns=origin) for c, r in rates.items()}
-    for frag, entry in zip(parsed, plan, strict=True):
-        for channel, track, fmt in entry:
-            line = timelines[channel]
-            for frame in frag.frames:
-                if frame.track == track.number:
-                    try:
-                        line.add(frame.timestamp_ns, to_pcm16(frame.data, fmt))
-                    except ValueError as exc:
-                        raise KvsError("InvalidMediaFrameException", str(exc)) from None
-    columns: list[np.ndarray[Any, np.dtype[np.int16]]] = []
-    for channel in range(channels):
-        timeline = timelines.get(channel)
-        if timeline is None:
-            pcm = np.zeros(0, "<i2")
-        else:
-            pcm = np.frombuffer(timeline.take(), dtype="<i2")
-            if timeline.rate != rate:
-                pcm = np.asarray(resample(pcm, timeline.rate, rate), dtype="<i2")
-        columns.append(pcm)
-    length = max(len(c) for c in columns)
-    out = np.zeros((length, channels), dtype="<i2")
-    for channel, pcm in enumerate(columns):
-        out[: len(pcm), channel] = pcm
-    return wav_bytes(out, rate)
+        return build_clip(parsed)
+    except ClipError as exc:
+        raise KvsError(_CLIP_ERRORS[exc.reason], str(exc)) from None
 
 
 async def get_clip(request: web.Request, state: ServerState, body: Body) -> web.StreamResponse:
-    """``POST /getClip``: a WAV of the audio of the fragments starting in the range."""
+    """``POST /getClip``: a WAV of the audio of the fragments that start in the range (the
+    first 200 fragments / 100 MB, as KVS)."""
     stream = await _retaining(state, body)
     rng = _range(body["ClipFragmentSelector"])
-    records: list[FragmentRecord] = await state.run(
-        state.backend.fragments,
-        stream,
-        start_ms=rng.start_ms,
-        end_ms=rng.end_ms,
-        by=rng.by,
-        limit=MAX_CLIP_FRAGMENTS,
+    store = state.store
+    records = await store.list_fragments(
+        stream, start_ms=rng.start_ms, end_ms=rng.end_ms, by=rng.by, limit=MAX_CLIP_FRAGMENTS
     )
     if not records:
         raise KvsError(
@@ -413,12 +283,8 @@ async def get_clip(request: web.Request, state: ServerState, body: Body) -> web.
             break
         chosen.append(rec)
         total += rec.size
-
-    def load_and_build() -> bytes:
-        pairs = [(r, state.backend.read_fragment(stream, r.fragment_number)) for r in chosen]
-        return build_clip(pairs)
-
-    wav: bytes = await state.run(load_and_build)
+    fragments = await store.fragments(stream, chosen)
+    wav = await asyncio.to_thread(_clip, fragments)
     return web.Response(body=wav, content_type=CLIP_CONTENT_TYPE)
 
 

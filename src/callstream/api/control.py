@@ -116,10 +116,7 @@ def _decode_token(token: str) -> dict[str, Any]:
 async def _update(
     state: ServerState, rec: StreamRecord, version: str, **changes: Any
 ) -> StreamRecord:
-    updated: StreamRecord = await state.run(
-        state.backend.update_stream, rec.arn, version, **changes
-    )
-    return updated
+    return await state.store.update_stream(rec.arn, version, **changes)
 
 
 async def _retag(state: ServerState, rec: StreamRecord, change: Any, attempts: int = 5) -> None:
@@ -132,7 +129,7 @@ async def _retag(state: ServerState, rec: StreamRecord, change: Any, attempts: i
         except VersionMismatch:
             if attempt == attempts - 1:
                 raise
-            rec = await state.run(state.backend.get_stream, arn=rec.arn)
+            rec = await state.store.stream(arn=rec.arn)
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -144,8 +141,7 @@ async def create_stream(request: web.Request, state: ServerState, body: Body) ->
             "InvalidArgumentException",
             f"DataRetentionInHours must be at most {MAX_RETENTION_HOURS}.",
         )
-    rec: StreamRecord = await state.run(
-        state.backend.create_stream,
+    rec = await state.store.create_stream(
         body["StreamName"],
         device_name=body.get("DeviceName"),
         media_type=body.get("MediaType"),
@@ -175,9 +171,7 @@ async def list_streams(request: web.Request, state: ServerState, body: Body) -> 
         after = _decode_token(token).get("after")
         if not isinstance(after, str):
             raise KvsError("InvalidArgumentException", "NextToken is not valid.")
-    records: list[StreamRecord] = await state.run(
-        state.backend.list_streams, prefix=prefix, after_name=after, limit=limit + 1
-    )
+    records = await state.store.list_streams(prefix=prefix, after_name=after, limit=limit + 1)
     out: dict[str, Any] = {"StreamInfoList": [stream_info(r) for r in records[:limit]]}
     if len(records) > limit:
         out["NextToken"] = _encode_token({"after": records[limit - 1].name})
@@ -225,8 +219,7 @@ async def update_data_retention(
 async def delete_stream(request: web.Request, state: ServerState, body: Body) -> web.StreamResponse:
     """``POST /deleteStream``; readers of the live edge are woken and end."""
     arn = body["StreamARN"]
-    await state.run(state.backend.delete_stream, arn, body.get("CurrentVersion"))
-    state.hub.forget(arn)
+    await state.store.delete_stream(arn, body.get("CurrentVersion"))
     return json_response({})
 
 

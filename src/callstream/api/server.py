@@ -11,14 +11,19 @@ import resource
 import signal
 import ssl
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from callstream.api.app import ServerConfig, ServerState, build_app
+from callstream.api.app import ServerConfig, ServerState, build_app, store_config
 from callstream.api.connections import ConnectionGuard, GuardedSite, Limits, ServerLog
+from callstream.store.backends import open_backend
 from callstream.store.contacts import ContactStore
-from callstream.store.embedded import EmbeddedBackend
+from callstream.store.service import MediaStore
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_ACCESS_KEY_ID", "DEFAULT_SECRET_ACCESS_KEY", "ServerThread", "serve"]
 
@@ -43,12 +48,19 @@ def raise_fd_limit(target: int = 65536) -> int:
 
 
 def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000) -> ServerState:
-    """Open the embedded store in ``data_dir`` and wrap it for the API layer."""
-    backend = EmbeddedBackend(
-        data_dir, region=config.region, account_id=config.account_id, max_streams=max_streams
+    """Open the store ``config.store`` names (the embedded one by default) in ``data_dir``
+    and wrap it for the API layer (the store starts with the app)."""
+    backend = open_backend(
+        config.store,
+        data_dir,
+        region=config.region,
+        account_id=config.account_id,
+        max_streams=max_streams,
+        writer_threads=config.persist_threads,
     )
+    store = MediaStore(backend, config=store_config(config))
     contacts = ContactStore(Path(data_dir) / "contacts.sqlite3")
-    return ServerState(config=config, backend=backend, contacts=contacts)
+    return ServerState(config=config, store=store, contacts=contacts)
 
 
 async def _start(
@@ -115,7 +127,6 @@ def serve(
     try:
         asyncio.run(main())
     finally:
-        state.backend.close()
         state.contacts.close()
 
 
@@ -173,12 +184,21 @@ class ServerThread:
             raise self._error
         return self
 
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the server's event loop and return its result: in-process use
+        of :attr:`store` from another thread (tests, embedding)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def store(self) -> MediaStore:
+        """The store service the server runs (use it on the server's loop)."""
+        return self.state.store
+
     def stop(self) -> None:
-        """Stop serving and close the store."""
+        """Stop serving; the store is closed as the app's clean-up runs."""
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self.state.backend.close()
+            self._thread.join(30)
         self.state.contacts.close()
 
     def __enter__(self) -> ServerThread:
