@@ -268,6 +268,28 @@ class KvsProducer:
         self._last_timecode = timecode
         return self._metadata_tags() + cluster
 
+    def cluster_start(self, start_ms: int) -> bytes:
+        """A fragment built frame by frame (:meth:`block`): its metadata Tags, then an
+        unknown-size Cluster with the Timecode of ``start_ms`` (epoch ms), as the
+        producer SDKs send a live fragment. The fragment ends where the next Cluster (or
+        the stream) begins. This makes the producer a
+        :class:`~callstream.store.writers.FrameEncoder`."""
+        timecode = self.timecode_for(start_ms)
+        if self._last_timecode is not None and timecode <= self._last_timecode:
+            raise ValueError(
+                f"fragment timecode {timecode} is not after the previous one "
+                f"({self._last_timecode})"
+            )
+        self._last_timecode = timecode
+        return self._metadata_tags() + writer.cluster(timecode, [], unknown_size=True, position=0)
+
+    def block(self, track: str | int, relative_ms: int, data: bytes) -> bytes:
+        """One frame of ``track``, ``relative_ms`` after its Cluster's start (a signed
+        16-bit block timecode: -32768 .. 32767 ms)."""
+        return writer.simple_block(
+            self.track_number(track), relative_ms, data, keyframe=self.keyframes
+        )
+
     def _metadata_tags(self) -> bytes:
         items = list(self._persistent.items()) + self._once
         self._once = []
