@@ -12,12 +12,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from callstream import __version__
 from callstream.mkv.ebml import MkvError
@@ -42,6 +43,17 @@ def _open_input(path: str) -> BinaryIO:
         return open(path, "rb")  # closed by the caller
     except OSError as err:
         raise CliError(f"cannot open {path}: {err.strerror}") from None
+
+
+def _open_output(path: str) -> BinaryIO:
+    try:
+        return open(path, "wb")  # closed by the caller
+    except OSError as err:
+        raise CliError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _input_name(path: str) -> str:
+    return "stdin" if path == "-" else path
 
 
 def _chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
@@ -79,11 +91,63 @@ def _data_dir_default() -> Path:
 # --- serve ------------------------------------------------------------------------------------
 
 
+def _check_serve_start(args: argparse.Namespace) -> None:
+    """Start-up problems as one clear line, before anything is printed or opened."""
+    import errno
+    import fcntl
+    import socket
+
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be 0..65535, got {args.port}")
+    for flag, value in (("--max-streams", args.max_streams), ("--max-readers", args.max_readers)):
+        if value < 1:
+            raise CliError(f"{flag} must be at least 1, got {value}")
+    data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise CliError(f"--data-dir {data_dir} is a file, not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        raise CliError(f"--data-dir {data_dir}: cannot create it: {err.strerror}") from None
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise CliError(f"--data-dir {data_dir} is not writable")
+    # The store holds an flock on <data dir>/LOCK while it has the directory open.
+    try:
+        fd = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise CliError(f"--data-dir {data_dir}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise CliError(f"--data-dir {data_dir}: {err.strerror}") from None
+        raise CliError(f"--data-dir {data_dir} is in use by another callstream server") from None
+    finally:
+        os.close(fd)
+    try:
+        addresses = socket.getaddrinfo(
+            args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as err:
+        raise CliError(f"--host {args.host}: {err.strerror}") from None
+    if args.port:
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(address)
+                except OSError as err:
+                    raise CliError(
+                        f"cannot listen on {args.host}:{args.port}: {err.strerror}"
+                    ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from callstream.api.app import ServerConfig
     from callstream.api.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, serve
     from callstream.api.sigv4 import load_credentials
 
+    _check_serve_start(args)
     try:
         creds = load_credentials(path=args.credentials_file)
     except (ValueError, OSError) as err:
@@ -164,6 +228,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     reader = FragmentReader()
     out = sys.stdout
     count = 0
+    size = 0
 
     def emit(fragments: Iterable[Any]) -> None:
         nonlocal count
@@ -174,7 +239,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     try:
         for chunk in _chunks(source):
+            size += len(chunk)
             emit(reader.feed(chunk))
+        if size == 0:
+            raise CliError(f"{_input_name(args.file)} is empty")
         emit(reader.close())
     except MkvError as err:
         emit(err.fragments)  # a cut-off capture: what arrived is still printed
@@ -337,6 +405,10 @@ def _from_start(fragments: Iterator[Any], args: argparse.Namespace) -> Iterator[
         yield held
 
 
+_FRAGMENT_NUMBER = re.compile(r"[0-9]{1,128}")
+"""A KVS fragment number (the API's pattern and length limit)."""
+
+
 def cmd_get_audio(args: argparse.Namespace) -> int:
     from callstream.media.extract import AudioExtractor, Selection, resolve_track
     from callstream.media.wav import WavWriter
@@ -345,6 +417,10 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
         raise CliError("give exactly one source: --stream NAME|ARN or --input FILE|-")
     if args.out in (None, "-") and sys.stdout.isatty():
         raise CliError("refusing to write audio to a terminal: use --out PATH or a pipe")
+    if args.start_fragment is not None and not _FRAGMENT_NUMBER.fullmatch(args.start_fragment):
+        raise CliError(
+            f"--start-fragment expects a fragment number (1-128 digits), got {args.start_fragment!r}"
+        )
 
     if args.input is not None:
         fragments: Iterator[Any] = _from_start(_fragments_from_file(args.input), args)
@@ -352,9 +428,7 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
         fragments = _fragments_from_stream(args)
 
     progress = Progress(enabled=True)
-    sink: BinaryIO = (
-        sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")  # noqa: SIM115
-    )
+    sink: BinaryIO = sys.stdout.buffer if args.out in (None, "-") else _open_output(args.out)
     extractor: AudioExtractor | None = None
     writer: Any = None
     samples = 0
@@ -447,17 +521,31 @@ def _parse_tags(values: list[str]) -> dict[str, str]:
     return tags
 
 
-def _timecode_type_of(path: str) -> str:
-    """ABSOLUTE when the file's first Cluster carries an epoch timecode, else RELATIVE."""
+def _timecode_type_of(data: bytes) -> str:
+    """ABSOLUTE when the first Cluster of ``data`` carries an epoch timecode, else RELATIVE."""
     from callstream.mkv import FragmentReader
 
     reader = FragmentReader()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            for fragment in reader.feed(chunk):
-                tc = (fragment.cluster_timecode or 0) * fragment.timecode_scale_ns // 1_000_000
-                return "ABSOLUTE" if tc > 978_307_200_000 else "RELATIVE"  # after 2001
+    for start in range(0, len(data), CHUNK):
+        for fragment in reader.feed(data[start : start + CHUNK]):
+            tc = (fragment.cluster_timecode or 0) * fragment.timecode_scale_ns // 1_000_000
+            return "ABSOLUTE" if tc > 978_307_200_000 else "RELATIVE"  # after 2001
     return "RELATIVE"
+
+
+def _read_mkv(path: str) -> bytes:
+    """A whole MKV input (a file or - for stdin); empty or unreadable: a CliError."""
+    source = _open_input(path)
+    try:
+        data = source.read()
+    except OSError as err:
+        raise CliError(f"cannot read {_input_name(path)}: {err.strerror}") from None
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    if not data:
+        raise CliError(f"{_input_name(path)} is empty")
+    return data
 
 
 def _producer_for(
@@ -468,6 +556,9 @@ def _producer_for(
 
     from callstream.client import producer as prod
 
+    for flag, value in (("--fragment-ms", args.fragment_ms), ("--frame-ms", args.frame_ms)):
+        if value <= 0:
+            raise CliError(f"{flag} must be a positive number of milliseconds, got {value}")
     audio: dict[str | int, bytes] = {}
     try:
         if args.shape == "chime":
@@ -515,7 +606,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     producer, audio = _producer_for(args, _parse_tags(args.tag), start_ms)
     chunks = prod.produce(producer, audio, start_ms=start_ms, fragment_ms=args.fragment_ms)
     with (
-        open(args.out, "wb")
+        _open_output(args.out)
         if args.out != "-"
         else contextlib.nullcontext(sys.stdout.buffer) as sink
     ):
@@ -537,9 +628,11 @@ def cmd_put_media(args: argparse.Namespace) -> int:
     timecode_type = "ABSOLUTE"
     body: Any
     if args.mkv:
-        timecode_type = _timecode_type_of(args.mkv)
-        with open(args.mkv, "rb") as f:
-            data = f.read()
+        data = _read_mkv(args.mkv)
+        try:
+            timecode_type = _timecode_type_of(data)
+        except MkvError as err:
+            raise CliError(f"{_input_name(args.mkv)}: invalid MKV: {err}") from None
         body = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
     else:
         producer, audio = _producer_for(args, tags, start_ms)
@@ -577,10 +670,16 @@ def cmd_put_media(args: argparse.Namespace) -> int:
 # --- call -------------------------------------------------------------------------------------
 
 
+def _one_line(err: Exception) -> str:
+    """A FlowError listing several problems (one per line) as one line."""
+    head, *items = str(err).splitlines()
+    return " ".join([head, "; ".join(item.strip().removeprefix("- ") for item in items)]).strip()
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     import asyncio
 
-    from callstream.flows import FlowError
+    from callstream.flows import FlowError, load_flow
     from callstream.flows.call import place_call
 
     _use_local_credentials_if_none(args)
@@ -592,8 +691,17 @@ def cmd_call(args: argparse.Namespace) -> int:
         lambdas[name] = target
     if args.speed <= 0:
         raise CliError("--speed must be positive")
+    if args.retention_hours < 0:
+        raise CliError(f"--retention-hours must be 0 or more, got {args.retention_hours}")
     from callstream.flows import Instance
 
+    flows = []
+    for path in (args.flow, *args.also_flow):
+        try:
+            flows.append(load_flow(Path(path)))
+        except FlowError as err:  # names the file when it could not be read or parsed
+            text = _one_line(err)
+            raise CliError(text if path in text else f"{path}: {text}") from None
     instance = Instance(
         alias=args.instance_alias,
         live_media_streaming=not args.no_live_media_streaming,
@@ -606,8 +714,8 @@ def cmd_call(args: argparse.Namespace) -> int:
         result = asyncio.run(
             place_call(
                 instance=instance,
-                flow=args.flow,
-                flows=args.also_flow,
+                flow=flows[0],
+                flows=flows[1:],
                 customer_audio=args.customer_audio,
                 agent_audio=args.agent_audio,
                 channel=args.channel,
@@ -621,7 +729,7 @@ def cmd_call(args: argparse.Namespace) -> int:
             )
         )
     except FlowError as err:
-        raise CliError(f"{args.flow}: {err}") from None
+        raise CliError(f"{args.flow}: {_one_line(err)}") from None
     except (OSError, ValueError) as err:
         raise CliError(str(err)) from None
     finally:
@@ -664,6 +772,8 @@ def signed_request(
 def cmd_contacts(args: argparse.Namespace) -> int:
     from urllib.parse import quote, urlencode
 
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, got {args.limit}")
     _use_local_credentials_if_none(args)
     base = args.endpoint_url.rstrip("/") + "/callstream/contacts"
     if args.contact_id:
@@ -716,10 +826,15 @@ def _audio_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (exit status 2), like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="callstream", description="Live call-audio streaming, KVS-compatible."
-    )
+    parser = _Parser(prog="callstream", description="Live call-audio streaming, KVS-compatible.")
     parser.add_argument("--version", action="version", version=f"callstream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
