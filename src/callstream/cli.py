@@ -317,36 +317,6 @@ def _fragments_from_file(path: str) -> Iterator[Any]:
             source.close()
 
 
-CALL_ID_TAGS = ("ContactId", "TransactionId", "CallId")
-"""Tags naming the call a fragment belongs to (Connect, Chime); pooled streams change them."""
-
-
-class _ContactWindow:
-    """One call out of a stream: skip fragments of earlier calls on a pooled stream, take
-    the call's fragments (tagless ones belong to the run they sit in), stop when the stream
-    moves on. With ``contact_id`` given that call is wanted (its ContactId, TransactionId or
-    CallId); without it, the first call seen; ``follow_all`` takes everything."""
-
-    def __init__(self, contact_id: str | None, *, follow_all: bool = False) -> None:
-        self.contact_id = contact_id
-        self.follow_all = follow_all
-        self.seen = False
-
-    def judge(self, fragment: Any) -> str:
-        """``"skip"``, ``"take"`` or ``"stop"``."""
-        if self.follow_all:
-            return "take"
-        ids = [fragment.tags[t] for t in CALL_ID_TAGS if t in fragment.tags]
-        if not ids:
-            return "take" if self.seen or self.contact_id is None else "skip"
-        if self.contact_id is None:
-            self.contact_id = ids[0]  # lock onto the first call seen
-        if self.contact_id in ids:
-            self.seen = True
-            return "take"
-        return "stop" if self.seen else "skip"
-
-
 def _parse_time(value: str) -> int:
     """Epoch seconds or ISO 8601 (UTC unless it says otherwise) to epoch ms."""
     from datetime import datetime
@@ -439,11 +409,13 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
             writer.write(pcm)
             samples += len(pcm) // (2 * extractor.channels if extractor else 2)
 
-    window = _ContactWindow(args.contact_id, follow_all=args.all_contacts)
+    from callstream.kvs.calls import CallWindow
+
+    window = CallWindow(args.contact_id, follow_all=args.all_contacts)
     failure_sink: list[MkvError] = []
     try:
         for fragment in _until_error(fragments, lambda err: failure_sink.append(err)):
-            verdict = window.judge(fragment)
+            verdict = window.judge(fragment.tags)
             if verdict == "skip":
                 continue
             if verdict == "stop":
