@@ -722,16 +722,17 @@ def signed_request(
     import urllib.request
 
     import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
+
+    from callstream.client.aws import sign_request
 
     creds = credentials or botocore.session.get_session().get_credentials()
     if creds is None:
         raise CliError("no AWS credentials found")
     headers = {"Content-Type": "application/json"} if body is not None else {}
-    req = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
-    SigV4Auth(creds, "kinesisvideo", region).add_auth(req)
-    http = urllib.request.Request(url, data=body, method=method, headers=dict(req.headers))
+    signed = sign_request(
+        method, url, credentials=creds, region=region, headers=headers, body=body or b""
+    )
+    http = urllib.request.Request(url, data=body, method=method, headers=signed)
     try:
         with urllib.request.urlopen(http, timeout=30) as resp:
             return int(resp.status), bytes(resp.read())
