@@ -28,6 +28,7 @@ from callstream.api.app import (
     start_streaming,
 )
 from callstream.api.errors import KvsError
+from callstream.api.livesink import ChunkedSink
 from callstream.kvs.acks import Ack, EventType, serialize
 from callstream.mkv.kvs import kvs_end_tags, kvs_start_tags, render_fragment
 from callstream.mkv.writer import segment_start
@@ -543,57 +544,6 @@ async def _follow(
             # No timer per chunk: the producer's connection ends (its idle limit
             # included) by completing or dropping this fragment, and either wakes us.
             await live.wait(None)
-
-
-class ChunkedSink:
-    """Writes a live fragment's Cluster chunks to one GetMedia response from the
-    producer's handler, straight to the socket, in the chunked transfer coding the
-    response already uses (RFC 9112 section 7.1; aiohttp writes its own chunks the same
-    way and keeps no buffer of its own once the headers are out). A reader whose socket
-    buffer passes :attr:`LIMIT` lets go and catches up through ``response.write``, which
-    waits for the socket to drain."""
-
-    LIMIT = 64 * 1024
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.sent = 0  # chunks of the fragment written so far
-        self._waiter: asyncio.Future[None] | None = None
-
-    def ready(self) -> bool:
-        """The socket takes data without a backlog."""
-        t = self.transport
-        return not t.is_closing() and t.get_write_buffer_size() <= self.LIMIT
-
-    def push(self, data: bytes) -> bool:
-        """Write one chunk now, unless the socket is backed up or closing."""
-        if not data:
-            return True  # an empty chunk would end the response
-        if not self.ready():
-            self.release()
-            return False
-        self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
-        self.sent += 1
-        return True
-
-    def release(self) -> None:
-        """Detached (fragment ended, or backpressure): wake the reader."""
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def ride(self, frag: LiveFragment, sent: int) -> int:
-        """Stay attached to ``frag`` until it ends or the sink lets go; returns how many of
-        its chunks have been written."""
-        self.sent = sent
-        self._waiter = asyncio.get_running_loop().create_future()
-        frag.attach(self)
-        try:
-            await self._waiter
-        finally:
-            frag.detach(self)
-            self._waiter = None
-        return self.sent
 
 
 def _before(number: str) -> str:

@@ -907,9 +907,9 @@ class _Module:
 
     def resource(self, param: str, name: str) -> None:
         entry = self.get(name)
-        name = entry.get("resourceName") if entry is not None else None
-        if isinstance(name, str) and name:
-            self.display[param] = name
+        shown = entry.get("resourceName") if entry is not None else None
+        if isinstance(shown, str) and shown:
+            self.display[param] = shown
 
 
 def _prompt(m: _Module) -> dict[str, Any]:
