@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import botocore
 import numpy as np
 import pytest
 
@@ -455,13 +454,6 @@ def test_get_audio_start_timestamp_on_a_file(call_wav, tmp_path: Path) -> None: 
     np.testing.assert_array_equal(read_wav(out).samples, samples[16000:])
 
 
-@pytest.mark.xfail(
-    tuple(int(part) for part in botocore.__version__.split(".")[:3]) < (1, 43, 93),
-    reason="known bug: botocore < 1.43.93 sends GetMedia's StartTimestamp in whole seconds "
-    "and get-audio keeps the earlier fragment that selects (callstream.cli "
-    "_fragments_from_stream does not trim like _from_start does for files)",
-    strict=True,
-)
 def test_get_audio_start_timestamp_on_a_stream(
     server: ServerThread,
     kv,

@@ -283,19 +283,12 @@ def _region(args: argparse.Namespace) -> str | None:
 
 
 def _fragments_from_stream(args: argparse.Namespace) -> Iterator[Any]:
-    from callstream.client.getmedia import StartSelector, get_media
+    from callstream.client.getmedia import get_media
 
     _use_local_credentials_if_none(args)
-    if args.start_fragment is not None:
-        start = StartSelector.from_fragment(args.start_fragment)
-    elif args.start_timestamp is not None:
-        start = StartSelector.producer_timestamp(args.start_timestamp)
-    elif args.start == "now":
-        start = StartSelector.now()
-    else:
-        start = StartSelector.earliest()
+    start = _start_selector(args)
     name, arn = _stream_ids(args.stream)
-    return get_media(
+    fragments = get_media(
         stream_name=name,
         stream_arn=arn,
         start=start,
@@ -304,6 +297,9 @@ def _fragments_from_stream(args: argparse.Namespace) -> Iterator[Any]:
         stop_at_ms=args.stop_timestamp,
         chunk_size=LIVE_CHUNK,
     )
+    # The server selects too, but some botocore versions send whole-second timestamps:
+    # the same rule applied here makes the start exact whatever the client library.
+    return select_from(fragments, start)
 
 
 def _fragments_from_file(path: str) -> Iterator[Any]:
@@ -334,45 +330,23 @@ def _parse_time(value: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _fragment_start_ms(fragment: Any) -> int | None:
-    if fragment.producer_timestamp_ms is not None:
-        return int(fragment.producer_timestamp_ms)
-    start = fragment.start_ns
-    return None if start is None else int(start // 1_000_000)
+def select_from(fragments: Iterator[Any], selector: Any) -> Iterator[Any]:
+    from callstream.kvs.selectors import select_from as select
+
+    return select(fragments, selector)
 
 
-def _from_start(fragments: Iterator[Any], args: argparse.Namespace) -> Iterator[Any]:
-    """For --input sources: the fragments from the requested start on. ``--start-fragment``
-    is inclusive; ``--start-timestamp`` starts with the fragment containing the time (the
-    last one that starts at or before it), else the first one after it."""
+def _start_selector(args: argparse.Namespace) -> Any:
+    """The start the ``--start-*`` options ask for (one meaning for streams and files)."""
+    from callstream.kvs.selectors import StartSelector
+
     if args.start_fragment is not None:
-        want = (len(args.start_fragment), args.start_fragment)
-        started = False
-        for fragment in fragments:
-            number = fragment.fragment_number
-            started = started or (number is not None and (len(number), number) >= want)
-            if started:
-                yield fragment
-        return
-    if args.start_timestamp is None:
-        yield from fragments
-        return
-    held = None  # the latest fragment starting at or before the time: it may contain it
-    started = False
-    for fragment in fragments:
-        if not started:
-            start = _fragment_start_ms(fragment)
-            if start is None:  # no frames: nothing to place in time
-                continue
-            if start <= args.start_timestamp:
-                held = fragment
-                continue
-            started = True
-            if held is not None:
-                yield held
-        yield fragment
-    if not started and held is not None:
-        yield held
+        return StartSelector.from_fragment(args.start_fragment)
+    if args.start_timestamp is not None:
+        return StartSelector.producer_timestamp(args.start_timestamp)
+    if getattr(args, "start", None) == "now":
+        return StartSelector.now()
+    return StartSelector.earliest()
 
 
 _FRAGMENT_NUMBER = re.compile(r"[0-9]{1,128}")
@@ -393,7 +367,9 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
         )
 
     if args.input is not None:
-        fragments: Iterator[Any] = _from_start(_fragments_from_file(args.input), args)
+        fragments: Iterator[Any] = select_from(
+            _fragments_from_file(args.input), _start_selector(args)
+        )
     else:
         fragments = _fragments_from_stream(args)
 
