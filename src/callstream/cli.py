@@ -12,12 +12,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from callstream import __version__
 from callstream.mkv.ebml import MkvError
@@ -42,6 +43,17 @@ def _open_input(path: str) -> BinaryIO:
         return open(path, "rb")  # closed by the caller
     except OSError as err:
         raise CliError(f"cannot open {path}: {err.strerror}") from None
+
+
+def _open_output(path: str) -> BinaryIO:
+    try:
+        return open(path, "wb")  # closed by the caller
+    except OSError as err:
+        raise CliError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _input_name(path: str) -> str:
+    return "stdin" if path == "-" else path
 
 
 def _chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
@@ -79,11 +91,63 @@ def _data_dir_default() -> Path:
 # --- serve ------------------------------------------------------------------------------------
 
 
+def _check_serve_start(args: argparse.Namespace) -> None:
+    """Start-up problems as one clear line, before anything is printed or opened."""
+    import errno
+    import fcntl
+    import socket
+
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be 0..65535, got {args.port}")
+    for flag, value in (("--max-streams", args.max_streams), ("--max-readers", args.max_readers)):
+        if value < 1:
+            raise CliError(f"{flag} must be at least 1, got {value}")
+    data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise CliError(f"--data-dir {data_dir} is a file, not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        raise CliError(f"--data-dir {data_dir}: cannot create it: {err.strerror}") from None
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise CliError(f"--data-dir {data_dir} is not writable")
+    # The store holds an flock on <data dir>/LOCK while it has the directory open.
+    try:
+        fd = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise CliError(f"--data-dir {data_dir}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise CliError(f"--data-dir {data_dir}: {err.strerror}") from None
+        raise CliError(f"--data-dir {data_dir} is in use by another callstream server") from None
+    finally:
+        os.close(fd)
+    try:
+        addresses = socket.getaddrinfo(
+            args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as err:
+        raise CliError(f"--host {args.host}: {err.strerror}") from None
+    if args.port:
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(address)
+                except OSError as err:
+                    raise CliError(
+                        f"cannot listen on {args.host}:{args.port}: {err.strerror}"
+                    ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from callstream.api.app import ServerConfig
     from callstream.api.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, serve
     from callstream.api.sigv4 import load_credentials
 
+    _check_serve_start(args)
     try:
         creds = load_credentials(path=args.credentials_file)
     except (ValueError, OSError) as err:
@@ -165,6 +229,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     reader = FragmentReader()
     out = sys.stdout
     count = 0
+    size = 0
 
     def emit(fragments: Iterable[Any]) -> None:
         nonlocal count
@@ -175,7 +240,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     try:
         for chunk in _chunks(source):
+            size += len(chunk)
             emit(reader.feed(chunk))
+        if size == 0:
+            raise CliError(f"{_input_name(args.file)} is empty")
         emit(reader.close())
     except MkvError as err:
         emit(err.fragments)  # a cut-off capture: what arrived is still printed
@@ -216,19 +284,12 @@ def _region(args: argparse.Namespace) -> str | None:
 
 
 def _fragments_from_stream(args: argparse.Namespace) -> Iterator[Any]:
-    from callstream.client.getmedia import StartSelector, get_media
+    from callstream.client.getmedia import get_media
 
     _use_local_credentials_if_none(args)
-    if args.start_fragment is not None:
-        start = StartSelector.from_fragment(args.start_fragment)
-    elif args.start_timestamp is not None:
-        start = StartSelector.producer_timestamp(args.start_timestamp)
-    elif args.start == "now":
-        start = StartSelector.now()
-    else:
-        start = StartSelector.earliest()
+    start = _start_selector(args)
     name, arn = _stream_ids(args.stream)
-    return get_media(
+    fragments = get_media(
         stream_name=name,
         stream_arn=arn,
         start=start,
@@ -237,6 +298,9 @@ def _fragments_from_stream(args: argparse.Namespace) -> Iterator[Any]:
         stop_at_ms=args.stop_timestamp,
         chunk_size=LIVE_CHUNK,
     )
+    # The server selects too, but some botocore versions send whole-second timestamps:
+    # the same rule applied here makes the start exact whatever the client library.
+    return select_from(fragments, start)
 
 
 def _fragments_from_file(path: str) -> Iterator[Any]:
@@ -248,36 +312,6 @@ def _fragments_from_file(path: str) -> Iterator[Any]:
     finally:
         if source is not sys.stdin.buffer:
             source.close()
-
-
-CALL_ID_TAGS = ("ContactId", "TransactionId", "CallId")
-"""Tags naming the call a fragment belongs to (Connect, Chime); pooled streams change them."""
-
-
-class _ContactWindow:
-    """One call out of a stream: skip fragments of earlier calls on a pooled stream, take
-    the call's fragments (tagless ones belong to the run they sit in), stop when the stream
-    moves on. With ``contact_id`` given that call is wanted (its ContactId, TransactionId or
-    CallId); without it, the first call seen; ``follow_all`` takes everything."""
-
-    def __init__(self, contact_id: str | None, *, follow_all: bool = False) -> None:
-        self.contact_id = contact_id
-        self.follow_all = follow_all
-        self.seen = False
-
-    def judge(self, fragment: Any) -> str:
-        """``"skip"``, ``"take"`` or ``"stop"``."""
-        if self.follow_all:
-            return "take"
-        ids = [fragment.tags[t] for t in CALL_ID_TAGS if t in fragment.tags]
-        if not ids:
-            return "take" if self.seen or self.contact_id is None else "skip"
-        if self.contact_id is None:
-            self.contact_id = ids[0]  # lock onto the first call seen
-        if self.contact_id in ids:
-            self.seen = True
-            return "take"
-        return "stop" if self.seen else "skip"
 
 
 def _parse_time(value: str) -> int:
@@ -297,45 +331,27 @@ def _parse_time(value: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _fragment_start_ms(fragment: Any) -> int | None:
-    if fragment.producer_timestamp_ms is not None:
-        return int(fragment.producer_timestamp_ms)
-    start = fragment.start_ns
-    return None if start is None else int(start // 1_000_000)
+def select_from(fragments: Iterator[Any], selector: Any) -> Iterator[Any]:
+    from callstream.kvs.selectors import select_from as select
+
+    return select(fragments, selector)
 
 
-def _from_start(fragments: Iterator[Any], args: argparse.Namespace) -> Iterator[Any]:
-    """For --input sources: the fragments from the requested start on. ``--start-fragment``
-    is inclusive; ``--start-timestamp`` starts with the fragment containing the time (the
-    last one that starts at or before it), else the first one after it."""
+def _start_selector(args: argparse.Namespace) -> Any:
+    """The start the ``--start-*`` options ask for (one meaning for streams and files)."""
+    from callstream.kvs.selectors import StartSelector
+
     if args.start_fragment is not None:
-        want = (len(args.start_fragment), args.start_fragment)
-        started = False
-        for fragment in fragments:
-            number = fragment.fragment_number
-            started = started or (number is not None and (len(number), number) >= want)
-            if started:
-                yield fragment
-        return
-    if args.start_timestamp is None:
-        yield from fragments
-        return
-    held = None  # the latest fragment starting at or before the time: it may contain it
-    started = False
-    for fragment in fragments:
-        if not started:
-            start = _fragment_start_ms(fragment)
-            if start is None:  # no frames: nothing to place in time
-                continue
-            if start <= args.start_timestamp:
-                held = fragment
-                continue
-            started = True
-            if held is not None:
-                yield held
-        yield fragment
-    if not started and held is not None:
-        yield held
+        return StartSelector.from_fragment(args.start_fragment)
+    if args.start_timestamp is not None:
+        return StartSelector.producer_timestamp(args.start_timestamp)
+    if getattr(args, "start", None) == "now":
+        return StartSelector.now()
+    return StartSelector.earliest()
+
+
+_FRAGMENT_NUMBER = re.compile(r"[0-9]{1,128}")
+"""A KVS fragment number (the API's pattern and length limit)."""
 
 
 def cmd_get_audio(args: argparse.Namespace) -> int:
@@ -346,16 +362,20 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
         raise CliError("give exactly one source: --stream NAME|ARN or --input FILE|-")
     if args.out in (None, "-") and sys.stdout.isatty():
         raise CliError("refusing to write audio to a terminal: use --out PATH or a pipe")
+    if args.start_fragment is not None and not _FRAGMENT_NUMBER.fullmatch(args.start_fragment):
+        raise CliError(
+            f"--start-fragment expects a fragment number (1-128 digits), got {args.start_fragment!r}"
+        )
 
     if args.input is not None:
-        fragments: Iterator[Any] = _from_start(_fragments_from_file(args.input), args)
+        fragments: Iterator[Any] = select_from(
+            _fragments_from_file(args.input), _start_selector(args)
+        )
     else:
         fragments = _fragments_from_stream(args)
 
     progress = Progress(enabled=True)
-    sink: BinaryIO = (
-        sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")  # noqa: SIM115
-    )
+    sink: BinaryIO = sys.stdout.buffer if args.out in (None, "-") else _open_output(args.out)
     extractor: AudioExtractor | None = None
     writer: Any = None
     samples = 0
@@ -366,11 +386,13 @@ def cmd_get_audio(args: argparse.Namespace) -> int:
             writer.write(pcm)
             samples += len(pcm) // (2 * extractor.channels if extractor else 2)
 
-    window = _ContactWindow(args.contact_id, follow_all=args.all_contacts)
+    from callstream.kvs.calls import CallWindow
+
+    window = CallWindow(args.contact_id, follow_all=args.all_contacts)
     failure_sink: list[MkvError] = []
     try:
         for fragment in _until_error(fragments, lambda err: failure_sink.append(err)):
-            verdict = window.judge(fragment)
+            verdict = window.judge(fragment.tags)
             if verdict == "skip":
                 continue
             if verdict == "stop":
@@ -448,17 +470,31 @@ def _parse_tags(values: list[str]) -> dict[str, str]:
     return tags
 
 
-def _timecode_type_of(path: str) -> str:
-    """ABSOLUTE when the file's first Cluster carries an epoch timecode, else RELATIVE."""
+def _timecode_type_of(data: bytes) -> str:
+    """ABSOLUTE when the first Cluster of ``data`` carries an epoch timecode, else RELATIVE."""
     from callstream.mkv import FragmentReader
 
     reader = FragmentReader()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            for fragment in reader.feed(chunk):
-                tc = (fragment.cluster_timecode or 0) * fragment.timecode_scale_ns // 1_000_000
-                return "ABSOLUTE" if tc > 978_307_200_000 else "RELATIVE"  # after 2001
+    for start in range(0, len(data), CHUNK):
+        for fragment in reader.feed(data[start : start + CHUNK]):
+            tc = (fragment.cluster_timecode or 0) * fragment.timecode_scale_ns // 1_000_000
+            return "ABSOLUTE" if tc > 978_307_200_000 else "RELATIVE"  # after 2001
     return "RELATIVE"
+
+
+def _read_mkv(path: str) -> bytes:
+    """A whole MKV input (a file or - for stdin); empty or unreadable: a CliError."""
+    source = _open_input(path)
+    try:
+        data = source.read()
+    except OSError as err:
+        raise CliError(f"cannot read {_input_name(path)}: {err.strerror}") from None
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    if not data:
+        raise CliError(f"{_input_name(path)} is empty")
+    return data
 
 
 def _producer_for(
@@ -469,6 +505,9 @@ def _producer_for(
 
     from callstream.client import producer as prod
 
+    for flag, value in (("--fragment-ms", args.fragment_ms), ("--frame-ms", args.frame_ms)):
+        if value <= 0:
+            raise CliError(f"{flag} must be a positive number of milliseconds, got {value}")
     audio: dict[str | int, bytes] = {}
     try:
         if args.shape == "chime":
@@ -516,7 +555,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     producer, audio = _producer_for(args, _parse_tags(args.tag), start_ms)
     chunks = prod.produce(producer, audio, start_ms=start_ms, fragment_ms=args.fragment_ms)
     with (
-        open(args.out, "wb")
+        _open_output(args.out)
         if args.out != "-"
         else contextlib.nullcontext(sys.stdout.buffer) as sink
     ):
@@ -538,9 +577,11 @@ def cmd_put_media(args: argparse.Namespace) -> int:
     timecode_type = "ABSOLUTE"
     body: Any
     if args.mkv:
-        timecode_type = _timecode_type_of(args.mkv)
-        with open(args.mkv, "rb") as f:
-            data = f.read()
+        data = _read_mkv(args.mkv)
+        try:
+            timecode_type = _timecode_type_of(data)
+        except MkvError as err:
+            raise CliError(f"{_input_name(args.mkv)}: invalid MKV: {err}") from None
         body = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
     else:
         producer, audio = _producer_for(args, tags, start_ms)
@@ -578,10 +619,16 @@ def cmd_put_media(args: argparse.Namespace) -> int:
 # --- call -------------------------------------------------------------------------------------
 
 
+def _one_line(err: Exception) -> str:
+    """A FlowError listing several problems (one per line) as one line."""
+    head, *items = str(err).splitlines()
+    return " ".join([head, "; ".join(item.strip().removeprefix("- ") for item in items)]).strip()
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     import asyncio
 
-    from callstream.flows import FlowError
+    from callstream.flows import FlowError, load_flow
     from callstream.flows.call import place_call
 
     _use_local_credentials_if_none(args)
@@ -593,8 +640,17 @@ def cmd_call(args: argparse.Namespace) -> int:
         lambdas[name] = target
     if args.speed <= 0:
         raise CliError("--speed must be positive")
+    if args.retention_hours < 0:
+        raise CliError(f"--retention-hours must be 0 or more, got {args.retention_hours}")
     from callstream.flows import Instance
 
+    flows = []
+    for path in (args.flow, *args.also_flow):
+        try:
+            flows.append(load_flow(Path(path)))
+        except FlowError as err:  # names the file when it could not be read or parsed
+            text = _one_line(err)
+            raise CliError(text if path in text else f"{path}: {text}") from None
     instance = Instance(
         alias=args.instance_alias,
         live_media_streaming=not args.no_live_media_streaming,
@@ -607,8 +663,8 @@ def cmd_call(args: argparse.Namespace) -> int:
         result = asyncio.run(
             place_call(
                 instance=instance,
-                flow=args.flow,
-                flows=args.also_flow,
+                flow=flows[0],
+                flows=flows[1:],
                 customer_audio=args.customer_audio,
                 agent_audio=args.agent_audio,
                 channel=args.channel,
@@ -622,7 +678,7 @@ def cmd_call(args: argparse.Namespace) -> int:
             )
         )
     except FlowError as err:
-        raise CliError(f"{args.flow}: {err}") from None
+        raise CliError(f"{args.flow}: {_one_line(err)}") from None
     except (OSError, ValueError) as err:
         raise CliError(str(err)) from None
     finally:
@@ -643,16 +699,17 @@ def signed_request(
     import urllib.request
 
     import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
+
+    from callstream.client.aws import sign_request
 
     creds = credentials or botocore.session.get_session().get_credentials()
     if creds is None:
         raise CliError("no AWS credentials found")
     headers = {"Content-Type": "application/json"} if body is not None else {}
-    req = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
-    SigV4Auth(creds, "kinesisvideo", region).add_auth(req)
-    http = urllib.request.Request(url, data=body, method=method, headers=dict(req.headers))
+    signed = sign_request(
+        method, url, credentials=creds, region=region, headers=headers, body=body or b""
+    )
+    http = urllib.request.Request(url, data=body, method=method, headers=signed)
     try:
         with urllib.request.urlopen(http, timeout=30) as resp:
             return int(resp.status), bytes(resp.read())
@@ -665,6 +722,8 @@ def signed_request(
 def cmd_contacts(args: argparse.Namespace) -> int:
     from urllib.parse import quote, urlencode
 
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, got {args.limit}")
     _use_local_credentials_if_none(args)
     base = args.endpoint_url.rstrip("/") + "/callstream/contacts"
     if args.contact_id:
@@ -717,10 +776,15 @@ def _audio_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (exit status 2), like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="callstream", description="Live call-audio streaming, KVS-compatible."
-    )
+    parser = _Parser(prog="callstream", description="Live call-audio streaming, KVS-compatible.")
     parser.add_argument("--version", action="version", version=f"callstream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

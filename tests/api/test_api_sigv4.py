@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import string
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,12 +117,27 @@ def refused(code: str, wire: Wire, *, match: str | None = None, **kw: Any) -> Kv
     return info.value
 
 
+class _SignedAt(dt.datetime):
+    @classmethod
+    def utcnow(cls) -> dt.datetime:
+        return SIGNED_AT.replace(tzinfo=None)
+
+
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[dt.datetime]:
-    """Make botocore sign at SIGNED_AT."""
+    """Make botocore sign at SIGNED_AT. Its signers read the clock through
+    ``get_current_datetime`` (newer botocore) or ``datetime.datetime.utcnow()`` (older
+    ones, e.g. 1.34): both are replaced, in ``botocore.auth`` only."""
     monkeypatch.setattr(
-        botocore.auth, "get_current_datetime", lambda *a, **k: SIGNED_AT.replace(tzinfo=None)
+        botocore.auth,
+        "get_current_datetime",
+        lambda *a, **k: SIGNED_AT.replace(tzinfo=None),
+        raising=False,
     )
+    clock = types.ModuleType("datetime")
+    clock.__dict__.update(vars(dt))
+    clock.datetime = _SignedAt  # type: ignore[attr-defined]
+    monkeypatch.setattr(botocore.auth, "datetime", clock)
     yield SIGNED_AT
 
 

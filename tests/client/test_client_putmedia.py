@@ -10,7 +10,6 @@ import pytest
 from aiohttp import web
 from botocore.credentials import Credentials
 
-from callstream.kvs.acks import Ack, EventType, serialize
 from callstream.api.errors import KvsError
 from callstream.api.sigv4 import EMPTY_SHA256, verify_headers
 from callstream.client.producer import (
@@ -34,6 +33,7 @@ from callstream.client.putmedia import (
     put_media_headers,
     sign_put_media,
 )
+from callstream.kvs.acks import Ack, EventType, serialize
 from callstream.mkv import FragmentReader
 from callstream.mkv.ebml import ID
 from callstream.mkv.reader import EbmlReader, End, Leaf, Start

@@ -3,7 +3,6 @@ untrusted size; and property-based round trips and mutations."""
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from dataclasses import dataclass
 
@@ -208,9 +207,9 @@ def test_garbage() -> None:
 
 
 def _prompt(reader: EbmlReader | FragmentReader, data: bytes) -> MkvError:
-    """Feeding only a header must raise at once (not wait for, or buffer, the payload)."""
+    """Feeding only a header must raise at once: from the header alone (not waiting for
+    the payload), without allocating for the claimed size."""
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         with pytest.raises(MkvError) as err:
             if isinstance(reader, EbmlReader):
@@ -221,7 +220,6 @@ def _prompt(reader: EbmlReader | FragmentReader, data: bytes) -> MkvError:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - t0 < 1.0
     assert peak < 1_000_000
     return err.value
 
@@ -369,7 +367,7 @@ def _feed(data: bytes, cuts: list[int]) -> list[Fragment]:
     return out + reader.close()
 
 
-@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=models(), cuts=st.lists(st.integers(0, 10**6), max_size=12))
 def test_writer_reader_round_trip(model: Model, cuts: list[int]) -> None:
     frags = _feed(model.data, cuts)
@@ -445,7 +443,7 @@ def _outcome(data: bytes, cuts: list[int]) -> tuple[str, object]:
         return ("error", str(err))
 
 
-@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.sampled_from(range(len(SEEDS))),
     mutations=st.lists(_mutation, min_size=1, max_size=4),
@@ -490,7 +488,13 @@ def test_kvs_timestamps(value: str, ms: int) -> None:
     "value", ["9e99999999", "1e5", "Infinity", "NaN", "", ".5", "1.2.3", "１.0", "1" * 30]
 )
 def test_kvs_timestamps_reject_unbounded_or_odd_forms(value: str) -> None:
-    t0 = time.perf_counter()
-    with pytest.raises(ValueError):
-        parse_kvs_timestamp(value)
-    assert time.perf_counter() - t0 < 0.1
+    """Rejected before any conversion: "9e99999999" as a number would take a 40 MB
+    integer (and as long to build)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError):
+            parse_kvs_timestamp(value)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000

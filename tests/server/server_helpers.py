@@ -2,16 +2,21 @@
 (boto3 has no PutMedia, kvs-wire §2.1) and MKV inspection.
 
 Everything talks to the server over HTTP, the way real AWS clients do: boto3 for every
-modelled operation, and a SigV4-signed (``botocore.auth.SigV4Auth``) chunked aiohttp POST
-for PutMedia.
+modelled operation, a SigV4-signed (``botocore.auth.SigV4Auth``) chunked aiohttp POST for
+PutMedia, and a signed JSON POST (:func:`signed_post`) where the exact request matters
+more than what the installed botocore serializes (sub-second timestamps, members an older
+botocore does not model).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,6 +49,52 @@ def shared_file(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"shared test data {path} is not available (../shared is not checked out)")
     return path
+
+
+def whole_second(ms: int) -> dt.datetime:
+    """Epoch ``ms`` as a request timestamp that every botocore the project allows sends
+    unchanged. botocore before 1.43.93 serializes the timestamps of the KVS media and
+    archived-media APIs as whole seconds (``int(calendar.timegm(...))``: 1700000000.6 is
+    sent as 1700000000); later versions send the fraction. Tests that select fragments
+    through boto3 therefore use whole seconds; sub-second selection goes through
+    :func:`signed_post`, as the JS SDK v3 and Java SDK send it."""
+    assert ms % 1000 == 0, f"{ms} ms is not a whole second: older botocore truncates it"
+    return dt.datetime.fromtimestamp(ms // 1000, dt.UTC)
+
+
+def signed_post(
+    url: str, path: str, body: dict[str, Any], *, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    """POST ``body`` as JSON to ``path``, SigV4-signed: a request exactly as written here
+    (JSON numbers for timestamps, any precision), whatever botocore would serialize.
+    Returns the HTTP status and the whole response body."""
+    data = json.dumps(body).encode()
+    endpoint = url.rstrip("/") + path
+    req = AWSRequest(
+        method="POST", url=endpoint, data=data, headers={"Content-Type": "application/json"}
+    )
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "kinesisvideo", REGION).add_auth(req)
+    request = urllib.request.Request(
+        endpoint, data=data, headers=dict(req.headers.items()), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def sent_bodies(client: Any, operation: str) -> list[dict[str, Any]]:
+    """The JSON bodies ``client`` sends for ``operation`` from now on, as serialized by the
+    installed botocore (a ``before-send`` hook; the requests still go out)."""
+    bodies: list[dict[str, Any]] = []
+    event = f"before-send.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+
+    def keep(request: Any, **_: Any) -> None:
+        bodies.append(json.loads(request.body))
+
+    client.meta.events.register(event, keep)
+    return bodies
 
 
 def unique(prefix: str = "s") -> str:

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import struct
+import time
 import wave
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +24,13 @@ from server_helpers import (
     clusters_of,
     connect_audio,
     ramp,
+    sent_bodies,
     shared_file,
+    signed_post,
     tag_values,
     unique,
     wait_for,
+    whole_second,
 )
 
 from callstream.client.producer import chime_producer, produce
@@ -49,32 +53,66 @@ class Uploaded:
     arn: str
     audio: AudioUpload
     fragments: list[dict[str, Any]]  # ListFragments output, in number order
+    put_ms: tuple[int, int]  # the wall clock (epoch ms) before and after the PutMedia
 
     @property
     def numbers(self) -> list[str]:
         return [f["FragmentNumber"] for f in self.fragments]
 
+    @property
+    def server_ms(self) -> list[int]:
+        return [ms(f["ServerTimestamp"]) for f in self.fragments]
+
 
 def upload(kvs: Kvs, audio: AudioUpload, **create: Any) -> Uploaded:
     name, arn = kvs.create(**create)
+    before = time.time_ns() // 1_000_000
     kvs.put(name, audio.chunks)
+    after = time.time_ns() // 1_000_000
     frags = sorted(
         kvs.archived.list_fragments(StreamName=name, MaxResults=1000)["Fragments"],
         key=lambda f: f["FragmentNumber"],
     )
-    return Uploaded(name, arn, audio, frags)
+    return Uploaded(name, arn, audio, frags, (before, after))
 
 
 @pytest.fixture(scope="module")
 def connect(kvs: Kvs) -> Uploaded:
-    """A Connect-shaped stream: 5 fragments of 200 ms, ABSOLUTE producer timestamps."""
-    up = upload(kvs, connect_audio(5, fragment_ms=200))
+    """A Connect-shaped stream: 5 fragments of 1 s, ABSOLUTE producer timestamps on whole
+    seconds, so that each fragment start is a timestamp every botocore sends exactly."""
+    up = upload(kvs, connect_audio(5, fragment_ms=1000))
     assert len(up.fragments) == 5
     return up
 
 
 def ts(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    """A boto3 request timestamp: whole seconds only (see ``whole_second``)."""
+    return whole_second(ms)
+
+
+def ms(value: dt.datetime) -> int:
+    """A response timestamp in epoch ms."""
+    return round(value.timestamp() * 1000)
+
+
+def floor_s(t_ms: int) -> int:
+    """The whole second at or before ``t_ms``."""
+    return t_ms - t_ms % 1000
+
+
+def ceil_s(t_ms: int) -> int:
+    """The whole second at or after ``t_ms``."""
+    return -(-t_ms // 1000) * 1000
+
+
+def selector(kind: str, start_ms: int, end_ms: int, key: str = "FragmentSelector") -> Any:
+    """A fragment selector with the exact (sub-second) times, for :func:`signed_post`."""
+    return {
+        key: {
+            "FragmentSelectorType": kind,
+            "TimestampRange": {"StartTimestamp": start_ms / 1000, "EndTimestamp": end_ms / 1000},
+        }
+    }
 
 
 # --- ListFragments ----------------------------------------------------------------------------
@@ -90,8 +128,9 @@ def test_list_fragments_shape(kvs: Kvs, connect: Uploaded) -> None:
         assert len(frag["FragmentNumber"]) == 47
         assert frag["ProducerTimestamp"] == ts(start)
         assert frag["FragmentSizeInBytes"] > 0
-        assert 0 < frag["FragmentLengthInMilliseconds"] <= 200
-        assert abs((frag["ServerTimestamp"] - dt.datetime.now(dt.UTC)).total_seconds()) < 60
+        assert 0 < frag["FragmentLengthInMilliseconds"] <= 1000
+        # the server timestamp is the arrival time: during the PutMedia
+        assert connect.put_ms[0] <= ms(frag["ServerTimestamp"]) <= connect.put_ms[1]
     # raw wire: timestamps are JSON numbers, the fragment number a string
     bodies: list[bytes] = []
     kvs.archived.meta.events.register(
@@ -106,7 +145,7 @@ def test_list_fragments_shape(kvs: Kvs, connect: Uploaded) -> None:
     assert isinstance(raw["FragmentSizeInBytes"], int)
 
 
-def test_list_fragments_timestamp_range_is_inclusive_on_start(kvs: Kvs, connect: Uploaded) -> None:
+def test_list_fragments_timestamp_range_is_inclusive(kvs: Kvs, connect: Uploaded) -> None:
     starts = connect.audio.starts_ms
 
     def listed(kind: str, start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -121,11 +160,68 @@ def test_list_fragments_timestamp_range_is_inclusive_on_start(kvs: Kvs, connect:
 
     # [start of 1, start of 3]: 1, 2 and 3 (3 starts exactly at the end: included)
     assert listed("PRODUCER_TIMESTAMP", ts(starts[1]), ts(starts[3])) == connect.numbers[1:4]
+    assert listed("PRODUCER_TIMESTAMP", ts(starts[2]), ts(starts[2])) == connect.numbers[2:3]
+    assert listed("PRODUCER_TIMESTAMP", ts(starts[0] - 10**6), ts(starts[0] - 1000)) == []
+    assert listed("PRODUCER_TIMESTAMP", ts(starts[-1] + 1000), ts(starts[-1] + 10**6)) == []
+    # server timestamps (arrival times, now) are not producer timestamps (2023)
+    server = connect.server_ms
+    whole = (ts(floor_s(server[0])), ts(ceil_s(server[-1])))
+    assert listed("SERVER_TIMESTAMP", *whole) == connect.numbers
+    assert listed("PRODUCER_TIMESTAMP", *whole) == []
+
+
+def test_list_fragments_selects_to_the_millisecond(kvs: Kvs, connect: Uploaded) -> None:
+    """Sub-second request timestamps, as the JS SDK v3, the Java SDK and botocore from
+    1.43.93 send them: the range is inclusive at both ends, to the millisecond."""
+    starts = connect.audio.starts_ms
+
+    def listed(kind: str, start_ms: int, end_ms: int) -> list[str]:
+        body = {"StreamName": connect.name, **selector(kind, start_ms, end_ms)}
+        status, raw = signed_post(kvs.url, "/listFragments", body)
+        assert status == 200, raw
+        return sorted(f["FragmentNumber"] for f in json.loads(raw)["Fragments"])
+
+    kind = "PRODUCER_TIMESTAMP"
+    assert listed(kind, starts[1], starts[3]) == connect.numbers[1:4]
+    assert listed(kind, starts[1] + 1, starts[3] - 1) == connect.numbers[2:3]
+    assert listed(kind, starts[1] - 1, starts[1]) == connect.numbers[1:2]
     # a range inside fragment 1 but after its start selects nothing
-    assert listed("PRODUCER_TIMESTAMP", ts(starts[1] + 1), ts(starts[1] + 150)) == []
-    assert listed("PRODUCER_TIMESTAMP", ts(starts[0] - 10**6), ts(starts[0] - 1)) == []
-    server = [f["ServerTimestamp"] for f in connect.fragments]
-    assert listed("SERVER_TIMESTAMP", server[0], server[-1]) == connect.numbers
+    assert listed(kind, starts[1] + 1, starts[1] + 999) == []
+    server = connect.server_ms
+    # 1, 2 and 3, and 0 or 4 if one arrived in the same millisecond as 1 or 3
+    within = [
+        n for n, t in zip(connect.numbers, server, strict=True) if server[1] <= t <= server[3]
+    ]
+    assert listed("SERVER_TIMESTAMP", server[1], server[3]) == within
+
+
+def test_boto3_sub_second_timestamps_select_by_what_botocore_sends(
+    kvs: Kvs, connect: Uploaded
+) -> None:
+    """A sub-second datetime through boto3: botocore before 1.43.93 sends its whole second,
+    later versions the exact time (never a later time: that would skip a fragment). The
+    server answers for what was sent."""
+    client = kvs.client("kinesis-video-archived-media")
+    sent = sent_bodies(client, "ListFragments")
+    starts = connect.audio.starts_ms
+    start, end = starts[1] + 500, starts[3] + 250  # inside fragments 1 and 3
+    frags = client.list_fragments(
+        StreamName=connect.name,
+        FragmentSelector={
+            "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+            "TimestampRange": {
+                "StartTimestamp": dt.datetime.fromtimestamp(start / 1000, dt.UTC),
+                "EndTimestamp": dt.datetime.fromtimestamp(end / 1000, dt.UTC),
+            },
+        },
+    )["Fragments"]
+    [body] = sent
+    wire = body["FragmentSelector"]["TimestampRange"]
+    lo, hi = round(wire["StartTimestamp"] * 1000), round(wire["EndTimestamp"] * 1000)
+    assert (lo, hi) in ((start, end), (floor_s(start), floor_s(end)))
+    # exact: 2 and 3; truncated to [start of 1, start of 3]: 1, 2 and 3
+    expected = connect.numbers[2:4] if lo == start else connect.numbers[1:4]
+    assert sorted(f["FragmentNumber"] for f in frags) == expected
 
 
 def test_list_fragments_pagination(kvs: Kvs, connect: Uploaded) -> None:
@@ -302,7 +398,7 @@ def test_get_clip_connect_stereo(kvs: Kvs, connect: Uploaded) -> None:
 
 
 def test_get_clip_opens_in_ffmpeg(kvs: Kvs, connect: Uploaded) -> None:
-    """What players use (libavformat via PyAV) reads the clip: PCM, stereo, 8 kHz, 1 s."""
+    """What players use (libavformat via PyAV) reads the clip: PCM, stereo, 8 kHz, 5 s."""
     av = pytest.importorskip("av")
     starts = connect.audio.starts_ms
     _, data = clip(kvs, connect.name, "PRODUCER_TIMESTAMP", ts(starts[0]), ts(starts[-1]))
@@ -312,14 +408,27 @@ def test_get_clip_opens_in_ffmpeg(kvs: Kvs, connect: Uploaded) -> None:
         assert stream.codec_context.name == "pcm_s16le"
         assert (stream.rate, stream.channels) == (8000, 2)
         samples = sum(frame.samples for frame in container.decode(stream))
-    assert samples == 5 * 1600
+    assert samples == 5 * 8000
 
 
 def test_get_clip_by_server_timestamp_and_last_fragment_alone(kvs: Kvs, connect: Uploaded) -> None:
-    server = [f["ServerTimestamp"] for f in connect.fragments]
-    _, data = clip(kvs, connect.name, "SERVER_TIMESTAMP", server[0], server[-1])
+    server = connect.server_ms
+    whole = ts(floor_s(server[0])), ts(ceil_s(server[-1]))
+    _, data = clip(kvs, connect.name, "SERVER_TIMESTAMP", *whole)
     _, _, frames = read_wav(data)
     assert np.array_equal(frames[:, 0], pcm(connect.audio.pcm["AUDIO_FROM_CUSTOMER"]))
+    # to the millisecond (as sub-second clients send it): the fragments that arrived
+    # from fragment 1 to fragment 3 (and 0 or 4 if one arrived in the same millisecond)
+    body = {
+        "StreamName": connect.name,
+        **selector("SERVER_TIMESTAMP", server[1], server[3], key="ClipFragmentSelector"),
+    }
+    status, data = signed_post(kvs.url, "/getClip", body)
+    assert status == 200, data
+    _, _, frames = read_wav(data)
+    within = [i for i, t in enumerate(server) if server[1] <= t <= server[3]]
+    expected = b"".join(connect.audio.fragment_pcm("AUDIO_FROM_CUSTOMER", i) for i in within)
+    assert np.array_equal(frames[:, 0], pcm(expected))
     # The last fragment's document carries no MimeType tag (Connect puts its metadata
     # before the *next* Cluster); its CodecPrivate signature still identifies L16.
     last = connect.audio.starts_ms[-1]
@@ -331,17 +440,18 @@ def test_get_clip_by_server_timestamp_and_last_fragment_alone(kvs: Kvs, connect:
 def test_get_clip_fills_gaps_with_silence(kvs: Kvs, connect: Uploaded) -> None:
     """A stream missing fragment 1: the clip keeps true time, the hole is silence."""
     start = 1_700_000_100_000
-    audio = connect_audio(3, fragment_ms=200, start_ms=start)
+    audio = connect_audio(3, fragment_ms=1000, start_ms=start)
     # drop fragment 1: header, fragment 0, fragment 2
     sparse = AudioUpload(
-        [audio.chunks[0], audio.chunks[1], audio.chunks[3]], audio.pcm, [], 200, 8000
+        [audio.chunks[0], audio.chunks[1], audio.chunks[3]], audio.pcm, [], 1000, 8000
     )
     up = upload(kvs, sparse)
-    _, data = clip(kvs, up.name, "PRODUCER_TIMESTAMP", ts(start), ts(start + 400))
+    _, data = clip(kvs, up.name, "PRODUCER_TIMESTAMP", ts(start), ts(start + 2000))
     _, _, frames = read_wav(data)
-    assert frames.shape == (3 * 1600, 2)
-    assert not frames[1600:3200].any()
-    assert np.array_equal(frames[3200:, 0], pcm(audio.fragment_pcm("AUDIO_FROM_CUSTOMER", 2)))
+    assert frames.shape == (3 * 8000, 2)
+    assert np.array_equal(frames[:8000, 0], pcm(audio.fragment_pcm("AUDIO_FROM_CUSTOMER", 0)))
+    assert not frames[8000:16000].any()
+    assert np.array_equal(frames[16000:, 0], pcm(audio.fragment_pcm("AUDIO_FROM_CUSTOMER", 2)))
 
 
 def test_get_clip_mono_pcm_track(kvs: Kvs) -> None:
@@ -349,7 +459,7 @@ def test_get_clip_mono_pcm_track(kvs: Kvs) -> None:
         transaction_id="t-1", voice_connector_id="vc-1", call_id="call-1", sample_rate=16000
     )
     samples = ramp(16000 // 2, 3)  # 500 ms
-    start = producer.producer_start_ms
+    start = floor_s(producer.producer_start_ms)
     chunks = [c.data for c in produce(producer, {"AUDIO": samples}, fragment_ms=250)]
     up = upload(kvs, AudioUpload(chunks, {"AUDIO": samples}, [], 250, 16000))
     _, data = clip(kvs, up.name, "PRODUCER_TIMESTAMP", ts(start), ts(start + 10_000))
@@ -362,19 +472,19 @@ def test_get_clip_mulaw_ms_acm_track(kvs: Kvs) -> None:
     """G.711 µ-law declared the KVS producer way: A_MS/ACM with a WAVEFORMATEX."""
     waveformatex = struct.pack("<HHIIHHH", 7, 1, 8000, 8000, 1, 8, 0)
     track = TrackSpec(number=1, name="leg", codec_id="A_MS/ACM", codec_private=waveformatex)
-    law = ulaw_encode(pcm(ramp(3200, 4)))  # 400 ms
+    law = ulaw_encode(pcm(ramp(16000, 4)))  # 2 s
     start = 1_700_000_200_000
     chunks = [
         writer.ebml_header() + writer.segment_start() + writer.info() + writer.tracks([track])
     ]
-    for i in range(2):  # two 200 ms fragments of ten 20 ms blocks
+    for i in range(2):  # two 1 s fragments of fifty 20 ms blocks
         blocks = [
-            writer.simple_block(1, 20 * j, law[i * 1600 + 160 * j : i * 1600 + 160 * (j + 1)])
-            for j in range(10)
+            writer.simple_block(1, 20 * j, law[i * 8000 + 160 * j : i * 8000 + 160 * (j + 1)])
+            for j in range(50)
         ]
-        chunks.append(writer.cluster(start + 200 * i, blocks))
-    up = upload(kvs, AudioUpload(chunks, {}, [], 200, 8000))
-    _, data = clip(kvs, up.name, "PRODUCER_TIMESTAMP", ts(start), ts(start + 200))
+        chunks.append(writer.cluster(start + 1000 * i, blocks))
+    up = upload(kvs, AudioUpload(chunks, {}, [], 1000, 8000))
+    _, data = clip(kvs, up.name, "PRODUCER_TIMESTAMP", ts(start), ts(start + 1000))
     rate, channels, frames = read_wav(data)
     assert (rate, channels) == (8000, 1)
     assert np.array_equal(frames[:, 0], ulaw_decode(law))
@@ -426,7 +536,7 @@ def test_get_clip_limits_to_200_fragments(kvs: Kvs) -> None:
 def test_get_clip_errors(kvs: Kvs, connect: Uploaded) -> None:
     starts = connect.audio.starts_ms
     with pytest.raises(ClientError) as exc:  # nothing starts in the range
-        clip(kvs, connect.name, "PRODUCER_TIMESTAMP", ts(starts[0] - 5000), ts(starts[0] - 1))
+        clip(kvs, connect.name, "PRODUCER_TIMESTAMP", ts(starts[0] - 5000), ts(starts[0] - 1000))
     assert error_of(exc) == ("ResourceNotFoundException", 404)
     with pytest.raises(ClientError) as exc:
         clip(kvs, unique(), "PRODUCER_TIMESTAMP", ts(starts[0]), ts(starts[1]))

@@ -46,41 +46,42 @@ def _produce(kvs: Kvs, name: str, chunks: Any) -> tuple[threading.Thread, list[P
 
 
 def test_each_frame_reaches_a_live_reader_while_its_fragment_is_open(kvs: Kvs) -> None:
+    """The producer sends a frame only once the reader got the previous one: each frame
+    is served as it arrives, not when its fragment closes (which would stall the upload
+    here until the waits give up)."""
     name, _ = kvs.create()
     sock = _open_get_media(kvs, name)
     frames = 15
-    sent_ns: list[int] = []
-    cluster_closed_ns: list[int] = []
+    marks = [f"<frame {k:02d}>".encode() for k in range(frames)]
+    seen = [threading.Event() for _ in range(frames)]
+    in_time: list[bool] = []  # frame k reached the reader before anything more was sent
 
     def chunks() -> Any:
         t0 = int(time.time() * 1000)
         yield HEADER + w.cluster(t0, [], unknown_size=True, timecode_width=8)
+        patience = 1000  # polls of 20 ms for all frames together: a stall fails, not hangs
         for k in range(frames):
-            yield 0.04
-            now = time.time_ns()
-            sent_ns.append(now)
-            yield w.simple_block(1, k * 20, now.to_bytes(8, "big") + bytes(312))
-        yield 0.3  # the fragment stays open well after its last frame
-        cluster_closed_ns.append(time.time_ns())
+            yield w.simple_block(1, k * 20, marks[k] + bytes(320 - len(marks[k])))
+            while not seen[k].is_set() and patience > 0:
+                patience -= 1
+                yield 0.02
+            in_time.append(seen[k].is_set())
+        # the fragment closes only now, when the next one starts
         yield w.cluster(t0 + 1000, [w.simple_block(1, 0, bytes(320))], unknown_size=True)
 
     producer, results = _produce(kvs, name, chunks())
     raw = bytearray()
-    arrived: dict[int, int] = {}
-    sock.settimeout(30)
+    sock.settimeout(60)
     while chunk := sock.recv(65536):  # the server ends the response at the idle edge
-        now = time.time_ns()
         raw += chunk
-        for t in sent_ns:
-            if t not in arrived and t.to_bytes(8, "big") in raw:
-                arrived[t] = now
+        for k in range(frames):
+            if not seen[k].is_set() and marks[k] in raw:
+                seen[k].set()
     sock.close()
-    producer.join(30)
+    producer.join(60)
     assert results and results[0].status == 200
-    assert len(sent_ns) == frames and set(arrived) == set(sent_ns)
-    latency_ms = [(arrived[t] - t) / 1e6 for t in sent_ns]
-    assert max(latency_ms) < 250, latency_ms  # as sent, not when the fragment closes
-    assert max(arrived.values()) < cluster_closed_ns[0]
+    assert in_time == [True] * frames, f"frames that reached the reader in time: {in_time}"
+    assert clusters_of(_dechunk(bytes(raw)))[0].count(b"<frame ") == frames
 
 
 def _open_get_media(kvs: Kvs, name: str) -> socket.socket:
@@ -192,12 +193,22 @@ def test_stopping_the_server_stores_and_acks_every_fragment_it_received(tmp_path
     kvs = Kvs(server, make_client(server.url, "kinesisvideo"), None, None)
     name, arn = kvs.create()
     upload = connect_audio(12, fragment_ms=200)
-    producer, results = _produce(kvs, name, [b"".join(upload.chunks), 30.0])
-    wait_for(lambda: len(server.state.hub.stream(arn).fragments) >= 6)
-    stopping = time.monotonic()
-    server.stop()
-    producer.join(10)
-    assert not producer.is_alive() and time.monotonic() - stopping < 8  # ended, not cut off
+    release = threading.Event()
+
+    def chunks() -> Any:
+        yield b"".join(upload.chunks)
+        while not release.is_set():  # the producer never ends its upload by itself
+            yield 0.05
+
+    producer, results = _produce(kvs, name, chunks())
+    try:
+        wait_for(lambda: len(server.state.hub.stream(arn).fragments) >= 6)
+        server.stop()
+        producer.join(60)
+        # ended by the server while the producer was still sending
+        assert not producer.is_alive() and not release.is_set()
+    finally:
+        release.set()
     assert results and results[0].status == 200
     received = {a["FragmentNumber"] for a in results[0].of("RECEIVED")}
     persisted = {a["FragmentNumber"] for a in results[0].of("PERSISTED")}

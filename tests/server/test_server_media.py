@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +16,13 @@ from server_helpers import (
     clusters_of,
     connect_audio,
     put_media,
+    sent_bodies,
     shared_file,
+    signed_post,
     tag_values,
     unique,
     wait_for,
+    whole_second,
 )
 
 from callstream.mkv.kvs import iter_fragments
@@ -100,16 +102,22 @@ def test_putmedia_errors(kvs: Kvs) -> None:
 class Paced:
     name: str
     numbers: list[str]
-    producer: list[dt.datetime]
-    server: list[dt.datetime]
+    producer: list[int]  # epoch ms, on whole seconds
+    server: list[int]  # epoch ms
+    lengths: list[int]  # FragmentLengthInMilliseconds
     payload: bytes  # GetMedia EARLIEST
+
+
+def ms(value: dt.datetime) -> int:
+    return round(value.timestamp() * 1000)
 
 
 @pytest.fixture(scope="module")
 def paced(kvs: Kvs) -> Paced:
-    """Five 200 ms fragments sent 300 ms apart, so server timestamps are spaced too."""
+    """Five 1 s fragments starting on whole seconds (timestamps every botocore sends
+    exactly), sent 300 ms apart, so server timestamps are spaced too."""
     name, _ = kvs.create()
-    audio = connect_audio(5, fragment_ms=200)
+    audio = connect_audio(5, fragment_ms=1000)
     chunks: list[bytes | float] = [audio.chunks[0] + audio.chunks[1]]
     for chunk in audio.chunks[2:]:
         chunks += [0.3, chunk]
@@ -123,10 +131,29 @@ def paced(kvs: Kvs) -> Paced:
     return Paced(
         name=name,
         numbers=[f["FragmentNumber"] for f in frags],
-        producer=[f["ProducerTimestamp"] for f in frags],
-        server=[f["ServerTimestamp"] for f in frags],
+        producer=[ms(f["ProducerTimestamp"]) for f in frags],
+        server=[ms(f["ServerTimestamp"]) for f in frags],
+        lengths=[f["FragmentLengthInMilliseconds"] for f in frags],
         payload=payload,
     )
+
+
+def get_media_raw(kvs: Kvs, name: str, kind: str, at_ms: int) -> list[str]:
+    """GetMedia with a sub-second StartTimestamp, sent as the JS SDK v3 and the Java SDK
+    send it (botocore before 1.43.93 would send whole seconds); the fragment numbers."""
+    selector = {"StartSelectorType": kind, "StartTimestamp": at_ms / 1000}
+    status, payload = signed_post(
+        kvs.url, "/getMedia", {"StreamName": name, "StartSelector": selector}
+    )
+    assert status == 200, payload
+    return numbers_in(payload)
+
+
+def containing(starts: list[int], lengths: list[int], at: int) -> int:
+    """Index of the fragment a timestamp selector starts with: the last one containing
+    ``at`` (fragments may overlap in server time), else the first one after it."""
+    inside = [i for i, (s, n) in enumerate(zip(starts, lengths, strict=True)) if s <= at <= s + n]
+    return inside[-1] if inside else next(i for i, s in enumerate(starts) if s >= at)
 
 
 def test_selector_earliest(paced: Paced) -> None:
@@ -156,25 +183,43 @@ def test_selector_continuation_token_resumes_after_it(kvs: Kvs, paced: Paced) ->
 
 
 def test_selector_producer_timestamp_picks_containing_fragment(kvs: Kvs, paced: Paced) -> None:
-    inside = paced.producer[2] + dt.timedelta(milliseconds=50)
-    for ts in (inside, paced.producer[2], inside.timestamp()):
-        payload = kvs.get_media(
-            paced.name, {"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": ts}
-        )
-        assert numbers_in(payload) == paced.numbers[2:], ts
-    early = paced.producer[0] - dt.timedelta(hours=1)
+    start = paced.producer[2]
+    # through boto3: the start of fragment 2 as datetime, float and int seconds, and a
+    # sub-second datetime inside fragment 2, sent exactly or as its whole second (the
+    # start of fragment 2) depending on the botocore version
+    media = kvs.client("kinesis-video-media")
+    sent = sent_bodies(media, "GetMedia")
+    inside = dt.datetime.fromtimestamp((start + 500) / 1000, dt.UTC)
+    for ts in (whole_second(start), start / 1000, start // 1000, inside):
+        selector = {"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": ts}
+        payload = media.get_media(StreamName=paced.name, StartSelector=selector)["Payload"]
+        assert numbers_in(payload.read()) == paced.numbers[2:], ts
+    assert round(sent[-1]["StartSelector"]["StartTimestamp"] * 1000) in (start + 500, start)
+    early = whole_second(paced.producer[0] - 3_600_000)
     payload = kvs.get_media(
         paced.name, {"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": early}
     )
     assert numbers_in(payload) == paced.numbers
+    # to the millisecond
+    for at, first in ((start, 2), (start + 1, 2), (start + 500, 2), (start - 500, 1)):
+        assert get_media_raw(kvs, paced.name, "PRODUCER_TIMESTAMP", at) == paced.numbers[first:]
 
 
 def test_selector_server_timestamp_picks_containing_fragment(kvs: Kvs, paced: Paced) -> None:
-    inside = paced.server[3] + dt.timedelta(milliseconds=20)
+    server = paced.server
+    # 20 ms after fragment 3 arrived (to the millisecond)
+    at = server[3] + 20
+    first = containing(server, paced.lengths, at)
+    assert first >= 3
+    assert get_media_raw(kvs, paced.name, "SERVER_TIMESTAMP", at) == paced.numbers[first:]
+    # through boto3: the first whole second from fragment 3's arrival on
+    at = -(-server[3] // 1000) * 1000
+    first = containing(server, paced.lengths, at)
+    assert first >= 3
     payload = kvs.get_media(
-        paced.name, {"StartSelectorType": "SERVER_TIMESTAMP", "StartTimestamp": inside}
+        paced.name, {"StartSelectorType": "SERVER_TIMESTAMP", "StartTimestamp": whole_second(at)}
     )
-    assert numbers_in(payload) == paced.numbers[3:]
+    assert numbers_in(payload) == paced.numbers[first:]
 
 
 def test_selector_now_serves_only_new_fragments(kvs: Kvs) -> None:
@@ -253,18 +298,24 @@ def test_fourth_concurrent_get_media_is_refused(make_kvs: Any) -> None:
     wait_for(accepted)
 
 
-def test_delete_stream_ends_live_readers(kvs: Kvs) -> None:
+def test_delete_stream_ends_live_readers(make_kvs: Any) -> None:
+    # The producer is never cut off for idling here, so only the deletion can end a
+    # reader that follows its open fragment (else the read below times out and fails).
+    kvs = make_kvs(putmedia_idle_close_s=600.0)
     name, arn = kvs.create()
     audio = connect_audio(2, fragment_ms=200)
     cut = len(audio.chunks[2]) * 2 // 3
-    # fragment 1 stays half-uploaded while the producer pauses: the reader follows it live
-    chunks: list[bytes | float] = [
-        audio.chunks[0] + audio.chunks[1] + audio.chunks[2][:cut],
-        2.0,
-        audio.chunks[2][cut:],
-    ]
+    resume = threading.Event()
+
+    def chunks() -> Any:
+        # fragment 1 stays half-uploaded while the producer pauses: the reader follows it
+        yield audio.chunks[0] + audio.chunks[1] + audio.chunks[2][:cut]
+        while not resume.is_set():
+            yield 0.02
+        yield audio.chunks[2][cut:]
+
     producer = threading.Thread(
-        target=put_media, args=(kvs.url, chunks), kwargs={"stream_name": name}
+        target=put_media, args=(kvs.url, chunks()), kwargs={"stream_name": name, "timeout": 120}
     )
     producer.start()
     try:
@@ -273,14 +324,15 @@ def test_delete_stream_ends_live_readers(kvs: Kvs) -> None:
         body = resp["Payload"]
         first = body.read(100)  # the reader is streaming
         assert first
-        deleted = time.monotonic()
         kvs.kv.delete_stream(StreamARN=arn)
         rest = body.read()
-        assert time.monotonic() - deleted < 1.5  # woken at once, not left to time out
+        # the response ended while the producer was still connected and paused
+        assert producer.is_alive() and not resume.is_set()
         served = tag_values(first + rest, FRAGMENT_NUMBER, partial=True)
         assert len(served) == 2  # fragment 0, then the live one up to the deletion
     finally:
-        producer.join(30)
+        resume.set()
+        producer.join(60)
 
 
 # --- errors that could arise after the 200 -------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import re
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,9 +117,62 @@ def backend(data_dir: Path) -> Iterator[EmbeddedBackend]:
 # --- streams -------------------------------------------------------------------------------
 
 
-def test_satisfies_backend_protocol(backend: EmbeddedBackend) -> None:
-    b: Backend = backend  # checked by mypy when tests are type-checked
-    assert b is backend
+def _protocol_methods() -> dict[str, Any]:
+    return {
+        name: member
+        for name, member in vars(Backend).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    }
+
+
+def test_embedded_backend_has_every_backend_method_with_its_signature() -> None:
+    """What the API layer may call on a Backend exists on EmbeddedBackend with the same
+    parameters (names, kinds, defaults) and annotations: no method missing, no drift."""
+    methods = _protocol_methods()
+    assert {"create_stream", "append_fragments", "fragments", "read_fragment", "reap"} <= set(
+        methods
+    )
+    for name, declared in methods.items():
+        implemented = getattr(EmbeddedBackend, name, None)
+        assert inspect.isfunction(implemented), f"EmbeddedBackend has no method {name}"
+        want = inspect.signature(declared).parameters.values()
+        got = inspect.signature(implemented).parameters.values()
+        assert [(p.name, p.kind, p.default) for p in got] == [
+            (p.name, p.kind, p.default) for p in want
+        ], f"EmbeddedBackend.{name}{inspect.signature(implemented)} differs from Backend"
+        assert typing.get_type_hints(implemented) == typing.get_type_hints(declared), name
+
+
+def test_mypy_accepts_embedded_backend_as_a_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mypy's view of the same: EmbeddedBackend is assignable to Backend (strict)."""
+    mypy_api = pytest.importorskip("mypy.api")
+    import callstream
+
+    snippet = tmp_path / "backend_check.py"
+    snippet.write_text(
+        "from callstream.store import Backend, EmbeddedBackend\n\n\n"
+        "def as_backend(backend: EmbeddedBackend) -> Backend:\n"
+        "    return backend\n"
+    )
+    config = tmp_path / "mypy.ini"  # not the project's: only this snippet's errors count
+    config.write_text("[mypy]\nignore_missing_imports = True\nfollow_imports = silent\n")
+    # the sources under test, ahead of an installed copy
+    monkeypatch.setenv("MYPYPATH", str(Path(callstream.__file__).resolve().parents[1]))
+    out, err, status = mypy_api.run(
+        [
+            "--config-file",
+            str(config),
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+            "--strict",
+            "--python-version",
+            "3.11",
+            str(snippet),
+        ]
+    )
+    assert status == 0, out + err
 
 
 def test_create_and_describe(backend: EmbeddedBackend) -> None:
@@ -373,7 +428,9 @@ def test_fragments_filters(backend: EmbeddedBackend) -> None:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     stamps=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=0, max_size=15),

@@ -1,10 +1,15 @@
-"""boto3 clients for KVS, the same way for real AWS and any compatible endpoint."""
+"""AWS access for the clients, the same way for real AWS and any KVS-compatible endpoint:
+boto3 clients, and SigV4 signing (botocore's) for the requests boto3 has no call for
+(PutMedia, callstream's own APIs)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["boto_client", "default_region"]
+__all__ = ["SERVICE", "boto_client", "default_region", "sign_request"]
+
+SERVICE = "kinesisvideo"
+"""The SigV4 service name of every KVS API (control plane, media, archived media)."""
 
 
 def default_region() -> str:
@@ -40,3 +45,29 @@ def boto_client(
     if config:
         kwargs["config"] = Config(**config)
     return boto3.client(service, **kwargs)
+
+
+def sign_request(
+    method: str,
+    url: str,
+    *,
+    credentials: Any,
+    region: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    service: str = SERVICE,
+) -> dict[str, str]:
+    """The headers of a request signed with botocore's ``SigV4Auth``: ``headers`` plus
+    ``X-Amz-Date``, ``Authorization`` (and ``X-Amz-Security-Token`` for temporary
+    credentials). ``body`` is what the signature covers (a streamed PutMedia body is
+    signed as empty, as the KVS producer SDKs do)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    frozen = credentials.get_frozen_credentials()
+    request = AWSRequest(method=method, url=url, headers=dict(headers or {}), data=body)
+    SigV4Auth(
+        Credentials(frozen.access_key, frozen.secret_key, frozen.token), service, region
+    ).add_auth(request)
+    return {str(k): str(v) for k, v in request.headers.items()}

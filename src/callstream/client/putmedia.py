@@ -33,11 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from callstream.client.aws import boto_client, default_region
+from callstream.client.aws import SERVICE, boto_client, default_region, sign_request
 from callstream.kvs.acks import Ack, AckParser, EventType
 from callstream.mkv.ebml import ID, MkvError
 from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start
@@ -65,7 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVICE = "kinesisvideo"
 RETRIABLE_ACK_ERRORS = frozenset({4003, 5000, 5001})
 """Ack ErrorIds after which the connection is re-opened and the fragment sent again:
 MAX_CONNECTION_DURATION_REACHED, INTERNAL_ERROR, ARCHIVAL_ERROR."""
@@ -161,19 +158,15 @@ def sign_put_media(
     *,
     service: str = SERVICE,
 ) -> dict[str, str]:
-    """Sign a PutMedia request with botocore's ``SigV4Auth``; returns all headers to send.
+    """Sign a PutMedia request; returns all headers to send.
 
     The body is signed as empty (``SHA256("")``), as the KVS C producer does for its
-    streamed upload; botocore adds ``X-Amz-Date`` (and ``X-Amz-Security-Token`` for
-    temporary credentials) and the ``Authorization`` header. Hop-by-hop headers
-    (``transfer-encoding``, ``connection``) and ``user-agent`` are left unsigned.
+    streamed upload. Hop-by-hop headers (``transfer-encoding``, ``connection``) and
+    ``user-agent`` are left unsigned.
     """
-    frozen = credentials.get_frozen_credentials()
-    request = AWSRequest(method="POST", url=url, headers=dict(headers), data=b"")
-    SigV4Auth(
-        Credentials(frozen.access_key, frozen.secret_key, frozen.token), service, region
-    ).add_auth(request)
-    return {str(k): str(v) for k, v in request.headers.items()}
+    return sign_request(
+        "POST", url, credentials=credentials, region=region, headers=dict(headers), service=service
+    )
 
 
 def resolve_credentials(

@@ -180,6 +180,53 @@ def _check_object(value: Any) -> str | None:
     return None if isinstance(value, Mapping) else "must be an object"
 
 
+def _whole(value: Any) -> int | None:
+    """A whole number given as a number or a string, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _check_recording(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "must be an object"
+    who = value.get("RecordedParticipants")
+    if who is not None and (
+        not isinstance(who, list) or any(p not in ("Agent", "Customer") for p in who)
+    ):
+        return "RecordedParticipants must be a list of 'Agent' / 'Customer'"
+    return None
+
+
+def _check_input_validation(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "must be an object"
+    phone = value.get("PhoneNumberValidation")
+    if phone is not None and (
+        not isinstance(phone, Mapping) or phone.get("NumberFormat", "E164") not in ("E164", "Local")
+    ):
+        return "PhoneNumberValidation must be {NumberFormat: 'E164' | 'Local'}"
+    custom = value.get("CustomValidation")
+    if custom is not None:
+        length = custom.get("MaximumLength", 20) if isinstance(custom, Mapping) else None
+        number = _whole(length)
+        if number is None or number < 1:
+            return "CustomValidation must be {MaximumLength: a whole number of digits >= 1}"
+    return None
+
+
+def _check_dtmf(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "must be an object"
+    terminator = value.get("InputTerminationSequence")
+    if terminator is not None and not isinstance(terminator, str):
+        return "InputTerminationSequence must be a string"
+    return None
+
+
 def _check_event_hooks(value: Any) -> str | None:
     if not isinstance(value, Mapping) or len(value) != 1:
         return "must hold exactly one {EventType: flow}"
@@ -264,7 +311,7 @@ ACTIONS: Mapping[str, ActionSpec] = _spec(
         Category.CONTACT,
         Outcome.NEXT,
         params={
-            "RecordingBehavior": Param(kind="object", check=_check_object),
+            "RecordingBehavior": Param(kind="object", check=_check_recording),
             "AnalyticsBehavior": Param(kind="object", check=_check_object),
         },
         flow_types=_NO_HOLD,
@@ -442,9 +489,9 @@ ACTIONS: Mapping[str, ActionSpec] = _spec(
             **_PROMPT,
             "InputTimeLimitSeconds": Param(kind="int", minimum=1, maximum=180),
             "StoreInput": Param(kind="choice", choices=("True", "False")),
-            "InputValidation": Param(kind="object", check=_check_object),
+            "InputValidation": Param(kind="object", check=_check_input_validation),
             "InputEncryption": Param(kind="object", check=_check_object),
-            "DTMFConfiguration": Param(kind="object", check=_check_object),
+            "DTMFConfiguration": Param(kind="object", check=_check_dtmf),
         },
         errors=frozenset(
             {

@@ -79,10 +79,9 @@ from typing import Any, NamedTuple
 import aiohttp
 import numpy as np
 import numpy.typing as npt
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from callstream.client.aws import sign_request
 from callstream.client.producer import (
     AUDIO_FROM_CUSTOMER,
     AUDIO_TO_CUSTOMER,
@@ -1108,14 +1107,9 @@ class _Call:
         creds = self.credentials or _chain_credentials()
         headers = {"Content-Type": "application/json"}
         if creds is not None:
-            frozen = creds.get_frozen_credentials()
-            request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-            SigV4Auth(
-                Credentials(frozen.access_key, frozen.secret_key, frozen.token),
-                SERVICE,
-                self.region,
-            ).add_auth(request)
-            headers = {str(k): str(v) for k, v in request.headers.items()}
+            headers = sign_request(
+                "POST", url, credentials=creds, region=self.region, headers=headers, body=body
+            )
         try:
             async with self.http.post(url, data=body, headers=headers) as resp:
                 text = await resp.text()

@@ -7,9 +7,13 @@
 Validation policy. **Errors** (raise one :class:`FlowError` listing every problem, each naming
 the action Identifier):
 
-* the document: not an object, unknown format, ``Version`` other than ``2019-10-30``, no
-  ``Actions``, more than 250 actions, ``StartAction`` missing or naming no action;
-* an action: missing/empty/duplicate ``Identifier``, missing or unknown ``Type`` (a legacy
+* the document: not UTF-8 JSON text, empty, nested more than :data:`MAX_DEPTH` levels, a
+  string holding a lone UTF-16 surrogate (``"\\ud800"``), not an object, unknown format,
+  ``Version`` other than ``2019-10-30``, no ``Actions``, more than 250 actions,
+  ``StartAction`` missing or naming no action; legacy ``modules`` whose ``id``, ``type``,
+  ``parameters`` or ``branches`` have the wrong JSON type (naming the module id);
+* an action: missing/empty/duplicate ``Identifier``, ``Parameters`` / ``Transitions`` /
+  ``Errors`` / ``Conditions`` of the wrong JSON type, missing or unknown ``Type`` (a legacy
   module type such as ``StartMediaStreaming`` in the new format gets a hint), a type not
   allowed in the flow's type (§2), a required parameter missing, a parameter of the wrong
   shape / out of range / not one of its values, a JSONPath where the parameter must be static,
@@ -37,6 +41,8 @@ not know inside templated text.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
 import os
 import re
@@ -67,6 +73,8 @@ __all__ = ["FLOW_VERSION", "LEGACY_TYPES", "MAX_ACTIONS", "load_flow", "parse_fl
 FLOW_VERSION = "2019-10-30"
 MAX_ACTIONS = 250
 MAX_IDENTIFIER = 50
+MAX_DEPTH = 64
+"""Deepest JSON nesting accepted (exports nest about ten levels)."""
 _FORBIDDEN_ID_CHARS = set("%:(\\/)=$,;[]{}")
 _RESERVED_IDS = {
     "__proto__",
@@ -125,26 +133,90 @@ def load_flow(
 
 def _read(source: FlowSource) -> Any:
     if isinstance(source, Mapping):
+        _check_tree(source)
         return source
     if not isinstance(source, str | bytes | os.PathLike):
         raise FlowError("a flow must be a JSON object, JSON text or a path")
     if isinstance(source, bytes):
-        text = source.decode("utf-8-sig")
         where = "flow JSON"
-    elif isinstance(source, str) and source.lstrip().startswith("{"):
-        text = source
+        text = _decode(source, where)
+    elif isinstance(source, str) and source.lstrip("\ufeff \t\r\n").startswith("{"):
+        text = source.lstrip("\ufeff")
         where = "flow JSON"
     else:
         path = Path(source)
+        where = str(path)
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            data = path.read_bytes()
         except OSError as exc:
             raise FlowError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        where = str(path)
+        except ValueError as exc:  # a NUL in the path
+            raise FlowError(f"cannot read {str(path)!r}: {exc}") from exc
+        text = _decode(data, where)
+    if not text.strip():
+        raise FlowError(f"{where} is empty")
     try:
-        return json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise FlowError(f"{where} is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise FlowError(f"{where} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise FlowError(f"{where} is nested more than {MAX_DEPTH} levels deep") from None
+    _check_tree(obj)
+    return obj
+
+
+def _decode(data: bytes, where: str) -> str:
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = bom + exc.start
+        raise FlowError(
+            f"{where} is not UTF-8 text: byte 0x{data[offset]:02x} at byte offset {offset}"
+        ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise FlowError(f"flow JSON is not valid JSON: {name} is not a JSON number")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_tree(obj: Any) -> None:
+    """Reject what JSON text allows but a flow cannot carry: nesting deeper than
+    :data:`MAX_DEPTH` (later recursive walks would overflow) and lone UTF-16 surrogates
+    (``"\\ud800"``: not Unicode text, so no stream name, payload or log could hold them)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(obj, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise FlowError(_at_path(obj, path, f"nested more than {MAX_DEPTH} levels deep"))
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise FlowError(_at_path(obj, path, "holds a lone UTF-16 surrogate (not text)"))
+        elif isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    raise FlowError(
+                        _at_path(obj, path, f"key {key!r} holds a lone UTF-16 surrogate")
+                    )
+                stack.append((value, (*path, str(key))))
+        elif isinstance(node, list | tuple):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node))
+
+
+def _at_path(obj: Any, path: tuple[str | int, ...], problem: str) -> Issue:
+    """An Issue for ``problem`` at ``path``, naming the action when it is inside one."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    ident: str | None = None
+    if len(path) >= 2 and path[0] in ("Actions", "modules") and isinstance(path[1], int):
+        with contextlib.suppress(LookupError, TypeError, AttributeError):
+            found = obj[path[0]][path[1]].get("Identifier" if path[0] == "Actions" else "id")
+            ident = found if isinstance(found, str) and not _SURROGATE.search(found) else None
+    return Issue(f"{text or 'the document'} {problem}", ident)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,8 +263,13 @@ def parse_flow(
         except ValueError:
             warnings.append(Issue(f"unknown Metadata.type {declared!r}; running as a contact flow"))
             ftype = FlowType.CONTACT_FLOW
+    elif isinstance(flow_type, FlowType):
+        ftype = flow_type
     else:
-        ftype = flow_type if isinstance(flow_type, FlowType) else FlowType.parse(flow_type)
+        try:
+            ftype = FlowType.parse(flow_type)
+        except ValueError as exc:
+            raise FlowError(str(exc), flow_name=flow_name) from None
 
     raw_actions = obj.get("Actions")
     if not isinstance(raw_actions, list) or not raw_actions:
@@ -205,9 +282,12 @@ def parse_flow(
         action_meta = {}
 
     actions: dict[str, Action] = {}
+    broken: set[str] = set()
     for index, raw in enumerate(raw_actions):
         action = _parse_action(raw, index, action_meta, errors)
         if action is None:
+            if isinstance(raw, Mapping) and isinstance(raw.get("Identifier"), str):
+                broken.add(raw["Identifier"])  # already reported
             continue
         if action.identifier in actions:
             errors.append(Issue("duplicate Identifier", action.identifier))
@@ -218,7 +298,7 @@ def parse_flow(
     if not isinstance(start, str) or not start:
         errors.append(Issue("StartAction is missing"))
         start = ""
-    elif start not in actions:
+    elif start not in actions and start not in broken:
         errors.append(Issue(f"StartAction {start!r} names no action"))
 
     if errors:
@@ -258,8 +338,9 @@ def _parse_action(
         errors.append(Issue("Parameters must be an object", ident))
         return None
     spec = ACTIONS.get(type_)
-    if spec is not None and spec.aliases:
-        params = {spec.aliases.get(k, k): v for k, v in params.items()}
+    # null is "not given" (validation treats it so), so the interpreter never sees it
+    aliases = spec.aliases if spec is not None else {}
+    params = {aliases.get(k, k): v for k, v in params.items() if v is not None}
     transition = _parse_transitions(raw.get("Transitions", {}), ident, errors)
     if transition is None:
         return None
@@ -285,7 +366,11 @@ def _parse_transitions(raw: Any, ident: str, errors: list[Issue]) -> Transition 
         errors.append(Issue("Transitions.NextAction must be an action Identifier", ident))
         ok = False
     err_branches: list[ErrorBranch] = []
-    for i, item in enumerate(raw.get("Errors") or []):
+    raw_errors = _list_field(raw, "Errors", ident, errors)
+    raw_conditions = _list_field(raw, "Conditions", ident, errors)
+    if raw_errors is None or raw_conditions is None:
+        return None
+    for i, item in enumerate(raw_errors):
         if (
             not isinstance(item, Mapping)
             or not isinstance(item.get("ErrorType"), str)
@@ -296,7 +381,7 @@ def _parse_transitions(raw: Any, ident: str, errors: list[Issue]) -> Transition 
             continue
         err_branches.append(ErrorBranch(item["ErrorType"], item["NextAction"]))
     cond_branches: list[ConditionBranch] = []
-    for i, item in enumerate(raw.get("Conditions") or []):
+    for i, item in enumerate(raw_conditions):
         cond = item.get("Condition") if isinstance(item, Mapping) else None
         if (
             not isinstance(item, Mapping)
@@ -328,6 +413,19 @@ def _parse_transitions(raw: Any, ident: str, errors: list[Issue]) -> Transition 
     if not ok:
         return None
     return Transition(nxt, tuple(err_branches), tuple(cond_branches))
+
+
+def _list_field(
+    raw: Mapping[str, Any], key: str, ident: str, errors: list[Issue]
+) -> list[Any] | None:
+    """``Transitions.<key>``: a list (missing or null: empty); None after reporting."""
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.append(Issue(f"Transitions.{key} must be a list", ident))
+        return None
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -703,17 +801,63 @@ _LEGACY_OPERATORS = {
 }
 
 
-class _Module:
-    """Accessors over one legacy ``modules[]`` entry."""
+_SCALAR = (str, int, float)  # bool is an int: legacy exports write some flags as true/false
 
-    def __init__(self, raw: Mapping[str, Any]) -> None:
+
+class _Module:
+    """Accessors over one legacy ``modules[]`` entry; shape errors name the module id."""
+
+    def __init__(self, raw: Mapping[str, Any], ident: str) -> None:
         self.raw = raw
-        self.id = str(raw.get("id", ""))
-        self.type = str(raw.get("type", ""))
+        self.id = ident
+        type_ = raw.get("type")
+        if not isinstance(type_, str) or not type_:
+            raise FlowError(Issue("legacy module has no type", ident))
+        self.type = type_
         self.target = raw.get("target")
-        params = raw.get("parameters") or []
-        self.params: list[Mapping[str, Any]] = [p for p in params if isinstance(p, Mapping)]
+        if self.target is not None and not isinstance(self.target, str):
+            raise FlowError(Issue("legacy module target must be a string", ident))
+        self.params: list[Mapping[str, Any]] = []
+        for i, entry in enumerate(self._list("parameters")):
+            if not isinstance(entry, Mapping):
+                raise FlowError(Issue(f"legacy parameters[{i}] is not an object", ident))
+            name = entry.get("name")
+            if not isinstance(name, str):
+                raise FlowError(Issue(f"legacy parameters[{i}] has no name", ident))
+            value, namespace = entry.get("value"), entry.get("namespace")
+            if value is not None and not isinstance(value, _SCALAR):
+                raise FlowError(Issue(f"legacy parameter {name!r}: value must be text", ident))
+            if namespace is not None and not isinstance(namespace, str):
+                raise FlowError(
+                    Issue(f"legacy parameter {name!r}: namespace must be a string", ident)
+                )
+            self.params.append(entry)
         self.display: dict[str, str] = {}
+
+    def _list(self, key: str) -> list[Any]:
+        """``raw[key]``: a list (missing or null: empty)."""
+        value = self.raw.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise FlowError(Issue(f"legacy module {key} must be a list", self.id))
+        return value
+
+    def branches(self) -> list[Mapping[str, Any]]:
+        """The ``branches``, each an object with a ``condition`` and a ``transition``."""
+        out: list[Mapping[str, Any]] = []
+        for i, branch in enumerate(self._list("branches")):
+            if (
+                not isinstance(branch, Mapping)
+                or not isinstance(branch.get("condition"), str)
+                or not isinstance(branch.get("transition"), str)
+                or not branch["transition"]
+            ):
+                raise FlowError(
+                    Issue(f"legacy branches[{i}] needs a condition and a transition", self.id)
+                )
+            out.append(branch)
+        return out
 
     def all(self, name: str) -> list[Mapping[str, Any]]:
         return [p for p in self.params if p.get("name") == name]
@@ -727,6 +871,13 @@ class _Module:
         if entry is None or entry.get("value") is None:
             return default
         return str(entry["value"])
+
+    def key(self, entry: Mapping[str, Any]) -> str:
+        """The ``key`` of an Attribute/Parameter entry (the attribute it sets)."""
+        key = entry.get("key")
+        if not isinstance(key, str) or not key:
+            raise FlowError(Issue(f"legacy parameter {entry.get('name')!r} needs a key", self.id))
+        return key
 
     def dynamic(self, name: str) -> str | None:
         entry = self.get(name)
@@ -747,12 +898,18 @@ class _Module:
         prefix = _NAMESPACES.get(ns)
         if prefix is None:
             raise FlowError(Issue(f"unknown legacy attribute namespace {namespace!r}", self.id))
-        return prefix + value if re.fullmatch(r"[A-Za-z0-9_\-]+", value) else f"{prefix}['{value}']"
+        if re.fullmatch(r"[A-Za-z0-9_\-]+", value):
+            return prefix + value
+        quote = "'" if "'" not in value else '"'
+        if quote in value:
+            raise FlowError(Issue(f"legacy attribute name {value!r} mixes both quotes", self.id))
+        return f"{prefix}[{quote}{value}{quote}]"
 
     def resource(self, param: str, name: str) -> None:
         entry = self.get(name)
-        if entry is not None and entry.get("resourceName"):
-            self.display[param] = str(entry["resourceName"])
+        shown = entry.get("resourceName") if entry is not None else None
+        if isinstance(shown, str) and shown:
+            self.display[param] = shown
 
 
 def _prompt(m: _Module) -> dict[str, Any]:
@@ -790,7 +947,7 @@ def _set_logging(m: _Module) -> tuple[str, dict[str, Any]]:
 
 
 def _set_attributes(m: _Module) -> tuple[str, dict[str, Any]]:
-    attrs = {str(p.get("key")): m.to_value(p) for p in m.all("Attribute")}
+    attrs = {m.key(p): m.to_value(p) for p in m.all("Attribute")}
     return "UpdateContactAttributes", {"Attributes": attrs}
 
 
@@ -825,7 +982,7 @@ def _invoke(m: _Module) -> tuple[str, dict[str, Any]]:
         "InvocationTimeLimitSeconds": m.value("TimeLimit", "3"),
         "ResponseValidation": {"ResponseType": "STRING_MAP"},
     }
-    extra = {str(p.get("key")): m.to_value(p) for p in m.all("Parameter")}
+    extra = {m.key(p): m.to_value(p) for p in m.all("Parameter")}
     if extra:
         params["LambdaInvocationAttributes"] = extra
     return "InvokeLambdaFunction", params
@@ -955,11 +1112,9 @@ def _legacy_branches(m: _Module, new_type: str) -> dict[str, Any]:
             {"NextAction": target, "Condition": {"Operator": op, "Operands": [operand]}}
         )
 
-    for branch in m.raw.get("branches") or []:
-        if not isinstance(branch, Mapping):
-            continue
-        kind = str(branch.get("condition", ""))
-        target = str(branch.get("transition", ""))
+    for branch in m.branches():
+        kind: str = branch["condition"]
+        target: str = branch["transition"]
         if kind == "Success":
             nxt = target
         elif kind == "Error":
@@ -985,7 +1140,10 @@ def _legacy_branches(m: _Module, new_type: str) -> dict[str, Any]:
                 raise FlowError(
                     Issue(f"unknown legacy conditionType {branch.get('conditionType')!r}", m.id)
                 )
-            cond(op, str(branch.get("conditionValue", "")), target)
+            value = branch.get("conditionValue", "")
+            if not isinstance(value, _SCALAR):
+                raise FlowError(Issue("legacy conditionValue must be text", m.id))
+            cond(op, str(value), target)
         else:
             raise FlowError(Issue(f"unknown legacy branch condition {kind!r}", m.id))
     out: dict[str, Any] = {}
@@ -998,18 +1156,27 @@ def _legacy_branches(m: _Module, new_type: str) -> dict[str, Any]:
     return out
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def _legacy_to_modern(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Rewrite a legacy export as a 2019-10-30 document (then parsed like any other)."""
     modules = obj.get("modules")
-    metadata = dict(obj.get("metadata") or {})
+    # designer data (never affects execution): ignored when it is not an object, as in
+    # the 2019-10-30 format
+    metadata = _object(obj.get("metadata"))
     if not isinstance(modules, list) or not modules:
         raise FlowError("legacy flow: 'modules' must be a non-empty list")
     actions: list[dict[str, Any]] = []
     action_meta: dict[str, Any] = {}
     for index, raw in enumerate(modules):
-        if not isinstance(raw, Mapping) or not raw.get("id"):
+        if not isinstance(raw, Mapping):
+            raise FlowError(Issue(f"legacy modules[{index}] is not an object"))
+        ident = raw.get("id")
+        if not isinstance(ident, str) or not ident:
             raise FlowError(Issue(f"legacy modules[{index}] has no id"))
-        m = _Module(raw)
+        m = _Module(raw, ident)
         convert = LEGACY_TYPES.get(m.type)
         if convert is None:
             raise FlowError(Issue(f"unknown legacy module type {m.type!r}", m.id))
@@ -1023,7 +1190,7 @@ def _legacy_to_modern(obj: Mapping[str, Any]) -> dict[str, Any]:
                 "Transitions": transitions,
             }
         )
-        meta: dict[str, Any] = dict(raw.get("metadata") or {})
+        meta = _object(raw.get("metadata"))
         if m.display:
             meta["parameters"] = {k: {"displayName": v} for k, v in m.display.items()}
         action_meta[m.id] = meta

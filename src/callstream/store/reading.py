@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from callstream.kvs.selectors import StartSelector
+from callstream.kvs.selectors import StartSelector, contains
 from callstream.mkv.kvs import Fragment, FragmentReader, kvs_end_tags, render_fragment
 from callstream.store.base import (
     FragmentData,
@@ -152,7 +152,7 @@ async def _containing(
 
     by: Literal["server", "producer"] = "producer" if producer else "server"
     records = await log.range(stream, start_ms=ts - TIMESTAMP_WINDOW_MS, end_ms=ts, by=by)
-    containing = [r for r in records if key(r) + r.duration_ms >= ts]
+    containing = [r for r in records if contains(key(r), r.duration_ms, ts)]
     if containing:
         return before(containing[-1].fragment_number)
     later = await log.range(stream, start_ms=ts, by=by, limit=1)
@@ -160,7 +160,9 @@ async def _containing(
         return before(later[0].fragment_number)
     pending = hub.after(stream.arn, None)
     live_containing = [
-        f for f in pending if key(f) <= ts and (not f.complete or key(f) + f.duration_ms >= ts)
+        f
+        for f in pending
+        if key(f) <= ts and (not f.complete or contains(key(f), f.duration_ms, ts))
     ]
     if live_containing:
         return before(live_containing[-1].number)
