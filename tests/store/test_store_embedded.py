@@ -975,13 +975,13 @@ def test_reaping_never_deletes_a_file_whose_new_record_is_not_indexed_yet(
     with EmbeddedBackend(data_dir) as b:
         s = create(b, retention=1)
         append(b, s, server_ms=T0)
-        index_rows = b._index_rows
+        index_rows = b._index.commit_rows
 
         def reap_then_index(rows: list[tuple[object, ...]]) -> list[BaseException | None]:
             b.reap(T0 + HOUR + 500)  # the only indexed row of the file expires
             return index_rows(rows)
 
-        b._index_rows = reap_then_index  # type: ignore[method-assign]
+        b._index.commit_rows = reap_then_index  # type: ignore[method-assign]
         item = _item(b, s, T0 + 1000)
         [record] = b.append_fragments([item])
         assert isinstance(record, FragmentRecord)
@@ -992,15 +992,15 @@ def test_a_batch_item_that_cannot_be_written_fails_alone(
     backend: EmbeddedBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = create(backend, "a"), create(backend, "b")
-    open_new_file = backend._open_new_file
-    stream_b = backend._resolve(b).id
+    open_new_file = backend._files.open_new
+    stream_b = backend._fragments.resolve(b).id
 
     def no_descriptors_for_b(stream_id: int, writer: Any) -> None:
         if stream_id == stream_b:
             raise OSError(24, "Too many open files")
         open_new_file(stream_id, writer)
 
-    monkeypatch.setattr(backend, "_open_new_file", no_descriptors_for_b)
+    monkeypatch.setattr(backend._files, "open_new", no_descriptors_for_b)
     items = [_item(backend, a, T0), _item(backend, b, T0), _item(backend, a, T0 + 1000)]
     results = backend.append_fragments(items)
     assert isinstance(results[1], StoreError) and "Too many open files" in str(results[1])
@@ -1012,12 +1012,12 @@ def test_a_stream_deleted_while_its_fragment_is_indexed_reports_stream_not_found
     backend: EmbeddedBackend,
 ) -> None:
     s = create(backend)
-    index_rows = backend._index_rows
+    index_rows = backend._index.commit_rows
 
     def delete_then_index(rows: list[tuple[object, ...]]) -> list[BaseException | None]:
         backend.delete_stream(s.arn, current_version=None)
         return index_rows(rows)
 
-    backend._index_rows = delete_then_index  # type: ignore[method-assign]
+    backend._index.commit_rows = delete_then_index  # type: ignore[method-assign]
     [result] = backend.append_fragments([_item(backend, s, T0)])
     assert isinstance(result, StreamNotFound)

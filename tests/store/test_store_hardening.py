@@ -28,9 +28,9 @@ from callstream.store import (
     InvalidArgument,
     StoreError,
     StreamRecord,
-    embedded,
     make_fragment_number,
 )
+from callstream.store.backends.embedded import fragments as embedded_fragments
 from callstream.store.base import StorageFull
 from callstream.store.ingest import (
     MAX_TIMESTAMP_NS,
@@ -224,7 +224,9 @@ def test_group_commit_isolates_any_row_error(backend: EmbeddedBackend) -> None:
     streams = [create(backend, f"s{i}") for i in range(3)]
     existing, _ = append(backend, streams[0], T0)
     ids = [
-        backend._reader().execute("SELECT id FROM streams WHERE name = ?", (s.name,)).fetchone()[0]
+        backend._index.reader()
+        .execute("SELECT id FROM streams WHERE name = ?", (s.name,))
+        .fetchone()[0]
         for s in streams
     ]
 
@@ -259,7 +261,7 @@ def test_group_commit_isolates_any_row_error(backend: EmbeddedBackend) -> None:
         row(ids[0], 102, number=existing.fragment_number),  # duplicate key
         row(ids[1], 102),
     ]
-    errors = backend._index_rows(rows)
+    errors = backend._index.commit_rows(rows)
     assert [e is None for e in errors] == [True, False, True, False, True, False, True]
     assert isinstance(errors[1], OverflowError)
     listed = {s.name: [r.fragment_number for r in backend.fragments(s)] for s in streams}
@@ -546,7 +548,7 @@ def fill_with_fragments(
 
 @pytest.mark.parametrize("size", [20_000, 300_000], ids=["index-fills-first", "file-fills-first"])
 def test_full_disk_heals(small_fs: Path, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded, "_DELETE_CHUNK_ROWS", 2)  # deletions in several chunks
+    monkeypatch.setattr(embedded_fragments, "_DELETE_CHUNK_ROWS", 2)  # deletions in several chunks
     data_dir = small_fs / "data"
     b = EmbeddedBackend(data_dir, reserve_bytes=256 * 1024, file_size_limit=64 * 1024)
     try:
@@ -603,7 +605,7 @@ def test_full_disk_without_reserve_reports_storage_full(
         acked = fill_with_fragments(b, [old, keep], 20_000)
         fill(small_fs / "filler")
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="callstream.store.embedded"):
+        with caplog.at_level(logging.WARNING, logger="callstream.store.backends.embedded"):
             b.reap(T0 + 10**7 + 2 * HOUR)
         failures = [r for r in caplog.records if "retention reaper" in r.getMessage()]
         assert len(failures) == 1 and failures[0].exc_info is None
@@ -629,7 +631,7 @@ def test_index_full_without_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     commit that needs a new page fail with SQLITE_FULL. Appends fail cleanly (their new
     files are removed), the reaper still frees space (in chunks), appends work again
     afterwards, DeleteStream (in chunks) removes everything."""
-    monkeypatch.setattr(embedded, "_DELETE_CHUNK_ROWS", 3)
+    monkeypatch.setattr(embedded_fragments, "_DELETE_CHUNK_ROWS", 3)
     data_dir = tmp_path / "data"
     b = EmbeddedBackend(data_dir, file_size_limit=1)  # one record per file: each append
     try:  # creates a file
@@ -640,8 +642,8 @@ def test_index_full_without_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             s = (old, keep)[i % 2]
             rec, data = append(b, s, T0 + i * 1000)
             acked[rec.fragment_number] = (s, data)
-        (pages,) = b._conn.execute("PRAGMA page_count").fetchone()
-        b._conn.execute(f"PRAGMA max_page_count = {pages}")  # the index cannot grow
+        (pages,) = b._index.conn.execute("PRAGMA page_count").fetchone()
+        b._index.conn.execute(f"PRAGMA max_page_count = {pages}")  # the index cannot grow
         full = 0
         for i in range(2000):
             try:
@@ -663,7 +665,7 @@ def test_index_full_without_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             acked[rec.fragment_number] = (keep, data)
         assert_no_litter(b, [old, keep], reaped=("1",))
         assert_readable(b, acked)
-        assert len(frag_files(data_dir)) > 3 * embedded._DELETE_CHUNK_ROWS
+        assert len(frag_files(data_dir)) > 3 * embedded_fragments._DELETE_CHUNK_ROWS
         b.delete_stream(keep.arn, None)
         assert frag_files(data_dir) == [] and b.fragments(old) == []
     finally:
@@ -746,7 +748,7 @@ def test_reaper_goes_on_when_one_stream_fails(
         broken.rename(tmp_path / "b-files")
         broken.write_bytes(b"")
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="callstream.store.embedded"):
+        with caplog.at_level(logging.WARNING, logger="callstream.store.backends.embedded"):
             freed = b.reap(T0 + 2 * HOUR)
         assert freed > 0
         assert b.fragments(streams[0]) == [] and b.fragments(streams[2]) == []

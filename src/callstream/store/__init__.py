@@ -1,15 +1,24 @@
-"""The media store: streams and their fragments (see :mod:`callstream.store.base`)."""
+"""The media store: streams and their fragments (see :mod:`callstream.store.base`);
+backends are opened by :func:`~callstream.store.backends.open_backend`."""
 
+from callstream.store.backends import BackendNotAvailable, open_backend
+from callstream.store.backends.embedded import DataDirLocked, EmbeddedBackend, EmbeddedStore
 from callstream.store.base import (
     Backend,
     FragmentAppend,
     FragmentData,
+    FragmentLog,
     FragmentNotFound,
     FragmentRecord,
     IntegrityError,
     InvalidArgument,
+    ProducerLease,
+    ReaderLimitExceeded,
+    ReaderSlot,
     StorageFull,
+    StoreBackend,
     StoreError,
+    StreamCatalog,
     StreamInUse,
     StreamLimitExceeded,
     StreamNotFound,
@@ -18,7 +27,6 @@ from callstream.store.base import (
     VersionMismatch,
 )
 from callstream.store.crypto import Keyring, KeyringError, RecordCipher, default_kms_key_id
-from callstream.store.embedded import DataDirLocked, EmbeddedBackend
 from callstream.store.numbers import (
     FRAGMENT_NUMBER_DIGITS,
     MAX_SEQUENCE,
@@ -32,10 +40,13 @@ __all__ = [
     "FRAGMENT_NUMBER_DIGITS",
     "MAX_SEQUENCE",
     "Backend",
+    "BackendNotAvailable",
     "DataDirLocked",
     "EmbeddedBackend",
+    "EmbeddedStore",
     "FragmentAppend",
     "FragmentData",
+    "FragmentLog",
     "FragmentNotFound",
     "FragmentRecord",
     "IntegrityError",
@@ -43,9 +54,14 @@ __all__ = [
     "InvalidFragmentNumber",
     "Keyring",
     "KeyringError",
+    "ProducerLease",
+    "ReaderLimitExceeded",
+    "ReaderSlot",
     "RecordCipher",
     "StorageFull",
+    "StoreBackend",
     "StoreError",
+    "StreamCatalog",
     "StreamInUse",
     "StreamLimitExceeded",
     "StreamNotFound",
@@ -55,5 +71,6 @@ __all__ = [
     "default_kms_key_id",
     "is_valid_fragment_number",
     "make_fragment_number",
+    "open_backend",
     "parse_fragment_number",
 ]
