@@ -739,8 +739,11 @@ PROFILE_KEYS = [
     ("BaseEventLoop.call_later (asyncio/base_events.py)", "call_later timers (anywhere)"),
     ("EpollSelector.select (selectors.py)", "epoll_wait"),
     ("_worker (concurrent/futures/thread.py)", "worker threads (pool)"),
-    ("_sync_fd (callstream/store/embedded.py)", "- fsync of fragment files"),
-    ("EmbeddedBackend._index (callstream/store/embedded.py)", "- SQLite index group commit"),
+    ("sync_fd (callstream/store/backends/embedded/files.py)", "- fsync of fragment files"),
+    (
+        "Index.commit_rows (callstream/store/backends/embedded/index.py)",
+        "- SQLite index group commit",
+    ),
 ]
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from callstream.store import EmbeddedBackend, FragmentData, StreamRecord, make_fragment_number
-from callstream.store.embedded import RECORD_HEADER_SIZE, encode_fragment_data
+from callstream.store.backends.embedded import RECORD_HEADER_SIZE, encode_fragment_data
 
 SAMPLES = 8000  # 1 s at 8 kHz
 TRACKS = 2

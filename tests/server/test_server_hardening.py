@@ -521,9 +521,9 @@ def _short_calls(url: str, key: str, secret: str, n: int, concurrency: int = 16)
 
 
 def test_a_finished_call_leaves_no_live_state(kvs: Kvs) -> None:
-    before = len(kvs.server.state.hub)
+    before = len(kvs.server.state.store.hub)
     _short_calls(kvs.url, ACCESS_KEY, SECRET_KEY, 40)
-    wait_for(lambda: len(kvs.server.state.hub) <= before)
+    wait_for(lambda: len(kvs.server.state.store.hub) <= before)
 
 
 @pytest.mark.slow

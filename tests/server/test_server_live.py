@@ -27,10 +27,10 @@ from server_helpers import (
 )
 
 from callstream.api.app import ServerConfig
-from callstream.api.media import PERSIST_BACKLOG
 from callstream.api.server import ServerThread
 from callstream.mkv import writer as w
 from callstream.store import EmbeddedBackend
+from callstream.store.uploads import StoreConfig
 
 TRACKS = [w.TrackSpec(1, "AUDIO_FROM_CUSTOMER", "A_PCM/INT/LIT", sampling_rate=8000.0)]
 HEADER = w.ebml_header() + w.segment_start() + w.info() + w.tracks(TRACKS)
@@ -152,7 +152,7 @@ def _server_with_a_slow_disk(data_dir: Path, *, seconds_per_batch: float) -> Ser
     """A server (not started) whose store takes ``seconds_per_batch`` for every batch."""
     config = ServerConfig(credentials={ACCESS_KEY: SECRET_KEY}, live_idle_timeout_s=0.5)
     server = ServerThread(data_dir, config=config)
-    backend = server.state.backend
+    backend = server.state.store.backend.backend  # the embedded store's sync backend
     store = backend.append_fragments
 
     def slow_disk(items: Any) -> Any:
@@ -175,14 +175,14 @@ def test_when_storage_falls_behind_the_producer_is_slowed_not_buffered(tmp_path:
         held: list[int] = []
         producer, results = _produce(kvs, name, [b"".join(upload.chunks)])
         while producer.is_alive():
-            live = server.state.hub.stream(arn)
+            live = server.state.store.hub.stream(arn)
             held.append(sum(1 for f in list(live.fragments.values()) if not f.persisted))
             time.sleep(0.01)
         producer.join()
     assert results and results[0].status == 200 and not results[0].of("ERROR")
     assert len(results[0].of("PERSISTED")) == 30
-    assert PERSIST_BACKLOG == 4
-    assert max(held) <= 6  # PERSIST_BACKLOG queued, one being stored, one being received
+    assert StoreConfig().persist_backlog == 4
+    assert max(held) <= 6  # the backlog queued, one being stored, one being received
 
 
 def test_stopping_the_server_stores_and_acks_every_fragment_it_received(tmp_path: Path) -> None:
@@ -202,7 +202,7 @@ def test_stopping_the_server_stores_and_acks_every_fragment_it_received(tmp_path
 
     producer, results = _produce(kvs, name, chunks())
     try:
-        wait_for(lambda: len(server.state.hub.stream(arn).fragments) >= 6)
+        wait_for(lambda: len(server.state.store.hub.stream(arn).fragments) >= 6)
         server.stop()
         producer.join(60)
         # ended by the server while the producer was still sending
@@ -245,12 +245,12 @@ def test_a_producer_that_reconnects_while_its_old_upload_is_stored_loses_nothing
         sock.sendall(
             b"%x\r\n%b\r\n" % (len(first), first) + b"%x\r\n%b\r\n" % (10, upload.chunks[10][:10])
         )
-        wait_for(lambda: len(server.state.hub.stream(arn).fragments) >= 9)
+        wait_for(lambda: len(server.state.store.hub.stream(arn).fragments) >= 9)
         sock.close()  # broken mid-fragment, with fragments still waiting for the disk
         rest = upload.chunks[0] + b"".join(upload.chunks[10:])
         result = kvs.put(name, [rest])
         assert len(result.of("PERSISTED")) == 7  # fragments 9..15
-        wait_for(lambda: not server.state.uploads, timeout=20)
+        wait_for(lambda: not server.state.store.uploads, timeout=20)
     with EmbeddedBackend(tmp_path / "data") as reopened:
         fragments = reopened.fragments(reopened.get_stream(name=name))
     assert len(fragments) == 16  # 0..8 from the broken connection, 9..15 from the new one

@@ -194,7 +194,9 @@ def test_timestamp_inside_the_open_live_fragment_starts_there(kvs: Kvs) -> None:
 
     def read() -> None:
         try:
-            wait_for(lambda: bool(kvs.server.state.hub.after(arn, None)))  # fragment 0 is live
+            wait_for(
+                lambda: bool(kvs.server.state.store.hub.after(arn, None))
+            )  # fragment 0 is live
             selector = {
                 "StartSelectorType": "PRODUCER_TIMESTAMP",
                 "StartTimestamp": whole_second(at),

@@ -41,7 +41,7 @@ from callstream.store import (
     make_fragment_number,
     parse_fragment_number,
 )
-from callstream.store.embedded import RECORD_HEADER_SIZE
+from callstream.store.backends.embedded import RECORD_HEADER_SIZE
 
 T0 = 1_700_000_000_000  # a server clock origin (ms)
 HOUR = 3_600_000

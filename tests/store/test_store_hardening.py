@@ -799,7 +799,7 @@ def test_delete_on_a_disk_that_stays_full_raises_storage_full(
 def test_fragment_queries_take_any_integer_bounds(tmp_path: Path) -> None:
     """Times beyond SQLite's integer (a fragment number encodes up to 2**64 ms) select
     nothing instead of failing."""
-    from callstream.store.embedded import EmbeddedBackend
+    from callstream.store.backends.embedded import EmbeddedBackend
 
     with EmbeddedBackend(tmp_path / "data") as backend:
         stream = backend.create_stream(

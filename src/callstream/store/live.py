@@ -125,7 +125,6 @@ class StreamLive:
     readers: int = 0  # GetMedia connections
     list_readers: int = 0  # GetMediaForFragmentList connections
     producer: object | None = None  # the upload that owns the stream
-    last_timestamp_ns: int | None = None
     deleted: bool = False  # the stream was deleted: readers end
     created: float = field(default_factory=time.monotonic)
     _waiters: set[asyncio.Future[None]] = field(default_factory=set)
@@ -166,14 +165,12 @@ class LiveHub:
 
     def __init__(self) -> None:
         self._streams: dict[str, StreamLive] = {}
-        self._last_timestamp_ns: dict[str, int] = {}
 
     def stream(self, arn: str) -> StreamLive:
         """The live state of ``arn`` (created on first use)."""
         live = self._streams.get(arn)
         if live is None:
             live = self._streams[arn] = StreamLive()
-            live.last_timestamp_ns = self._last_timestamp_ns.get(arn)
         return live
 
     def __len__(self) -> int:
@@ -193,13 +190,10 @@ class LiveHub:
         ):
             return False
         del self._streams[arn]
-        if live.last_timestamp_ns is not None:
-            self._last_timestamp_ns[arn] = live.last_timestamp_ns
         return True
 
     def forget(self, arn: str) -> None:
         """Drop a deleted stream's live state, waking its readers."""
-        self._last_timestamp_ns.pop(arn, None)
         live = self._streams.pop(arn, None)
         if live is not None:
             live.deleted = True

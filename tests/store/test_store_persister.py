@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from callstream.api.persister import Persister
 from callstream.store import (
     EmbeddedBackend,
     FragmentAppend,
@@ -18,6 +17,7 @@ from callstream.store import (
     StreamNotFound,
     make_fragment_number,
 )
+from callstream.store.backends.embedded import Persister
 
 T0 = 1_700_000_000_000
 
