@@ -24,6 +24,7 @@ from aiohttp import web
 from callstream.api.connections import ConnectionGuard
 from callstream.api.errors import KvsError, error_response_parts
 from callstream.api.persister import Persister
+from callstream.events.bus import EventBus
 from callstream.store.base import Backend, StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.live import LiveHub
@@ -65,6 +66,7 @@ class ServerState:
     config: ServerConfig
     backend: Backend
     contacts: ContactStore
+    events: EventBus  # the call-event bus (journal in <data_dir>/events)
     hub: LiveHub = field(default_factory=LiveHub)
     routes: dict[str, Handler] = field(default_factory=dict)
     persister: Persister | None = None  # set while the app runs
@@ -201,13 +203,14 @@ STREAMING_PATHS = frozenset({"/putMedia"})
 
 def build_app(state: ServerState) -> web.Application:
     """The aiohttp application serving ``state.routes``."""
-    from callstream.api import archived, contacts, control, media
+    from callstream.api import archived, contacts, control, events, media
 
     routes: dict[str, Handler] = {}
     routes.update(control.ROUTES)
     routes.update(media.ROUTES)
     routes.update(archived.ROUTES)
     routes.update(contacts.ROUTES)
+    routes.update(events.ROUTES)
     state.routes = routes
 
     @web.middleware
@@ -257,7 +260,7 @@ def build_app(state: ServerState) -> web.Application:
         return await handler(request, state)
 
     app = web.Application(middlewares=[kvs_middleware], client_max_size=64 * 1024 * 1024)
-    for path, get_handler in contacts.GET_ROUTES.items():
+    for path, get_handler in {**contacts.GET_ROUTES, **events.GET_ROUTES}.items():
         app.router.add_get(path, _bind(get_handler, state))
     app.router.add_post("/{tail:.*}", dispatch)
     app[STATE] = state
@@ -300,6 +303,8 @@ def build_app(state: ServerState) -> web.Application:
             await asyncio.wait(tasks, timeout=10)
 
     app.on_shutdown.append(end_uploads)
+    app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
+    app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
     app.cleanup_ctx.append(reaper)
     app.cleanup_ctx.append(persister)
     app.cleanup_ctx.append(trimmer)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from callstream.api.app import ServerConfig, ServerState, build_app
 from callstream.api.connections import ConnectionGuard, GuardedSite, Limits, ServerLog
+from callstream.events.bus import EventBus
 from callstream.store.contacts import ContactStore
 from callstream.store.embedded import EmbeddedBackend
 
@@ -48,7 +49,8 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
         data_dir, region=config.region, account_id=config.account_id, max_streams=max_streams
     )
     contacts = ContactStore(Path(data_dir) / "contacts.sqlite3")
-    return ServerState(config=config, backend=backend, contacts=contacts)
+    events = EventBus(Path(data_dir) / "events")
+    return ServerState(config=config, backend=backend, contacts=contacts, events=events)
 
 
 async def _start(
