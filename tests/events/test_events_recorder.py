@@ -155,3 +155,19 @@ def test_a_contact_store_from_before_the_bus_is_upgraded_in_place(tmp_path: Path
     assert store.put(ctr("old", Version="2"), cursor=1)
     assert store.get("old")["Version"] == "2"  # type: ignore[index]
     store.close()
+
+
+def test_record_cursors_of_a_journal_the_recorder_never_saw_are_forgotten(tmp_path: Path) -> None:
+    store = ContactStore(tmp_path / "contacts.sqlite3")
+    # written by the HTTP handler (cursor 7 of some journal) before the recorder ever ran
+    assert store.put(ctr("c-1", Version="old"), cursor=7)
+    assert store.consumer_position(CONSUMER, "journal-2") == 0
+    assert store.put(ctr("c-1", Version="new"), cursor=1, consumer=CONSUMER)
+    assert store.get("c-1")["Version"] == "new"  # type: ignore[index]
+    assert store.consumer_position(CONSUMER, "journal-2") == 1
+    fresh = ContactStore(tmp_path / "fresh.sqlite3")
+    assert fresh.consumer_position(CONSUMER, "j") == 0  # a first start writes nothing
+    fresh.advance(CONSUMER, 4)
+    assert fresh.consumer_position(CONSUMER, "j") == 4
+    fresh.close()
+    store.close()

@@ -49,6 +49,7 @@ class ContactStore:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        self._journals: dict[str, str] = {}  # consumer -> journal id (consumer_position)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -93,13 +94,18 @@ class ContactStore:
         """Where subscriber ``consumer`` resumes in the journal ``journal_id``: the cursor
         of the last event it handled, or 0. A journal that is not the one the position
         was kept for (its directory was recreated) starts over at 0, and the cursors of
-        the stored records are forgotten with it."""
+        the stored records are forgotten with it. (A first start writes nothing: the
+        position is kept from the first event handled on.)"""
         with self._lock:
+            self._journals[consumer] = journal_id
             row = self._db.execute(
                 "SELECT journal_id, cursor FROM consumers WHERE name = ?", (consumer,)
             ).fetchone()
             if row is not None and row[0] == journal_id:
                 return int(row[1])
+            stale = self._db.execute("SELECT 1 FROM contacts WHERE cursor != 0 LIMIT 1")
+            if row is None and stale.fetchone() is None:
+                return 0
             with self._transaction():
                 self._db.execute("UPDATE contacts SET cursor = 0 WHERE cursor != 0")
                 self._db.execute(
@@ -113,8 +119,16 @@ class ContactStore:
             self._advance(consumer, cursor)
 
     def _advance(self, consumer: str, cursor: int) -> None:
+        journal_id = self._journals.get(consumer)
+        if journal_id is None:  # no consumer_position() first: only an existing row moves
+            self._db.execute(
+                "UPDATE consumers SET cursor = MAX(cursor, ?) WHERE name = ?", (cursor, consumer)
+            )
+            return
         self._db.execute(
-            "UPDATE consumers SET cursor = MAX(cursor, ?) WHERE name = ?", (cursor, consumer)
+            "INSERT INTO consumers VALUES (?, ?, ?) ON CONFLICT (name) "
+            "DO UPDATE SET cursor = MAX(cursor, excluded.cursor)",
+            (consumer, journal_id, cursor),
         )
 
     @contextlib.contextmanager
