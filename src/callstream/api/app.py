@@ -23,6 +23,7 @@ from aiohttp import web
 
 from callstream.api.connections import ConnectionGuard
 from callstream.api.errors import KvsError, error_response_parts
+from callstream.events.bus import EventBus
 from callstream.store.base import StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
@@ -78,6 +79,7 @@ class ServerState:
     config: ServerConfig
     store: MediaStore
     contacts: ContactStore
+    events: EventBus  # the call-event bus (journal in <data_dir>/events)
     routes: dict[str, Handler] = field(default_factory=dict)
     guard: ConnectionGuard | None = None  # set by the server that listens
 
@@ -212,13 +214,14 @@ STREAMING_PATHS = frozenset({"/putMedia"})
 
 def build_app(state: ServerState) -> web.Application:
     """The aiohttp application serving ``state.routes``."""
-    from callstream.api import archived, contacts, control, media
+    from callstream.api import archived, contacts, control, events, media
 
     routes: dict[str, Handler] = {}
     routes.update(control.ROUTES)
     routes.update(media.ROUTES)
     routes.update(archived.ROUTES)
     routes.update(contacts.ROUTES)
+    routes.update(events.ROUTES)
     state.routes = routes
 
     @web.middleware
@@ -264,7 +267,7 @@ def build_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[kvs_middleware], client_max_size=64 * 1024 * 1024)
     for path, handler in routes.items():  # exact paths; others are unknown operations
         app.router.add_post(path, _bind(handler, state))
-    for path, get_handler in contacts.GET_ROUTES.items():
+    for path, get_handler in {**contacts.GET_ROUTES, **events.GET_ROUTES}.items():
         app.router.add_get(path, _bind(get_handler, state))
     app[STATE] = state
 
@@ -294,6 +297,8 @@ def build_app(state: ServerState) -> web.Application:
         await state.store.stop_uploads()
 
     app.on_shutdown.append(end_uploads)
+    app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
+    app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
     app.cleanup_ctx.append(store)
     app.cleanup_ctx.append(trimmer)
     app.cleanup_ctx.append(descriptor_watch)

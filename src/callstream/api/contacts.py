@@ -1,8 +1,12 @@
 """Contact records over HTTP (callstream's own API, beside the KVS ones).
 
 ``POST /callstream/contacts`` stores a CTR (what ``callstream call`` does when a contact
-ends); ``GET /callstream/contacts`` lists the newest, ``GET /callstream/contacts/{id}``
-returns one. Requests are SigV4-signed like every other call.
+ends): it publishes the contact's ``ContactEnded`` event carrying the record on the
+call-event bus and, once that is durable, stores the record (the bus's contact-record
+subscriber would store it too; see :mod:`callstream.events.recorder`), so the record is
+readable when the answer arrives. ``GET /callstream/contacts`` lists the newest,
+``GET /callstream/contacts/{id}`` returns one. Requests are SigV4-signed like every other
+call.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from aiohttp import web
 
 from callstream.api.app import Handler, ServerState, json_response, read_json
 from callstream.api.errors import KvsError
+from callstream.api.events import publish_durably
+from callstream.events.recorder import contact_ended, store_contact
 
 __all__ = ["GET_ROUTES", "ROUTES"]
 
@@ -18,10 +24,12 @@ CONTACTS_PATH = "/callstream/contacts"
 
 
 async def put_contact(request: web.Request, state: ServerState) -> web.StreamResponse:
-    """Store a contact record."""
+    """Store a contact record (as a ``ContactEnded`` event; see the module docstring)."""
     record = await read_json(request)
-    await state.run(state.contacts.put, record)
-    return json_response({"ContactId": record["ContactId"]})
+    event = contact_ended(record)  # InvalidArgument (400) before anything is published
+    (cursor,) = await publish_durably(state.events, [event])
+    await state.run(store_contact, state.contacts, event.with_cursor(cursor))
+    return json_response({"ContactId": record["ContactId"], "Cursor": cursor})
 
 
 async def list_contacts(request: web.Request, state: ServerState) -> web.StreamResponse:

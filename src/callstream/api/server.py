@@ -19,6 +19,7 @@ from aiohttp import web
 
 from callstream.api.app import ServerConfig, ServerState, build_app, store_config
 from callstream.api.connections import ConnectionGuard, GuardedSite, Limits, ServerLog
+from callstream.events.bus import EventBus
 from callstream.store.backends import open_backend
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
@@ -58,9 +59,10 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
         max_streams=max_streams,
         writer_threads=config.persist_threads,
     )
-    store = MediaStore(backend, config=store_config(config))
     contacts = ContactStore(Path(data_dir) / "contacts.sqlite3")
-    return ServerState(config=config, store=store, contacts=contacts)
+    events = EventBus(Path(data_dir) / "events")
+    store = MediaStore(backend, config=store_config(config), events=events)
+    return ServerState(config=config, store=store, contacts=contacts, events=events)
 
 
 async def _start(

@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
+from callstream.events.types import Event
 from callstream.kvs.acks import Ack
 from callstream.kvs.selectors import StartSelector
 from callstream.store import reading
@@ -40,6 +41,7 @@ from callstream.store.base import (
 from callstream.store.live import LiveHub, LiveSink
 from callstream.store.numbers import is_valid_fragment_number, parse_fragment_number
 from callstream.store.reading import MediaFragment
+from callstream.store.upload import EndReason
 from callstream.store.uploads import StoreConfig, UploadResult, UploadRunner
 from callstream.store.writers import FrameEncoder, FrameWriter, Writer
 
@@ -58,7 +60,7 @@ class StoreClosed(StoreError):
 class EventSink(Protocol):
     """Where the store reports what happens to streams (the call-event bus)."""
 
-    def publish(self, event: Any) -> object: ...
+    def publish(self, event: Event) -> object: ...
 
 
 def _now_ms() -> int:
@@ -125,7 +127,7 @@ class MediaStore:
                 log.exception("retention reaper failed")
             await asyncio.sleep(self.config.reap_interval_s)
 
-    def _publish(self, event: Any) -> None:
+    def _publish(self, event: Event) -> None:
         if self.events is not None:
             try:
                 self.events.publish(event)
@@ -152,7 +154,16 @@ class MediaStore:
             data_retention_hours=data_retention_hours,
             tags=dict(tags or {}),
         )
-        self._publish(_event("StreamCreated", record))
+        self._publish(
+            Event.of(
+                "StreamCreated",
+                StreamARN=record.arn,
+                StreamName=record.name,
+                DataRetentionInHours=record.data_retention_hours,
+                MediaType=record.media_type,
+                KmsKeyId=record.kms_key_id,
+            )
+        )
         return record
 
     async def stream(self, *, name: str | None = None, arn: str | None = None) -> StreamRecord:
@@ -176,7 +187,7 @@ class MediaStore:
         record = await self.backend.catalog.get_stream(arn=arn)
         await self.backend.catalog.delete_stream(arn, current_version)
         self.hub.forget(arn)
-        self._publish(_event("StreamDeleted", record))
+        self._publish(Event.of("StreamDeleted", StreamARN=record.arn, StreamName=record.name))
 
     # --- uploads ------------------------------------------------------------------------
     def _runner(
@@ -214,13 +225,27 @@ class MediaStore:
         whose acks go to ``send_ack``: PutMedia's core. Returns once the upload ended,
         every fragment it completed is stored and its acks are sent."""
         runner = self._runner(stream, timecode_type, producer_start_ms, send_ack)
+        return await self._run_upload(runner, read)
+
+    async def _run_upload(
+        self, runner: UploadRunner, read: Callable[[], Awaitable[bytes]]
+    ) -> UploadResult:
+        stream = runner.stream
         self.uploads.add(runner)
-        self._publish(_event("ProducerConnected", stream))
+        self._publish(
+            Event.of(
+                "ProducerConnected",
+                StreamARN=stream.arn,
+                StreamName=stream.name,
+                ProducerStartTimestamp=runner.producer_start_ms or None,
+                FragmentTimecodeType=runner.timecode_type,
+            )
+        )
         try:
             result = await runner.run(read, closing=self.closing)
         finally:
             self.uploads.discard(runner)
-        self._publish(_event("ProducerEnded", stream, result=result))
+        self._publish(_producer_ended(stream, result, stopping=self.closing))
         return result
 
     async def open_writer(
@@ -243,18 +268,7 @@ class MediaStore:
 
         runner = self._runner(stream, timecode_type, producer_start_ms, send)
         writer = Writer(runner, queue)
-        self.uploads.add(runner)
-        self._publish(_event("ProducerConnected", stream))
-
-        async def run() -> UploadResult:
-            try:
-                result = await runner.run(read, closing=self.closing)
-            finally:
-                self.uploads.discard(runner)
-            self._publish(_event("ProducerEnded", stream, result=result))
-            return result
-
-        writer._start(asyncio.create_task(run()))
+        writer._start(asyncio.create_task(self._run_upload(runner, read)))
         return writer
 
     async def open_frame_writer(
@@ -376,8 +390,24 @@ class MediaStore:
         return [await self.fragment(stream, r) for r in records]
 
 
-def _event(
-    kind: str, stream: StreamRecord, **detail: Any
-) -> tuple[str, StreamRecord, dict[str, Any]]:
-    """Placeholder event shape until the call-event bus lands."""
-    return (kind, stream, detail)
+_END_REASONS = {
+    EndReason.BODY_ENDED: "COMPLETED",
+    EndReason.SUPERSEDED: "SUPERSEDED",
+    EndReason.IDLE: "IDLE_TIMEOUT",
+    EndReason.FAILED: "ERROR",
+}
+
+
+def _producer_ended(stream: StreamRecord, result: UploadResult, *, stopping: bool) -> Event:
+    reason = _END_REASONS[result.end_reason] if result.end_reason is not None else "ERROR"
+    if stopping and result.end_reason is EndReason.SUPERSEDED:
+        reason = "SERVER_STOPPING"
+    return Event.of(
+        "ProducerEnded",
+        StreamARN=stream.arn,
+        StreamName=stream.name,
+        FragmentsStored=len(result.stored),
+        LastFragmentNumber=result.stored[-1] if result.stored else None,
+        Reason=reason,
+        ErrorCode=result.errors[-1].error_code if result.errors else None,
+    )
