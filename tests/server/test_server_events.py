@@ -200,7 +200,11 @@ def test_contact_and_streaming_events_are_listed_filtered_and_paged(kvs: Kvs) ->
     assert ended["DisconnectTimestamp"] == 1795341660000
 
     on_stream = listed(kvs.url, stream=arn)
-    assert [e["EventType"] for e in on_stream] == ["MediaStreamingStarted", "MediaStreamingStopped"]
+    assert [e["EventType"] for e in on_stream] == [
+        "StreamCreated",  # published by the store service itself
+        "MediaStreamingStarted",
+        "MediaStreamingStopped",
+    ]
     typed = listed(kvs.url, contact=contact_id, type="ContactStarted,ContactEnded")
     assert [e["Cursor"] for e in typed] == [cursors[0], answer["Cursor"]]
     repeated = listed(kvs.url, contact=contact_id, type=["ContactEnded", "ContactStarted"])
@@ -406,3 +410,22 @@ def test_events_survive_a_restart_and_an_open_stream_does_not_hold_up_shutdown(
         assert (status, stored) == (200, ctr(contact_id))
     finally:
         second.stop()
+
+
+def test_the_store_reports_streams_and_producers(kvs: Kvs) -> None:
+    from server_helpers import connect_audio
+
+    name, arn = kvs.create()
+    upload = connect_audio(3, fragment_ms=200)
+    result = kvs.put(name, upload.chunks)
+    kvs.kv.delete_stream(StreamARN=arn)
+    wait_for(lambda: len(listed(kvs.url, stream=arn)) == 4)
+    created, connected, ended, deleted = listed(kvs.url, stream=arn)
+    assert created["EventType"] == "StreamCreated" and created["StreamName"] == name
+    assert created["DataRetentionInHours"] == 24
+    assert connected["EventType"] == "ProducerConnected"
+    assert connected["FragmentTimecodeType"] == "ABSOLUTE"
+    assert ended["EventType"] == "ProducerEnded" and ended["Reason"] == "COMPLETED"
+    assert ended["FragmentsStored"] == 3
+    assert ended["LastFragmentNumber"] == result.numbers[-1]
+    assert deleted["EventType"] == "StreamDeleted" and deleted["StreamARN"] == arn
