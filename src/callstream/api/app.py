@@ -9,13 +9,10 @@ the error wire format. The handlers live in ``control.py`` (streams), ``media.py
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import json
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,8 +209,13 @@ STREAMING_PATHS = frozenset({"/putMedia"})
 """Operations whose body is a long-lived stream: authenticated before the body is read."""
 
 
-def build_app(state: ServerState) -> web.Application:
-    """The aiohttp application serving ``state.routes``."""
+def build_app(
+    state: ServerState, *, subapps: Mapping[str, web.Application] | None = None
+) -> web.Application:
+    """The aiohttp application serving the KVS API and callstream's own (``state.routes``,
+    exact paths, SigV4 on every one), with ``subapps`` mounted under their prefixes. A
+    sub-application (the web UI, a websocket ingest) brings its own authentication:
+    requests routed to it skip the KVS middleware's SigV4."""
     from callstream.api import archived, contacts, control, events, media
 
     routes: dict[str, Handler] = {}
@@ -228,10 +230,12 @@ def build_app(state: ServerState) -> web.Application:
     async def kvs_middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        request_id = str(uuid.uuid4())
-        request[REQUEST_ID] = request_id
         if state.guard is not None:
             state.guard.request_started(request.transport)
+        if len(request.match_info.apps) > 1:  # a sub-application: its own rules
+            return await handler(request)
+        request_id = str(uuid.uuid4())
+        request[REQUEST_ID] = request_id
         try:
             await _admit(request, state)
             response = await handler(request)
@@ -270,20 +274,13 @@ def build_app(state: ServerState) -> web.Application:
     for path, get_handler in {**contacts.GET_ROUTES, **events.GET_ROUTES}.items():
         app.router.add_get(path, _bind(get_handler, state))
     app[STATE] = state
+    for prefix, subapp in (subapps or {}).items():
+        app.add_subapp(prefix, subapp)
 
     async def store(app: web.Application) -> Any:
         await state.store.start()
         yield
         await state.store.close()
-
-    async def trimmer(app: web.Application) -> Any:
-        task = None
-        if state.config.memory_trim_interval_s > 0:
-            trim = _malloc_trim()
-            task = asyncio.create_task(_trim_forever(trim, state.config.memory_trim_interval_s))
-        yield
-        if task is not None:
-            task.cancel()
 
     async def descriptor_watch(app: web.Application) -> Any:
         task = asyncio.create_task(state.guard.watch()) if state.guard is not None else None
@@ -300,7 +297,6 @@ def build_app(state: ServerState) -> web.Application:
     app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
     app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
     app.cleanup_ctx.append(store)
-    app.cleanup_ctx.append(trimmer)
     app.cleanup_ctx.append(descriptor_watch)
     return app
 
@@ -312,39 +308,6 @@ def _bind(
         return await handler(request, state)
 
     return bound
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None elsewhere."""
-    try:
-        libc = ctypes.CDLL(None)
-        trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return trim
-
-
-async def _trim_forever(trim: Callable[[int], int] | None, interval_s: float) -> None:
-    """Give memory back on a timer.
-
-    * Cycles: an aborted request or a cancelled upload leaves exceptions whose tracebacks
-      hold frames, and the frames hold body buffers; ``serve`` raises the collector's
-      thresholds (full collections would stall every live stream at random moments), so
-      such cycles are collected here, at a known rate, instead of rarely.
-    * Heap: media passes through as short-lived buffers of every size; glibc keeps the
-      freed pages, so without ``malloc_trim`` a busy server's RSS climbs for minutes (by
-      ~1 MB per live stream) although the memory in use stays flat. That runs on a thread
-      (ctypes releases the GIL), never on the event loop.
-    """
-    while True:
-        await asyncio.sleep(interval_s)
-        started = time.perf_counter()
-        found = gc.collect()
-        spent_ms = (time.perf_counter() - started) * 1000
-        if spent_ms > 50:
-            log.info("collected %d objects in cycles in %.0f ms", found, spent_ms)
-        if trim is not None:
-            await asyncio.to_thread(trim, 0)
 
 
 async def _admit(request: web.Request, state: ServerState) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import resource
 import signal
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from callstream.api.app import ServerConfig, ServerState, build_app, store_config
 from callstream.api.connections import ConnectionGuard, GuardedSite, Limits, ServerLog
+from callstream.api.memory import hygiene_forever, malloc_trim, tune_collector
 from callstream.events.bus import EventBus
 from callstream.store.backends import open_backend
 from callstream.store.contacts import ContactStore
@@ -66,7 +66,11 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
 
 
 async def _start(
-    state: ServerState, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    state: ServerState,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    subapps: Mapping[str, web.Application] | None = None,
 ) -> tuple[web.AppRunner, int]:
     cfg = state.config
     guard = ConnectionGuard(
@@ -75,7 +79,7 @@ async def _start(
     guard.install_exception_handler(asyncio.get_running_loop())
     state.guard = guard
     runner = web.AppRunner(
-        build_app(state),
+        build_app(state, subapps=subapps),
         access_log=None,
         handle_signals=False,
         keepalive_timeout=cfg.idle_timeout_s,
@@ -96,15 +100,16 @@ def serve(
     max_streams: int = 10000,
     ready: threading.Event | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    subapps: Mapping[str, web.Application] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM; the store is closed cleanly on the way out. With
-    ``ssl_context`` the port speaks https."""
+    ``ssl_context`` the port speaks https; ``subapps`` are mounted beside the API."""
     config = config or ServerConfig()
     raise_fd_limit()
     state = make_state(data_dir, config, max_streams=max_streams)
 
     async def main() -> None:
-        runner, bound = await _start(state, host, port, ssl_context)
+        runner, bound = await _start(state, host, port, ssl_context, subapps)
         scheme = "https" if ssl_context is not None else "http"
         print(
             f"callstream serving KVS APIs on {scheme}://{host}:{bound} (data: {data_dir})",
@@ -115,15 +120,19 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        gc.freeze()  # long-lived start-up objects leave the collector's generations
-        # Media flows as bytes and small acyclic objects; collect cycles less often so
-        # full collections do not stall every live stream at once.
-        gc.set_threshold(50_000, 20, 100)
+        tune_collector()
+        hygiene = None
+        if config.memory_trim_interval_s > 0:
+            hygiene = asyncio.create_task(
+                hygiene_forever(malloc_trim(), config.memory_trim_interval_s)
+            )
         if ready is not None:
             ready.set()
         try:
             await stop.wait()
         finally:
+            if hygiene is not None:
+                hygiene.cancel()
             await runner.cleanup()
 
     try:
@@ -144,9 +153,11 @@ class ServerThread:
         config: ServerConfig | None = None,
         max_streams: int = 10000,
         ssl_context: ssl.SSLContext | None = None,
+        subapps: Mapping[str, web.Application] | None = None,
     ) -> None:
         self.host = host
         self.ssl_context = ssl_context
+        self.subapps = subapps
         self.config = config or ServerConfig()
         self.state = make_state(data_dir, self.config, max_streams=max_streams)
         self.port = port
@@ -166,7 +177,7 @@ class ServerThread:
         asyncio.set_event_loop(self._loop)
         try:
             self._runner, self.port = self._loop.run_until_complete(
-                _start(self.state, self.host, self.port, self.ssl_context)
+                _start(self.state, self.host, self.port, self.ssl_context, self.subapps)
             )
         except BaseException as err:  # surfaced by start()
             self._error = err

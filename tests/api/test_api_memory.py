@@ -8,12 +8,12 @@ import platform
 
 import pytest
 
-from callstream.api.app import _malloc_trim, _trim_forever
+from callstream.api.memory import hygiene_forever, malloc_trim
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_malloc_trim_is_found_and_runs_on_a_timer() -> None:
-    trim = _malloc_trim()
+    trim = malloc_trim()
     assert trim is not None
     calls: list[int] = []
 
@@ -22,7 +22,7 @@ def test_malloc_trim_is_found_and_runs_on_a_timer() -> None:
         return trim(pad)
 
     async def main() -> None:
-        task = asyncio.create_task(_trim_forever(counting, 0.01))
+        task = asyncio.create_task(hygiene_forever(counting, 0.01))
         async with asyncio.timeout(60):  # each round also collects cycles: not instant
             while len(calls) < 3:
                 await asyncio.sleep(0.01)
@@ -48,7 +48,7 @@ def test_cycles_are_collected_on_the_timer_even_with_high_gc_thresholds() -> Non
         del a, b
 
         async def main() -> None:
-            task = asyncio.create_task(_trim_forever(None, 0.01))
+            task = asyncio.create_task(hygiene_forever(None, 0.01))
             async with asyncio.timeout(60):
                 while gone() is not None:
                     await asyncio.sleep(0.01)
