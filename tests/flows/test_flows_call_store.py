@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from flows_helpers import DISABLE, ENABLE, action, flow_doc
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.client.aws import sign_request
-from callstream.flows import load_flow
+from callstream.flows import Instance, load_flow
 from callstream.flows.call import CallResult, place_call
 from callstream.flows.model import Flow
 from callstream.flows.store import (
@@ -278,6 +279,45 @@ def test_a_server_without_the_event_api_is_reported_once_and_the_call_goes_on(
     assert sum("no event API (404)" in line for line in lines) == 1
     assert result.stop_fragment_number is not None  # streaming was not disturbed
     assert result.end.reason == "disconnected"
+
+
+def test_a_pooled_stream_that_keeps_no_data_is_stopped_without_waiting_for_persisted(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    # Connect reuses an existing stream whatever its retention; one that keeps no data
+    # never sends PERSISTED, so the Disabled block must not wait for it (it used to wait
+    # for PutMedia's 30 s finish timeout, and the customer hung up meanwhile).
+    import boto3
+
+    wav, _ = customer_wav(tmp_path, 20, seed=25)
+    instance = Instance()
+    contact_id = str(uuid.uuid4())
+    kv = boto3.client(
+        "kinesisvideo",
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+    )
+    kv.create_stream(StreamName=instance.stream_name(contact_id), DataRetentionInHours=0)
+    lines: list[str] = []
+    result = asyncio.run(
+        place_call(
+            flow=streaming_flow(),
+            customer_audio=wav,
+            endpoint_url=server.url,
+            region=REGION,
+            credentials=CREDS,
+            speed=SPEED,
+            instance=instance,
+            contact_id=contact_id,
+            on_event=lines.append,
+        )
+    )
+    assert {s.action: s.result for s in result.trace}["stop"] == "NextAction"
+    assert result.end.reason == "disconnected"
+    assert not any("not confirmed" in line for line in lines)
+    assert result.stop_fragment_number is not None
 
 
 def _signed_get(server: ServerThread, path: str) -> tuple[int, Any]:
