@@ -101,10 +101,11 @@ class UploadLifecycle:
         if self.state is UploadState.ENDED or not chunk:
             return []
         self._last_data = self._last_idle_ack = now
-        events: list[UploadEvent] = list(self.session.feed(chunk))
-        if self.session.failed:
-            events.extend(self._end(EndReason.FAILED))
-        return events
+        session = self.session
+        events = session.feed(chunk)  # the steady state: no copy, no other work
+        if session.failed:
+            return [*events, *self._end(EndReason.FAILED)]
+        return events  # type: ignore[return-value]  # a list of a subset of UploadEvent
 
     def end_of_body(self) -> list[UploadEvent]:
         """The producer ended its body: the last fragment is complete."""
