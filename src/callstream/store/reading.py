@@ -16,7 +16,7 @@ being persisted while it catches up.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -174,40 +174,18 @@ async def _containing(
     return max(numbers, default=None)
 
 
-async def follow(
-    log: FragmentLog,
-    hub: LiveHub,
-    stream: StreamRecord,
-    *,
-    after: str | None,
-    write: Write,
-    idle_s: float | None,
-    sink: LiveSink | None = None,
-) -> None:
-    """Write fragments with numbers > ``after`` as GetMedia documents, stored ones first,
-    then the live edge until nothing new came for ``idle_s`` (None: only what exists).
-    (A callback, not a generator: every live chunk passes through here, and each
-    generator layer costs a step per chunk.) With ``sink``, the open fragment's chunks
-    reach the reader through it once the reader has caught up."""
-    live = hub.stream(stream.arn)
-    live.readers += 1
-    try:
-        await _follow(log, hub, live, stream, after, write, idle_s, sink)
-    finally:
-        live.readers -= 1
-        hub.release(stream.arn)
-
-
-async def _follow(
+async def _sequence(
     log: FragmentLog,
     hub: LiveHub,
     live: StreamLive,
     stream: StreamRecord,
     after: str | None,
-    write: Write,
     idle_s: float | None,
-    sink: LiveSink | None,
-) -> None:
+) -> AsyncGenerator[MediaFragment | LiveFragment, None]:
+    """The fragments after ``after`` in number order: stored ones (read whole), then the
+    live ones (as they are: the consumer takes each until it completes or is dropped),
+    until nothing new came for ``idle_s`` (None: until the stream is deleted). The reader
+    policy shared by :func:`follow` and :func:`fragments`."""
     last = after
     while True:
         if live.deleted:
@@ -229,15 +207,13 @@ async def _follow(
                     data = await log.read(stream, last)
                 except FragmentNotFound:  # expired between listing and reading
                     continue
-                await write(MediaFragment.stored(rec, data).document())
+                yield MediaFragment.stored(rec, data)
             continue
         if live_next is not None:
-            await _follow_live(live, live_next, write, sink)
-            if live_next.dropped and not live_next.complete:
-                return  # a rejected fragment was half sent: end; clients resume by token
+            yield live_next
             last = live_next.number
             continue
-        if idle_s is None:
+        if idle_s is not None and idle_s <= 0:
             return
         if (
             not await live.wait(idle_s)
@@ -245,6 +221,39 @@ async def _follow(
             and not await log.range(stream, after_number=last, limit=1)
         ):
             return
+
+
+async def follow(
+    log: FragmentLog,
+    hub: LiveHub,
+    stream: StreamRecord,
+    *,
+    after: str | None,
+    write: Write,
+    idle_s: float | None,
+    sink: LiveSink | None = None,
+) -> None:
+    """Write fragments with numbers > ``after`` as GetMedia documents, stored ones first,
+    then the live edge until nothing new came for ``idle_s`` (None: only what exists),
+    a live fragment chunk by chunk as it arrives. (Chunks go through a callback, not a
+    generator: every live chunk passes through here, and each generator layer costs a
+    step per chunk.) With ``sink``, the open fragment's chunks reach the reader through it
+    once the reader has caught up."""
+    live = hub.stream(stream.arn)
+    live.readers += 1
+    sequence = _sequence(log, hub, live, stream, after, 0.0 if idle_s is None else idle_s)
+    try:
+        async for item in sequence:
+            if isinstance(item, MediaFragment):
+                await write(item.document())
+                continue
+            await _follow_live(live, item, write, sink)
+            if item.dropped and not item.complete:
+                return  # a rejected fragment was half sent: end; clients resume by token
+    finally:
+        await sequence.aclose()
+        live.readers -= 1
+        hub.release(stream.arn)
 
 
 async def _follow_live(
@@ -283,45 +292,21 @@ async def fragments(
     idle_s: float | None,
 ) -> AsyncIterator[MediaFragment]:
     """Whole fragments with numbers > ``after``: stored ones, then live ones as each
-    completes, until nothing new came for ``idle_s`` (None: follow until the stream is
-    deleted or the caller stops iterating)."""
+    completes, until nothing new came for ``idle_s`` (0: only what exists; None: follow
+    until the stream is deleted or the caller stops iterating)."""
     live = hub.stream(stream.arn)
     live.readers += 1
-    last = after
+    sequence = _sequence(log, hub, live, stream, after, idle_s)
     try:
-        while True:
-            records: list[FragmentRecord] = []
-            if last is None or last not in live.fragments:
-                records = await log.range(stream, after_number=last, limit=16)
-            pending = hub.after(stream.arn, last)
-            stored_next = records[0].fragment_number if records else None
-            live_next = pending[0] if pending else None
-            if stored_next is not None and (live_next is None or stored_next < live_next.number):
-                for rec in records:
-                    if live_next is not None and rec.fragment_number >= live_next.number:
-                        break
-                    last = rec.fragment_number
-                    try:
-                        data = await log.read(stream, last)
-                    except FragmentNotFound:
-                        continue
-                    yield MediaFragment.stored(rec, data)
+        async for item in sequence:
+            if isinstance(item, MediaFragment):
+                yield item
                 continue
-            if live_next is not None:
-                while not (live_next.complete or live_next.dropped):
-                    await live.wait(None)
-                if live_next.complete:
-                    yield MediaFragment.live(live_next)
-                last = live_next.number
-                continue
-            if live.deleted:
-                return
-            if (
-                not await live.wait(idle_s)
-                and not hub.after(stream.arn, last)
-                and not await log.range(stream, after_number=last, limit=1)
-            ):
-                return
+            while not (item.complete or item.dropped):
+                await live.wait(None)
+            if item.complete:
+                yield MediaFragment.live(item)
     finally:
+        await sequence.aclose()
         live.readers -= 1
         hub.release(stream.arn)
