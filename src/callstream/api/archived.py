@@ -35,7 +35,6 @@ from aiohttp import web
 from callstream.api.app import Handler, ServerState, json_response, log, start_streaming
 from callstream.api.control import STREAM_REF
 from callstream.api.errors import KvsError
-from callstream.api.media import parse_timestamp
 from callstream.api.shapes import (
     Body,
     Enum,
@@ -46,6 +45,7 @@ from callstream.api.shapes import (
     String,
     Structure,
     Timestamp,
+    parse_timestamp,
     routes,
 )
 from callstream.media.clip import ClipError, build_clip
@@ -124,8 +124,8 @@ def _range(selector: dict[str, Any]) -> _Range:
         "producer" if selector["FragmentSelectorType"] == "PRODUCER_TIMESTAMP" else "server"
     )
     span = selector["TimestampRange"]
-    start = _clamp(parse_timestamp(span["StartTimestamp"], "StartTimestamp"))
-    end = _clamp(parse_timestamp(span["EndTimestamp"], "EndTimestamp"))
+    start = _clamp(parse_timestamp(span["StartTimestamp"], "StartTimestamp", rounding="up"))
+    end = _clamp(parse_timestamp(span["EndTimestamp"], "EndTimestamp", rounding="down"))
     if end < start:
         raise KvsError(
             "InvalidArgumentException", "EndTimestamp must not be earlier than StartTimestamp."

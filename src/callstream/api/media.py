@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import math
 import time
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
@@ -21,41 +19,15 @@ from aiohttp import web
 from callstream.api.app import BODY_SHA256, Handler, ServerState, read_json, start_streaming
 from callstream.api.errors import KvsError
 from callstream.api.livesink import ChunkedSink
+from callstream.api.shapes import parse_timestamp
 from callstream.kvs.acks import Ack, serialize
 from callstream.kvs.selectors import StartSelector
 
-__all__ = ["ROUTES", "parse_timestamp", "start_selector"]
+__all__ = ["ROUTES", "start_selector"]
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def parse_timestamp(value: Any, field: str) -> int:
-    """A request timestamp (epoch seconds as number, decimal string or ISO 8601) in ms."""
-    if isinstance(value, bool) or value is None:
-        raise KvsError("InvalidArgumentException", f"{field} must be a timestamp.")
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or abs(value) > 1e13:
-            raise KvsError("InvalidArgumentException", f"{field} is out of range.")
-        return round(float(value) * 1000)
-    if isinstance(value, str):
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            pass
-        else:
-            # adjusted() first: comparing or scaling 1e999999999 overflows the context
-            if not number.is_finite() or number.adjusted() > 13 or abs(number) > 10**13:
-                raise KvsError("InvalidArgumentException", f"{field} is out of range.")
-            return int((number * 1000).to_integral_value())
-        from datetime import datetime
-
-        try:
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-        except ValueError:
-            pass
-    raise KvsError("InvalidArgumentException", f"{field} is not a valid timestamp: {value!r}.")
 
 
 # --- PutMedia ---------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -171,7 +173,7 @@ class Boolean(Shape):
 @dataclass(frozen=True, slots=True)
 class Timestamp(Shape):
     """Epoch seconds (number) or a decimal / ISO 8601 string; converted by the handler
-    with :func:`callstream.api.media.parse_timestamp`."""
+    with :func:`parse_timestamp`."""
 
     def check(self, value: Any, path: str, errors: list[tuple[str, str]]) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -308,3 +310,44 @@ def routes(operations: tuple[Operation, ...]) -> dict[str, Handler]:
             raise AssertionError(f"duplicate operation path {op.path}")
         table[op.path] = bind(op)
     return table
+
+
+Rounding = Literal["nearest", "up", "down"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ROUNDING = {"nearest": ROUND_HALF_EVEN, "up": ROUND_CEILING, "down": ROUND_FLOOR}
+
+
+def parse_timestamp(value: Any, field: str, *, rounding: Rounding = "nearest") -> int:
+    """A request timestamp (epoch seconds as a number, a decimal string or ISO 8601) in
+    epoch ms; InvalidArgumentException naming ``field`` when it is not one or out of
+    range. ``rounding`` says where a time between two milliseconds goes: the start of an
+    inclusive range rounds up and its end down, so that nothing outside it is selected."""
+    if isinstance(value, bool) or value is None:
+        raise KvsError("InvalidArgumentException", f"{field} must be a timestamp.")
+    number: Decimal | None = None
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise KvsError("InvalidArgumentException", f"{field} is out of range.")
+        # repr: the shortest decimal that is this float, i.e. what the client wrote
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            try:
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                number = None
+            else:
+                if when.tzinfo is None:  # a time without a zone is UTC, as in AWS
+                    when = when.replace(tzinfo=UTC)
+                delta = when - _EPOCH
+                number = Decimal(delta.days * 86400 + delta.seconds) + Decimal(
+                    delta.microseconds
+                ).scaleb(-6)
+    if number is None:
+        raise KvsError("InvalidArgumentException", f"{field} is not a valid timestamp: {value!r}.")
+    # adjusted() first: comparing or scaling 1e999999999 would overflow the context
+    if not number.is_finite() or number.adjusted() > 13 or abs(number) > 10**13:
+        raise KvsError("InvalidArgumentException", f"{field} is out of range.")
+    return int((number * 1000).to_integral_value(rounding=_ROUNDING[rounding]))
