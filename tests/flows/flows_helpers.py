@@ -1,8 +1,10 @@
 """Shared helpers for tests/flows: the shared LCA flow, small flow builders (those of
-:mod:`callstream.flows.samples`), a scripted runner."""
+:mod:`callstream.flows.samples`), a scripted runner, and calls placed against a real server
+(its fixture, ``server``, is in conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from botocore.credentials import Credentials
 
+from callstream.api.server import ServerThread
 from callstream.flows import (
     Effect,
     Failed,
@@ -31,6 +36,7 @@ from callstream.flows import (
     WaitFor,
     WaitResult,
 )
+from callstream.flows.call import CallResult, place_call
 from callstream.flows.samples import (
     STREAMING_DISABLED,
     STREAMING_ENABLED,
@@ -39,6 +45,7 @@ from callstream.flows.samples import (
 )
 from callstream.flows.samples import action as action
 from callstream.flows.samples import flow_doc as flow_doc
+from callstream.media.wav import write_wav
 from callstream.store.numbers import make_fragment_number
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -249,3 +256,49 @@ def legacy_lca(
             "status": "published",
         },
     }
+
+
+# --- calls against a real server (the ``server`` fixture) -------------------------------------
+
+KEY, SECRET = "AKIDCALLTEST", "call-secret"
+CREDS = Credentials(KEY, SECRET)
+REGION = "us-east-1"
+SPEED = 10.0
+RATE = 8000
+
+
+def noise(seconds: float, seed: int, extra: int = 0, level: int = 6000) -> np.ndarray:
+    """``seconds`` of random 8 kHz samples (and ``extra`` more) within ±``level``."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(-level, level, size=int(seconds * RATE) + extra).astype(np.int16)
+
+
+def wav(tmp_path: Path, name: str, samples: np.ndarray, rate: int = RATE) -> Path:
+    """``samples`` written to ``tmp_path/name``."""
+    path = tmp_path / name
+    write_wav(path, samples, rate)
+    return path
+
+
+def call(server: ServerThread, *, lines: list[str] | None = None, **kwargs: Any) -> CallResult:
+    """``place_call`` against ``server`` at ``SPEED`` (unless given); its progress lines go to
+    ``lines`` and there must be some."""
+    lines = [] if lines is None else lines
+    kwargs.setdefault("speed", SPEED)
+    result = asyncio.run(
+        place_call(
+            endpoint_url=server.url,
+            region=REGION,
+            credentials=CREDS,
+            on_event=lines.append,
+            **kwargs,
+        )
+    )
+    assert lines, "no progress lines"
+    return result
+
+
+def ctr_ms(value: str) -> int:
+    """A contact record's timestamp (whole seconds, UTC) in milliseconds."""
+    when = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return int(when.timestamp()) * 1000
