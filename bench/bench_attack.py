@@ -62,7 +62,6 @@ import platform
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -75,7 +74,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-HOST = "127.0.0.1"
+from bench_common import HOST, ServerProcess, fd_count, free_port, rss_kb
+
 REGION = "us-east-1"
 ACCESS_KEY = "AKIDBENCHATTACK"
 SECRET_KEY = "bench-attack-secret"
@@ -88,83 +88,39 @@ TRACEBACK = "Traceback (most recent call last)"
 MEMORY_VARIANTS = ("unsigned", "chunked", "unknown-key", "bad-signature")
 SLOW_KINDS = ("idle", "slow-header", "slow-body")
 
+_PROFILE_FIELDS = (
+    "conns",
+    "body_mib",
+    "rounds",
+    "slow_conns",
+    "hold",
+    "trickle",
+    "nofile",
+    "baseline",
+    "settle",
+    "legit_timeout",
+)
+# fmt: off
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": dict(
-        conns=8,
-        body_mib=60.0,
-        rounds=3,
-        slow_conns=2000,
-        hold=20.0,
-        trickle=2.0,
-        nofile=1024,
-        baseline=5.0,
-        settle=3.0,
-    ),
-    "quick": dict(
-        conns=4,
-        body_mib=16.0,
-        rounds=1,
-        slow_conns=300,
-        hold=2.5,
-        trickle=1.0,
-        nofile=256,
-        baseline=1.5,
-        settle=0.7,
-        legit_timeout=2.0,
-    ),
-    "tiny": dict(
-        conns=2,
-        body_mib=1.0,
-        rounds=1,
-        slow_conns=8,
-        hold=0.5,
-        trickle=0.2,
-        nofile=0,
-        baseline=0.5,
-        settle=0.2,
-        variants="unsigned",
-        slow_kinds="idle",
-        legit_timeout=2.0,
-    ),
+    name: dict(zip(_PROFILE_FIELDS, values, strict=True))
+    for name, values in {
+        #         conns body_mib rounds slow_conns hold trickle nofile baseline settle legit_timeout
+        "full":  (8,    60.0,    3,     2000,      20.0, 2.0,    1024,  5.0,     3.0,   5.0),
+        "quick": (4,    16.0,    1,     300,       2.5,  1.0,    256,   1.5,     0.7,   2.0),
+        "tiny":  (2,    1.0,     1,     8,         0.5,  0.2,    0,     0.5,     0.2,   2.0),
+    }.items()
 }
+# fmt: on
+PROFILES["tiny"].update(variants="unsigned", slow_kinds="idle")  # what the test suite runs
 
 
 # --- the server process -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def fd_count(pid: int) -> int:
-    """Open descriptors of a process (0 once it is gone)."""
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
-
-
-class Server:
+class Server(ServerProcess):
     """``callstream serve`` as a subprocess, stdout and stderr to ``log_path``."""
 
     def __init__(self, data_dir: Path, port: int, log_path: Path, nofile: int) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.nofile = nofile
         env = dict(
             os.environ,
             CALLSTREAM_ACCESS_KEY_ID=ACCESS_KEY,
@@ -173,57 +129,15 @@ class Server:
         env.pop("CALLSTREAM_CREDENTIALS_FILE", None)
         cmd = [sys.executable, "-m", "callstream.cli", "serve", "--host", HOST]
         cmd += ["--port", str(port), "--data-dir", str(data_dir)]
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        super().__init__(
             cmd,
+            port=port,
+            log_path=log_path,
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            host=HOST,
             preexec_fn=_limit_fds(nofile) if nofile else None,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_tail()}")
-            try:
-                with socket.create_connection((HOST, port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("server did not come up") from None
-                time.sleep(0.05)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_size(self) -> int:
-        self.log.flush()
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_text(self, start: int, end: int) -> str:
-        with open(self.log_path, "rb") as f:
-            f.seek(start)
-            return f.read(max(0, end - start)).decode(errors="replace")
-
-    def log_tail(self) -> str:
-        size = self.log_size()
-        return self.log_text(max(0, size - 2000), size)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
+        self.nofile = nofile
 
 
 def _limit_fds(nofile: int) -> Callable[[], None]:
@@ -231,17 +145,6 @@ def _limit_fds(nofile: int) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     return apply
-
-
-def raise_own_fd_limit(need: int) -> int:
-    """Raise this process's soft descriptor limit (the slow attack holds one per
-    connection); returns the soft limit in effect."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def server_errors(text: str) -> tuple[int, Counter[str]]:
@@ -422,7 +325,7 @@ class Sampler:
         self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> tuple[float, int]:
-        rss, fds = rss_mb(self.pid), fd_count(self.pid)
+        rss, fds = rss_kb(self.pid) / 1024, fd_count(self.pid)
         self.peak_rss = max(self.peak_rss, rss)
         self.peak_fds = max(self.peak_fds, fds)
         if rss > self.max_rss_mb:
@@ -1051,7 +954,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.profile = "tiny" if args.tiny else "quick" if args.quick else "full"
     defaults: dict[str, Any] = dict(
-        variants=",".join(MEMORY_VARIANTS), slow_kinds=",".join(SLOW_KINDS), legit_timeout=5.0
+        variants=",".join(MEMORY_VARIANTS), slow_kinds=",".join(SLOW_KINDS)
     )
     defaults.update(PROFILES[args.profile])
     for key, value in defaults.items():
@@ -1080,7 +983,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if not sys.platform.startswith("linux"):
         print("bench_attack.py reads /proc: Linux only", file=sys.stderr)
         return 1
-    have = raise_own_fd_limit(args.slow_conns + 256)
+    from callstream.api.server import raise_fd_limit  # not in the legitimate client
+
+    have = raise_fd_limit(args.slow_conns + 256)  # the slow attack holds one per connection
     if args.attack != "memory" and have < args.slow_conns + 64:
         args.slow_conns = max(1, have - 64)
         print(

@@ -48,9 +48,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +62,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from bench_common import ServerProcess, free_port, rss_kb
 from callstream.kvs.acks import AckParser
 from callstream.mkv import ID, writer
 from callstream.mkv.reader import Block, BlockRun, EbmlReader
@@ -200,23 +198,6 @@ def putmedia_headers(url: str, name: str, start_ms: int) -> dict[str, str]:
 # --- processes --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def cpu_times(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of a process, all threads."""
     with open(f"/proc/{pid}/stat") as f:
@@ -255,13 +236,13 @@ def self_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-class Server:
+class Server(ServerProcess):
     """A server process: ``callstream`` (the real thing) or ``relay`` (the baseline)."""
 
     def __init__(self, kind: str, *, blob_mb: float = 0.0) -> None:
         self.kind = kind
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
         env = dict(os.environ)
         if kind == "callstream":
@@ -271,44 +252,19 @@ class Server:
             cmd = (
                 [sys.executable, launcher] if launcher else [sys.executable, "-m", "callstream.cli"]
             )
-            cmd += ["serve", "--port", str(self.port)]
+            cmd += ["serve", "--port", str(port)]
             cmd += ["--data-dir", str(self.dir / "data")]
         else:
-            cmd = [sys.executable, str(HERE / "relay_server.py"), "--port", str(self.port)]
+            cmd = [sys.executable, str(HERE / "relay_server.py"), "--port", str(port)]
             cmd += ["--blob-mb", str(blob_mb)]
-        self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{kind} server exited: {self.read_log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{kind} server did not come up") from None
-                time.sleep(0.05)
+        super().__init__(
+            cmd, port=port, log_path=self.dir / "server.log", env=env, name=f"{kind} server"
+        )
         time.sleep(0.3)
         self.idle_rss_kb = rss_kb(self.pid)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def read_log(self) -> str:
-        self.log.flush()
-        return (self.dir / "server.log").read_text(errors="replace")[-2000:]
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
+        super().stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Server:

@@ -19,7 +19,9 @@ def bench() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_attack"] = module  # dataclasses resolve annotations through it
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(SCRIPT.parent))  # its sibling modules, as when run as a script
+        spec.loader.exec_module(module)
     return module
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -61,7 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
 
 
 @pytest.fixture(scope="module")
-def kv(server: ServerThread):  # type: ignore[no-untyped-def]
+def kv(server: ServerThread) -> Any:
     return boto3.client(
         "kinesisvideo",
         endpoint_url=server.url,
@@ -81,10 +82,7 @@ def call_wav(tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 
 def test_put_media_then_get_audio_from_a_fragment_is_sample_exact(
-    server: ServerThread,
-    kv,
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerThread, kv: Any, call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     wav, samples = call_wav
     kv.create_stream(StreamName="cli-a", DataRetentionInHours=1)
@@ -132,10 +130,7 @@ def test_put_media_then_get_audio_from_a_fragment_is_sample_exact(
 
 
 def test_get_audio_contact_window_on_a_pooled_stream(
-    server: ServerThread,
-    kv,
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerThread, kv: Any, call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     wav, samples = call_wav
     kv.create_stream(StreamName="cli-pool", DataRetentionInHours=1)
@@ -172,9 +167,7 @@ def test_get_audio_contact_window_on_a_pooled_stream(
 
 @pytest.mark.parametrize("shape_args", [[], ["--swap-tracks"], ["--codec", "pcm"]])
 def test_encode_inspect_get_audio_round_trip_is_bit_exact(
-    call_wav,
-    tmp_path: Path,
-    shape_args: list[str],  # type: ignore[no-untyped-def]
+    call_wav: tuple[Path, np.ndarray], tmp_path: Path, shape_args: list[str]
 ) -> None:
     wav, samples = call_wav
     mkv = tmp_path / "call.mkv"
@@ -313,9 +306,7 @@ def test_contact_records_over_the_api_and_the_cli(server: ServerThread) -> None:
 
 
 def test_call_runs_the_lca_flow_and_stores_the_ctr(
-    server: ServerThread,
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerThread, call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     flow = lca_flow()
     wav, samples = call_wav
@@ -379,8 +370,7 @@ def test_call_runs_the_lca_flow_and_stores_the_ctr(
 
 
 def test_get_audio_takes_one_call_of_a_pooled_stream_by_default(
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     wav, samples = call_wav
     files = []
@@ -416,8 +406,7 @@ def test_get_audio_takes_one_call_of_a_pooled_stream_by_default(
 
 
 def test_get_audio_from_a_cut_off_file_writes_what_arrived_and_says_so(
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     wav, samples = call_wav
     mkv = tmp_path / "call.mkv"
@@ -436,7 +425,9 @@ def test_get_audio_from_a_cut_off_file_writes_what_arrived_and_says_so(
     assert len(lines) == 6  # every fragment printed, the cut one too
 
 
-def test_get_audio_start_timestamp_on_a_file(call_wav, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_get_audio_start_timestamp_on_a_file(
+    call_wav: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
     wav, samples = call_wav
     mkv = tmp_path / "call.mkv"
     cli("encode", "--wav", str(wav), "--out", str(mkv), "--start-timestamp", "1700000000")
@@ -455,10 +446,7 @@ def test_get_audio_start_timestamp_on_a_file(call_wav, tmp_path: Path) -> None: 
 
 
 def test_get_audio_start_timestamp_on_a_stream(
-    server: ServerThread,
-    kv,
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerThread, kv: Any, call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     """As on a file, to the millisecond: GetMedia starts with the fragment holding the
     time, not one holding an earlier time (botocore before 1.43.93 sends whole seconds)."""
@@ -495,9 +483,7 @@ def test_a_chime_leg_asked_for_in_stereo_streams_with_a_silent_agent_channel(
 
 
 def test_call_with_a_lambda_that_never_returns_ends_and_imports_from_cwd(
-    server: ServerThread,
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerThread, call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     """The installed command imports `module:function` handlers from the working
     directory, and a handler that never returns takes the Error branch at the block's
@@ -549,8 +535,7 @@ def test_call_with_a_lambda_that_never_returns_ends_and_imports_from_cwd(
 
 
 def test_call_instance_settings_name_the_stream_or_disable_streaming(
-    server: ServerThread,
-    call_wav,  # type: ignore[no-untyped-def]
+    server: ServerThread, call_wav: tuple[Path, np.ndarray]
 ) -> None:
     flow = lca_flow()
     wav, _ = call_wav
@@ -598,9 +583,7 @@ def test_inspect_an_empty_file_or_stdin_says_so(tmp_path: Path) -> None:
 
 
 def test_put_media_of_an_empty_or_missing_mkv_says_so(
-    server: ServerThread,
-    kv,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerThread, kv: Any, tmp_path: Path
 ) -> None:
     kv.create_stream(StreamName="cli-empty", DataRetentionInHours=1)
     empty = tmp_path / "empty.mkv"
@@ -616,9 +599,7 @@ def test_put_media_of_an_empty_or_missing_mkv_says_so(
 
 
 def test_get_audio_with_a_bad_start_fragment_prints_one_line(
-    server: ServerThread,
-    kv,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerThread, kv: Any, tmp_path: Path
 ) -> None:
     """GetMediaForFragmentList's warning used to come first, then the GetMedia error."""
     kv.create_stream(StreamName="cli-frag", DataRetentionInHours=1)
@@ -757,10 +738,7 @@ def test_serve_on_a_busy_or_impossible_port(tmp_path: Path) -> None:
     ],
 )
 def test_bad_numbers_and_files_give_one_clear_line(
-    args: list[str],
-    expect: str,
-    call_wav,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    args: list[str], expect: str, call_wav: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     wav, _ = call_wav
     empty = tmp_path / "empty.json"

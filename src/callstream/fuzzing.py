@@ -97,6 +97,8 @@ def run_loop(
     saved in ``crash_dir`` and its exception re-raised."""
     if not corpus:
         raise ValueError("empty corpus")
+    if seconds is None and iterations is None:
+        raise ValueError("give seconds or iterations")
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds if seconds is not None else None
     done = 0
@@ -127,10 +129,11 @@ def fuzz_main(
     suffix: str = ".bin",
     crash_dir: str = "fuzz-crashes",
 ) -> int:
-    """The command line of a fuzz entry point: ``--seconds``, ``--seed``, ``--corpus``,
-    ``--crash-dir``; atheris when installed (unless ``--no-atheris``)."""
+    """The command line of a fuzz entry point: ``--seconds``, ``--iterations``, ``--seed``,
+    ``--corpus``, ``--crash-dir``; atheris when installed (unless ``--no-atheris``)."""
     ap = argparse.ArgumentParser(prog=prog, description=description)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--iterations", type=int, default=None, help="stop after this many inputs")
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--corpus", type=Path, default=None, help="more seed inputs (a folder)")
     ap.add_argument("--crash-dir", type=Path, default=Path(crash_dir))
@@ -149,6 +152,7 @@ def fuzz_main(
                 corpus,
                 seed=args.seed,
                 seconds=args.seconds,
+                iterations=args.iterations,
                 crash_dir=args.crash_dir,
                 mutator=mutator,
                 suffix=suffix,
@@ -158,6 +162,9 @@ def fuzz_main(
             return 1
         print(f"ok: {n} inputs, no failure")
         return 0
-    atheris.Setup([sys.argv[0], f"-max_total_time={int(args.seconds)}", *rest], target)
+    limits = [f"-max_total_time={int(args.seconds)}"]
+    if args.iterations is not None:
+        limits.append(f"-runs={args.iterations}")
+    atheris.Setup([sys.argv[0], *limits, *rest], target)
     atheris.Fuzz()
     return 0

@@ -1,7 +1,10 @@
-"""Shared helpers for tests/flows: the shared LCA flow, small flow builders, a scripted runner."""
+"""Shared helpers for tests/flows: the shared LCA flow, small flow builders (those of
+:mod:`callstream.flows.samples`), a scripted runner, and calls placed against a real server
+(its fixture, ``server``, is in conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -9,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from botocore.credentials import Credentials
 
+from callstream.api.server import ServerThread
 from callstream.flows import (
     Effect,
     Failed,
@@ -30,6 +36,16 @@ from callstream.flows import (
     WaitFor,
     WaitResult,
 )
+from callstream.flows.call import CallResult, place_call
+from callstream.flows.samples import (
+    STREAMING_DISABLED,
+    STREAMING_ENABLED,
+    legacy_module,
+    legacy_param,
+)
+from callstream.flows.samples import action as action
+from callstream.flows.samples import flow_doc as flow_doc
+from callstream.media.wav import write_wav
 from callstream.store.numbers import make_fragment_number
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -76,61 +92,8 @@ class Clock:
         return int(self.now.timestamp() * 1000)
 
 
-def action(
-    ident: str,
-    type_: str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    next_action: str | None = None,
-    errors: Mapping[str, str] | None = None,
-    conditions: list[tuple[str, str, str]] | None = None,
-) -> dict[str, Any]:
-    """One 2019-10-30 action; ``conditions``: (operator, operand, next)."""
-    transitions: dict[str, Any] = {}
-    if next_action is not None:
-        transitions["NextAction"] = next_action
-    if errors:
-        transitions["Errors"] = [{"ErrorType": k, "NextAction": v} for k, v in errors.items()]
-    if conditions:
-        transitions["Conditions"] = [
-            {"NextAction": nxt, "Condition": {"Operator": op, "Operands": [operand]}}
-            for op, operand, nxt in conditions
-        ]
-    return {
-        "Identifier": ident,
-        "Type": type_,
-        "Parameters": dict(params or {}),
-        "Transitions": transitions,
-    }
-
-
-def flow_doc(
-    *actions: dict[str, Any],
-    start: str | None = None,
-    name: str = "test-flow",
-    flow_type: str = "contactFlow",
-    action_metadata: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A 2019-10-30 flow document around ``actions`` (start: the first one)."""
-    return {
-        "Version": "2019-10-30",
-        "StartAction": start if start is not None else actions[0]["Identifier"],
-        "Metadata": {
-            "name": name,
-            "type": flow_type,
-            "ActionMetadata": dict(action_metadata or {}),
-        },
-        "Actions": list(actions),
-    }
-
-
-ENABLE = {
-    "MediaStreamingState": "Enabled",
-    "MediaStreamType": "Audio",
-    "Participants": [{"ParticipantType": "Customer", "MediaDirections": ["To", "From"]}],
-}
-DISABLE = {**ENABLE, "MediaStreamingState": "Disabled"}
-
+ENABLE = STREAMING_ENABLED
+DISABLE = STREAMING_DISABLED
 
 LambdaHandler = Callable[[Mapping[str, Any]], Result]
 
@@ -206,36 +169,19 @@ def ok_lambda(response: Any = None) -> LambdaHandler:
     return lambda payload: LambdaResult(body if response is None else response, elapsed_s=0.05)
 
 
-def legacy_param(name: str, value: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "value": value, "namespace": None, **extra}
-
-
 def legacy_lca(
     lambda_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:StartLCA",
 ) -> dict[str, Any]:
     """The LCA graph (connect-flows.md §5) written in the legacy module format (§1.4)."""
-
-    def module(
-        id_: str, type_: str, params: list[dict[str, Any]], branches: dict[str, str], **extra: Any
-    ) -> dict[str, Any]:
-        return {
-            "id": id_,
-            "type": type_,
-            "branches": [{"condition": k, "transition": v} for k, v in branches.items()],
-            "parameters": params,
-            "metadata": {"position": {"x": 0, "y": 0}},
-            **extra,
-        }
-
     return {
         "modules": [
-            module(
+            legacy_module(
                 "m-log",
                 "SetLoggingBehavior",
                 [legacy_param("LoggingBehavior", "Enable")],
                 {"Success": "m-start"},
             ),
-            module(
+            legacy_module(
                 "m-start",
                 "StartMediaStreaming",
                 [
@@ -245,7 +191,7 @@ def legacy_lca(
                 ],
                 {"Success": "m-lambda", "Error": "m-lambda"},
             ),
-            module(
+            legacy_module(
                 "m-lambda",
                 "InvokeExternalResource",
                 [
@@ -255,7 +201,7 @@ def legacy_lca(
                 {"Success": "m-queue", "Error": "m-lambda-error"},
                 target="Lambda",
             ),
-            module(
+            legacy_module(
                 "m-lambda-error",
                 "PlayPrompt",
                 [
@@ -264,7 +210,7 @@ def legacy_lca(
                 ],
                 {"Success": "m-stop"},
             ),
-            module(
+            legacy_module(
                 "m-queue",
                 "SetQueue",
                 [
@@ -276,14 +222,14 @@ def legacy_lca(
                 ],
                 {"Success": "m-transfer", "Error": "m-stop"},
             ),
-            module(
+            legacy_module(
                 "m-transfer",
                 "Transfer",
                 [],
                 {"AtCapacity": "m-capacity", "Error": "m-stop"},
                 target="Queue",
             ),
-            module(
+            legacy_module(
                 "m-capacity",
                 "PlayPrompt",
                 [
@@ -292,13 +238,13 @@ def legacy_lca(
                 ],
                 {"Success": "m-stop"},
             ),
-            module(
+            legacy_module(
                 "m-stop",
                 "StopMediaStreaming",
                 [legacy_param("Track", "FromCustomer"), legacy_param("Track", "ToCustomer")],
                 {"Success": "m-disconnect", "Error": "m-disconnect"},
             ),
-            module("m-disconnect", "Disconnect", [], {}),
+            legacy_module("m-disconnect", "Disconnect", [], {}),
         ],
         "version": "1",
         "type": "contactFlow",
@@ -310,3 +256,49 @@ def legacy_lca(
             "status": "published",
         },
     }
+
+
+# --- calls against a real server (the ``server`` fixture) -------------------------------------
+
+KEY, SECRET = "AKIDCALLTEST", "call-secret"
+CREDS = Credentials(KEY, SECRET)
+REGION = "us-east-1"
+SPEED = 10.0
+RATE = 8000
+
+
+def noise(seconds: float, seed: int, extra: int = 0, level: int = 6000) -> np.ndarray:
+    """``seconds`` of random 8 kHz samples (and ``extra`` more) within ±``level``."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(-level, level, size=int(seconds * RATE) + extra).astype(np.int16)
+
+
+def wav(tmp_path: Path, name: str, samples: np.ndarray, rate: int = RATE) -> Path:
+    """``samples`` written to ``tmp_path/name``."""
+    path = tmp_path / name
+    write_wav(path, samples, rate)
+    return path
+
+
+def call(server: ServerThread, *, lines: list[str] | None = None, **kwargs: Any) -> CallResult:
+    """``place_call`` against ``server`` at ``SPEED`` (unless given); its progress lines go to
+    ``lines`` and there must be some."""
+    lines = [] if lines is None else lines
+    kwargs.setdefault("speed", SPEED)
+    result = asyncio.run(
+        place_call(
+            endpoint_url=server.url,
+            region=REGION,
+            credentials=CREDS,
+            on_event=lines.append,
+            **kwargs,
+        )
+    )
+    assert lines, "no progress lines"
+    return result
+
+
+def ctr_ms(value: str) -> int:
+    """A contact record's timestamp (whole seconds, UTC) in milliseconds."""
+    when = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return int(when.timestamp()) * 1000

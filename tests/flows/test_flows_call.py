@@ -11,8 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +19,30 @@ import lca_handlers
 import numpy as np
 import pytest
 from aiohttp import web
-from botocore.credentials import Credentials
 from flows_helpers import (
+    CREDS,
     DISABLE,
     ENABLE,
+    KEY,
     LCA_FLOW,
     LCA_LAMBDA,
     LCA_LOGGING,
     LCA_SET_QUEUE,
     LCA_START,
     LCA_TRANSFER,
+    RATE,
+    REGION,
+    SECRET,
+    SPEED,
     action,
+    call,
+    ctr_ms,
     flow_doc,
+    noise,
     requires_lca,
+    wav,
 )
 
-from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.client.getmedia import StartSelector, get_media
 from callstream.flows import Failed, FlowError, PlayPrompt, load_flow
@@ -52,57 +58,18 @@ from callstream.flows.call import (
 )
 from callstream.media.extract import AudioExtractor, Selection
 from callstream.media.resample import resample
-from callstream.media.wav import read_wav, write_wav
+from callstream.media.wav import read_wav
 from callstream.mkv.kvs import Fragment
 
-KEY, SECRET = "AKIDCALLTEST", "call-secret"
-CREDS = Credentials(KEY, SECRET)
-REGION = "us-east-1"
-SPEED = 10.0
-RATE = 8000
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    config = ServerConfig(credentials={KEY: SECRET}, live_idle_timeout_s=0.5)
-    with ServerThread(tmp_path_factory.mktemp("call-store"), config=config) as srv:
-        yield srv
-
-
 @pytest.fixture(autouse=True)
 def _clear_events() -> None:
     lca_handlers.EVENTS.clear()
-
-
-def noise(seconds: float, seed: int, extra: int = 0, level: int = 6000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(-level, level, size=int(seconds * RATE) + extra).astype(np.int16)
-
-
-def wav(tmp_path: Path, name: str, samples: np.ndarray, rate: int = RATE) -> Path:
-    path = tmp_path / name
-    write_wav(path, samples, rate)
-    return path
-
-
-def call(server: ServerThread, **kwargs: Any) -> CallResult:
-    lines: list[str] = []
-    kwargs.setdefault("speed", SPEED)
-    result = asyncio.run(
-        place_call(
-            endpoint_url=server.url,
-            region=REGION,
-            credentials=CREDS,
-            on_event=lines.append,
-            **kwargs,
-        )
-    )
-    assert lines, "no progress lines"
-    return result
 
 
 def read_stream(
@@ -125,11 +92,6 @@ def read_stream(
         pcm += extractor.add(fragment)
     pcm += extractor.finish()
     return np.frombuffer(bytes(pcm), "<i2").reshape(-1, 2), fragments
-
-
-def ctr_ms(value: str) -> int:
-    when = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return int(when.timestamp()) * 1000
 
 
 def audio_of(payload: dict[str, Any]) -> Any:

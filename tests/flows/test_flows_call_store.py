@@ -6,17 +6,30 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from aiohttp import web
-from botocore.credentials import Credentials
-from flows_helpers import DISABLE, ENABLE, action, flow_doc
+from flows_helpers import (
+    CREDS,
+    DISABLE,
+    ENABLE,
+    KEY,
+    RATE,
+    REGION,
+    SECRET,
+    SPEED,
+    action,
+    call,
+    ctr_ms,
+    flow_doc,
+    noise,
+    wav,
+)
 
-from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.client.aws import sign_request
 from callstream.flows import Instance, load_flow
@@ -32,28 +45,6 @@ from callstream.flows.store import (
 from callstream.kvs.acks import Ack
 from callstream.kvs.selectors import StartSelector
 from callstream.media.extract import AudioExtractor, Selection
-from callstream.media.wav import write_wav
-
-KEY, SECRET = "AKIDSTORETEST", "store-secret"
-CREDS = Credentials(KEY, SECRET)
-REGION = "us-east-1"
-SPEED = 10.0
-RATE = 8000
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    config = ServerConfig(credentials={KEY: SECRET}, live_idle_timeout_s=0.5)
-    with ServerThread(tmp_path_factory.mktemp("call-store"), config=config) as srv:
-        yield srv
-
-
-def customer_wav(tmp_path: Path, seconds: float, seed: int) -> tuple[Path, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    samples = rng.integers(-6000, 6000, size=int(seconds * RATE)).astype(np.int16)
-    path = tmp_path / "customer.wav"
-    write_wav(path, samples, RATE)
-    return path, samples
 
 
 def streaming_flow() -> Flow:
@@ -73,6 +64,17 @@ def streaming_flow() -> Flow:
         action("bye", "DisconnectParticipant"),
     )  # fmt: skip
     return load_flow(doc, strict=False)
+
+
+def streaming_call(
+    server: ServerThread, tmp_path: Path, seed: int, **kwargs: Any
+) -> tuple[CallResult, list[str]]:
+    """:func:`streaming_flow` for 20 s of customer noise (from ``seed``) against ``server``:
+    the result and the progress lines."""
+    lines: list[str] = []
+    customer = wav(tmp_path, "customer.wav", noise(20, seed=seed))
+    result = call(server, lines=lines, flow=streaming_flow(), customer_audio=customer, **kwargs)
+    return result, lines
 
 
 def assert_call_events(events: list[dict[str, Any]], result: CallResult) -> None:
@@ -117,14 +119,7 @@ def assert_call_events(events: list[dict[str, Any]], result: CallResult) -> None
         "DisconnectTimestamp": disconnect,
         "ContactRecord": result.ctr,
     }
-    assert disconnect // 1000 * 1000 == _ctr_ms(result.ctr["DisconnectTimestamp"])
-
-
-def _ctr_ms(value: str) -> int:
-    from datetime import UTC, datetime
-
-    when = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return int(when.timestamp()) * 1000
+    assert disconnect // 1000 * 1000 == ctr_ms(result.ctr["DisconnectTimestamp"])
 
 
 # --- the HTTP store ---------------------------------------------------------------------------
@@ -212,7 +207,7 @@ class SplitStore:
 def _split_call(
     server: ServerThread, tmp_path: Path, routes: tuple[str, ...]
 ) -> tuple[CallResult, Recorder, list[str]]:
-    wav, _ = customer_wav(tmp_path, 20, seed=21)
+    customer = wav(tmp_path, "customer.wav", noise(20, seed=21))
     lines: list[str] = []
 
     async def scenario() -> tuple[CallResult, Recorder]:
@@ -224,7 +219,7 @@ def _split_call(
             try:
                 result = await place_call(
                     flow=streaming_flow(),
-                    customer_audio=wav,
+                    customer_audio=customer,
                     store=store,
                     speed=SPEED,
                     on_event=lines.append,
@@ -256,7 +251,7 @@ def test_the_http_store_posts_the_events_and_the_record_once(
         "Channel": "VOICE",
         "InstanceARN": result.ctr["InstanceARN"],
         "DisconnectReason": "CONTACT_FLOW_DISCONNECT",
-        "DisconnectTimestamp": _ctr_ms(result.ctr["DisconnectTimestamp"]),
+        "DisconnectTimestamp": ctr_ms(result.ctr["DisconnectTimestamp"]),
         "ContactRecord": result.ctr,
     }
     assert_call_events([*events, ended], result)
@@ -289,7 +284,6 @@ def test_a_pooled_stream_that_keeps_no_data_is_stopped_without_waiting_for_persi
     # for PutMedia's 30 s finish timeout, and the customer hung up meanwhile).
     import boto3
 
-    wav, _ = customer_wav(tmp_path, 20, seed=25)
     instance = Instance()
     contact_id = str(uuid.uuid4())
     kv = boto3.client(
@@ -300,20 +294,7 @@ def test_a_pooled_stream_that_keeps_no_data_is_stopped_without_waiting_for_persi
         aws_secret_access_key=SECRET,
     )
     kv.create_stream(StreamName=instance.stream_name(contact_id), DataRetentionInHours=0)
-    lines: list[str] = []
-    result = asyncio.run(
-        place_call(
-            flow=streaming_flow(),
-            customer_audio=wav,
-            endpoint_url=server.url,
-            region=REGION,
-            credentials=CREDS,
-            speed=SPEED,
-            instance=instance,
-            contact_id=contact_id,
-            on_event=lines.append,
-        )
-    )
+    result, lines = streaming_call(server, tmp_path, 25, instance=instance, contact_id=contact_id)
     assert {s.action: s.result for s in result.trace}["stop"] == "NextAction"
     assert result.end.reason == "disconnected"
     assert not any("not confirmed" in line for line in lines)
@@ -350,22 +331,10 @@ async def _sse_events(server: ServerThread, contact_id: str, count: int) -> list
 
 
 def test_call_events_are_on_the_servers_event_api(server: ServerThread, tmp_path: Path) -> None:
-    wav, _ = customer_wav(tmp_path, 20, seed=22)
     status, _ = _signed_get(server, "/callstream/events?limit=1")
     if status in (404, 405):
         pytest.skip(f"this server has no GET /callstream/events yet ({status})")
-    lines: list[str] = []
-    result = asyncio.run(
-        place_call(
-            flow=streaming_flow(),
-            customer_audio=wav,
-            endpoint_url=server.url,
-            region=REGION,
-            credentials=CREDS,
-            speed=SPEED,
-            on_event=lines.append,
-        )
-    )
+    result, lines = streaming_call(server, tmp_path, 22)
     assert result.ctr_stored, lines
     status, page = _signed_get(server, f"/callstream/events?contact={result.contact_id}")
     assert status == 200
@@ -408,7 +377,8 @@ def test_a_contact_runs_entirely_in_process_with_the_local_store(tmp_path: Path)
     open_backend = _open_backend()
     from callstream.store.service import MediaStore
 
-    wav, customer = customer_wav(tmp_path, 20, seed=23)
+    customer = noise(20, seed=23)
+    customer_path = wav(tmp_path, "customer.wav", customer)
     events: list[dict[str, Any]] = []
     records: list[Mapping[str, Any]] = []
 
@@ -421,7 +391,7 @@ def test_a_contact_runs_entirely_in_process_with_the_local_store(tmp_path: Path)
         try:
             result = await place_call(
                 flow=streaming_flow(),
-                customer_audio=wav,
+                customer_audio=customer_path,
                 store=LocalCallStore(store, publish=publish, store_contact_record=records.append),
                 speed=SPEED,
                 on_event=lambda line: None,
@@ -464,7 +434,7 @@ def test_the_local_store_reuses_pooled_streams_and_may_leave_records_to_the_even
     open_backend = _open_backend()
     from callstream.store.service import MediaStore
 
-    wav, _ = customer_wav(tmp_path, 3, seed=24)
+    customer = wav(tmp_path, "customer.wav", noise(3, seed=24))
     flow = load_flow(flow_doc(action("bye", "DisconnectParticipant")), strict=False)
 
     async def scenario() -> tuple[str, str, Any, list[CallResult], list[str], list[str]]:
@@ -477,13 +447,13 @@ def test_the_local_store_reuses_pooled_streams_and_may_leave_records_to_the_even
             record = await store.stream(arn=first)
             # no record store, no event sink: the call says so and goes on
             bare: list[str] = []
-            plain = await place_call(flow=flow, customer_audio=wav, store=local, speed=SPEED,
+            plain = await place_call(flow=flow, customer_audio=customer, store=local, speed=SPEED,
                                      on_event=bare.append)  # fmt: skip
             # events only: the record rides on ContactEnded
             seen: list[str] = []
             via_events = await place_call(
                 flow=flow,
-                customer_audio=wav,
+                customer_audio=customer,
                 store=LocalCallStore(store, publish=lambda t, d: seen.append(t)),
                 speed=SPEED,
                 on_event=lambda line: None,

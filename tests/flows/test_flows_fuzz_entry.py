@@ -11,6 +11,7 @@ from flows_helpers import LCA_FLOW, requires_lca
 
 from callstream.flows import ACTIONS, FlowType, fuzz, load_flow
 from callstream.flows import loader as flow_loader
+from callstream.fuzzing import run_loop
 
 
 @pytest.mark.parametrize(
@@ -68,11 +69,13 @@ def test_it_flags_a_non_flow_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_loop_runs_a_bounded_number_of_iterations(tmp_path: Path) -> None:
     logged: list[str] = []
-    n = fuzz.run_loop(
+    n = run_loop(
+        fuzz.fuzz_one,
+        fuzz.load_corpus(tmp_path),  # no files there: the built-in corpus
         seed=11,
-        corpus=fuzz.load_corpus(tmp_path),  # no files there: the built-in corpus
         crash_dir=tmp_path / "crashes",
         iterations=400,
+        mutator=fuzz.mutate,
         log=logged.append,
     )
     assert n == 400 and not logged
@@ -112,3 +115,8 @@ def test_default_corpus_dir_is_the_shared_test_data() -> None:
     assert found.parts[-3:] == ("shared", "testdata", "connect-flows")
     if LCA_FLOW.is_file() and found.is_dir():
         assert found.samefile(LCA_FLOW.parent)
+
+
+def test_the_loop_needs_a_bound(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="seconds or iterations"):
+        run_loop(fuzz.fuzz_one, fuzz.builtin_corpus(), seed=1, crash_dir=tmp_path)

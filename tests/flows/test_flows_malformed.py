@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callstream.flows import FlowError, load_flow
-from callstream.flows.fuzz import builtin_corpus, run_flow
+from callstream.flows.fuzz import FLOW_KEYS, builtin_corpus, run_flow, tree_at, tree_paths
 
 
 def _seeds() -> list[Any]:
@@ -80,70 +80,7 @@ _JSON = st.recursive(
     ),
     max_leaves=6,
 )
-_KEYS = st.sampled_from(
-    [
-        "Identifier",
-        "Type",
-        "Parameters",
-        "Transitions",
-        "NextAction",
-        "Errors",
-        "Conditions",
-        "Condition",
-        "Operator",
-        "Operands",
-        "ErrorType",
-        "Metadata",
-        "ActionMetadata",
-        "StartAction",
-        "Version",
-        "Actions",
-        "modules",
-        "parameters",
-        "branches",
-        "metadata",
-        "id",
-        "type",
-        "target",
-        "start",
-        "name",
-        "value",
-        "namespace",
-        "key",
-        "condition",
-        "transition",
-        "conditionType",
-        "conditionValue",
-        "resourceName",
-        "InputValidation",
-        "CustomValidation",
-        "PhoneNumberValidation",
-        "MaximumLength",
-        "DTMFConfiguration",
-        "RecordingBehavior",
-        "RecordedParticipants",
-        "Participants",
-        "MediaDirections",
-        "InvocationTimeLimitSeconds",
-    ]
-)
-
-
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            out += _paths(value, (*path, index))
-    return out
-
-
-def _at(node: Any, path: tuple[Any, ...]) -> Any:
-    for step in path:
-        node = node[step]
-    return node
+_KEYS = st.sampled_from(FLOW_KEYS)
 
 
 @st.composite
@@ -152,17 +89,17 @@ def mutated_flows(draw: st.DrawFn) -> bytes:
     insertions, subtrees moved elsewhere), sometimes with raw byte edits on top."""
     doc = copy.deepcopy(draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.integers(1, 4))):
-        paths = _paths(doc)
+        paths = tree_paths(doc)
         path = paths[draw(st.integers(0, len(paths) - 1))]
         if draw(st.booleans()):
             value = draw(_JSON)
         else:
-            value = copy.deepcopy(_at(doc, paths[draw(st.integers(0, len(paths) - 1))]))
+            value = copy.deepcopy(tree_at(doc, paths[draw(st.integers(0, len(paths) - 1))]))
         op = draw(st.sampled_from(["replace", "delete", "insert"]))
         if not path:
             doc = value if op == "replace" else doc
             continue
-        parent = _at(doc, path[:-1])
+        parent = tree_at(doc, path[:-1])
         if op == "replace":
             parent[path[-1]] = value
         elif op == "delete":

@@ -42,8 +42,14 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
         yield srv
 
 
-def _boto_reader(server: ServerThread, name: str, out: list[bytes]) -> threading.Thread:
+def _stream_read_by_boto(server: ServerThread) -> tuple[str, list[bytes], threading.Thread]:
+    """A new stream and a boto3 GetMedia reader of it from the earliest fragment on (a
+    thread; the body it reads goes to the list)."""
+    name = unique("inproc")
+    kv = make_client(server.url, "kinesisvideo")
+    kv.create_stream(StreamName=name, DataRetentionInHours=1)
     media = make_client(server.url, "kinesis-video-media")
+    out: list[bytes] = []
 
     def read() -> None:
         resp = media.get_media(StreamName=name, StartSelector={"StartSelectorType": "EARLIEST"})
@@ -51,7 +57,7 @@ def _boto_reader(server: ServerThread, name: str, out: list[bytes]) -> threading
 
     thread = threading.Thread(target=read)
     thread.start()
-    return thread
+    return name, out, thread
 
 
 async def _in_process_reader(server: ServerThread, name: str) -> list[MediaFragment]:
@@ -71,11 +77,7 @@ def _same_fragments(http_body: bytes, in_process: list[MediaFragment], numbers: 
 
 
 def test_a_call_written_as_frames_reaches_both_readers_live(server: ServerThread) -> None:
-    name = unique("inproc")
-    kv = make_client(server.url, "kinesisvideo")
-    kv.create_stream(StreamName=name, DataRetentionInHours=1)
-    http_body: list[bytes] = []
-    boto = _boto_reader(server, name, http_body)
+    name, http_body, boto = _stream_read_by_boto(server)
     acks: list[Ack] = []
     caller, agent = ramp(8 * FRAME_MS * FRAMES, 1), ramp(8 * FRAME_MS * FRAMES, 2)
     start_ms = 1_700_000_000_000
@@ -116,11 +118,7 @@ def test_a_call_written_as_frames_reaches_both_readers_live(server: ServerThread
 
 
 def test_a_call_uploaded_with_putmedia_reaches_both_readers_live(server: ServerThread) -> None:
-    name = unique("inproc")
-    kv = make_client(server.url, "kinesisvideo")
-    kv.create_stream(StreamName=name, DataRetentionInHours=1)
-    http_body: list[bytes] = []
-    boto = _boto_reader(server, name, http_body)
+    name, http_body, boto = _stream_read_by_boto(server)
     future = asyncio.run_coroutine_threadsafe(_in_process_reader(server, name), server._loop)
     audio = connect_audio(5, fragment_ms=400)
     paced: list[bytes | float] = []

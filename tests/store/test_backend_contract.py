@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from store_helpers import create
 
 from callstream.kvs.model import parse_stream_arn
 from callstream.store.backends import open_backend
@@ -83,23 +84,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-async def create(
-    b: StoreBackend,
-    name: str = "cam",
-    *,
-    retention: int = 24,
-    tags: dict[str, str] | None = None,
-) -> StreamRecord:
-    return await b.catalog.create_stream(
-        name,
-        device_name=None,
-        media_type=None,
-        kms_key_id=None,
-        data_retention_hours=retention,
-        tags=tags or {},
-    )
 
 
 def payload(k: int, size: int = 1500) -> FragmentData:

@@ -5,10 +5,10 @@ fragments never reach the disk."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from store_helpers import CountingBackend, create
 
 from callstream.store.backends.embedded import EmbeddedBackend, EmbeddedStore
 from callstream.store.base import (
@@ -20,31 +20,6 @@ from callstream.store.base import (
 )
 
 T0 = 1_700_000_000_000
-
-
-class CountingBackend(EmbeddedBackend):
-    """The embedded backend, noting the size of every batch it is given."""
-
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir)
-        self.batches: list[int] = []
-
-    def append_fragments(
-        self, items: Sequence[FragmentAppend]
-    ) -> list[FragmentRecord | StoreError]:
-        self.batches.append(len(items))
-        return super().append_fragments(items)
-
-
-async def create(store: EmbeddedStore, name: str, retention: int = 1) -> StreamRecord:
-    return await store.catalog.create_stream(
-        name,
-        device_name=None,
-        media_type=None,
-        kms_key_id=None,
-        data_retention_hours=retention,
-        tags={},
-    )
 
 
 async def item(store: EmbeddedStore, stream: StreamRecord, k: int) -> FragmentAppend:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from store_helpers import CountingBackend
 
 from callstream.store import (
     EmbeddedBackend,
@@ -20,20 +20,6 @@ from callstream.store import (
 from callstream.store.backends.embedded import Persister
 
 T0 = 1_700_000_000_000
-
-
-class CountingBackend(EmbeddedBackend):
-    """The embedded store, noting the size of every batch it is given."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.batches: list[int] = []
-
-    def append_fragments(
-        self, items: Sequence[FragmentAppend]
-    ) -> list[FragmentRecord | StoreError]:
-        self.batches.append(len(items))
-        return super().append_fragments(items)
 
 
 def create(backend: EmbeddedBackend, name: str) -> None:

@@ -3,6 +3,9 @@ do to one PutMedia connection, on a clock the test drives."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,12 +81,21 @@ def test_data_postpones_idle_acks() -> None:
     assert up.deadline() == 5.9
 
 
-def test_a_newer_upload_ends_this_one_keeping_the_complete_fragment() -> None:
+@pytest.mark.parametrize(
+    ("end", "reason"),
+    [
+        (UploadLifecycle.supersede, EndReason.SUPERSEDED),  # a newer upload
+        (UploadLifecycle.end_of_body, EndReason.BODY_ENDED),
+    ],
+    ids=["superseded", "body-ended"],
+)
+def test_the_end_of_an_upload_completes_the_last_fragment(
+    end: Callable[[UploadLifecycle], list[UploadEvent]], reason: EndReason
+) -> None:
     up = lifecycle()
     up.data(HEADER + cluster(0), now=0.0)
-    events = up.supersede()
-    assert kinds(events) == ["FragmentReady", "UploadEnded"]
-    assert up.end_reason is EndReason.SUPERSEDED
+    assert kinds(end(up)) == ["FragmentReady", "UploadEnded"]
+    assert up.end_reason is reason
     assert up.data(cluster(100), now=1.0) == [] and up.tick(100.0) == []
 
 
@@ -92,14 +104,6 @@ def test_invalid_mkv_ends_the_upload_as_failed() -> None:
     events = up.data(b"\x1a\x45\xdf\xa3\x01\xff\xff\xff\xff\xff\xff\xff\x00garbage", now=0.0)
     assert isinstance(events[-1], UploadEnded) and events[-1].reason is EndReason.FAILED
     assert "IngestError" in kinds(events)
-
-
-def test_the_body_end_completes_the_last_fragment() -> None:
-    up = lifecycle()
-    up.data(HEADER + cluster(0), now=0.0)
-    events = up.end_of_body()
-    assert kinds(events) == ["FragmentReady", "UploadEnded"]
-    assert up.end_reason is EndReason.BODY_ENDED
 
 
 @settings(max_examples=60, deadline=None)
