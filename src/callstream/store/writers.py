@@ -54,8 +54,8 @@ class Writer:
         """Hand over bytes of the MKV stream (waits while the store is behind)."""
         if self._closed or self.ended:
             raise WriterClosed("the upload has ended")
-        if data:
-            await self._queue.put(bytes(data))
+        if data and not await self._offer(bytes(data)):
+            raise WriterClosed("the upload has ended")
 
     async def close(self) -> UploadResult:
         """End the upload: the last fragment is completed and stored; returns how the
@@ -63,9 +63,25 @@ class Writer:
         assert self._task is not None
         if not self._closed:
             self._closed = True
-            if not self._task.done():
-                await self._queue.put(b"")
+            await self._offer(b"")
         return await self._task
+
+    async def _offer(self, data: bytes) -> bool:
+        """Queue ``data`` for the upload; False when the upload ended first (it reads no
+        more, so a full queue would never drain)."""
+        task = self._task
+        assert task is not None
+        if task.done():
+            return False
+        if not self._queue.full():
+            self._queue.put_nowait(data)
+            return True
+        put = asyncio.ensure_future(self._queue.put(data))
+        done, _ = await asyncio.wait([put, task], return_when=asyncio.FIRST_COMPLETED)
+        if put in done:
+            return True
+        put.cancel()
+        return False
 
     async def abort(self) -> UploadResult:
         """End now, as a newer upload would: complete fragments are stored, an open one
