@@ -641,9 +641,10 @@ Tree = list[tuple[int, "int | float | str | bytes | Block | Tree"]]
 _KINDS: dict[int, Kind] = {eid: spec.kind for eid, spec in ELEMENTS.items()}
 
 
-def parse_elements(data: bytes, offset: int, depth: int = 0) -> Tree:
+def parse_elements(data: bytes, offset: int, depth: int = 0, parent: int | None = None) -> Tree:
     """The elements of a known-size master's payload ``data`` (which starts at absolute
     ``offset``), as ``(id, value)`` pairs in order; a master's value is its own list.
+    ``parent`` (the master's ID) names it in errors.
 
     Leaf values are decoded as :class:`EbmlReader` decodes them and malformed input raises
     the same :class:`MkvError` (with absolute offsets). An unknown-size element inside
@@ -680,7 +681,8 @@ def parse_elements(data: bytes, offset: int, depth: int = 0) -> Tree:
             raise UnknownSizeInside(offset + pos)
         stop = header + size
         if stop > n:
-            raise MkvError(f"{element_name(eid)} of {size} bytes overruns its parent", offset + pos)
+            where = "its parent" if parent is None else f"its parent {element_name(parent)}"
+            raise MkvError(f"{element_name(eid)} of {size} bytes overruns {where}", offset + pos)
         kind = kinds.get(eid)
         if kind is utf8 or kind is string:
             append((eid, data[header:stop].rstrip(b"\x00").decode("utf-8", "replace")))
@@ -689,7 +691,7 @@ def parse_elements(data: bytes, offset: int, depth: int = 0) -> Tree:
         elif kind is master:
             if depth >= _MAX_DEPTH:
                 raise MkvError("elements nested too deeply", offset + pos)
-            append((eid, parse_elements(data[header:stop], offset + header, depth + 1)))
+            append((eid, parse_elements(data[header:stop], offset + header, depth + 1, eid)))
         elif kind is None:
             append((eid, data[header:stop]))
         elif kind is Kind.BLOCK:
