@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from callstream.mkv.ebml import ID, SIZE_MASK, VINT_LENGTH, MkvError, encode_id, encode_size
 from callstream.mkv.reader import (
     DEFAULT_MAX_ELEMENT_SIZE,
+    END,
+    LEAF,
+    RUN,
+    START,
     Block,
-    BlockRun,
     EbmlReader,
-    End,
-    Event,
-    Leaf,
-    Start,
+    RawEvent,
     Tree,
     UnknownSizeInside,
     parse_elements,
@@ -180,7 +180,9 @@ class ElementWalker:
             batch_blocks=True,
         )
         self._visitor = visitor
+        self._on_tags = visitor.tags
         self._headers = _HeaderCache()
+        self._tags_memo = self._headers.tags_memo
         self._fed = 0
         self._depth = 0
         self._in_cluster = False
@@ -197,7 +199,7 @@ class ElementWalker:
         self._child: Callable[[int, int, int, bool], None] | None = (
             visitor.child if overridden else None
         )
-        self._leaf_handlers: dict[int, Callable[[Leaf], None]] = {
+        self._leaf_handlers: dict[int, Callable[[RawEvent], None]] = {
             ID.EBML: self._collapsed_ebml,
             ID.Info: self._collapsed_info,
             ID.Tracks: self._collapsed_tracks,
@@ -210,7 +212,7 @@ class ElementWalker:
             ID.TagString: self._on_tag_string,
             ID.TagBinary: self._on_tag_binary,
         }
-        self._start_handlers: dict[int, Callable[[Start, int], None]] = {
+        self._start_handlers: dict[int, Callable[[RawEvent, int], None]] = {
             ID.EBML: self._start_ebml,
             ID.Segment: self._start_segment,
             ID.Cluster: self._start_cluster,
@@ -219,7 +221,7 @@ class ElementWalker:
             ID.Tracks: self._start_tracks,
             ID.TrackEntry: self._start_track_entry,
         }
-        self._end_handlers: dict[int, Callable[[End, int], None]] = {
+        self._end_handlers: dict[int, Callable[[RawEvent, int], None]] = {
             ID.EBML: self._end_ebml,
             ID.Segment: self._end_segment,
             ID.Cluster: self._end_cluster,
@@ -234,7 +236,7 @@ class ElementWalker:
         """Consume bytes, reporting what they complete."""
         self._reader.feed(data)
         self._fed += len(data)
-        self._process(self._reader.events())
+        self._process(self._reader._raw_events())
 
     def feed_blocks(self, data: bytes | bytearray | memoryview) -> None:
         """:meth:`feed` with the reader's steady-state fast path: whole plain SimpleBlocks
@@ -250,13 +252,13 @@ class ElementWalker:
             else:
                 self._stray_run(run)
         if reader.offset < self._fed or reader.at_limit:
-            self._process(reader.events())
+            self._process(reader._raw_events())
 
     def close(self) -> None:
         """End of input: report the ends of open unknown-size masters, or raise on a
         truncated element."""
         self._reader.close()
-        self._process(self._reader.events())
+        self._process(self._reader._raw_events())
 
     @property
     def offset(self) -> int:
@@ -274,7 +276,7 @@ class ElementWalker:
         return self._reader.max_element_size
 
     # --- dispatch -------------------------------------------------------------------------
-    def _process(self, events: Iterator[Event]) -> None:
+    def _process(self, events: Iterator[RawEvent]) -> None:
         visitor = self._visitor
         on_run = visitor.block_run
         leaf_handlers = self._leaf_handlers
@@ -285,192 +287,192 @@ class ElementWalker:
         cluster = ID.Cluster
         ebml = ID.EBML
         for ev in events:
-            kind = type(ev)
-            if kind is BlockRun:
-                if self._in_cluster:
-                    on_run(ev.flat)  # type: ignore[union-attr]
-                else:
-                    self._stray_run(ev.flat)  # type: ignore[union-attr]
-            elif kind is Leaf:
-                leaf: Leaf = ev  # type: ignore[assignment]
-                eid = leaf.id
+            code = ev[0]
+            if code == LEAF:
+                eid = ev[1]
                 handler = leaf_handlers.get(eid)
                 if handler is not None:
-                    handler(leaf)
+                    handler(ev)
                 elif self._track is not None:
-                    _track_field(self._track, eid, leaf.value)
+                    _track_field(self._track, eid, ev[5])
                 if (
                     child is not None
                     and self._depth == 1
                     and eid not in collapsed
                     and self._root != ebml
                 ):
-                    child(eid, leaf.offset, leaf.offset + leaf.header_size + leaf.size, False)
-            elif kind is Start:
-                start: Start = ev  # type: ignore[assignment]
+                    child(eid, ev[2], ev[2] + ev[3] + ev[4], False)
+            elif code == RUN:
+                if self._in_cluster:
+                    on_run(ev[1])
+                else:
+                    self._stray_run(ev[1])
+            elif code == START:
                 depth = self._depth
                 self._depth = depth + 1
                 if depth == 1:
-                    self._top = start.offset
+                    self._top = ev[2]
                 elif depth == 0:
-                    self._root = start.id
-                on_start = start_handlers.get(start.id)
+                    self._root = ev[1]
+                on_start = start_handlers.get(ev[1])
                 if on_start is not None:
-                    on_start(start, depth)
-            elif kind is End:
-                end: End = ev  # type: ignore[assignment]
+                    on_start(ev, depth)
+            elif code == END:
                 self._depth = depth = self._depth - 1
-                on_end = end_handlers.get(end.id)
+                on_end = end_handlers.get(ev[1])
                 if on_end is not None:
-                    on_end(end, depth)
-                if child is not None and depth == 1 and end.id != cluster and self._root != ebml:
-                    child(end.id, self._top, end.offset, True)
+                    on_end(ev, depth)
+                if child is not None and depth == 1 and ev[1] != cluster and self._root != ebml:
+                    child(ev[1], self._top, ev[2], True)
             elif self._in_cluster:
-                visitor.block(ev)  # type: ignore[arg-type]
+                visitor.block(ev[1])
             else:
-                visitor.stray_block(ev)  # type: ignore[arg-type]
+                visitor.stray_block(ev[1])
 
     def _stray_run(self, flat: list[int | bytes]) -> None:
         for block in run_blocks(flat):
             self._visitor.stray_block(block)
 
-    # --- streamed masters -----------------------------------------------------------------
-    def _start_ebml(self, ev: Start, depth: int) -> None:
-        self._ebml.append(ev.offset)
+    # --- streamed masters (raw events: see EbmlReader._raw_events) -----------------------
+    def _start_ebml(self, ev: RawEvent, depth: int) -> None:
+        self._ebml.append(ev[2])
 
-    def _end_ebml(self, ev: End, depth: int) -> None:
+    def _end_ebml(self, ev: RawEvent, depth: int) -> None:
         if self._ebml:
-            self._visitor.ebml_header(self._ebml.pop(), ev.offset)
+            self._visitor.ebml_header(self._ebml.pop(), ev[2])
 
-    def _start_segment(self, ev: Start, depth: int) -> None:
-        self._visitor.segment_start(ev.offset, ev.offset + ev.header_size)
+    def _start_segment(self, ev: RawEvent, depth: int) -> None:
+        self._visitor.segment_start(ev[2], ev[2] + ev[3])
 
-    def _end_segment(self, ev: End, depth: int) -> None:
-        self._visitor.segment_end(ev.offset)
+    def _end_segment(self, ev: RawEvent, depth: int) -> None:
+        self._visitor.segment_end(ev[2])
 
-    def _start_cluster(self, ev: Start, depth: int) -> None:
+    def _start_cluster(self, ev: RawEvent, depth: int) -> None:
         self._in_cluster = True
-        self._visitor.cluster_start(ev.offset, depth)
+        self._visitor.cluster_start(ev[2], depth)
 
-    def _end_cluster(self, ev: End, depth: int) -> None:
+    def _end_cluster(self, ev: RawEvent, depth: int) -> None:
         self._in_cluster = False
-        self._visitor.cluster_end(ev.offset, depth)
+        self._visitor.cluster_end(ev[2], depth)
 
-    def _start_tags(self, ev: Start, depth: int) -> None:
+    def _start_tags(self, ev: RawEvent, depth: int) -> None:
         self._tags = []
-        self._tags_at = ev.offset
+        self._tags_at = ev[2]
 
-    def _end_tags(self, ev: End, depth: int) -> None:
+    def _end_tags(self, ev: RawEvent, depth: int) -> None:
         items = tuple(self._tags or ())
         self._tags = None
         self._simple.clear()
-        self._visitor.tags(items, self._tags_at, ev.offset, depth)
+        self._visitor.tags(items, self._tags_at, ev[2], depth)
 
-    def _start_simple_tag(self, ev: Start, depth: int) -> None:
+    def _start_simple_tag(self, ev: RawEvent, depth: int) -> None:
         self._simple.append([None, None])
 
-    def _end_simple_tag(self, ev: End, depth: int) -> None:
+    def _end_simple_tag(self, ev: RawEvent, depth: int) -> None:
         if self._simple:
             name, value = self._simple.pop()
             if self._tags is not None and name is not None:
                 self._tags.append((name, value or ""))
 
-    def _on_tag_name(self, ev: Leaf) -> None:
+    def _on_tag_name(self, ev: RawEvent) -> None:
         if self._simple:
-            self._simple[-1][0] = str(ev.value)
+            self._simple[-1][0] = str(ev[5])
 
-    def _on_tag_string(self, ev: Leaf) -> None:
+    def _on_tag_string(self, ev: RawEvent) -> None:
         if self._simple:
-            self._simple[-1][1] = str(ev.value)
+            self._simple[-1][1] = str(ev[5])
 
-    def _on_tag_binary(self, ev: Leaf) -> None:
-        if self._simple and self._simple[-1][1] is None and isinstance(ev.value, bytes):
-            self._simple[-1][1] = ev.value.hex()
+    def _on_tag_binary(self, ev: RawEvent) -> None:
+        if self._simple and self._simple[-1][1] is None and isinstance(ev[5], bytes):
+            self._simple[-1][1] = ev[5].hex()
 
-    def _start_tracks(self, ev: Start, depth: int) -> None:
+    def _start_tracks(self, ev: RawEvent, depth: int) -> None:
         self._track_list = []
-        self._tracks_at = ev.offset
+        self._tracks_at = ev[2]
 
-    def _end_tracks(self, ev: End, depth: int) -> None:
+    def _end_tracks(self, ev: RawEvent, depth: int) -> None:
         if self._track_list is not None:
             entries = tuple(self._track_list)
             self._track_list = None
-            self._visitor.tracks(entries, self._tracks_at, ev.offset)
+            self._visitor.tracks(entries, self._tracks_at, ev[2])
 
-    def _start_track_entry(self, ev: Start, depth: int) -> None:
+    def _start_track_entry(self, ev: RawEvent, depth: int) -> None:
         self._track = TrackInfo(number=0)
 
-    def _end_track_entry(self, ev: End, depth: int) -> None:
+    def _end_track_entry(self, ev: RawEvent, depth: int) -> None:
         track = self._track
         self._track = None
         if track is not None and self._track_list is not None:
             self._track_list.append(track)
 
-    def _on_timecode(self, ev: Leaf) -> None:
-        if self._in_cluster and isinstance(ev.value, int):
-            self._visitor.cluster_timecode(ev.value, ev.offset)
+    def _on_timecode(self, ev: RawEvent) -> None:
+        if self._in_cluster and isinstance(ev[5], int):
+            self._visitor.cluster_timecode(ev[5], ev[2])
 
-    def _on_timecode_scale(self, ev: Leaf) -> None:
-        if isinstance(ev.value, int) and ev.value > 0:
-            self._visitor.timecode_scale(ev.value)
+    def _on_timecode_scale(self, ev: RawEvent) -> None:
+        if isinstance(ev[5], int) and ev[5] > 0:
+            self._visitor.timecode_scale(ev[5])
 
-    # --- collapsed masters ----------------------------------------------------------------
-    def _collapsed_ebml(self, ev: Leaf) -> None:
-        if self._headers.decode(ev) is not _STREAM:
-            end = ev.offset + ev.header_size + ev.size
-            self._visitor.ebml_header(ev.offset, end)
-            self._done(ev, end)
-        else:
+    # --- collapsed masters (leaf events whose value is the raw payload) -------------------
+    def _collapsed_ebml(self, ev: RawEvent) -> None:
+        if self._headers.decode(ev) is _STREAM:
             self._stream(ev)
+        else:
+            self._visitor.ebml_header(ev[2], ev[2] + ev[3] + ev[4])
 
-    def _collapsed_info(self, ev: Leaf) -> None:
+    def _collapsed_info(self, ev: RawEvent) -> None:
         scale = self._headers.decode(ev)
         if scale is _STREAM:
             self._stream(ev)
             return
         if scale is not None:
             self._visitor.timecode_scale(scale)  # type: ignore[arg-type]
-        self._done(ev, ev.offset + ev.header_size + ev.size)
+        if self._child is not None:
+            self._done(ev)
 
-    def _collapsed_tracks(self, ev: Leaf) -> None:
+    def _collapsed_tracks(self, ev: RawEvent) -> None:
         entries = self._headers.decode(ev)
         if entries is _STREAM:
             self._stream(ev)
             return
-        end = ev.offset + ev.header_size + ev.size
-        self._visitor.tracks(entries, ev.offset, end)  # type: ignore[arg-type]
-        self._done(ev, end)
+        self._visitor.tracks(entries, ev[2], ev[2] + ev[3] + ev[4])  # type: ignore[arg-type]
+        if self._child is not None:
+            self._done(ev)
 
-    def _collapsed_tags(self, ev: Leaf) -> None:
-        items = self._headers.tags(ev)
+    def _collapsed_tags(self, ev: RawEvent) -> None:
+        # The most frequent element of GetMedia output (eight per fragment): kept short.
+        _, _, offset, header, size, payload = ev
+        items = self._tags_memo.get(payload)
         if items is None:
-            self._stream(ev)
-            return
-        end = ev.offset + ev.header_size + ev.size
-        self._visitor.tags(items, ev.offset, end, self._depth)
-        self._done(ev, end)
+            items = self._headers.tags(ev)
+            if items is None:
+                self._stream(ev)
+                return
+        self._on_tags(items, offset, offset + header + size, self._depth)
+        if self._child is not None:
+            self._done(ev)
 
-    def _collapsed_other(self, ev: Leaf) -> None:
+    def _collapsed_other(self, ev: RawEvent) -> None:
         if self._headers.decode(ev) is _STREAM:
             self._stream(ev)
-        else:
-            self._done(ev, ev.offset + ev.header_size + ev.size)
+        elif self._child is not None:
+            self._done(ev)
 
-    def _done(self, ev: Leaf, end: int) -> None:
+    def _done(self, ev: RawEvent) -> None:
+        """The :meth:`MkvVisitor.child` fact of a collapsed master."""
         if self._child is not None and self._depth == 1 and self._root != ID.EBML:
-            self._child(ev.id, ev.offset, end, True)
+            self._child(ev[1], ev[2], ev[2] + ev[3] + ev[4], True)
 
-    def _stream(self, ev: Leaf) -> None:
+    def _stream(self, ev: RawEvent) -> None:
         """Re-read a collapsed master through the event path: it holds an unknown-size
         element, whose extent only the streaming reader's nesting rule decides."""
-        payload = ev.value
-        assert isinstance(payload, bytes)
+        _, eid, offset, header, size, payload = ev
         nested = EbmlReader(max_element_size=self._reader.max_element_size)
-        nested._base = ev.offset
-        head = encode_id(ev.id)
-        nested.feed(head + encode_size(ev.size, ev.header_size - len(head)) + payload)
+        nested._base = offset
+        head = encode_id(eid)
+        nested.feed(head + encode_size(size, header - len(head)) + payload)
         nested.close()
-        self._process(nested.events())
+        self._process(nested._raw_events())
 
 
 # --- decoding collapsed masters -------------------------------------------------------------
@@ -491,32 +493,30 @@ class _HeaderCache:
 
     def __init__(self) -> None:
         self._memo: dict[tuple[int, bytes], object] = {}
-        self._tags_memo: dict[bytes, TagItems] = {}
+        self.tags_memo: dict[bytes, TagItems] = {}
         self._templates: dict[int, list[_TagTemplate]] = {}
 
-    def decode(self, ev: Leaf) -> object:
+    def decode(self, ev: RawEvent) -> object:
         """EBML/SeekHead/Cues: validated (``True``); Info: its TimecodeScale or None;
         Tracks: its entries. :data:`_STREAM` if the payload needs the streaming path."""
-        payload = ev.value
-        assert isinstance(payload, bytes)
-        key = (ev.id, payload)
+        _, eid, offset, header, _, payload = ev
+        key = (eid, payload)
         result = self._memo.get(key)
         if result is None:
             try:
-                tree = parse_elements(payload, ev.offset + ev.header_size, parent=ev.id)
+                tree = parse_elements(payload, offset + header, parent=eid)
             except UnknownSizeInside:
                 return _STREAM
-            result = _extract(ev.id, tree)
+            result = _extract(eid, tree)
             if len(self._memo) >= _MEMO_MAX:
                 self._memo.clear()
             self._memo[key] = result
         return None if result is _NO_SCALE else result
 
-    def tags(self, ev: Leaf) -> TagItems | None:
+    def tags(self, ev: RawEvent) -> TagItems | None:
         """The items of a collapsed Tags element; None if it needs the streaming path."""
-        payload = ev.value
-        assert isinstance(payload, bytes)
-        items = self._tags_memo.get(payload)
+        _, eid, offset, header, _, payload = ev
+        items = self.tags_memo.get(payload)
         if items is not None:
             return items
         items = self._by_template(payload)
@@ -534,13 +534,13 @@ class _HeaderCache:
                 known.append(template)
         else:
             try:
-                tree = parse_elements(payload, ev.offset + ev.header_size, parent=ev.id)
+                tree = parse_elements(payload, offset + header, parent=eid)
             except UnknownSizeInside:
                 return None
             items = _tag_items(tree)
-        if len(self._tags_memo) >= _MEMO_MAX:
-            self._tags_memo.clear()
-        self._tags_memo[payload] = items
+        if len(self.tags_memo) >= _MEMO_MAX:
+            self.tags_memo.clear()
+        self.tags_memo[payload] = items
         return items
 
     def _by_template(self, payload: bytes) -> TagItems | None:
@@ -735,10 +735,13 @@ class _TagTemplate:
         return cls(len(data), tuple(pieces), tuple(slots))
 
     def apply(self, data: bytes) -> TagItems | None:
+        startswith = data.startswith
         for offset, piece in self.pieces:
-            if not data.startswith(piece, offset):
+            if not startswith(piece, offset):
                 return None
         return tuple(
-            (name, data[a:b].rstrip(b"\x00").decode("utf-8", "replace"))
-            for name, a, b in self.slots
+            [
+                (name, data[a:b].rstrip(b"\x00").decode("utf-8", "replace"))
+                for name, a, b in self.slots
+            ]
         )

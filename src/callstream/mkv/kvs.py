@@ -32,7 +32,7 @@ Usage, e.g. a Connect GetMedia response::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -296,6 +296,10 @@ class _Assembler(MkvVisitor):
         self._entries = entries
 
     def tags(self, items: TagItems, offset: int, end: int, depth: int) -> None:
+        """A Tags element ended. Before any Cluster, or after the current one, its tags
+        wait: the next Cluster of the Segment takes them (KVS attributes metadata to the
+        fragment it precedes), else the current fragment does when its document, its
+        Segment or the input ends, or when the KVS end tags arrive (GetMedia)."""
         effect = self._effects.get(items)
         if effect is None:
             effect = _TagsEffect.of(items)
@@ -303,7 +307,15 @@ class _Assembler(MkvVisitor):
                 if len(self._effects) >= _MEMO_MAX:
                     self._effects.clear()
                 self._effects[items] = effect
-        self._tags_done(effect, end)
+        frag = self.current
+        if frag is None or (not effect.ends and not self._cluster_open):
+            self._pre.append(effect)
+            return
+        if self._pre:
+            self.apply_pending(frag)
+        _apply_effect(frag, effect)
+        if frag.millis_behind_now is not None and frag.continuation_token is not None:
+            self.emit(end)  # GetMedia's last Tags: deliver now, not at the next one
 
     def cluster_start(self, offset: int, depth: int) -> None:
         if self.current is not None:
@@ -332,6 +344,15 @@ class _Assembler(MkvVisitor):
 
     def block_run(self, flat: list[int | bytes]) -> None:
         frames, tracks, start, scale = self._block_context(flat[0])  # type: ignore[arg-type]
+        if len(flat) <= 10:  # a block or two (a live stream): a loop is cheaper
+            for i in range(0, len(flat), 5):
+                track: int = flat[i + 1]  # type: ignore[assignment]
+                if track not in tracks:
+                    raise MkvError(f"frame for undeclared track {track}", flat[i])  # type: ignore[arg-type]
+                tc: int = flat[i + 2]  # type: ignore[assignment]
+                frames.append(Frame(track, start + tc * scale, tc, flat[i + 3], flat[i + 4]))  # type: ignore[arg-type]
+            return
+        # Column by column: the run's frames are made by C loops, not a Python one.
         numbers: list[int] = flat[1::5]  # type: ignore[assignment]
         if not tracks.keys() >= set(numbers):
             for i, number in enumerate(numbers):
@@ -376,23 +397,13 @@ class _Assembler(MkvVisitor):
         self._cstart = start
         return start
 
-    def _tags_done(self, effect: _TagsEffect, end_offset: int) -> None:
-        """A Tags element ended. Before any Cluster, or after the current one, its tags
-        wait: the next Cluster of the Segment takes them (KVS attributes metadata to the
-        fragment it precedes), else the current fragment does when its document, its
-        Segment or the input ends, or when the KVS end tags arrive (GetMedia)."""
-        frag = self.current
-        if frag is None or (not effect.ends and not self._cluster_open):
-            self._pre.append(effect)
-            return
-        self.apply_pending(frag)
-        _apply_effect(frag, effect)
-        if frag.millis_behind_now is not None and frag.continuation_token is not None:
-            self.emit(end_offset)  # GetMedia's last Tags: deliver now, not at the next one
-
     def apply_pending(self, frag: Fragment) -> None:
+        tags = frag.tags
         for effect in self._pre:
-            _apply_effect(frag, effect)
+            if effect.aws:
+                _apply_effect(frag, effect)
+            else:
+                tags.update(effect.plain)
         self._pre = []
 
     def emit(self, end_offset: int) -> None:
@@ -407,7 +418,9 @@ class _Assembler(MkvVisitor):
         if self.current is not None:
             self.apply_pending(self.current)
             self.emit(offset)
-        elif any(name in _DOCUMENT_TAGS for effect in self._pre for name, _ in effect.aws):
+        elif self._pre and any(
+            name in _DOCUMENT_TAGS for effect in self._pre for name, _ in effect.aws
+        ):
             frag = Fragment(
                 index=self._index,
                 offset=self._doc_offset,
@@ -426,28 +439,30 @@ def _apply_effect(frag: Fragment, effect: _TagsEffect) -> None:
     if effect.plain:
         frag.tags.update(effect.plain)
     for name, value in effect.aws:
+        known = _AWS_FIELDS.get(name)
+        if known is None:
+            frag.tags[name] = value
+            continue
         try:
-            if name == TAG_FRAGMENT_NUMBER:
-                frag.fragment_number = value
-            elif name == TAG_SERVER_TIMESTAMP:
-                frag.server_timestamp_ms = parse_kvs_timestamp(value)
-            elif name == TAG_PRODUCER_TIMESTAMP:
-                frag.producer_timestamp_ms = parse_kvs_timestamp(value)
-            elif name == TAG_MILLIS_BEHIND_NOW:
-                frag.millis_behind_now = int(value)
-            elif name == TAG_CONTINUATION_TOKEN:
-                frag.continuation_token = value
-            elif name == TAG_ERROR_CODE:
-                frag.error_code = value
-            elif name == TAG_ERROR_ID:
-                frag.error_id = int(value)
-            else:
-                frag.tags[name] = value
+            setattr(frag, known[0], known[1](value))
         except ValueError:
             frag.tags[name] = value
 
 
-@dataclass(frozen=True, slots=True)
+_AWS_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
+    TAG_FRAGMENT_NUMBER: ("fragment_number", str),
+    TAG_SERVER_TIMESTAMP: ("server_timestamp_ms", lambda value: parse_kvs_timestamp(value)),
+    TAG_PRODUCER_TIMESTAMP: ("producer_timestamp_ms", lambda value: parse_kvs_timestamp(value)),
+    TAG_MILLIS_BEHIND_NOW: ("millis_behind_now", int),
+    TAG_CONTINUATION_TOKEN: ("continuation_token", str),
+    TAG_ERROR_CODE: ("error_code", str),
+    TAG_ERROR_ID: ("error_id", int),
+}
+"""KVS tags that fill a :class:`Fragment` field: (field, parser; ValueError keeps it a tag).
+The timestamp parser is looked up when called (the fuzz tests swap it)."""
+
+
+@dataclass(slots=True)
 class _TagsEffect:
     """What a Tags element does to a fragment, precomputed once per distinct payload."""
 
