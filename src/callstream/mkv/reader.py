@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import operator
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -166,6 +167,8 @@ _BLOCK_HEAD_2 = struct.Struct(">BHBhB")  # the same with a 2-byte size
 _SIMPLE_BLOCK = ID.SimpleBlock
 _BLOCK = ID.Block
 _CLUSTER = ID.Cluster
+_ID_LENGTH = tuple(n if n <= 4 else 0 for n in VINT_LENGTH)
+"""Length of an element ID by its first byte; 0 where no ID can start (IDs are 1-4 bytes)."""
 _UNKNOWN = UNKNOWN_SIZE
 
 
@@ -203,8 +206,9 @@ class EbmlReader:
         self._buf = b""
         self._pos = 0
         self._base = 0  # absolute offset of self._buf[0]
-        self._chunks: list[bytes] = []
-        self._pending = 0  # bytes in self._chunks
+        self._chunks: deque[bytes] = deque()
+        self._skip = 0  # bytes of self._chunks[0] already taken into self._buf
+        self._pending = 0  # bytes in self._chunks not yet taken
         # Open masters: (id, absolute end offset or UNKNOWN_SIZE, limit). ``limit`` is the
         # end of the nearest known-size master among it and its ancestors (UNKNOWN_SIZE if
         # none): an unknown-size master also ends where a known-size ancestor ends.
@@ -267,18 +271,38 @@ class EbmlReader:
         return len(self._stack)
 
     def _fill(self, need: int) -> bool:
-        """Make ``need`` bytes available from the current position, if fed."""
-        have = len(self._buf) - self._pos
+        """Make ``need`` bytes available from the current position, if fed. Parsing goes
+        on in a fed chunk itself where it can; only an element that straddles chunks is
+        copied (with just the bytes it needs), not the chunks around it."""
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
         if have + self._pending < need:
             return False
         chunks = self._chunks
-        if have:
-            chunks.insert(0, self._buf[self._pos :] if self._pos else self._buf)
-        self._buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._base += self._pos
+        skip = self._skip
+        if not have and len(chunks[0]) - skip >= need:
+            self._base += len(buf) - skip
+            self._buf = chunks.popleft()
+            self._pos = skip
+            self._pending -= len(self._buf) - skip
+            self._skip = 0
+            return True
+        parts = [buf[pos:]] if have else []
+        missing = need - have
+        while missing:
+            chunk = chunks[0]
+            take = min(len(chunk) - skip, missing)
+            parts.append(chunk[skip : skip + take] if skip or take < len(chunk) else chunk)
+            missing -= take
+            self._pending -= take
+            skip += take
+            if skip == len(chunk):
+                chunks.popleft()
+                skip = 0
+        self._skip = skip
+        self._base += pos
+        self._buf = b"".join(parts)
         self._pos = 0
-        chunks.clear()
-        self._pending = 0
         return True
 
     # --- parsing --------------------------------------------------------------------------
@@ -305,6 +329,8 @@ class EbmlReader:
         rows = self._rows
         global_parents = GLOBAL_PARENTS
         vlen = VINT_LENGTH
+        id_length = _ID_LENGTH
+        cluster = _CLUSTER
         masks = SIZE_MASK
         max_size = self.max_element_size
         max_collapse = self.max_collapse_size
@@ -334,7 +360,7 @@ class EbmlReader:
                     top_id, top_end, limit = stack[-1] if stack else (0, 0, unknown)
                     yield (END, closed, here) if raw else End(closed, here)
 
-                if top_id == _CLUSTER and pos < end and buf[pos] == 0xA3:
+                if top_id == cluster and pos < end and buf[pos] == 0xA3:
                     # The cluster loop: runs of plain SimpleBlocks, the bulk of every audio
                     # stream. Anything else, or a block not yet complete, goes to the
                     # general path below.
@@ -359,12 +385,12 @@ class EbmlReader:
                 # --- element header -------------------------------------------------
                 if end - pos >= 12:  # the whole header is here (an ID <= 4, a size <= 8 bytes)
                     first = buf[pos]
-                    id_len = vlen[first]
-                    if id_len == 0 or id_len > 4:
+                    id_len = id_length[first]
+                    if not id_len:
                         raise MkvError(f"invalid element ID byte 0x{first:02X}", here)
                     size_first = buf[pos + id_len]
                     size_len = vlen[size_first]
-                    if size_len == 0:
+                    if not size_len:
                         raise MkvError(
                             "invalid element size (vint longer than 8 bytes)", here + id_len
                         )
@@ -392,7 +418,7 @@ class EbmlReader:
                         if not self._fill(need):
                             yield from self._at_end_of_data(raw)
                             return
-                        buf, pos, base = self._buf, 0, self._base
+                        buf, pos, base = self._buf, self._pos, self._base
                         end = len(buf)
                         continue
                 if size_len == 1:
@@ -415,7 +441,7 @@ class EbmlReader:
                         size = unknown
 
                 # Fast path: a SimpleBlock inside a Cluster (the bulk of every stream).
-                if first == 0xA3 and top_id == _CLUSTER and 4 <= size <= max_size:
+                if first == 0xA3 and top_id == cluster and 4 <= size <= max_size:
                     if limit != unknown and here + header + size > limit:
                         raise MkvError(f"SimpleBlock of {size} bytes overruns its Cluster", here)
                     stop = pos + header + size
@@ -424,7 +450,7 @@ class EbmlReader:
                         if not self._fill(header + size):
                             yield from self._at_end_of_data(raw)
                             return
-                        buf, pos, base = self._buf, 0, self._base
+                        buf, pos, base = self._buf, self._pos, self._base
                         end = len(buf)
                         continue
                     p = pos + header
@@ -484,7 +510,7 @@ class EbmlReader:
                                     if not self._fill(header + size):
                                         yield from self._at_end_of_data(raw)
                                         return
-                                    buf, pos, base = self._buf, 0, self._base
+                                    buf, pos, base = self._buf, self._pos, self._base
                                     end = len(buf)
                                     continue
                                 payload = buf[pos + header : stop]
@@ -530,7 +556,7 @@ class EbmlReader:
                     if not self._fill(header + size):
                         yield from self._at_end_of_data(raw)
                         return
-                    buf, pos, base = self._buf, 0, self._base
+                    buf, pos, base = self._buf, self._pos, self._base
                     end = len(buf)
                     continue
                 payload = buf[pos + header : stop]
