@@ -183,7 +183,6 @@ class ElementWalker:
         self._on_tags = visitor.tags
         self._headers = _HeaderCache()
         self._tags_memo = self._headers.tags_memo
-        self._fed = 0
         self._depth = 0
         self._in_cluster = False
         self._top = 0  # offset of the open element of depth 1
@@ -235,7 +234,6 @@ class ElementWalker:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Consume bytes, reporting what they complete."""
         self._reader.feed(data)
-        self._fed += len(data)
         self._process(self._reader._raw_events())
 
     def feed_blocks(self, data: bytes | bytearray | memoryview) -> None:
@@ -245,13 +243,12 @@ class ElementWalker:
         is processed as by :meth:`feed`."""
         reader = self._reader
         run = reader.feed_blocks(data)
-        self._fed += len(data)
         if run:
             if self._in_cluster:
                 self._visitor.block_run(run)
             else:
                 self._stray_run(run)
-        if reader.offset < self._fed or reader.at_limit:
+        if reader._events_due():
             self._process(reader._raw_events())
 
     def close(self) -> None:
@@ -263,7 +260,8 @@ class ElementWalker:
     @property
     def offset(self) -> int:
         """Absolute offset of the next unparsed byte."""
-        return self._reader.offset
+        reader = self._reader
+        return reader._base + reader._pos
 
     @property
     def at_limit(self) -> bool:

@@ -250,6 +250,10 @@ class EbmlReader:
         self.feed(data)
         return []
 
+    def _events_due(self) -> bool:
+        """Fed bytes wait for :meth:`events`, or an open master's end is due."""
+        return self._pos < len(self._buf) or self._pending > 0 or self.at_limit
+
     def close(self) -> None:
         """Mark the end of input; :meth:`events` then closes open unknown-size masters or
         raises on a truncated element."""
@@ -635,7 +639,7 @@ def scan_blocks(
     in bulk by :func:`_scan_uniform`, which gives exactly what this loop would."""
     head1 = _BLOCK_HEAD_1.unpack_from
     head2 = _BLOCK_HEAD_2.unpack_from
-    bulk = True
+    bulk = end - pos >= 1024  # (a write of a frame or two is not worth a bulk try)
     while pos + 7 <= end:
         # ID A3, size (1 or 2 bytes), track vint, int16 timecode, flags
         sf = buf[pos + 1]
@@ -664,7 +668,7 @@ def scan_blocks(
         run += (base + pos, t & 0x7F, tc, flags, buf[p + 4 : stop])
         if base + stop == limit:
             return stop
-        if bulk:
+        if bulk and end - stop >= _BULK_MIN * (stop - pos):
             at = stop
             stop = _scan_uniform(buf, pos, stop, end, base, limit, run)
             # A stream whose blocks differ in layout: one try per call, not one per block.

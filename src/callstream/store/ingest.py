@@ -233,6 +233,7 @@ class IngestSession:
         self._last_ns = last_timestamp_ns
         self._failed = False
         self._carry_start: int | None = None  # set by flush(): start of the next prefix
+        self._child_end = 0  # end of the last complete element directly inside the Segment
 
     # --- input ----------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[IngestEvent]:
@@ -246,7 +247,12 @@ class IngestSession:
             return self._run(self._walker.feed, data)
         # The steady state of a live upload: whole frames of an open Cluster, checked
         # without a round of reader events.
-        return self._run(self._walker.feed_blocks, data)
+        out = self._out = []
+        try:
+            self._walker.feed_blocks(data)
+        except MkvError as err:
+            return self._fatal(err, out)
+        return self._live(out, data)
 
     def close(self) -> list[IngestEvent]:
         """The body ended: flush the last fragment."""
@@ -269,7 +275,8 @@ class IngestSession:
         served in front of that Cluster instead of after this one."""
         if self._failed or self._done is None:
             return []
-        end = self._walker.offset
+        # Up to the last complete element: one still arriving goes with the next Cluster.
+        end = max(self._done.end or 0, self._child_end)
         out = self._finish_done(end)
         self._carry_start = end
         return out
@@ -300,20 +307,27 @@ class IngestSession:
         try:
             step(data)
         except MkvError as err:
-            self._failed = True
-            c = self._cluster
-            out.append(
-                IngestError(
-                    "MORE_THAN_ALLOWED_TRACKS_FOUND"
-                    if isinstance(err, _TooManyTracks)
-                    else "INVALID_MKV_DATA",
-                    str(err),
-                    c.timecode if c else None,
-                    c.seq if c else None,
-                    fatal=True,
-                )
+            return self._fatal(err, out)
+        return self._live(out, data)
+
+    def _fatal(self, err: MkvError, out: list[IngestEvent]) -> list[IngestEvent]:
+        self._failed = True
+        c = self._cluster
+        out.append(
+            IngestError(
+                "MORE_THAN_ALLOWED_TRACKS_FOUND"
+                if isinstance(err, _TooManyTracks)
+                else "INVALID_MKV_DATA",
+                str(err),
+                c.timecode if c else None,
+                c.seq if c else None,
+                fatal=True,
             )
-            return out
+        )
+        return out
+
+    def _live(self, out: list[IngestEvent], data: bytes) -> list[IngestEvent]:
+        """The open Cluster's new bytes (``data`` was just fed) go to live readers."""
         c = self._cluster
         if c is not None and c.opened and c.error is None:
             upto = self._walker.offset
@@ -355,7 +369,8 @@ class IngestSession:
         self._segment_seen = True
         self._segment_data = data_offset
 
-    def _on_child(self, eid: int, offset: int, master: bool) -> None:
+    def _on_child(self, eid: int, offset: int, end: int, master: bool) -> None:
+        self._child_end = end
         if master and eid != ID.Tags and self._header is None and self._lead_end is None:
             self._lead_end = offset  # first non-Tags child: the header starts here
 
@@ -415,16 +430,16 @@ class IngestSession:
         self._done = c
         self._cluster = None
 
-    def _on_blocks(self, run: list[int | bytes]) -> None:
-        """Blocks of the open Cluster, flat as in ``BlockRun.flat`` (five items each)."""
+    def _on_blocks(self, flat: list[int | bytes]) -> None:
+        """Blocks of the open Cluster, five items each as in ``BlockRun.flat``."""
         c = self._cluster
         if c is None:  # pragma: no cover - the walker reports blocks inside a Cluster only
-            raise MkvError("block outside a Cluster", run[0])  # type: ignore[arg-type]
+            raise MkvError("block outside a Cluster", flat[0])  # type: ignore[arg-type]
         if c.error is not None:
             return
-        if not c.opened and run[1] in self._tracks:
+        if not c.opened and flat[1] in self._tracks:
             self._open(c, 0, self._out)
-        self._frames(c, run, self._out)
+        self._frames(c, flat, self._out)
 
     def _open(self, c: _Cluster, timecode: int, out: list[IngestEvent]) -> None:
         if c.opened:
@@ -547,6 +562,7 @@ class _IngestFacts(MkvVisitor):
 
     def __init__(self, session: IngestSession) -> None:
         self._session = session
+        self.block_run = session._on_blocks  # type: ignore[method-assign]  # (hot: no hop)
 
     def ebml_header(self, offset: int, end: int) -> None:
         self._session._on_ebml_header(offset, end)
@@ -555,7 +571,7 @@ class _IngestFacts(MkvVisitor):
         self._session._on_segment_start(offset, data_offset)
 
     def child(self, eid: int, offset: int, end: int, master: bool) -> None:
-        self._session._on_child(eid, offset, master)
+        self._session._on_child(eid, offset, end, master)
 
     def timecode_scale(self, scale: int) -> None:
         self._session._on_timecode_scale(scale)
@@ -574,9 +590,6 @@ class _IngestFacts(MkvVisitor):
 
     def cluster_end(self, offset: int, depth: int) -> None:
         self._session._on_cluster_end(offset)
-
-    def block_run(self, flat: list[int | bytes]) -> None:
-        self._session._on_blocks(flat)
 
     def block(self, block: Block) -> None:
         self._session._on_blocks([block.offset, block.track, block.timecode, block.flags, b""])
