@@ -704,8 +704,10 @@ def _scan_uniform(
     room = (end - pos) // step
     if limit != _UNKNOWN:
         room = min(room, (limit - base - pos) // step)
+    if room < _BULK_MIN:
+        return pos
     window = _BULK_MIN * 4  # grows while blocks keep coming: little is read past a run
-    while room >= _BULK_MIN:
+    while room:
         count = min(room, window)
         stop = pos + count * step
         taken = count
