@@ -309,3 +309,21 @@ def test_a_known_size_cluster_is_received_when_its_last_block_arrives() -> None:
         events += session.feed(block)
     assert [e.timecode for e in of(events, FragmentReceived)] == [0]
     assert session.awaiting_trailer  # stored after the pause, or when the next Cluster starts
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_flush_never_cuts_a_tags_element_in_half(big: bool) -> None:
+    """The producer pauses in the middle of the Tags that follow a Cluster: the fragment is
+    stored with the complete elements only, and the Tags go whole in front of the next
+    Cluster (before, the stored trailer ended inside the Tags and the next prefix began
+    inside it). ``big``: Tags too large to be read whole, which stream."""
+    done = w.tags([("ContactId", "c-3")], size_width=8)
+    value = "v" * (2_000_000 if big else 10)
+    tags = w.tags([("InstanceId", "i-3"), ("AWS_KINESISVIDEO_NOTE", value)], size_width=8)
+    session = IngestSession()
+    session.feed(header() + fragment(0) + done + tags[: len(tags) // 2])
+    flushed = of(session.flush(), FragmentReady)
+    assert [(r.timecode, r.trailer) for r in flushed] == [(0, done)]
+    events = session.feed(tags[len(tags) // 2 :] + fragment(1000)) + session.close()
+    opened = of(events, FragmentOpened)
+    assert opened and opened[0].prefix.endswith(tags)

@@ -38,7 +38,8 @@ from botocore.credentials import Credentials
 from callstream.client.aws import SERVICE, boto_client, default_region, sign_request
 from callstream.kvs.acks import Ack, AckParser, EventType
 from callstream.mkv.ebml import ID, MkvError
-from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start
+from callstream.mkv.elements import ElementWalker, MkvVisitor
+from callstream.mkv.reader import Block
 
 __all__ = [
     "RETRIABLE_ACK_ERRORS",
@@ -210,31 +211,25 @@ class MkvSplitter:
     """
 
     def __init__(self) -> None:
-        self._reader = EbmlReader()
+        self._cuts = _SplitPoints()
+        self._walker = ElementWalker(self._cuts)
         self._buf = bytearray()
         self._base = 0  # stream offset of self._buf[0]
-        self._depth = 0
         self._cut = 0  # start of the next unit
-        self._non_tags_end = 0  # end of the last level-1 element that is not Tags
-        self._header_done = False
-        self._in_cluster = False
-        self._timecode: int | None = None
-        self._segments = 0
-        self._documents = 0
 
     def feed(self, data: bytes) -> list[StreamUnit]:
         """Consume bytes; return the units they complete."""
         self._buf += data
-        self._reader.feed(data)
-        return self._drain()
+        self._walker.feed(data)
+        return self._units()
 
     def close(self) -> list[StreamUnit]:
         """End of input: return the remaining units (raises on truncated input)."""
-        self._reader.close()
-        out = self._drain()
+        self._walker.close()
+        out = self._units()
         end = self._base + len(self._buf)
         if end > self._cut:
-            kind: Literal["header", "trailer"] = "trailer" if self._header_done else "header"
+            kind: Literal["header", "trailer"] = "trailer" if self._cuts.header_done else "header"
             out.append(StreamUnit(kind, self._take(end)))
         return out
 
@@ -246,45 +241,66 @@ class MkvSplitter:
         self._cut = end
         return data
 
-    def _drain(self) -> list[StreamUnit]:
+    def _units(self) -> list[StreamUnit]:
         out: list[StreamUnit] = []
-        for ev in self._reader.events():
-            if type(ev) is Block:
-                continue
-            if type(ev) is Start:
-                level = self._depth
-                self._depth += 1
-                if ev.id == ID.EBML:
-                    self._documents += 1
-                    if self._documents > 1:
-                        raise MkvError(
-                            "more than one EBML document in a PutMedia upload", ev.offset
-                        )
-                elif ev.id == ID.Segment:
-                    self._segments += 1
-                    if self._segments > 1:
-                        raise MkvError("more than one Segment in a PutMedia upload", ev.offset)
-                elif ev.id == ID.Cluster and level == 1:
-                    if not self._header_done:
-                        header_end = max(self._non_tags_end, self._cut)
-                        out.append(StreamUnit("header", self._take(header_end)))
-                        self._header_done = True
-                    self._in_cluster = True
-                    self._timecode = None
-            elif type(ev) is End:
-                self._depth -= 1
-                if self._depth == 1 and ev.id != ID.Tags:
-                    self._non_tags_end = ev.offset
-                if ev.id == ID.Cluster and self._depth == 1:
-                    self._in_cluster = False
-                    out.append(StreamUnit("fragment", self._take(ev.offset), self._timecode))
-                    self._non_tags_end = ev.offset
-            elif type(ev) is Leaf:
-                if self._depth == 1:
-                    self._non_tags_end = ev.offset + ev.header_size + ev.size
-                elif ev.id == ID.Timecode and self._in_cluster and isinstance(ev.value, int):
-                    self._timecode = ev.value
+        for kind, end, timecode in self._cuts.take():
+            if kind == "header":
+                end = max(end, self._cut)
+            out.append(StreamUnit(kind, self._take(end), timecode))
         return out
+
+
+class _SplitPoints(MkvVisitor):
+    """Where an upload is cut: after the header, and after each Cluster of the Segment."""
+
+    def __init__(self) -> None:
+        self.header_done = False
+        self._cuts: list[tuple[Literal["header", "fragment"], int, int | None]] = []
+        self._non_tags_end = 0  # end of the last top-level child that is not Tags
+        self._in_cluster = False
+        self._timecode: int | None = None
+        self._segments = 0
+        self._documents = 0
+
+    def take(self) -> list[tuple[Literal["header", "fragment"], int, int | None]]:
+        cuts, self._cuts = self._cuts, []
+        return cuts
+
+    def ebml_header(self, offset: int, end: int) -> None:
+        self._documents += 1
+        if self._documents > 1:
+            raise MkvError("more than one EBML document in a PutMedia upload", offset)
+        self._non_tags_end = end
+
+    def segment_start(self, offset: int, data_offset: int) -> None:
+        self._segments += 1
+        if self._segments > 1:
+            raise MkvError("more than one Segment in a PutMedia upload", offset)
+
+    def child(self, eid: int, offset: int, end: int, master: bool) -> None:
+        if eid != ID.Tags:
+            self._non_tags_end = end
+
+    def cluster_start(self, offset: int, depth: int) -> None:
+        if depth == 1:
+            if not self.header_done:
+                self._cuts.append(("header", self._non_tags_end, None))
+                self.header_done = True
+            self._in_cluster = True
+            self._timecode = None
+
+    def cluster_timecode(self, timecode: int, offset: int) -> None:
+        if self._in_cluster:
+            self._timecode = timecode
+
+    def cluster_end(self, offset: int, depth: int) -> None:
+        if depth == 1:
+            self._in_cluster = False
+            self._cuts.append(("fragment", offset, self._timecode))
+            self._non_tags_end = offset
+
+    def stray_block(self, block: Block) -> None:
+        """Blocks outside a Cluster are the server's to refuse; they stay in the unit."""
 
 
 # --- fragment bookkeeping -------------------------------------------------------------------

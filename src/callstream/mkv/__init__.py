@@ -1,6 +1,8 @@
-"""Sans-I/O EBML/Matroska reader and writer, and the KVS fragment layer."""
+"""Sans-I/O EBML/Matroska reader and writer, the element-consumer layer (what Tags,
+Tracks and Clusters a stream holds) and the KVS fragment layer built on it."""
 
 from callstream.mkv.ebml import ID, UNKNOWN_SIZE, MkvError
+from callstream.mkv.elements import ElementWalker, MkvVisitor
 from callstream.mkv.kvs import (
     Fragment,
     FragmentReader,
@@ -19,6 +21,7 @@ __all__ = [
     "Block",
     "BlockRun",
     "EbmlReader",
+    "ElementWalker",
     "End",
     "Event",
     "Fragment",
@@ -26,6 +29,7 @@ __all__ = [
     "Frame",
     "Leaf",
     "MkvError",
+    "MkvVisitor",
     "Start",
     "TrackInfo",
     "format_kvs_timestamp",

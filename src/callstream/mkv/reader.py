@@ -23,9 +23,12 @@ allocates by a size read from the input.
 
 from __future__ import annotations
 
+import operator
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from callstream.mkv.ebml import (
     ELEMENTS,
@@ -137,9 +140,26 @@ class BlockRun:
 
 Event = Start | End | Leaf | Block | BlockRun
 
-_ROWS: dict[int, tuple[Kind, tuple[int, ...]]] = {
-    eid: (spec.kind, spec.parents) for eid, spec in ELEMENTS.items()
-}
+START, END, LEAF, RUN, BLOCK = range(5)
+"""Codes of the raw events (see :meth:`EbmlReader._raw_events`)."""
+RawEvent = tuple[Any, ...]
+
+_Row = tuple[Kind, tuple[int, ...], bool]  # kind, parents, delivered whole
+_ROWS: dict[frozenset[int], dict[int, _Row]] = {}
+
+
+def _rows_for(collapse: frozenset[int]) -> dict[int, _Row]:
+    """The element table as the reader consults it, per set of collapsed masters."""
+    rows = _ROWS.get(collapse)
+    if rows is None:
+        if len(_ROWS) >= 16:
+            _ROWS.clear()
+        rows = _ROWS[collapse] = {
+            eid: (spec.kind, spec.parents, eid in collapse) for eid, spec in ELEMENTS.items()
+        }
+    return rows
+
+
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _BLOCK_HEAD_1 = struct.Struct(">BBBhB")  # SimpleBlock ID, 1-byte size, track, tc, flags
@@ -147,6 +167,8 @@ _BLOCK_HEAD_2 = struct.Struct(">BHBhB")  # the same with a 2-byte size
 _SIMPLE_BLOCK = ID.SimpleBlock
 _BLOCK = ID.Block
 _CLUSTER = ID.Cluster
+_ID_LENGTH = tuple(n if n <= 4 else 0 for n in VINT_LENGTH)
+"""Length of an element ID by its first byte; 0 where no ID can start (IDs are 1-4 bytes)."""
 _UNKNOWN = UNKNOWN_SIZE
 
 
@@ -180,11 +202,13 @@ class EbmlReader:
         self.collapse = frozenset(collapse)
         self.max_collapse_size = min(max_collapse_size, max_element_size)
         self.batch_blocks = batch_blocks
+        self._rows = _rows_for(self.collapse)
         self._buf = b""
         self._pos = 0
         self._base = 0  # absolute offset of self._buf[0]
-        self._chunks: list[bytes] = []
-        self._pending = 0  # bytes in self._chunks
+        self._chunks: deque[bytes] = deque()
+        self._skip = 0  # bytes of self._chunks[0] already taken into self._buf
+        self._pending = 0  # bytes in self._chunks not yet taken
         # Open masters: (id, absolute end offset or UNKNOWN_SIZE, limit). ``limit`` is the
         # end of the nearest known-size master among it and its ancestors (UNKNOWN_SIZE if
         # none): an unknown-size master also ends where a known-size ancestor ends.
@@ -226,6 +250,10 @@ class EbmlReader:
         self.feed(data)
         return []
 
+    def _events_due(self) -> bool:
+        """Fed bytes wait for :meth:`events`, or an open master's end is due."""
+        return self._pos < len(self._buf) or self._pending > 0 or self.at_limit
+
     def close(self) -> None:
         """Mark the end of input; :meth:`events` then closes open unknown-size masters or
         raises on a truncated element."""
@@ -247,18 +275,38 @@ class EbmlReader:
         return len(self._stack)
 
     def _fill(self, need: int) -> bool:
-        """Make ``need`` bytes available from the current position, if fed."""
-        have = len(self._buf) - self._pos
+        """Make ``need`` bytes available from the current position, if fed. Parsing goes
+        on in a fed chunk itself where it can; only an element that straddles chunks is
+        copied (with just the bytes it needs), not the chunks around it."""
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
         if have + self._pending < need:
             return False
         chunks = self._chunks
-        if have:
-            chunks.insert(0, self._buf[self._pos :] if self._pos else self._buf)
-        self._buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._base += self._pos
+        skip = self._skip
+        if not have and len(chunks[0]) - skip >= need:
+            self._base += len(buf) - skip
+            self._buf = chunks.popleft()
+            self._pos = skip
+            self._pending -= len(self._buf) - skip
+            self._skip = 0
+            return True
+        parts = [buf[pos:]] if have else []
+        missing = need - have
+        while missing:
+            chunk = chunks[0]
+            take = min(len(chunk) - skip, missing)
+            parts.append(chunk[skip : skip + take] if skip or take < len(chunk) else chunk)
+            missing -= take
+            self._pending -= take
+            skip += take
+            if skip == len(chunk):
+                chunks.popleft()
+                skip = 0
+        self._skip = skip
+        self._base += pos
+        self._buf = b"".join(parts)
         self._pos = 0
-        chunks.clear()
-        self._pending = 0
         return True
 
     # --- parsing --------------------------------------------------------------------------
@@ -270,16 +318,25 @@ class EbmlReader:
         """
         if self._failed is not None:
             raise self._failed
-        return self._run()
+        return self._run(False)  # type: ignore[return-value]
 
-    def _run(self) -> Iterator[Event]:
+    def _raw_events(self) -> Iterator[RawEvent]:
+        """:meth:`events` as plain tuples, cheaper to make than event objects (for the
+        element walker): ``(START, id, offset, header_size, size)``, ``(END, id, offset)``,
+        ``(LEAF, id, offset, header_size, size, value)``, ``(RUN, flat)``, ``(BLOCK, Block)``."""
+        if self._failed is not None:
+            raise self._failed
+        return self._run(True)  # type: ignore[return-value]
+
+    def _run(self, raw: bool) -> Iterator[Event | RawEvent]:
         stack = self._stack
-        rows = _ROWS
+        rows = self._rows
         global_parents = GLOBAL_PARENTS
         vlen = VINT_LENGTH
+        id_length = _ID_LENGTH
+        cluster = _CLUSTER
         masks = SIZE_MASK
         max_size = self.max_element_size
-        collapse = self.collapse
         max_collapse = self.max_collapse_size
         batch = self.batch_blocks
         u32 = _U32.unpack_from
@@ -305,9 +362,9 @@ class EbmlReader:
                     stack.pop()
                     closed = top_id
                     top_id, top_end, limit = stack[-1] if stack else (0, 0, unknown)
-                    yield End(closed, here)
+                    yield (END, closed, here) if raw else End(closed, here)
 
-                if top_id == _CLUSTER:
+                if top_id == cluster and pos < end and buf[pos] == 0xA3:
                     # The cluster loop: runs of plain SimpleBlocks, the bulk of every audio
                     # stream. Anything else, or a block not yet complete, goes to the
                     # general path below.
@@ -317,7 +374,7 @@ class EbmlReader:
                     if pos == start:
                         pass
                     elif batch:
-                        yield BlockRun(run)
+                        yield (RUN, run) if raw else BlockRun(run)
                         continue
                     else:
                         # One event per block, resumable after each (a consumer may stop).
@@ -325,45 +382,60 @@ class EbmlReader:
                         n = len(run)
                         for i in range(0, n, 5):
                             pos = run[i + 5] - base if i + 5 < n else last  # type: ignore[operator]
-                            yield Block(run[i], run[i + 1], run[i + 2], run[i + 3], (run[i + 4],))  # type: ignore[arg-type]
+                            blk = Block(run[i], run[i + 1], run[i + 2], run[i + 3], (run[i + 4],))  # type: ignore[arg-type]
+                            yield (BLOCK, blk) if raw else blk
                         continue
 
                 # --- element header -------------------------------------------------
-                avail = end - pos
-                need = 1
-                if avail:
+                if end - pos >= 12:  # the whole header is here (an ID <= 4, a size <= 8 bytes)
                     first = buf[pos]
-                    id_len = vlen[first]
-                    if id_len == 0 or id_len > 4:
+                    id_len = id_length[first]
+                    if not id_len:
                         raise MkvError(f"invalid element ID byte 0x{first:02X}", here)
-                    need = id_len + 1
-                    if avail >= need:
-                        size_first = buf[pos + id_len]
-                        size_len = vlen[size_first]
-                        if size_len == 0:
-                            raise MkvError(
-                                "invalid element size (vint longer than 8 bytes)", here + id_len
-                            )
-                        need = header = id_len + size_len
-                if avail < need:
-                    self._pos = pos
-                    if not self._fill(need):
-                        yield from self._at_end_of_data()
-                        return
-                    buf, pos, base = self._buf, 0, self._base
-                    end = len(buf)
-                    continue
+                    size_first = buf[pos + id_len]
+                    size_len = vlen[size_first]
+                    if not size_len:
+                        raise MkvError(
+                            "invalid element size (vint longer than 8 bytes)", here + id_len
+                        )
+                    header = id_len + size_len
+                else:
+                    avail = end - pos
+                    need = 1
+                    if avail:
+                        first = buf[pos]
+                        id_len = vlen[first]
+                        if id_len == 0 or id_len > 4:
+                            raise MkvError(f"invalid element ID byte 0x{first:02X}", here)
+                        need = id_len + 1
+                        if avail >= need:
+                            size_first = buf[pos + id_len]
+                            size_len = vlen[size_first]
+                            if size_len == 0:
+                                raise MkvError(
+                                    "invalid element size (vint longer than 8 bytes)",
+                                    here + id_len,
+                                )
+                            need = header = id_len + size_len
+                    if avail < need:
+                        self._pos = pos
+                        if not self._fill(need):
+                            yield from self._at_end_of_data(raw)
+                            return
+                        buf, pos, base = self._buf, self._pos, self._base
+                        end = len(buf)
+                        continue
                 if size_len == 1:
                     size = size_first & 0x7F
                     if size == 0x7F:
                         size = unknown
                 else:
-                    if size_len == 2:
+                    if size_len == 8:
+                        size = u64(buf, pos + id_len)[0] & 0x00FFFFFFFFFFFFFF
+                    elif size_len == 2:
                         size = ((size_first & 0x3F) << 8) | buf[pos + id_len + 1]
                     elif size_len == 4:
                         size = u32(buf, pos + id_len)[0] & 0x0FFFFFFF
-                    elif size_len == 8:
-                        size = u64(buf, pos + id_len)[0] & 0x00FFFFFFFFFFFFFF
                     else:
                         size = (
                             int.from_bytes(buf[pos + id_len : pos + header], "big")
@@ -373,16 +445,16 @@ class EbmlReader:
                         size = unknown
 
                 # Fast path: a SimpleBlock inside a Cluster (the bulk of every stream).
-                if first == 0xA3 and top_id == _CLUSTER and 4 <= size <= max_size:
+                if first == 0xA3 and top_id == cluster and 4 <= size <= max_size:
                     if limit != unknown and here + header + size > limit:
                         raise MkvError(f"SimpleBlock of {size} bytes overruns its Cluster", here)
                     stop = pos + header + size
                     if stop > end:
                         self._pos = pos
                         if not self._fill(header + size):
-                            yield from self._at_end_of_data()
+                            yield from self._at_end_of_data(raw)
                             return
-                        buf, pos, base = self._buf, 0, self._base
+                        buf, pos, base = self._buf, self._pos, self._base
                         end = len(buf)
                         continue
                     p = pos + header
@@ -393,24 +465,25 @@ class EbmlReader:
                         tc = (buf[p + 1] << 8) | buf[p + 2]
                         if tc & 0x8000:
                             tc -= 0x10000
-                        yield Block(here, t & 0x7F, tc, flags, (buf[p + 4 : stop],))
+                        blk = Block(here, t & 0x7F, tc, flags, (buf[p + 4 : stop],))
                     else:
-                        yield parse_block(buf[p:stop], here, True)
+                        blk = parse_block(buf[p:stop], here, True)
+                    yield (BLOCK, blk) if raw else blk
                     continue
 
-                if id_len == 1:
+                if id_len == 4:
+                    eid = u32(buf, pos)[0]
+                elif id_len == 1:
                     eid = first
                 elif id_len == 2:
                     eid = (first << 8) | buf[pos + 1]
-                elif id_len == 4:
-                    eid = u32(buf, pos)[0]
                 else:
                     eid = int.from_bytes(buf[pos : pos + id_len], "big")
                 row = rows.get(eid)
                 if row is None:
                     kind = None
                 else:
-                    kind, parents = row
+                    kind, parents, collapsible = row
                     # The unknown-size rule: an element that may not live inside the open
                     # unknown-size master closes it (and possibly its ancestors).
                     if (
@@ -423,34 +496,59 @@ class EbmlReader:
                             stack.pop()
                             closed = top_id
                             top_id, top_end, limit = stack[-1] if stack else (0, 0, unknown)
-                            yield End(closed, here)
+                            yield (END, closed, here) if raw else End(closed, here)
 
-                is_master = kind is master
-                if size == unknown:
-                    if not is_master:
-                        raise MkvError(
-                            f"unknown size on non-master element {element_name(eid)}", here
+                    if kind is master:
+                        if size != unknown:
+                            if limit != unknown and here + header + size > limit:
+                                raise MkvError(
+                                    f"{element_name(eid)} of {size} bytes overruns its parent"
+                                    f" {element_name(top_id)}",
+                                    here,
+                                )
+                            if collapsible and size <= max_collapse:
+                                # Delivered whole, as a Leaf holding the raw payload.
+                                stop = pos + header + size
+                                if stop > end:
+                                    self._pos = pos
+                                    if not self._fill(header + size):
+                                        yield from self._at_end_of_data(raw)
+                                        return
+                                    buf, pos, base = self._buf, self._pos, self._base
+                                    end = len(buf)
+                                    continue
+                                payload = buf[pos + header : stop]
+                                pos = stop
+                                yield (
+                                    (LEAF, eid, here, header, size, payload)
+                                    if raw
+                                    else Leaf(eid, here, header, size, payload)
+                                )
+                                continue
+                        if len(stack) >= _MAX_DEPTH:
+                            raise MkvError("elements nested too deeply", here)
+                        pos += header
+                        top_id = eid
+                        if size == unknown:
+                            top_end = unknown
+                        else:
+                            top_end = limit = here + header + size
+                        stack.append((eid, top_end, limit))
+                        yield (
+                            (START, eid, here, header, size)
+                            if raw
+                            else Start(eid, here, header, size)
                         )
-                elif limit != unknown and here + header + size > limit:
+                        continue
+
+                if size == unknown:
+                    raise MkvError(f"unknown size on non-master element {element_name(eid)}", here)
+                if limit != unknown and here + header + size > limit:
                     raise MkvError(
                         f"{element_name(eid)} of {size} bytes overruns its parent"
                         f" {element_name(top_id)}",
                         here,
                     )
-
-                if is_master and (size == unknown or size > max_collapse or eid not in collapse):
-                    if len(stack) >= _MAX_DEPTH:
-                        raise MkvError("elements nested too deeply", here)
-                    pos += header
-                    top_id = eid
-                    if size == unknown:
-                        top_end = unknown
-                    else:
-                        top_end = limit = here + header + size
-                    stack.append((eid, top_end, limit))
-                    yield Start(eid, here, header, size)
-                    continue
-
                 if size > max_size:
                     raise MkvError(
                         f"{element_name(eid)} of {size} bytes exceeds the {max_size}-byte limit",
@@ -460,26 +558,41 @@ class EbmlReader:
                 if stop > end:
                     self._pos = pos
                     if not self._fill(header + size):
-                        yield from self._at_end_of_data()
+                        yield from self._at_end_of_data(raw)
                         return
-                    buf, pos, base = self._buf, 0, self._base
+                    buf, pos, base = self._buf, self._pos, self._base
                     end = len(buf)
                     continue
                 payload = buf[pos + header : stop]
                 pos = stop
-                if kind is None:
-                    yield Leaf(eid, here, header, size, payload)
+                if kind is uint_kind and size <= 8:
+                    yield (
+                        (LEAF, eid, here, header, size, int.from_bytes(payload, "big"))
+                        if raw
+                        else Leaf(eid, here, header, size, int.from_bytes(payload, "big"))
+                    )
+                elif kind is None:
+                    yield (
+                        (LEAF, eid, here, header, size, payload)
+                        if raw
+                        else Leaf(eid, here, header, size, payload)
+                    )
                 elif kind is utf8_kind or kind is string_kind:
                     text = payload.rstrip(b"\x00").decode("utf-8", "replace")
-                    yield Leaf(eid, here, header, size, text)
-                elif kind is uint_kind and size <= 8:
-                    yield Leaf(eid, here, header, size, int.from_bytes(payload, "big"))
-                elif kind is master:  # collapsed: the raw payload
-                    yield Leaf(eid, here, header, size, payload)
+                    yield (
+                        (LEAF, eid, here, header, size, text)
+                        if raw
+                        else Leaf(eid, here, header, size, text)
+                    )
                 elif kind is block_kind:
-                    yield parse_block(payload, here, eid != _BLOCK)
+                    blk = parse_block(payload, here, eid != _BLOCK)
+                    yield (BLOCK, blk) if raw else blk
                 else:
-                    yield Leaf(eid, here, header, size, decode_value(kind, payload, here))
+                    yield (
+                        (LEAF, eid, here, header, size, decode_value(kind, payload, here))
+                        if raw
+                        else Leaf(eid, here, header, size, decode_value(kind, payload, here))
+                    )
         except MkvError as err:
             self._failed = err
             raise
@@ -487,7 +600,7 @@ class EbmlReader:
             # Keep the resume point when the consumer stops early (or on an error).
             self._pos = pos
 
-    def _at_end_of_data(self) -> Iterator[Event]:
+    def _at_end_of_data(self, raw: bool) -> Iterator[Event | RawEvent]:
         """Out of fed bytes: at EOF close what may close, else wait for more input."""
         if not self._eof:
             return
@@ -504,7 +617,7 @@ class EbmlReader:
                     f"input ends inside {name}, which declares {limit - here} more bytes", here
                 )
             stack.pop()
-            yield End(eid, here)
+            yield (END, eid, here) if raw else End(eid, here)
 
 
 def scan_blocks(
@@ -520,9 +633,13 @@ def scan_blocks(
     known end, if any, is the absolute offset ``limit``): unlaced, a 1-byte track number,
     a 1- or 2-byte size. Appends ``offset, track, timecode, flags, payload`` per block to
     ``run`` (``base`` is the absolute offset of ``buf[0]``) and returns the position of
-    the first byte it did not consume. Anything else stops the scan."""
+    the first byte it did not consume. Anything else stops the scan.
+
+    Blocks laid out like the one before them (same size, as audio frames are) are taken
+    in bulk by :func:`_scan_uniform`, which gives exactly what this loop would."""
     head1 = _BLOCK_HEAD_1.unpack_from
     head2 = _BLOCK_HEAD_2.unpack_from
+    bulk = end - pos >= 1024  # (a write of a frame or two is not worth a bulk try)
     while pos + 7 <= end:
         # ID A3, size (1 or 2 bytes), track vint, int16 timecode, flags
         sf = buf[pos + 1]
@@ -536,7 +653,7 @@ def scan_blocks(
             p = pos + 3
         else:
             break
-        stop = p + size
+        stop: int = p + size
         if (
             eid != 0xA3
             or stop > end
@@ -549,10 +666,90 @@ def scan_blocks(
         ):
             break
         run += (base + pos, t & 0x7F, tc, flags, buf[p + 4 : stop])
+        if base + stop == limit:
+            return stop
+        if bulk and end - stop >= _BULK_MIN * (stop - pos):
+            at = stop
+            stop = _scan_uniform(buf, pos, stop, end, base, limit, run)
+            # A stream whose blocks differ in layout: one try per call, not one per block.
+            bulk = stop - at >= _BULK_MIN * (at - pos)
+            if base + stop == limit:
+                return stop
         pos = stop
-        if base + pos == limit:
-            break
     return pos
+
+
+_BULK_MIN = 8
+"""Fewest blocks worth a bulk scan (below it the loop is as fast)."""
+_BULK_MAX = 512
+"""Most blocks looked at in one bulk scan (the columns are cut from that many)."""
+_FIRST_LOW = bytes(0 if b < 0x80 else 1 for b in range(256))  # 0: not a 1-byte track vint
+_FIRST_LACED = bytes(0 if b & 0x06 else 1 for b in range(256))  # 0: laced
+_LOW7 = bytes(b & 0x7F for b in range(256))
+_PAYLOAD_STRUCTS: dict[tuple[int, int], struct.Struct] = {}
+_payload_of = operator.itemgetter(0)
+
+
+def _scan_uniform(
+    buf: bytes, first: int, pos: int, end: int, base: int, limit: int, run: list[int | bytes]
+) -> int:
+    """The blocks at ``buf[pos:end]`` whose header is laid out like that of the block at
+    ``first`` (which ends at ``pos``): same ID and size bytes, a 1-byte track number and
+    no lacing. Reads them column by column with strided slices, appends them to ``run``
+    as :func:`scan_blocks` does and returns where they end."""
+    step = pos - first
+    hl = 2 if buf[first + 1] >= 0x80 else 3  # ID + size bytes
+    if not buf.startswith(buf[first : first + hl], pos + (_BULK_MIN - 1) * step):
+        return pos  # (the cheap test: no run of blocks this size)
+    room = (end - pos) // step
+    if limit != _UNKNOWN:
+        room = min(room, (limit - base - pos) // step)
+    if room < _BULK_MIN:
+        return pos
+    window = _BULK_MIN * 4  # grows while blocks keep coming: little is read past a run
+    while room:
+        count = min(room, window)
+        stop = pos + count * step
+        taken = count
+        # The first block that differs from the template, in any column, ends the run.
+        for col in range(hl):
+            same = buf[pos + col : stop : step]
+            taken = min(taken, count - len(same.lstrip(buf[first + col : first + col + 1])))
+        for col, table in ((hl, _FIRST_LOW), (hl + 3, _FIRST_LACED)):
+            bad = buf[pos + col : stop : step].translate(table).find(0)
+            if bad >= 0:
+                taken = min(taken, bad)
+        if taken:
+            _take_uniform(buf, pos, taken, step, hl, base, run)
+            pos += taken * step
+        if taken < count:
+            break
+        room -= taken
+        window = min(2 * window, _BULK_MAX)
+    return pos
+
+
+def _take_uniform(
+    buf: bytes, pos: int, count: int, step: int, hl: int, base: int, run: list[int | bytes]
+) -> None:
+    """Append ``count`` checked blocks of ``step`` bytes at ``buf[pos:]`` to ``run``."""
+    stop = pos + count * step
+    key = (hl + 4, step)
+    layout = _PAYLOAD_STRUCTS.get(key)
+    if layout is None:
+        if len(_PAYLOAD_STRUCTS) >= 64:
+            _PAYLOAD_STRUCTS.clear()
+        layout = _PAYLOAD_STRUCTS[key] = struct.Struct(f"{hl + 4}x{step - hl - 4}s")
+    pairs = bytearray(2 * count)  # the int16 timecodes, big-endian
+    pairs[0::2] = buf[pos + hl + 1 : stop : step]
+    pairs[1::2] = buf[pos + hl + 2 : stop : step]
+    flat: list[int | bytes] = [0] * (5 * count)
+    flat[0::5] = range(base + pos, base + stop, step)
+    flat[1::5] = buf[pos + hl : stop : step].translate(_LOW7)
+    flat[2::5] = struct.unpack(f">{count}h", pairs)
+    flat[3::5] = buf[pos + hl + 3 : stop : step]
+    flat[4::5] = list(map(_payload_of, layout.iter_unpack(memoryview(buf)[pos:stop])))
+    run += flat
 
 
 def parse_block(payload: bytes, offset: int, simple: bool) -> Block:
@@ -641,9 +838,10 @@ Tree = list[tuple[int, "int | float | str | bytes | Block | Tree"]]
 _KINDS: dict[int, Kind] = {eid: spec.kind for eid, spec in ELEMENTS.items()}
 
 
-def parse_elements(data: bytes, offset: int, depth: int = 0) -> Tree:
+def parse_elements(data: bytes, offset: int, depth: int = 0, parent: int | None = None) -> Tree:
     """The elements of a known-size master's payload ``data`` (which starts at absolute
     ``offset``), as ``(id, value)`` pairs in order; a master's value is its own list.
+    ``parent`` (the master's ID) names it in errors.
 
     Leaf values are decoded as :class:`EbmlReader` decodes them and malformed input raises
     the same :class:`MkvError` (with absolute offsets). An unknown-size element inside
@@ -680,7 +878,8 @@ def parse_elements(data: bytes, offset: int, depth: int = 0) -> Tree:
             raise UnknownSizeInside(offset + pos)
         stop = header + size
         if stop > n:
-            raise MkvError(f"{element_name(eid)} of {size} bytes overruns its parent", offset + pos)
+            where = "its parent" if parent is None else f"its parent {element_name(parent)}"
+            raise MkvError(f"{element_name(eid)} of {size} bytes overruns {where}", offset + pos)
         kind = kinds.get(eid)
         if kind is utf8 or kind is string:
             append((eid, data[header:stop].rstrip(b"\x00").decode("utf-8", "replace")))
@@ -689,7 +888,7 @@ def parse_elements(data: bytes, offset: int, depth: int = 0) -> Tree:
         elif kind is master:
             if depth >= _MAX_DEPTH:
                 raise MkvError("elements nested too deeply", offset + pos)
-            append((eid, parse_elements(data[header:stop], offset + header, depth + 1)))
+            append((eid, parse_elements(data[header:stop], offset + header, depth + 1, eid)))
         elif kind is None:
             append((eid, data[header:stop]))
         elif kind is Kind.BLOCK:

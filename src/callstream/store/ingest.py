@@ -34,11 +34,13 @@ valid timecode, and the refused one never becomes "the previous fragment".
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from callstream.mkv.ebml import ID, MkvError
+from callstream.mkv.elements import ElementWalker, MkvVisitor, TagItems, TrackInfo
 from callstream.mkv.kvs import AWS_TAG_PREFIX
-from callstream.mkv.reader import Block, EbmlReader, End, Leaf, Start
+from callstream.mkv.reader import Block
 
 __all__ = [
     "MAX_TIMESTAMP_NS",
@@ -210,7 +212,10 @@ class IngestSession:
         self.producer_start_ms = producer_start_ms
         self._offset_ns = producer_start_ms * 1_000_000 if self.relative else 0
         self.limits = limits or IngestLimits()
-        self._reader = EbmlReader(max_element_size=self.limits.max_fragment_bytes)
+        self._walker = ElementWalker(
+            _IngestFacts(self), max_element_size=self.limits.max_fragment_bytes
+        )
+        self._out: list[IngestEvent] = []  # what the current feed/close call returns
         self._raw = _Spool()
         self._ebml: tuple[int, int] | None = None
         self._ebml_header = b""
@@ -224,14 +229,11 @@ class IngestSession:
         self._cluster: _Cluster | None = None
         self._done: _Cluster | None = None  # complete Cluster waiting for its trailer
         self._seq = 0
-        self._depth = 0
-        self._in_segment_tags: list[tuple[str, str]] | None = None
-        self._tag_name: str | None = None
-        self._tag_value: str = ""
         self._pending_metadata: list[tuple[str, str]] = []
         self._last_ns = last_timestamp_ns
         self._failed = False
         self._carry_start: int | None = None  # set by flush(): start of the next prefix
+        self._child_end = 0  # end of the last complete element directly inside the Segment
 
     # --- input ----------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[IngestEvent]:
@@ -239,44 +241,32 @@ class IngestSession:
         if self._failed or not data:
             return []
         data = bytes(data)
-        raw = self._raw
-        raw.append(data)
+        self._raw.append(data)
         c = self._cluster
-        reader = self._reader
         if c is None or not c.opened or c.error is not None:
-            reader.feed(data)
-            return self._run()
-        # The steady state of a live upload: frames of an open Cluster, checked here
+            return self._run(self._walker.feed, data)
+        # The steady state of a live upload: whole frames of an open Cluster, checked
         # without a round of reader events.
-        end = raw.end
-        start = end - len(data)
-        out: list[IngestEvent] = []
-        run = reader.feed_blocks(data)
-        if run:
-            self._frames(c, run, out)
-        if reader.offset < end or reader.at_limit:
-            # More than whole blocks, or the Cluster's declared end: the general path.
-            return self._run(out)
-        if c.error is None and end > c.sent:
-            out.append(ClusterBytes(c.seq, data if c.sent == start else self._slice(c.sent, end)))
-            c.sent = end
-        if end - raw.start > _TRIM_AT:
-            self._trim()
-        return out
+        out = self._out = []
+        try:
+            self._walker.feed_blocks(data)
+        except MkvError as err:
+            return self._fatal(err, out)
+        return self._live(out, data)
 
     def close(self) -> list[IngestEvent]:
         """The body ended: flush the last fragment."""
         if self._failed:
             return []
-        self._reader.close()
         done = self._done
-        out = self._run()
+        out = self._run(self._close_walker, b"")
+        offset = self._walker.offset
         if self._failed and done is not None and self._done is done:
             # The input ended badly after a complete Cluster: that fragment still counts.
-            out[:0] = self._finish_done(self._reader.offset)
+            out[:0] = self._finish_done(offset)
         if self._failed:
             return out
-        out.extend(self._finish_done(self._reader.offset))
+        out.extend(self._finish_done(offset))
         return out
 
     def flush(self) -> list[IngestEvent]:
@@ -285,7 +275,8 @@ class IngestSession:
         served in front of that Cluster instead of after this one."""
         if self._failed or self._done is None:
             return []
-        end = self._reader.offset
+        # Up to the last complete element: one still arriving goes with the next Cluster.
+        end = max(self._done.end or 0, self._child_end)
         out = self._finish_done(end)
         self._carry_start = end
         return out
@@ -306,41 +297,47 @@ class IngestSession:
         return self._failed
 
     # --- core -----------------------------------------------------------------------------
-    def _run(self, out: list[IngestEvent] | None = None) -> list[IngestEvent]:
-        if out is None:
-            out = []
+    def _close_walker(self, data: bytes) -> None:
+        self._walker.close()
+
+    def _run(self, step: Callable[[bytes], None], data: bytes) -> list[IngestEvent]:
+        """Run one walker step on ``data``; the callbacks of :class:`_IngestFacts` add
+        their events to ``self._out``. Then the open Cluster's new bytes go live."""
+        out = self._out = []
         try:
-            for ev in self._reader.events():
-                if type(ev) is Block:
-                    self._block(ev, out)
-                elif type(ev) is Start:
-                    self._start(ev, out)
-                elif type(ev) is End:
-                    self._end(ev, out)
-                elif type(ev) is Leaf:
-                    self._leaf(ev, out)
+            step(data)
         except MkvError as err:
-            self._failed = True
-            c = self._cluster
-            out.append(
-                IngestError(
-                    "MORE_THAN_ALLOWED_TRACKS_FOUND"
-                    if isinstance(err, _TooManyTracks)
-                    else "INVALID_MKV_DATA",
-                    str(err),
-                    c.timecode if c else None,
-                    c.seq if c else None,
-                    fatal=True,
-                )
+            return self._fatal(err, out)
+        return self._live(out, data)
+
+    def _fatal(self, err: MkvError, out: list[IngestEvent]) -> list[IngestEvent]:
+        self._failed = True
+        c = self._cluster
+        out.append(
+            IngestError(
+                "MORE_THAN_ALLOWED_TRACKS_FOUND"
+                if isinstance(err, _TooManyTracks)
+                else "INVALID_MKV_DATA",
+                str(err),
+                c.timecode if c else None,
+                c.seq if c else None,
+                fatal=True,
             )
-            return out
+        )
+        return out
+
+    def _live(self, out: list[IngestEvent], data: bytes) -> list[IngestEvent]:
+        """The open Cluster's new bytes (``data`` was just fed) go to live readers."""
         c = self._cluster
         if c is not None and c.opened and c.error is None:
-            upto = self._reader.offset if c.end is None else c.end
+            upto = self._walker.offset
             if upto > c.sent:
-                out.append(ClusterBytes(c.seq, self._slice(c.sent, upto)))
+                raw = self._raw
+                whole = c.sent == raw.end - len(data) and upto == raw.end
+                out.append(ClusterBytes(c.seq, data if whole else self._slice(c.sent, upto)))
                 c.sent = upto
-        self._trim()
+        if self._raw.end - self._raw.start > _TRIM_AT:
+            self._trim()
         return out
 
     def _slice(self, start: int, end: int) -> bytes:
@@ -348,7 +345,7 @@ class IngestSession:
 
     def _trim(self) -> None:
         """Drop raw bytes nothing will need again (bounded memory)."""
-        keep = self._reader.offset
+        keep = self._walker.offset
         for c in (self._done, self._cluster):
             if c is not None:
                 keep = min(keep, c.start)
@@ -359,88 +356,90 @@ class IngestSession:
         if keep - self._raw.start > _TRIM_AT:
             self._raw.drop_before(keep)
 
-    def _start(self, ev: Start, out: list[IngestEvent]) -> None:
-        eid = ev.id
-        self._depth += 1
-        if eid == ID.EBML:
-            if self._ebml is not None:
-                raise MkvError("more than one EBML document in one PutMedia body", ev.offset)
-            self._ebml = (ev.offset, -1)
-        elif eid == ID.Segment:
-            if self._segment_seen:
-                raise MkvError("more than one Segment in one PutMedia body", ev.offset)
-            self._segment_seen = True
-            self._segment_data = ev.offset + ev.header_size
-        elif eid == ID.Cluster:
-            if self._header is None:
-                lead_end = self._lead_end if self._lead_end is not None else self._segment_data
-                self._lead = self._slice(self._segment_data, lead_end)
-                self._header = self._slice(lead_end, ev.offset)
-            out.extend(self._finish_done(ev.offset))
-            self._seq += 1
-            self._cluster = _Cluster(self._seq, ev.offset, sent=ev.offset)
-            if self._carry_start is not None:
-                self._cluster.carry = self._slice(self._carry_start, ev.offset)
-                self._carry_start = None
-            self._cluster.metadata = self._pending_metadata
-            self._pending_metadata = []
-        elif eid == ID.Tags and self._depth == 2:
-            # Fragment metadata: Tags before every other header element (PIC puts metadata
-            # for the first fragment there) or after the first Cluster. Tags inside the
-            # header (a muxer's global tags) are part of the header, not metadata.
-            in_header = self._header is None and self._lead_end is not None
-            self._in_segment_tags = None if in_header else []
-        elif self._depth == 2 and self._header is None and self._lead_end is None:
-            self._lead_end = ev.offset  # first non-Tags child: the header starts here
+    # --- what the walker reports (through _IngestFacts) -----------------------------------
+    def _on_ebml_header(self, offset: int, end: int) -> None:
+        if self._ebml is not None:
+            raise MkvError("more than one EBML document in one PutMedia body", offset)
+        self._ebml = (offset, end)
+        self._ebml_header = self._slice(offset, end)
 
-    def _end(self, ev: End, out: list[IngestEvent]) -> None:
-        eid = ev.id
-        self._depth -= 1
-        if eid == ID.EBML and self._ebml is not None:
-            self._ebml_header = self._slice(self._ebml[0], ev.offset)
-            self._ebml = (self._ebml[0], ev.offset)
-        elif eid == ID.Cluster and self._cluster is not None:
-            c = self._cluster
-            c.end = ev.offset
-            if not c.opened and c.error is None:
-                self._reject(c, "INVALID_MKV_DATA", "Cluster without a Timecode", out)
-            if c.error is None:
-                if c.end - c.start > self.limits.max_fragment_bytes:
-                    self._reject(c, "MAX_FRAGMENT_SIZE_REACHED", "fragment exceeds 50 MB", out)
-                else:
-                    if c.end > c.sent:
-                        out.append(ClusterBytes(c.seq, self._slice(c.sent, c.end)))
-                        c.sent = c.end
-                    out.append(FragmentReceived(c.seq, c.timecode or 0))
-            self._done = c
-            self._cluster = None
-        elif eid == ID.SimpleTag:
-            if self._in_segment_tags is not None and self._tag_name is not None:
-                self._in_segment_tags.append((self._tag_name, self._tag_value))
-            self._tag_name, self._tag_value = None, ""
-        elif eid == ID.Tags and self._in_segment_tags is not None:
-            items = self._in_segment_tags
-            self._in_segment_tags = None
+    def _on_segment_start(self, offset: int, data_offset: int) -> None:
+        if self._segment_seen:
+            raise MkvError("more than one Segment in one PutMedia body", offset)
+        self._segment_seen = True
+        self._segment_data = data_offset
+
+    def _on_child(self, eid: int, offset: int, end: int, master: bool) -> None:
+        self._child_end = end
+        if master and eid != ID.Tags and self._header is None and self._lead_end is None:
+            self._lead_end = offset  # first non-Tags child: the header starts here
+
+    def _on_tags(self, items: TagItems, depth: int) -> None:
+        # Fragment metadata: Tags before every other header element (PIC puts metadata
+        # for the first fragment there) or after the first Cluster. Tags inside the
+        # header (a muxer's global tags) are part of the header, not metadata.
+        if depth == 1 and not (self._header is None and self._lead_end is not None):
             self._pending_metadata.extend(i for i in items if not i[0].startswith(AWS_TAG_PREFIX))
-        elif eid == ID.Tracks and len(self._tracks) > self.limits.max_tracks:
-            n, most = len(self._tracks), self.limits.max_tracks
-            raise _TooManyTracks(f"{n} tracks (at most {most})", ev.offset)
 
-    def _leaf(self, ev: Leaf, out: list[IngestEvent]) -> None:
-        eid = ev.id
-        v = ev.value
-        if eid == ID.Timecode and self._cluster is not None and isinstance(v, int):
-            self._open(self._cluster, v, out)
-        elif eid == ID.TrackNumber and isinstance(v, int):
-            if self._header is not None:
-                raise MkvError("Tracks after the first Cluster", ev.offset)
-            self._tracks.add(v)
-        elif eid == ID.TimecodeScale and isinstance(v, int) and v > 0:
-            self._scale = v
-        elif eid == ID.TagName:
-            self._tag_name = str(v)
-        elif eid == ID.TagString:
-            self._tag_value = str(v)
+    def _on_tracks(self, entries: tuple[TrackInfo, ...], offset: int, end: int) -> None:
+        numbers = [t.number for t in entries if t.number]
+        if numbers and self._header is not None:
+            raise MkvError("Tracks after the first Cluster", offset)
+        self._tracks.update(numbers)
+        if len(self._tracks) > self.limits.max_tracks:
+            n, most = len(self._tracks), self.limits.max_tracks
+            raise _TooManyTracks(f"{n} tracks (at most {most})", end)
+
+    def _on_timecode_scale(self, scale: int) -> None:
+        self._scale = scale
+
+    def _on_cluster_start(self, offset: int) -> None:
+        if self._header is None:
+            lead_end = self._lead_end if self._lead_end is not None else self._segment_data
+            self._lead = self._slice(self._segment_data, lead_end)
+            self._header = self._slice(lead_end, offset)
+        self._out.extend(self._finish_done(offset))
+        self._seq += 1
+        self._cluster = _Cluster(self._seq, offset, sent=offset)
+        if self._carry_start is not None:
+            self._cluster.carry = self._slice(self._carry_start, offset)
+            self._carry_start = None
+        self._cluster.metadata = self._pending_metadata
+        self._pending_metadata = []
+
+    def _on_cluster_timecode(self, timecode: int) -> None:
+        if self._cluster is not None:
+            self._open(self._cluster, timecode, self._out)
+
+    def _on_cluster_end(self, offset: int) -> None:
+        c = self._cluster
+        if c is None:
+            return
+        out = self._out
+        c.end = offset
+        if not c.opened and c.error is None:
+            self._reject(c, "INVALID_MKV_DATA", "Cluster without a Timecode", out)
+        if c.error is None:
+            if c.end - c.start > self.limits.max_fragment_bytes:
+                self._reject(c, "MAX_FRAGMENT_SIZE_REACHED", "fragment exceeds 50 MB", out)
+            else:
+                if c.end > c.sent:
+                    out.append(ClusterBytes(c.seq, self._slice(c.sent, c.end)))
+                    c.sent = c.end
+                out.append(FragmentReceived(c.seq, c.timecode or 0))
+        self._done = c
+        self._cluster = None
+
+    def _on_blocks(self, flat: list[int | bytes]) -> None:
+        """Blocks of the open Cluster, five items each as in ``BlockRun.flat``."""
+        c = self._cluster
+        if c is None:  # pragma: no cover - the walker reports blocks inside a Cluster only
+            raise MkvError("block outside a Cluster", flat[0])  # type: ignore[arg-type]
+        if c.error is not None:
+            return
+        if not c.opened and flat[1] in self._tracks:
+            self._open(c, 0, self._out)
+        self._frames(c, flat, self._out)
 
     def _open(self, c: _Cluster, timecode: int, out: list[IngestEvent]) -> None:
         if c.opened:
@@ -468,16 +467,6 @@ class IngestSession:
             return
         prefix = self._prefix(c)
         out.append(FragmentOpened(c.seq, timecode, producer_ms, self._ebml_header, prefix))
-
-    def _block(self, block: Block, out: list[IngestEvent]) -> None:
-        c = self._cluster
-        if c is None:
-            raise MkvError("block outside a Cluster", block.offset)
-        if c.error is not None:
-            return
-        if not c.opened and block.track in self._tracks:
-            self._open(c, 0, out)
-        self._frames(c, [block.offset, block.track, block.timecode, block.flags, b""], out)
 
     def _frames(self, c: _Cluster, run: list[int | bytes], out: list[IngestEvent]) -> None:
         """Check the blocks of ``run`` (flat, as ``BlockRun.flat``) against the limits;
@@ -566,3 +555,41 @@ class IngestSession:
 
 class _TooManyTracks(MkvError):
     pass
+
+
+class _IngestFacts(MkvVisitor):
+    """Hands what the element walker finds to the session."""
+
+    def __init__(self, session: IngestSession) -> None:
+        self._session = session
+        self.block_run = session._on_blocks  # type: ignore[method-assign]  # (hot: no hop)
+
+    def ebml_header(self, offset: int, end: int) -> None:
+        self._session._on_ebml_header(offset, end)
+
+    def segment_start(self, offset: int, data_offset: int) -> None:
+        self._session._on_segment_start(offset, data_offset)
+
+    def child(self, eid: int, offset: int, end: int, master: bool) -> None:
+        self._session._on_child(eid, offset, end, master)
+
+    def timecode_scale(self, scale: int) -> None:
+        self._session._on_timecode_scale(scale)
+
+    def tracks(self, entries: tuple[TrackInfo, ...], offset: int, end: int) -> None:
+        self._session._on_tracks(entries, offset, end)
+
+    def tags(self, items: TagItems, offset: int, end: int, depth: int) -> None:
+        self._session._on_tags(items, depth)
+
+    def cluster_start(self, offset: int, depth: int) -> None:
+        self._session._on_cluster_start(offset)
+
+    def cluster_timecode(self, timecode: int, offset: int) -> None:
+        self._session._on_cluster_timecode(timecode)
+
+    def cluster_end(self, offset: int, depth: int) -> None:
+        self._session._on_cluster_end(offset)
+
+    def block(self, block: Block) -> None:
+        self._session._on_blocks([block.offset, block.track, block.timecode, block.flags, b""])
