@@ -87,6 +87,11 @@ class CallUpload(Protocol):
         the upload has already ended (it failed, or another producer took the stream)."""
         ...
 
+    def write_nowait(self, data: bytes) -> bool:
+        """Hand over bytes without waiting when that is possible now; False when it is
+        not (the store is behind, or the upload ended): then :meth:`write`."""
+        ...
+
     async def close(self) -> bool:
         """End the body; returns once every fragment has its final ack (PERSISTED, or
         RECEIVED on a stream that keeps no data): True when all of them were confirmed,
@@ -238,6 +243,12 @@ class _HttpUpload:
         if ended is not None:
             raise ended
         self._queue.put_nowait(data)
+
+    def write_nowait(self, data: bytes) -> bool:
+        if self._closed or self._ended() is not None:
+            return False
+        self._queue.put_nowait(data)
+        return True
 
     async def close(self) -> bool:
         assert self.task is not None
@@ -420,6 +431,9 @@ class _LocalUpload:
     async def write(self, data: bytes) -> None:
         await self.writer.write(data)
 
+    def write_nowait(self, data: bytes) -> bool:
+        return self.writer.write_nowait(data)
+
     async def close(self) -> bool:
         self.closed = True
         result = await self.writer.close()
@@ -482,6 +496,7 @@ class LocalCallStore:
             stream, timecode_type="ABSOLUTE", producer_start_ms=producer_start_ms, on_ack=on_ack
         )
         upload = _LocalUpload(writer)
+        self._uploads = [u for u in self._uploads if not (u.closed or u.writer.ended)]
         self._uploads.append(upload)
         return upload
 

@@ -16,7 +16,7 @@ from typing import Protocol
 from callstream.store.base import StoreError
 from callstream.store.uploads import UploadResult, UploadRunner
 
-__all__ = ["FrameEncoder", "FrameWriter", "Writer", "WriterClosed"]
+__all__ = ["FrameEncoder", "FrameMuxer", "FrameWriter", "Writer", "WriterClosed"]
 
 QUEUE_CHUNKS = 64
 """Chunks a writer may have waiting before :meth:`Writer.write` waits (backpressure)."""
@@ -56,6 +56,15 @@ class Writer:
             raise WriterClosed("the upload has ended")
         if data and not await self._offer(bytes(data)):
             raise WriterClosed("the upload has ended")
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Hand over bytes without waiting: False when the store is behind (the queue is
+        full) or the upload has ended; then use :meth:`write`."""
+        if self._closed or self.ended or self._queue.full():
+            return False
+        if data:
+            self._queue.put_nowait(bytes(data))
+        return True
 
     async def close(self) -> UploadResult:
         """End the upload: the last fragment is completed and stored; returns how the
@@ -109,23 +118,24 @@ class FrameEncoder(Protocol):
         ...
 
 
-class FrameWriter:
-    """An upload of timestamped audio frames per track (PCM or G.711, as the encoder
-    declares its tracks). A new fragment starts with the first frame at or after
-    ``fragment_ms`` past the current one's start (a frame of another track may be a
-    little earlier than the start: its block timecode is then negative, as MKV allows)."""
+class FrameMuxer:
+    """Timestamped audio frames per track -> the MKV bytes a KVS producer sends for them
+    (sans-I/O; :class:`FrameWriter` and the voice connector's legs write its output). A
+    new fragment starts with the first frame at or after ``fragment_ms`` past the current
+    one's start (a frame of another track may be a little earlier than the start: its
+    block timecode is then negative, as MKV allows)."""
 
-    def __init__(self, writer: Writer, encoder: FrameEncoder, *, fragment_ms: int = 1000) -> None:
+    def __init__(self, encoder: FrameEncoder, *, fragment_ms: int = 1000) -> None:
         if not 1 <= fragment_ms <= 10_000:
             raise ValueError("fragment_ms must be 1 .. 10000 (PutMedia's fragment limit)")
-        self.writer = writer
         self.encoder = encoder
         self.fragment_ms = fragment_ms
         self._cluster_ms: int | None = None
         self._header_sent = False
 
-    async def write(self, track: str | int, data: bytes, timestamp_ms: int) -> None:
-        """One frame of ``track`` whose first sample is at ``timestamp_ms`` (epoch ms)."""
+    def frame(self, track: str | int, data: bytes, timestamp_ms: int) -> bytes:
+        """The bytes for one frame of ``track`` whose first sample is at ``timestamp_ms``
+        (epoch ms): the header before the first frame, a new Cluster when one is due."""
         out = []
         if not self._header_sent:
             out.append(self.encoder.header())
@@ -135,7 +145,28 @@ class FrameWriter:
             out.append(self.encoder.cluster_start(timestamp_ms))
             self._cluster_ms = start = timestamp_ms
         out.append(self.encoder.block(track, timestamp_ms - start, data))
-        await self.writer.write(b"".join(out))
+        return b"".join(out)
+
+
+class FrameWriter:
+    """An upload of timestamped audio frames per track (PCM or G.711, as the encoder
+    declares its tracks), fragmented by a :class:`FrameMuxer`."""
+
+    def __init__(self, writer: Writer, encoder: FrameEncoder, *, fragment_ms: int = 1000) -> None:
+        self.writer = writer
+        self.muxer = FrameMuxer(encoder, fragment_ms=fragment_ms)
+
+    @property
+    def encoder(self) -> FrameEncoder:
+        return self.muxer.encoder
+
+    @property
+    def fragment_ms(self) -> int:
+        return self.muxer.fragment_ms
+
+    async def write(self, track: str | int, data: bytes, timestamp_ms: int) -> None:
+        """One frame of ``track`` whose first sample is at ``timestamp_ms`` (epoch ms)."""
+        await self.writer.write(self.muxer.frame(track, data, timestamp_ms))
 
     async def close(self) -> UploadResult:
         """End the upload (the last fragment is completed and stored)."""
