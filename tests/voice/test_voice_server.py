@@ -1,0 +1,141 @@
+"""The voice connector inside ``callstream serve``: real SIP over real sockets, RTP in, one
+stream per leg out, read back through boto3; Chime's streaming events and SDRs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from voice_helpers import VoiceLab, leg_fragments, leg_pcm, sdr_lines, start_lab, tone
+
+from callstream.media.g711 import ulaw_decode, ulaw_encode
+from callstream.voice.client import SiprecCallError, place_call
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoiceLab]:
+    lab = start_lab(tmp_path_factory.mktemp("voice"))
+    try:
+        yield lab
+    finally:
+        lab.server.stop()
+
+
+def g711_roundtrip(pcm: bytes) -> bytes:
+    return ulaw_decode(ulaw_encode(pcm)).astype("<i2").tobytes()
+
+
+def test_siprec_call_becomes_two_leg_streams_with_events_and_sdr(lab: VoiceLab) -> None:
+    caller, agent = tone(2.0, 440, seed=1), tone(2.0, 660, seed=2)
+    uri = f"sip:rec@{lab.connector_id}.voiceconnector.example.com"
+    result = asyncio.run(place_call(lab.sip, [caller, agent], request_uri=uri))
+    assert result.bye_status == 200
+    assert result.packets_sent == [100, 100]
+
+    ours = lab.wait_events("ENDED", 2, call_id=result.call_id)
+    started = [
+        e
+        for e in lab.events()
+        if e["StreamingStatus"] == "STARTED" and e["CallId"] == result.call_id
+    ]
+    assert len(started) == 2
+    assert len(ours) == 2
+    assert {e["IsCaller"] for e in ours} == {True, False}
+    for event in ours:
+        assert event["VoiceConnectorId"] == lab.connector_id
+        assert event["MediaType"] == "audio/L16"
+        assert event["StreamARN"].split("/")[1].startswith(
+            f"ChimeVoiceConnector-{lab.connector_id}-"
+        )
+        assert event["EndTime"] >= event["StartTime"]
+        assert event["InviteHeaders"]["call-id"] == result.call_id
+        expected = caller if event["IsCaller"] else agent
+        data = lab.get_media(event["StreamARN"])
+        fragments = leg_fragments(data)
+        assert fragments[0].fragment_number == event["StartFragmentNumber"]
+        for fragment in fragments:
+            assert fragment.tags["TransactionId"] == event["TransactionId"]
+            assert fragment.tags["VoiceConnectorId"] == lab.connector_id
+            assert fragment.tags["CallId"] == result.call_id
+        # loss-free loopback: the stream is the G.711-decoded RTP, sample for sample
+        assert leg_pcm(data) == g711_roundtrip(expected)
+        info = lab.kv.describe_stream(StreamARN=event["StreamARN"])["StreamInfo"]
+        assert info["DataRetentionInHours"] == 24
+
+    records = [r for r in sdr_lines(lab.data_dir) if r["CallId"] == result.call_id]
+    assert len(records) == 2
+    assert {r["StreamArn"] for r in records} == {e["StreamARN"] for e in ours}
+    assert all(r["Status"] == "Completed" and r["SchemaVersion"] == "1.0" for r in records)
+
+
+def test_unknown_host_goes_to_the_only_connector_and_nbr_is_recorded(lab: VoiceLab) -> None:
+    leg = tone(0.4, 300, seed=3)
+    result = asyncio.run(place_call(lab.sip, [leg, leg], nbr=True))
+    assert result.bye_status == 200
+    ended = lab.wait_events("ENDED", 2, call_id=result.call_id)
+    assert len(ended) == 2
+
+
+def test_streaming_disabled_refuses_the_invite(tmp_path: Path) -> None:
+    lab = start_lab(tmp_path, retention=-1)  # no streaming configuration
+    try:
+        with pytest.raises(SiprecCallError) as refused:
+            asyncio.run(place_call(lab.sip, [tone(0.2, 400)]))
+        assert refused.value.status == 403
+        lab.chime.put_voice_connector_streaming_configuration(
+            VoiceConnectorId=lab.connector_id,
+            StreamingConfiguration={"DataRetentionInHours": 6, "Disabled": False},
+        )
+        result = asyncio.run(place_call(lab.sip, [tone(0.3, 400)], realtime=False))
+        ended = lab.wait_events("ENDED", 1, call_id=result.call_id)
+        info = lab.kv.describe_stream(StreamARN=ended[0]["StreamARN"])["StreamInfo"]
+        assert info["DataRetentionInHours"] == 6
+        assert result.bye_status == 200
+        lab.chime.put_voice_connector_streaming_configuration(
+            VoiceConnectorId=lab.connector_id,
+            StreamingConfiguration={"DataRetentionInHours": 6, "Disabled": True},
+        )
+        with pytest.raises(SiprecCallError) as refused:
+            asyncio.run(place_call(lab.sip, [tone(0.2, 400)]))
+        assert refused.value.status == 403
+    finally:
+        lab.server.stop()
+
+
+def _exchange(lab: VoiceLab, data: bytes) -> bytes:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    try:
+        sock.sendto(data, lab.sip)
+        return sock.recv(65535)
+    finally:
+        sock.close()
+
+
+def _request(method: str, *, extra: str = "") -> bytes:
+    return (
+        f"{method} sip:rec@127.0.0.1 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-" + method.lower() + "-1\r\n"
+        "From: <sip:probe@127.0.0.1>;tag=p1\r\n"
+        "To: <sip:rec@127.0.0.1>\r\n"
+        f"Call-ID: probe-{method}@127.0.0.1\r\n"
+        f"CSeq: 1 {method}\r\n"
+        "Max-Forwards: 70\r\n" + extra + "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_options_unknown_methods_and_garbage(lab: VoiceLab) -> None:
+    assert _exchange(lab, _request("OPTIONS")).startswith(b"SIP/2.0 200")
+    assert _exchange(lab, _request("FROBNICATE")).startswith(b"SIP/2.0 501")
+    assert _exchange(lab, _request("BYE")).startswith(b"SIP/2.0 481")
+    # garbage is dropped without an answer, and the server keeps answering
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for i in range(200):
+            sock.sendto(bytes([i % 256]) * (i + 1), lab.sip)
+    finally:
+        sock.close()
+    assert _exchange(lab, _request("OPTIONS")).startswith(b"SIP/2.0 200")

@@ -1,0 +1,114 @@
+"""SIPp (Debian ``sip-tester``), a real SIPREC client, against the recording server: the
+drachtio SIPREC scenario with its G.711 A-law pcap."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from voice_helpers import VoiceLab, leg_fragments, leg_pcm, sdr_lines, start_lab
+
+from callstream.media.g711 import alaw_decode
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "siprec"
+SCENARIO = SHARED / "uac_siprec_pcap.xml"
+PCAP = SHARED / "pcap" / "g711a.pcap"
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp (Debian sip-tester) not installed"),
+    pytest.mark.skipif(not SCENARIO.exists(), reason=f"shared test data absent ({SHARED})"),
+    pytest.mark.skipif(
+        hasattr(os, "geteuid") and os.geteuid() != 0,
+        reason="SIPp's play_pcap_audio needs root (raw sockets)",
+    ),
+]
+
+
+def pcap_rtp_payloads(path: Path) -> list[bytes]:
+    """RTP payloads of an Ethernet/IPv4/UDP pcap, in file order."""
+    data = path.read_bytes()
+    magic = data[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offset = 24
+    payloads = []
+    while offset + 16 <= len(data):
+        _, _, incl, _ = struct.unpack_from(endian + "IIII", data, offset)
+        frame = data[offset + 16 : offset + 16 + incl]
+        offset += 16 + incl
+        ip = frame[14:]
+        ihl = (ip[0] & 0x0F) * 4
+        udp = ip[ihl:]
+        rtp = udp[8:]
+        cc = rtp[0] & 0x0F
+        payloads.append(rtp[12 + 4 * cc :])
+    return payloads
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[VoiceLab]:
+    lab = start_lab(tmp_path / "data")
+    try:
+        yield lab
+    finally:
+        lab.server.stop()
+
+
+def run_sipp(lab: VoiceLab, tmp_path: Path, *, pause_ms: int) -> subprocess.CompletedProcess[str]:
+    text = SCENARIO.read_text(encoding="latin-1")
+    text = text.replace("/tmp/pcap/g711a.pcap", str(PCAP))
+    text = text.replace('<pause milliseconds="3000"/>', f'<pause milliseconds="{pause_ms}"/>')
+    scenario = tmp_path / "scenario.xml"
+    scenario.write_text(text, encoding="latin-1")
+    host, port = lab.sip
+    return subprocess.run(
+        [
+            "sipp", f"{host}:{port}", "-sf", str(scenario), "-m", "1",
+            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port() & ~1),
+            "-timeout", "60", "-timeout_error", "-nostdin", "-trace_err",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+
+
+def test_sipp_siprec_scenario_records_both_legs(lab: VoiceLab, tmp_path: Path) -> None:
+    # the scenario's comment asks for ~8 s (the pcap's length); its BYE comes after that
+    done = run_sipp(lab, tmp_path, pause_ms=8000)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    ended = lab.wait_events("ENDED", 2)
+    assert len(ended) == 2
+    call_ids = {e["CallId"] for e in ended}
+    assert len(call_ids) == 1
+    caller = next(e for e in ended if e["IsCaller"])
+    callee = next(e for e in ended if not e["IsCaller"])
+    # SDP labels a_leg/b_leg (the metadata's labels 1/2 do not match them): a_leg, the
+    # first m-line, is the caller; SIPp plays the pcap on that m-line only
+    assert caller["Sdp"] == {"mediaIndex": 0, "mediaLabel": "a_leg"}
+    assert callee["Sdp"] == {"mediaIndex": 1, "mediaLabel": "b_leg"}
+
+    expected = b"".join(
+        alaw_decode(p).astype("<i2").tobytes() for p in pcap_rtp_payloads(PCAP)
+    )
+    caller_data = lab.get_media(caller["StreamARN"])
+    assert leg_pcm(caller_data) == expected
+    callee_pcm = leg_pcm(lab.get_media(callee["StreamARN"]))
+    assert len(callee_pcm) == len(expected)  # the silent leg spans the same time
+    assert callee_pcm == bytes(len(callee_pcm))
+    for fragment in leg_fragments(caller_data):
+        assert set(fragment.tags) >= {"TransactionId", "VoiceConnectorId", "CallId"}
+
+    updated = [e for e in lab.events() if e["StreamingStatus"] == "UPDATED"]
+    assert len(updated) == 1  # the re-INVITE (a=inactive, metadata resent)
+    assert len(list(sdr_lines(lab.data_dir))) == 2

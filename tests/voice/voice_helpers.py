@@ -1,0 +1,139 @@
+"""A callstream server with its SIP recording server on, a voice connector with streaming,
+and ways to read back what a call's legs became."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+
+from server_helpers import ACCESS_KEY, SECRET_KEY, make_client  # noqa: E402
+
+from callstream.api.app import ServerConfig  # noqa: E402
+from callstream.api.server import ServerThread  # noqa: E402
+from callstream.mkv import FragmentReader  # noqa: E402
+from callstream.voice.server import VoiceConfig  # noqa: E402
+
+__all__ = [
+    "VoiceLab",
+    "leg_fragments",
+    "leg_pcm",
+    "status_events",
+    "tone",
+]
+
+
+@dataclass
+class VoiceLab:
+    server: ServerThread
+    data_dir: Path
+    chime: Any
+    kv: Any
+    media: Any
+    connector_id: str
+
+    @property
+    def sip(self) -> tuple[str, int]:
+        voice = self.server.state.voice
+        assert voice is not None
+        return ("127.0.0.1", voice.sip_port)
+
+    def events(self) -> list[dict[str, Any]]:
+        return status_events(self.server)
+
+    def wait_events(
+        self, status: str, count: int, *, call_id: str | None = None, timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        """At least ``count`` events of ``status`` (of call ``call_id``), polling the bus."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                e
+                for e in status_events(self.server)
+                if e["StreamingStatus"] == status and call_id in (None, e["CallId"])
+            ]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} {status} events expected, saw {found}")
+            time.sleep(0.05)
+
+    def get_media(self, arn: str) -> bytes:
+        resp = self.media.get_media(StreamARN=arn, StartSelector={"StartSelectorType": "EARLIEST"})
+        data: bytes = resp["Payload"].read()
+        return data
+
+
+def start_lab(data_dir: Path, *, retention: int = 24, **voice: Any) -> VoiceLab:
+    config = ServerConfig(
+        credentials={ACCESS_KEY: SECRET_KEY},
+        live_idle_timeout_s=0.5,
+        voice=VoiceConfig(sip_port=0, rtp_ports=(30000, 39999), **voice),
+    )
+    server = ServerThread(data_dir, config=config).start()
+    chime = make_client(server.url, "chime-sdk-voice")
+    vc = chime.create_voice_connector(Name="lab", RequireEncryption=False)["VoiceConnector"]
+    if retention >= 0:
+        chime.put_voice_connector_streaming_configuration(
+            VoiceConnectorId=vc["VoiceConnectorId"],
+            StreamingConfiguration={
+                "DataRetentionInHours": retention,
+                "Disabled": False,
+                "StreamingNotificationTargets": [{"NotificationTarget": "EventBridge"}],
+            },
+        )
+    return VoiceLab(
+        server=server,
+        data_dir=data_dir,
+        chime=chime,
+        kv=make_client(server.url, "kinesisvideo"),
+        media=make_client(server.url, "kinesis-video-media"),
+        connector_id=vc["VoiceConnectorId"],
+    )
+
+
+def status_events(server: ServerThread) -> list[dict[str, Any]]:
+    """Every VoiceConnectorStreamingStatus event on the server's bus, oldest first."""
+    bus = server.state.events
+    assert bus is not None
+    bus.flush(5)
+    result = bus.query(after=0, limit=10000)
+    return [
+        {**dict(e.fields), "Time": e.time_ms}
+        for e in result.events
+        if e.type == "VoiceConnectorStreamingStatus"
+    ]
+
+
+def leg_fragments(data: bytes) -> list[Any]:
+    reader = FragmentReader()
+    return reader.feed(data) + reader.close()
+
+
+def leg_pcm(data: bytes) -> bytes:
+    """The leg stream's PCM, block after block."""
+    return b"".join(bytes(f.data) for frag in leg_fragments(data) for f in frag.frames)
+
+
+def tone(seconds: float, freq: float, *, seed: int = 0) -> bytes:
+    """A tone with a little noise, as 16-bit LE PCM at 8 kHz (distinct per leg)."""
+    n = int(seconds * 8000)
+    t = np.arange(n) / 8000
+    rng = np.random.default_rng(seed)
+    wave = 8000 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 300, n)
+    return np.clip(wave, -32768, 32767).astype("<i2").tobytes()
+
+
+def sdr_lines(data_dir: Path) -> Iterator[dict[str, Any]]:
+    for path in sorted((data_dir / "Amazon-Chime-Voice-Connector-SDRs").rglob("*")):
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                yield json.loads(line)
