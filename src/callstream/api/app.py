@@ -25,6 +25,7 @@ from callstream.store.base import StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
 from callstream.store.uploads import StoreConfig
+from callstream.voice.connectors import VoiceConnectorRegistry
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
 
@@ -77,6 +78,7 @@ class ServerState:
     store: MediaStore
     contacts: ContactStore
     events: EventBus  # the call-event bus (journal in <data_dir>/events)
+    voice_connectors: VoiceConnectorRegistry  # <data_dir>/voice-connectors.sqlite3
     routes: dict[str, Handler] = field(default_factory=dict)
     guard: ConnectionGuard | None = None  # set by the server that listens
 
@@ -216,7 +218,7 @@ def build_app(
     exact paths, SigV4 on every one), with ``subapps`` mounted under their prefixes. A
     sub-application (the web UI, a websocket ingest) brings its own authentication:
     requests routed to it skip the KVS middleware's SigV4."""
-    from callstream.api import archived, contacts, control, events, media
+    from callstream.api import archived, chime, contacts, control, events, media
 
     routes: dict[str, Handler] = {}
     routes.update(control.ROUTES)
@@ -273,6 +275,8 @@ def build_app(
         app.router.add_post(path, _bind(handler, state))
     for path, get_handler in {**contacts.GET_ROUTES, **events.GET_ROUTES}.items():
         app.router.add_get(path, _bind(get_handler, state))
+    for method, path, chime_handler in chime.ROUTES:  # chime-sdk-voice: rest-json, path params
+        app.router.add_route(method, path, _bind(chime_handler, state))
     app[STATE] = state
     for prefix, subapp in (subapps or {}).items():
         app.add_subapp(prefix, subapp)
@@ -323,16 +327,22 @@ async def _admit(request: web.Request, state: ServerState) -> None:
        ``body_timeout_s``, and the signature verified over its SHA-256 (a declared hash
        is checked before the body is read).
     """
+    from callstream.api import chime, sigv4
+
     path = request.path
+    chime_path = chime.is_chime_path(path)  # chime-sdk-voice, signed as "chime"
     creds = state.config.credentials
     pending = None
     if creds is not None:
-        from callstream.api import sigv4
-
         raw_path, _, query = request.raw_path.partition("?")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         pending = sigv4.check_headers(
-            request.method, raw_path, query, headers, credentials=creds.get
+            request.method,
+            raw_path,
+            query,
+            headers,
+            credentials=creds.get,
+            service=sigv4.CHIME_SERVICE if chime_path else sigv4.DEFAULT_SERVICE,
         )
         if path in STREAMING_PATHS:
             result = pending.verify_streamed()
@@ -344,7 +354,12 @@ async def _admit(request: web.Request, state: ServerState) -> None:
             pending.verify_declared()
     elif path in STREAMING_PATHS:
         return
-    if request.method == "POST" and path not in state.routes:
+    if chime_path:
+        if request.match_info.http_exception is not None:  # no such method + path
+            raise KvsError(
+                "UnknownOperationException", f"Unknown operation {request.method} {path}."
+            )
+    elif request.method == "POST" and path not in state.routes:
         raise KvsError("UnknownOperationException", f"Unknown operation {path}.")
     body = b""
     if request.body_exists:

@@ -23,6 +23,7 @@ from callstream.events.bus import EventBus
 from callstream.store.backends import open_backend
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
+from callstream.voice.connectors import open_registry
 
 T = TypeVar("T")
 
@@ -62,7 +63,16 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
     contacts = ContactStore(Path(data_dir) / "contacts.sqlite3")
     events = EventBus(Path(data_dir) / "events")
     store = MediaStore(backend, config=store_config(config), events=events)
-    return ServerState(config=config, store=store, contacts=contacts, events=events)
+    voice_connectors = open_registry(
+        Path(data_dir), region=config.region, account_id=config.account_id
+    )
+    return ServerState(
+        config=config,
+        store=store,
+        contacts=contacts,
+        events=events,
+        voice_connectors=voice_connectors,
+    )
 
 
 async def _start(
@@ -139,6 +149,7 @@ def serve(
         asyncio.run(main())
     finally:
         state.contacts.close()
+        state.voice_connectors.close()
 
 
 class ServerThread:
@@ -213,6 +224,7 @@ class ServerThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
         self.state.contacts.close()
+        self.state.voice_connectors.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()

@@ -1,7 +1,10 @@
 """Server-side AWS Signature Version 4 verification, sans-I/O.
 
 All four KVS APIs (control plane, media, archived media, signaling) are signed with the
-service name ``kinesisvideo``.  This module re-derives the signature exactly as the clients
+service name ``kinesisvideo`` (:data:`DEFAULT_SERVICE`); the Chime SDK Voice API
+(``chime-sdk-voice``, voice connectors) with ``chime`` (:data:`CHIME_SERVICE`).  The caller
+names the one service a request must be scoped to (the server picks it by path): a request
+signed for the other service is refused like any wrong scope.  This module re-derives the signature exactly as the clients
 compute it (botocore ``SigV4Auth``, AWS JS SDK v3, the KVS producer SDKs) and compares it in
 constant time.  Failures raise :class:`~callstream.api.errors.KvsError` with the code real
 AWS returns:
@@ -53,6 +56,7 @@ from callstream.api.errors import KvsError
 
 __all__ = [
     "ALGORITHM",
+    "CHIME_SERVICE",
     "DEFAULT_SERVICE",
     "EMPTY_SHA256",
     "ENV_ACCESS_KEY_ID",
@@ -77,6 +81,8 @@ __all__ = [
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 DEFAULT_SERVICE = "kinesisvideo"
+CHIME_SERVICE = "chime"
+"""Signing name of the ``chime-sdk-voice`` API (the voice connectors)."""
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -114,7 +120,7 @@ class SigV4Result:
     region: str
     """Region from the credential scope."""
     service: str
-    """Service from the credential scope (``kinesisvideo``)."""
+    """Service from the credential scope (``kinesisvideo`` or ``chime``)."""
     signed_at: dt.datetime
     """The request timestamp (``X-Amz-Date`` or ``Date``), timezone-aware UTC."""
     signed_headers: tuple[str, ...]
