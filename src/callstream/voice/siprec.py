@@ -207,9 +207,10 @@ def parse_multipart(content_type: str, body: bytes, *, max_parts: int = 8) -> li
         if len(starts) > max_parts:
             raise SiprecError(400, f"multipart body has more than {max_parts} parts")
     parts: list[BodyPart] = []
-    for (_, content_start, closing), following in zip(starts, [*starts[1:], None], strict=True):
+    for n, (_, content_start, closing) in enumerate(starts):
         if closing:
             break
+        following = starts[n + 1] if n + 1 < len(starts) else None
         if following is None:
             raw = body[content_start:]
         else:
