@@ -1,0 +1,282 @@
+"""Fuzz entry point for the voice connector's parsers.
+
+``python -m callstream.voice.fuzz [--target sip] [--iterations N] [--seconds S]`` mutates a
+built-in corpus of real messages and runs the named target on each input (atheris is used
+when installed, see :mod:`callstream.fuzzing`). Targets live in :data:`TARGETS`; more
+(sdp, rs-metadata, rtp) are added there as :class:`FuzzTarget` entries.
+
+The ``sip`` target (:func:`fuzz_sip`) feeds an input to
+:func:`~callstream.voice.sip.parse_message` and to
+:class:`~callstream.voice.sip.StreamParser` in several chunkings. Only
+:class:`~callstream.voice.sip.SipError` may come out; a parsed message must serialize and
+parse back to the same bytes with its properties readable; and the stream outcome must
+not depend on the chunking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from callstream.fuzzing import DEFAULT_TOKENS, fuzz_main
+from callstream.fuzzing import mutate as byte_mutate
+from callstream.voice.sip import (
+    KeepAlive,
+    SipError,
+    StreamParser,
+    parse_message,
+)
+
+__all__ = [
+    "SIP_CORPUS",
+    "TARGETS",
+    "FuzzTarget",
+    "fuzz_sip",
+    "main",
+    "sip_corpus",
+]
+
+
+def _message(start: str, headers: list[str], body: str = "") -> bytes:
+    raw = body.replace("\n", "\r\n").encode()
+    lines = [start, *headers, f"Content-Length: {len(raw)}", "", ""]
+    return "\r\n".join(lines).encode() + raw
+
+
+# The SIPREC offer of drachtio-siprec-recording-server's SIPp scenario
+# (test/scenarios/uac_siprec_pcap.xml, MIT), placeholders filled in.
+_SIPREC_BODY = """--690DEB64
+Content-Type: application/sdp
+
+v=0
+o=user1 53655765 2353687637 IN IP4 10.0.0.5
+s=-
+c=IN IP4 10.0.0.5
+t=0 0
+m=audio 6000 RTP/AVP 8
+c=IN IP4 10.0.0.5
+a=rtpmap:8 PCMA/8000
+a=direction:both
+a=sendonly
+a=label:a_leg
+m=audio 60000 RTP/AVP 8
+c=IN IP4 10.0.0.5
+a=rtpmap:8 PCMA/8000
+a=direction:both
+a=sendonly
+a=label:b_leg
+
+--690DEB64
+Content-Type: application/rs-metadata
+Content-Disposition: recording-session
+
+<?xml version="1.0" encoding="UTF-8"?>
+  <recording xmlns='urn:ietf:params:xml:ns:recording:1'>
+    <datamode>complete</datamode>
+    <session session_id="XoM2pKdFR8C3eX33qJKcww==">
+      <sipSessionID>hvij5wK4Wx</sipSessionID>
+    </session>
+    <participant participant_id="omFyWlFETEyFz/KXNLe4iQ==">
+    <nameID aor="sip:6001@localhost"/>
+    </participant>
+    <participant participant_id="fLbZzLMgRXGp+F5w0hOt6w==">
+      <nameID aor="sip:101@localhost"/>
+    </participant>
+    <stream stream_id="1LiAtnDVR9m469/0L4bwCA==" session_id="XoM2pKdFR8C3eX33qJKcww==">
+    <label>1</label>
+    </stream>
+    <stream stream_id="WJgj5uxeRH+nwUah02dWqg==" session_id="XoM2pKdFR8C3eX33qJKcww==">
+    <label>2</label>
+    </stream>
+  </recording>
+
+--690DEB64--
+"""
+
+_DIALOG = [
+    "From: sipp <sip:sipp@10.0.0.5:5060>;tag=4242SIPpTag091",
+    "To: <sip:drachtio@10.0.0.9:5060>;tag=srs-77",
+    "Call-ID: 1-4242@10.0.0.5",
+]
+
+SIP_CORPUS: tuple[bytes, ...] = (
+    _message(
+        "INVITE sip:drachtio:5060 SIP/2.0",
+        [
+            "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-4242-1-0",
+            "From: sipp <sip:sipp@10.0.0.5:5060>;tag=4242SIPpTag091",
+            "To: sip:drachtio:5060",
+            "Call-ID: 1-4242@10.0.0.5",
+            "CSeq: 1 INVITE",
+            "Contact: <sip:10.0.0.5:5060>",
+            "Max-Forwards: 70",
+            "Subject: siprec Test",
+            "Content-Type: multipart/mixed; boundary=690DEB64",
+        ],
+        _SIPREC_BODY,
+    ),
+    _message(
+        "ACK sip:drachtio@10.0.0.9:5060 SIP/2.0",
+        [
+            "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-4242-1-5",
+            *_DIALOG,
+            "CSeq: 1 ACK",
+            "Max-Forwards: 70",
+        ],
+    ),
+    _message(
+        "BYE sip:drachtio@10.0.0.9:5060 SIP/2.0",
+        [
+            "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-4242-1-9;rport",
+            *_DIALOG,
+            "CSeq: 2 BYE",
+            "Contact: sip:sipp@10.0.0.5:5060",
+            "Max-Forwards: 70",
+        ],
+    ),
+    _message(
+        "OPTIONS sip:recorder@10.0.0.9 SIP/2.0",
+        [
+            "Via: SIP/2.0/TCP [2001:db8::5]:5070;branch=z9hG4bKopt1;rport",
+            "Max-Forwards: 70",
+            'f: "Cisco CUBE" <sip:ping@[2001:db8::5]>;tag=98F1',
+            "t: <sip:recorder@10.0.0.9>",
+            "i: 0F2C55E4-1DD211B2@2001:db8::5",
+            "CSeq: 101 OPTIONS",
+            "Accept: application/sdp",
+            "Allow: INVITE, OPTIONS, BYE, CANCEL, ACK,",
+            " PRACK, UPDATE, INFO",
+        ],
+    ),
+    _message(
+        "SIP/2.0 200 OK",
+        [
+            "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-4242-1-0;received=10.0.0.5;rport=5060",
+            *_DIALOG[:1],
+            "To: sip:drachtio:5060;tag=srs-77",
+            *_DIALOG[2:],
+            "CSeq: 1 INVITE",
+            "Contact: <sip:10.0.0.9:5060;transport=udp>",
+            "Supported: timer, replaces",
+            "Content-Type: application/sdp",
+        ],
+        "v=0\no=- 1 1 IN IP4 10.0.0.9\ns=-\nc=IN IP4 10.0.0.9\nt=0 0\n"
+        "m=audio 40000 RTP/AVP 8\na=recvonly\nm=audio 40002 RTP/AVP 8\na=recvonly\n",
+    ),
+)
+"""Real-world SIP messages: a SIPREC INVITE (multipart SDP + rs-metadata), its ACK and
+BYE, a compact-form OPTIONS over IPv6 with a folded header, a 200 OK with SDP."""
+
+_SIP_TOKENS: tuple[bytes, ...] = (
+    *DEFAULT_TOKENS,
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\r\n ",
+    b"\n",
+    b";tag=",
+    b";branch=z9hG4bK",
+    b";rport",
+    b"SIP/2.0",
+    b"SIP/3.0",
+    b"Content-Length: 99999999\r\n",
+    b"l: 0\r\n",
+    b"v: SIP/2.0/TCP [::1]:5061\r\n",
+    b"<sip:a@[::1]:65536>",
+    b'"\\"',
+    b",",
+    b"%00",
+    b"tel:+1",
+    b"mailto:x",
+)
+
+
+def _mutate(data: bytes, rng: random.Random, corpus: Sequence[bytes]) -> bytes:
+    return byte_mutate(data, rng, corpus, _SIP_TOKENS)
+
+
+def sip_corpus(directory: Path | None = None) -> list[bytes]:
+    """:data:`SIP_CORPUS`, two of its messages pipelined with keep-alives (a stream
+    input), and the files in ``directory``."""
+    corpus = [*SIP_CORPUS, b"\r\n\r\n" + SIP_CORPUS[2] + b"\r\n" + SIP_CORPUS[3] + b"\r\n\r\n"]
+    if directory is not None and directory.is_dir():
+        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
+    return corpus
+
+
+def _stream_outcome(chunks: list[bytes]) -> tuple[list[bytes], int | None]:
+    parser = StreamParser()
+    items: list[bytes] = []
+    for chunk in chunks:
+        for item in parser.feed(chunk):
+            items.append(b"<keepalive>" if isinstance(item, KeepAlive) else bytes(item))
+        if parser.error is not None:
+            return items, parser.error.status
+    return items, None
+
+
+def fuzz_sip(data: bytes) -> None:
+    """Run one input through the SIP parsers; raise when they misbehave (see the module
+    doc)."""
+    try:
+        message = parse_message(data)
+    except SipError:
+        pass
+    else:
+        raw = bytes(message)
+        again = parse_message(raw)
+        if bytes(again) != raw:
+            raise AssertionError(f"serialized message does not parse back the same: {raw!r}")
+        _ = (again.call_id, again.cseq, again.from_tag, again.to_tag, again.top_via)
+    whole = _stream_outcome([data])
+    cut = data[0] % (len(data) + 1) if data else 0
+    chunkings = [[data[:cut], data[cut:]], [data[i : i + 7] for i in range(0, len(data), 7)]]
+    if len(data) <= 2048:
+        chunkings.append([data[i : i + 1] for i in range(len(data))])
+    for chunks in chunkings:
+        outcome = _stream_outcome(chunks)
+        if outcome != whole:
+            raise AssertionError(f"stream outcome depends on chunking: {outcome} vs {whole}")
+
+
+@dataclass(frozen=True)
+class FuzzTarget:
+    """A named fuzz target: the function run on each input, its corpus loader, its
+    mutator and the suffix of saved crash files."""
+
+    run: Callable[[bytes], None]
+    load_corpus: Callable[[Path | None], list[bytes]]
+    mutator: Callable[[bytes, random.Random, Sequence[bytes]], bytes] = byte_mutate
+    suffix: str = ".bin"
+
+
+TARGETS: dict[str, FuzzTarget] = {
+    "sip": FuzzTarget(fuzz_sip, sip_corpus, _mutate, ".sip"),
+}
+"""The fuzz targets by name (``--target``)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: ``--target NAME`` plus the options of
+    :func:`callstream.fuzzing.fuzz_main`."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--target", choices=sorted(TARGETS), default="sip")
+    args, rest = pre.parse_known_args(argv)
+    target = TARGETS[args.target]
+    return fuzz_main(
+        rest,
+        prog=f"python -m callstream.voice.fuzz --target {args.target}",
+        description=__doc__,
+        target=target.run,
+        load_corpus=target.load_corpus,
+        mutator=target.mutator,
+        suffix=target.suffix,
+        crash_dir="voice-fuzz-crashes",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
