@@ -57,8 +57,8 @@ class RtpPacket:
     extension_header: tuple[int, bytes] | None = None
 
 
-def parse_rtp(data: bytes) -> RtpPacket:
-    """Parse one RTP datagram.
+def parse_rtp(data: bytes | bytearray | memoryview) -> RtpPacket:
+    """Parse one RTP datagram (``bytes``; other buffers are copied first).
 
     Raises :class:`RtpError` (naming the field) when the datagram is shorter than 12
     bytes, its version is not 2, the CSRC list or the header extension runs past the end,
@@ -119,7 +119,7 @@ def parse_rtp(data: bytes) -> RtpPacket:
     )
 
 
-def is_rtcp(data: bytes) -> bool:
+def is_rtcp(data: bytes | bytearray | memoryview) -> bool:
     """Whether a datagram on a shared RTP/RTCP port is RTCP (RFC 5761 §4).
 
     RTCP packet types 192-223 (SR 200 ... APP 204 among them) put 64-95 in the low seven
