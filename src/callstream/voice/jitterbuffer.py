@@ -113,6 +113,7 @@ class JitterBuffer:
 
     __slots__ = (
         "_anchor",
+        "_arrival_base",
         "_bad_seq",
         "_base_ts",
         "_decoders",
@@ -127,13 +128,12 @@ class JitterBuffer:
         "_max_seq",
         "_position",
         "_rate",
-        "_ref_arrival",
-        "_ref_pos",
         "_reorder_ms",
         "_reorder_samples",
         "_resync_samples",
         "_ssrc",
         "_started",
+        "_ts_offset",
         "_ts_ref",
         "bad_sequence",
         "decoded",
@@ -178,8 +178,8 @@ class JitterBuffer:
         self._anchor = 0
         self._base_ts = 0
         self._ts_ref = 0
-        self._ref_pos = 0
-        self._ref_arrival = 0.0
+        self._ts_offset = 0  # anchor - first extended timestamp (clock_rate 8000)
+        self._arrival_base = 0.0  # arrival-derived position = arrival_ms * 8 + this
         self._max_seq = 0
         self._expected = 0
         self._first_seq = 0
@@ -279,10 +279,10 @@ class JitterBuffer:
         ts_ref = self._ts_ref
         ext_ts = ts_ref + (((packet.timestamp - ts_ref + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
         if self._rate == SAMPLE_RATE:
-            pos = self._anchor + ext_ts - self._base_ts
+            pos = ext_ts + self._ts_offset
         else:
             pos = self._anchor + (ext_ts - self._base_ts) * SAMPLE_RATE // self._rate
-        drift = pos - self._ref_pos - (arrival_ms - self._ref_arrival) * 8
+        drift = pos - arrival_ms * 8 - self._arrival_base
         if drift > self._resync_samples or -drift > self._resync_samples:
             return self._reanchor(packet, decoder, arrival_ms, start)
         self._ts_ref = ext_ts
@@ -409,10 +409,7 @@ class JitterBuffer:
             while self._held:
                 self._release_oldest(out)
             self.resyncs += 1
-            if start is None:
-                base = round(self._ref_pos + (arrival_ms - self._ref_arrival) * 8)
-            else:
-                base = start
+            base = round(arrival_ms * 8 + self._arrival_base) if start is None else start
         if not self._started:
             # The leg's first chunk starts at its anchor, not at 0.
             self._started = True
@@ -422,8 +419,8 @@ class JitterBuffer:
         self._ssrc = packet.ssrc
         self._anchor = anchor
         self._base_ts = self._ts_ref = packet.timestamp
-        self._ref_pos = anchor
-        self._ref_arrival = arrival_ms
+        self._ts_offset = anchor - packet.timestamp
+        self._arrival_base = anchor - arrival_ms * 8
         self._max_seq = self._first_seq = seq
         self._expected = seq + 1
         self._bad_seq = -1

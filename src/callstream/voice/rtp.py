@@ -70,6 +70,10 @@ def parse_rtp(data: bytes | bytearray | memoryview) -> RtpPacket:
     if size < 12:
         raise RtpError(f"RTP packet too short: {size} bytes, the fixed header is 12")
     b0, b1, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+    if b0 == 0x80:  # the usual packet: no padding, extension or CSRC
+        return RtpPacket(
+            2, False, False, b1 > 127, b1 & 0x7F, sequence, timestamp, ssrc, (), data[12:]
+        )
     if b0 >> 6 != 2:
         raise RtpError(f"RTP version must be 2, got {b0 >> 6}")
     offset = 12
@@ -106,9 +110,9 @@ def parse_rtp(data: bytes | bytearray | memoryview) -> RtpPacket:
         payload = data[offset:]
     return RtpPacket(
         2,
-        bool(b0 & 0x20),
+        b0 & 0x20 != 0,
         ext is not None,
-        b1 >= 0x80,
+        b1 > 127,
         b1 & 0x7F,
         sequence,
         timestamp,
