@@ -578,6 +578,25 @@ def test_advance_into_a_packet_trims_it() -> None:
     assert (pcm[FRAME + 60 :] == 2).all()
 
 
+def test_arrival_position_follows_the_anchor_and_keeps_a_silent_leg_in_step() -> None:
+    jb = new_jb(reorder_ms=60)
+    assert jb.arrival_position(0) is None
+    out = feed(jb, stream(5), [1000.0 + 20 * i for i in range(5)], start=800)
+    assert jb.arrival_position(1000.0) == 800
+    assert jb.arrival_position(1100.0) == 800 + 800
+    # the sender goes quiet (DTX); the orchestrator keeps the leg in step 100 ms behind
+    for now in (1200.0, 1500.0, 2000.0):
+        until = jb.arrival_position(now)
+        assert until is not None
+        out += jb.advance(until - 800)
+    assert jb.position == 800 + 1000 * 8 - 800
+    # the sender resumes with timestamps that kept running: no overlap, no resync
+    ts = 50_000 + (2100 - 1000) * 8
+    out += jb.push(packet(1005, ts, tagged(5)), 2100.0)
+    assert jb.resyncs == 0 and out[-1].start == 800 + 1100 * 8
+    check_contiguous(out, start=800)
+
+
 # --- real capture -------------------------------------------------------------------------
 
 

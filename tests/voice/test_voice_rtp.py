@@ -18,6 +18,7 @@ from callstream.voice.codecs import (
     decode_pcma,
     decode_pcmu,
     decoder_for,
+    decoders_for_rtpmap,
     silence,
 )
 from callstream.voice.rtp import (
@@ -349,6 +350,17 @@ def test_decoder_for_known_and_unknown_encodings() -> None:
         ("opus", 48000, 2),
     ]:
         assert decoder_for(encoding, rate, channels) is None
+
+
+def test_decoders_for_rtpmap_fills_static_types_and_finds_non_audio() -> None:
+    decoders, ignored = decoders_for_rtpmap(
+        {101: ("telephone-event", 8000, 1), 96: ("L16", 8000, 1), 97: ("opus", 48000, 2)}
+    )
+    assert decoders == {0: decode_pcmu, 8: decode_pcma, 96: decode_l16}
+    assert ignored == {13, 101}
+    # a dynamic remap of a static number wins
+    decoders, ignored = decoders_for_rtpmap({8: ("telephone-event", 8000, 1)})
+    assert decoders == {0: decode_pcmu} and ignored == {8, 13}
 
 
 def test_silence_is_cached_zero_bytes() -> None:

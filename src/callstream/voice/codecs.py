@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import array
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Final
 
@@ -25,11 +25,13 @@ import numpy.typing as npt
 from callstream.media.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE
 
 __all__ = [
+    "STATIC_PAYLOAD_TYPES",
     "Decoder",
     "decode_l16",
     "decode_pcma",
     "decode_pcmu",
     "decoder_for",
+    "decoders_for_rtpmap",
     "silence",
 ]
 
@@ -95,6 +97,38 @@ def decoder_for(encoding: str, clock_rate: int, channels: int = 1) -> Decoder | 
     if clock_rate != 8000 or channels != 1:
         return None
     return _DECODERS.get(encoding.upper())
+
+
+STATIC_PAYLOAD_TYPES: Final[Mapping[int, tuple[str, int, int]]] = {
+    0: ("PCMU", 8000, 1),
+    8: ("PCMA", 8000, 1),
+    13: ("CN", 8000, 1),
+}
+"""RFC 3551 static payload types we meet on call legs: ``pt -> (encoding, rate, channels)``."""
+
+_NOT_AUDIO: Final = frozenset({"TELEPHONE-EVENT", "CN"})
+
+
+def decoders_for_rtpmap(
+    rtpmap: Mapping[int, tuple[str, int, int]],
+) -> tuple[dict[int, Decoder], frozenset[int]]:
+    """Decoders and ignored payload types for one SDP media description.
+
+    ``rtpmap`` maps payload types to ``(encoding, clock rate, channels)`` from its
+    ``a=rtpmap`` lines; :data:`STATIC_PAYLOAD_TYPES` fill in types it does not remap.
+    Returns ``(decoders, ignored)`` for :class:`~callstream.voice.jitterbuffer.JitterBuffer`:
+    ``ignored`` holds the telephone-event and CN types (not audio, but they take time).
+    """
+    merged = {**STATIC_PAYLOAD_TYPES, **rtpmap}
+    decoders: dict[int, Decoder] = {}
+    ignored: set[int] = set()
+    for pt, (encoding, rate, channels) in merged.items():
+        decoder = decoder_for(encoding, rate, channels)
+        if decoder is not None:
+            decoders[pt] = decoder
+        elif encoding.upper() in _NOT_AUDIO:
+            ignored.add(pt)
+    return decoders, frozenset(ignored)
 
 
 @lru_cache(maxsize=64)

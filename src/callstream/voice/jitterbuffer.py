@@ -76,6 +76,7 @@ SAMPLE_RATE: Final = 8000
 SILENCE_PIECE: Final = SAMPLE_RATE
 """Longest silence chunk, in samples (1 s)."""
 
+_PER_MS: Final = SAMPLE_RATE // 1000
 _MAX_DROPOUT: Final = 3000
 _MAX_MISORDER: Final = 100
 _MAX_LOST_TRACKED: Final = 4096
@@ -226,6 +227,19 @@ class JitterBuffer:
         """SSRC of the current audio source (``None`` before the first audio packet)."""
         return self._ssrc
 
+    def arrival_position(self, now_ms: float) -> int | None:
+        """The position real time has reached at ``now_ms`` by this leg's arrival clock.
+
+        That is the last anchor packet's position plus the time elapsed since it arrived
+        (``None`` before the first audio packet). To keep a silent leg (hold, DTX,
+        one-way audio) in step, call ``advance(arrival_position(now) - allowance)`` with
+        an allowance of at least ``reorder_ms`` plus the network jitter: time that
+        :meth:`advance` fills is final, so a packet still in flight for it is cut.
+        """
+        if self._ssrc is None:
+            return None
+        return round(now_ms * _PER_MS + self._arrival_base)
+
     def counters(self) -> dict[str, int]:
         """All counters by name (for logs and stream detail records)."""
         return {
@@ -282,7 +296,7 @@ class JitterBuffer:
             pos = ext_ts + self._ts_offset
         else:
             pos = self._anchor + (ext_ts - self._base_ts) * SAMPLE_RATE // self._rate
-        drift = pos - arrival_ms * 8 - self._arrival_base
+        drift = pos - arrival_ms * _PER_MS - self._arrival_base
         if drift > self._resync_samples or -drift > self._resync_samples:
             return self._reanchor(packet, decoder, arrival_ms, start)
         self._ts_ref = ext_ts
@@ -324,8 +338,9 @@ class JitterBuffer:
         Held packets that start before ``until`` are released first (the packets missing
         before them declared lost); then the time up to ``until`` that is neither written
         nor covered by a held packet becomes silence. A packet arriving later for time
-        before ``until`` is trimmed or late. Call it when real time has passed with no
-        packets (hold, one-way audio) so the leg keeps pace with its call.
+        before ``until`` is trimmed or late, so keep ``until`` behind real time by the
+        jitter allowance (see :meth:`arrival_position`). Call it when real time has passed
+        with no packets (hold, DTX, one-way audio) so the leg keeps pace with its call.
         """
         out: list[Chunk] = []
         held = self._held
@@ -409,7 +424,7 @@ class JitterBuffer:
             while self._held:
                 self._release_oldest(out)
             self.resyncs += 1
-            base = round(arrival_ms * 8 + self._arrival_base) if start is None else start
+            base = round(arrival_ms * _PER_MS + self._arrival_base) if start is None else start
         if not self._started:
             # The leg's first chunk starts at its anchor, not at 0.
             self._started = True
@@ -420,7 +435,7 @@ class JitterBuffer:
         self._anchor = anchor
         self._base_ts = self._ts_ref = packet.timestamp
         self._ts_offset = anchor - packet.timestamp
-        self._arrival_base = anchor - arrival_ms * 8
+        self._arrival_base = anchor - arrival_ms * _PER_MS
         self._max_seq = self._first_seq = seq
         self._expected = seq + 1
         self._bad_seq = -1
