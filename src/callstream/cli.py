@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, NoReturn
 
 from callstream import __version__
 from callstream.mkv.ebml import MkvError
+from callstream.voice import commands as voice_commands
 
 CHUNK = 64 * 1024
 LIVE_CHUNK = 4096
@@ -140,6 +141,23 @@ def _check_serve_start(args: argparse.Namespace) -> None:
                     raise CliError(
                         f"cannot listen on {args.host}:{args.port}: {err.strerror}"
                     ) from None
+    if not args.no_sip and args.sip_port:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            try:
+                infos = socket.getaddrinfo(args.sip_host, args.sip_port, type=kind)
+            except socket.gaierror as err:
+                raise CliError(f"--sip-host {args.sip_host}: {err.strerror}") from None
+            family, kind_, proto, _, address = infos[0]
+            with socket.socket(family, kind_, proto) as sock:
+                if kind == socket.SOCK_STREAM:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(address)
+                except OSError as err:
+                    raise CliError(
+                        f"cannot listen for SIP on {args.sip_host}:{args.sip_port}:"
+                        f" {err.strerror} (--sip-port, or --no-sip)"
+                    ) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -173,6 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_client_connections=args.max_client_connections,
         memory_trim_interval_s=args.memory_interval,
         store=args.store,
+        voice=voice_commands.voice_config(args),
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
     serve(
@@ -845,6 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="collect reference cycles and return freed heap every S seconds",
     )
+    voice_commands.add_serve_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="print each fragment of an MKV/GetMedia payload as JSON")
@@ -937,6 +957,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output MKV path, - for stdout")
     _audio_options(p)
     p.set_defaults(func=cmd_encode)
+
+    voice_commands.add_commands(sub)
     return parser
 
 

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_voice_rtp import PCAP, pcap_udp_payloads
 
 from callstream.media.g711 import ulaw_decode, ulaw_encode
 from callstream.voice.codecs import decode_pcma, decode_pcmu
 from callstream.voice.jitterbuffer import SILENCE_PIECE, Chunk, JitterBuffer
 from callstream.voice.rtp import RtpPacket, build_rtp, parse_rtp
-
-from .test_voice_rtp import PCAP, pcap_udp_payloads
 
 FRAME = 160  # samples per 20 ms packet
 

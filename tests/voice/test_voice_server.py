@@ -47,8 +47,8 @@ def test_siprec_call_becomes_two_leg_streams_with_events_and_sdr(lab: VoiceLab) 
     for event in ours:
         assert event["VoiceConnectorId"] == lab.connector_id
         assert event["MediaType"] == "audio/L16"
-        assert event["StreamARN"].split("/")[1].startswith(
-            f"ChimeVoiceConnector-{lab.connector_id}-"
+        assert (
+            event["StreamARN"].split("/")[1].startswith(f"ChimeVoiceConnector-{lab.connector_id}-")
         )
         assert event["EndTime"] >= event["StartTime"]
         assert event["InviteHeaders"]["call-id"] == result.call_id
@@ -115,10 +115,10 @@ def _exchange(lab: VoiceLab, data: bytes) -> bytes:
         sock.close()
 
 
-def _request(method: str, *, extra: str = "") -> bytes:
+def _request(method: str, *, extra: str = "", n: int = 1) -> bytes:
     return (
         f"{method} sip:rec@127.0.0.1 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-" + method.lower() + "-1\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bK-" + f"{method.lower()}-{n}\r\n"
         "From: <sip:probe@127.0.0.1>;tag=p1\r\n"
         "To: <sip:rec@127.0.0.1>\r\n"
         f"Call-ID: probe-{method}@127.0.0.1\r\n"
@@ -138,4 +138,4 @@ def test_options_unknown_methods_and_garbage(lab: VoiceLab) -> None:
             sock.sendto(bytes([i % 256]) * (i + 1), lab.sip)
     finally:
         sock.close()
-    assert _exchange(lab, _request("OPTIONS")).startswith(b"SIP/2.0 200")
+    assert _exchange(lab, _request("OPTIONS", n=2)).startswith(b"SIP/2.0 200")

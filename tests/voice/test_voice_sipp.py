@@ -21,7 +21,9 @@ SCENARIO = SHARED / "uac_siprec_pcap.xml"
 PCAP = SHARED / "pcap" / "g711a.pcap"
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp (Debian sip-tester) not installed"),
+    pytest.mark.skipif(
+        shutil.which("sipp") is None, reason="SIPp (Debian sip-tester) not installed"
+    ),
     pytest.mark.skipif(not SCENARIO.exists(), reason=f"shared test data absent ({SHARED})"),
     pytest.mark.skipif(
         hasattr(os, "geteuid") and os.geteuid() != 0,
@@ -98,9 +100,7 @@ def test_sipp_siprec_scenario_records_both_legs(lab: VoiceLab, tmp_path: Path) -
     assert caller["Sdp"] == {"mediaIndex": 0, "mediaLabel": "a_leg"}
     assert callee["Sdp"] == {"mediaIndex": 1, "mediaLabel": "b_leg"}
 
-    expected = b"".join(
-        alaw_decode(p).astype("<i2").tobytes() for p in pcap_rtp_payloads(PCAP)
-    )
+    expected = b"".join(alaw_decode(p).astype("<i2").tobytes() for p in pcap_rtp_payloads(PCAP))
     caller_data = lab.get_media(caller["StreamARN"])
     assert leg_pcm(caller_data) == expected
     callee_pcm = leg_pcm(lab.get_media(callee["StreamARN"]))

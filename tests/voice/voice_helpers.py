@@ -15,12 +15,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from server_helpers import ACCESS_KEY, SECRET_KEY, make_client  # noqa: E402
+from server_helpers import ACCESS_KEY, SECRET_KEY, make_client
 
-from callstream.api.app import ServerConfig  # noqa: E402
-from callstream.api.server import ServerThread  # noqa: E402
-from callstream.mkv import FragmentReader  # noqa: E402
-from callstream.voice.server import VoiceConfig  # noqa: E402
+from callstream.api.app import ServerConfig
+from callstream.api.server import ServerThread
+from callstream.mkv import FragmentReader
+from callstream.voice.server import VoiceConfig
 
 __all__ = [
     "VoiceLab",

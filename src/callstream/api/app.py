@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -26,6 +26,9 @@ from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
 from callstream.store.uploads import StoreConfig
 from callstream.voice.connectors import VoiceConnectorRegistry
+
+if TYPE_CHECKING:
+    from callstream.voice.server import VoiceConfig, VoiceServer
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
 
@@ -56,6 +59,7 @@ class ServerConfig:
     idle_timeout_s: float = 30.0  # an idle keep-alive connection is closed after this
     max_client_connections: int = 0  # per client address; 0: a quarter of the fd limit
     store: str = "embedded"  # the store backend: "embedded" or a nats:// URL (not yet)
+    voice: VoiceConfig | None = None  # the SIP recording server (None: off)
 
 
 def store_config(config: ServerConfig) -> StoreConfig:
@@ -81,6 +85,7 @@ class ServerState:
     voice_connectors: VoiceConnectorRegistry  # <data_dir>/voice-connectors.sqlite3
     routes: dict[str, Handler] = field(default_factory=dict)
     guard: ConnectionGuard | None = None  # set by the server that listens
+    voice: VoiceServer | None = None  # the SIP recording server, while the app runs
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking call (the contact records' SQLite) off the event loop."""
@@ -297,11 +302,37 @@ def build_app(
         so the fragments each one completed are stored and acked."""
         await state.store.stop_uploads()
 
+    async def voice_server(app: web.Application) -> Any:
+        voice_config = state.config.voice
+        if voice_config is None:
+            yield
+            return
+        from callstream.flows.store import LocalCallStore
+        from callstream.voice.server import VoiceServer, bus_publisher
+
+        voice = VoiceServer(
+            LocalCallStore(state.store, publish=bus_publisher(state.events)),
+            state.voice_connectors,
+            voice_config,
+        )
+        await voice.start()
+        state.voice = voice
+        yield
+        await stop_voice(app)
+
+    async def stop_voice(app: web.Application) -> None:
+        """Before uploads are ended: hang up calls, so their legs end cleanly."""
+        voice, state.voice = state.voice, None
+        if voice is not None:
+            await voice.stop()
+
+    app.on_shutdown.append(stop_voice)
     app.on_shutdown.append(end_uploads)
     app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
     app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
     app.cleanup_ctx.append(store)
     app.cleanup_ctx.append(descriptor_watch)
+    app.cleanup_ctx.append(voice_server)
     return app
 
 

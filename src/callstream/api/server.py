@@ -63,6 +63,10 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
     contacts = ContactStore(Path(data_dir) / "contacts.sqlite3")
     events = EventBus(Path(data_dir) / "events")
     store = MediaStore(backend, config=store_config(config), events=events)
+    if config.voice is not None:
+        voice = config.voice
+        voice.sdr_dir = voice.sdr_dir or Path(data_dir)
+        voice.account_id, voice.region = config.account_id, config.region
     voice_connectors = open_registry(
         Path(data_dir), region=config.region, account_id=config.account_id
     )

@@ -250,6 +250,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
             Field("InviteHeaders", "object"),
             Field("UpdateHeaders", "object"),
             Field("SiprecMetadata", "string"),
+            Field("Sdp", "object", doc="the leg's m-line: mediaIndex, mediaLabel"),
             publishers=_CLIENT,
             aws=AwsEvent("aws.chime", "Chime VoiceConnector Streaming Status", {"version": "0"}),
             reserved=True,

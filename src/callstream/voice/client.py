@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from callstream.media.g711 import alaw_encode, ulaw_encode
 from callstream.voice.rtp import build_rtp
@@ -107,9 +108,13 @@ def siprec_body(
     for pid, aor in zip(parts, aors, strict=True):
         xml.append(f'<participant participant_id="{pid}"><nameID aor="{aor}"/></participant>')
     for index, sid in enumerate(streams, start=1):
-        xml.append(f'<stream stream_id="{sid}" session_id="{session}"><label>{index}</label></stream>')
+        xml.append(
+            f'<stream stream_id="{sid}" session_id="{session}"><label>{index}</label></stream>'
+        )
     for pid, sid in zip(parts, streams, strict=False):
-        xml.append(f'<participantstreamassoc participant_id="{pid}"><send>{sid}</send></participantstreamassoc>')
+        xml.append(
+            f'<participantstreamassoc participant_id="{pid}"><send>{sid}</send></participantstreamassoc>'
+        )
     xml.append("</recording>")
     body = (
         f"--{BOUNDARY}\r\nContent-Type: application/sdp\r\n\r\n".encode()
@@ -128,8 +133,7 @@ class _SipSocket(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         with contextlib.suppress(SipError):
@@ -197,16 +201,19 @@ async def place_call(
             )
             rtp_sockets.append(rtp_t)
         local_ports = [t.get_extra_info("sockname")[1] for t in rtp_sockets]
-        content_type, body = siprec_body(
-            local_ip=local_ip, ports=local_ports, codec=codec, nbr=nbr
-        )
+        content_type, body = siprec_body(local_ip=local_ip, ports=local_ports, codec=codec, nbr=nbr)
         uri = request_uri or f"sip:recorder@{server[0]}:{server[1]}"
         call_id = new_call_id()
         from_tag = new_tag()
         cseq = 1
 
-        def request(method: str, number: int, to_tag: str | None, payload: bytes = b"",
-                    ctype: str | None = None) -> Request:
+        def request(
+            method: str,
+            number: int,
+            to_tag: str | None,
+            payload: bytes = b"",
+            ctype: str | None = None,
+        ) -> Request:
             h = Headers()
             h.add("Via", f"SIP/2.0/UDP {local_ip}:{sip_port};branch={new_branch()};rport")
             h.add("Max-Forwards", "70")

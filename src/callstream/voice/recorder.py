@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from callstream.client.producer import chime_producer
 from callstream.flows.store import CallEvents, CallStore, CallUpload
@@ -45,7 +46,7 @@ from callstream.voice.codecs import decoder_for
 from callstream.voice.jitterbuffer import Chunk, JitterBuffer
 from callstream.voice.rtp import RtpError, is_rtcp, parse_rtp
 
-__all__ = ["CallRecorder", "LegRecorder", "LegStats", "SILENT_LEG_LAG_MS", "STATUS_EVENT"]
+__all__ = ["SILENT_LEG_LAG_MS", "STATUS_EVENT", "CallRecorder", "LegRecorder", "LegStats"]
 
 log = logging.getLogger("callstream.voice")
 
@@ -55,6 +56,8 @@ SAMPLE_RATE = 8000
 SILENT_LEG_LAG_MS = 500
 """How far behind the call's newest audio a leg without RTP is filled with silence."""
 FRAGMENT_MS = 1000
+GRID_SAMPLES = 160
+START_TOGETHER_MS = 100
 TRACK = 1
 
 
@@ -136,11 +139,11 @@ class LegRecorder(asyncio.DatagramProtocol):
         self.end_ms: int | None = None
         self.failed: str | None = None
         self.ended = False
+        self.sock: socket.socket | None = None
 
     # --- RTP in ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.ended:
@@ -160,10 +163,22 @@ class LegRecorder(asyncio.DatagramProtocol):
         self.stats.packets += 1
         self.stats.last_arrival_ms = now_ms
         start = None
-        if self.jitter.counters.received == 0:
+        if self.jitter.received == 0:
             start = max(self.recorder.position_at(now_ms), self.jitter.position)
         self.write(self.jitter.push(packet, now_ms, start=start))
         self.recorder.leg_advanced(self, now_ms)
+
+    def drain(self) -> None:
+        """Take what already sits in the socket's buffer (it arrived before the BYE)."""
+        sock = self.sock
+        if sock is None or self.ended:
+            return
+        for _ in range(10_000):
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError, OSError):
+                return
+            self.datagram_received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket of %s: %s", self.leg.stream_name, exc)
@@ -200,6 +215,7 @@ class LegRecorder(asyncio.DatagramProtocol):
 
     async def close(self) -> bool:
         """Flush the jitter buffer, end the upload; True when every fragment was stored."""
+        self.drain()
         self.ended = True
         if self.transport is not None:
             self.transport.close()
@@ -217,6 +233,10 @@ class LegRecorder(asyncio.DatagramProtocol):
         except Exception as exc:
             self.failed = self.failed or f"{type(exc).__name__}: {exc}"
             return False
+
+
+def _same(recorder: LegRecorder) -> LegRecorder:
+    return recorder
 
 
 class CallRecorder:
@@ -243,6 +263,7 @@ class CallRecorder:
         self.on_ended = on_ended
         self.prepared = False
         """Its streams exist and its uploads are open."""
+        self.starting: asyncio.Task[Any] | None = None
         self._ending = False
         self._sources: dict[int, frozenset[str]] = {}
 
@@ -267,7 +288,8 @@ class CallRecorder:
             sock = take_socket(recorder.leg.port)
             if sock is None:
                 continue
-            await self.loop.create_datagram_endpoint(lambda r=recorder: r, sock=sock)
+            recorder.sock = sock
+            await self.loop.create_datagram_endpoint(functools.partial(_same, recorder), sock=sock)
 
     def allowed_sources(self, leg: Leg) -> frozenset[str]:
         cached = self._sources.get(leg.index)
@@ -289,7 +311,14 @@ class CallRecorder:
             self.t0_ms = now_ms
             self.t0_epoch_ms = int(time.time() * 1000)
             return 0
-        return max(0, int((now_ms - self.t0_ms) * SAMPLE_RATE / 1000))
+        # Legs whose first packets arrive a moment apart (the two legs of one call, read
+        # from two sockets by a busy loop) start together rather than a few samples apart;
+        # later starts sit on the 20 ms grid.
+        elapsed = now_ms - self.t0_ms
+        if elapsed < START_TOGETHER_MS:
+            return 0
+        samples = elapsed * SAMPLE_RATE / 1000
+        return max(0, round(samples / GRID_SAMPLES) * GRID_SAMPLES)
 
     def leg_advanced(self, moved: LegRecorder, now_ms: float) -> None:
         """Fill legs that have been silent for a while up to just behind ``moved``."""

@@ -20,10 +20,10 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from callstream.events.types import Event
 from callstream.flows.store import CallEvents, CallStore
@@ -35,6 +35,7 @@ from callstream.voice.sip import (
     Response,
     SipError,
     StreamParser,
+    is_keepalive,
     parse_message,
     response_address,
     serialize,
@@ -104,8 +105,9 @@ class PortPool:
             tries += 1
             if port in self.sockets:
                 continue
-            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
-                                 socket.SOCK_DGRAM)
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM
+            )
             try:
                 sock.bind((self.host, port))
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
@@ -141,8 +143,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.server.datagram(data, (str(addr[0]), int(addr[1])))
@@ -180,8 +181,9 @@ class VoiceServer:
         self.connectors = connectors
         cfg = self.config
         advertise = cfg.advertise_ip or _default_advertise(cfg.sip_host)
-        self.ports = PortPool(cfg.sip_host if cfg.sip_host not in ("", "::") else "0.0.0.0",
-                              *cfg.rtp_ports)
+        self.ports = PortPool(
+            cfg.sip_host if cfg.sip_host not in ("", "::") else "0.0.0.0", *cfg.rtp_ports
+        )
         self.uas_config = UasConfig(
             advertise_ip=advertise,
             sip_port=cfg.sip_port,
@@ -241,8 +243,8 @@ class VoiceServer:
 
     # --- SIP in ------------------------------------------------------------------------
     def datagram(self, data: bytes, source: tuple[str, int]) -> None:
-        if not data.strip():
-            return  # CRLF keep-alive
+        if is_keepalive(data):
+            return
         try:
             message = parse_message(data)
         except SipError as exc:
@@ -256,22 +258,22 @@ class VoiceServer:
         parser = StreamParser()
         try:
             while data := await reader.read(65536):
-                try:
-                    items = parser.feed(data)
-                except SipError as exc:
-                    self._bad_message(data, key.peer, exc, key)
-                    break
-                for item in items:
+                for item in parser.feed(data):
                     if isinstance(item, (Request, Response)):
                         self._message(item, key.peer, key, reliable=True)
                     else:
                         writer.write(b"\r\n")  # RFC 5626 pong
+                if parser.error is not None:  # a stream cannot resynchronise: close it
+                    self._bad_message(data, key.peer, parser.error, key)
+                    break
         except (ConnectionError, OSError):
             pass
         finally:
             writer.close()
 
-    def _bad_message(self, data: bytes, source: tuple[str, int], exc: SipError, key: object) -> None:
+    def _bad_message(
+        self, data: bytes, source: tuple[str, int], exc: SipError, key: object
+    ) -> None:
         now = time.monotonic()
         if now - self._bad_logged > 1.0:  # one line per second at most under a flood
             self._bad_logged = now
@@ -289,7 +291,7 @@ class VoiceServer:
         )
         for out in received.outgoing:
             self._send(out.message, out.destination, out.transport_key)
-        if received.request is None:
+        if not received.for_tu:
             return
         actions = self.uas.handle(
             received.request, source=source, transport_key=key, reliable=reliable, now=now
@@ -309,7 +311,7 @@ class VoiceServer:
             elif isinstance(action, CallStarted):
                 recorder = self.recorders.get(id(action.call))
                 if recorder is not None:
-                    self._spawn(recorder.start(self.ports.take))
+                    recorder.starting = self._spawn(recorder.start(self.ports.take))
             elif isinstance(action, CallUpdated):
                 recorder = self.recorders.get(id(action.call))
                 if recorder is not None:
@@ -322,10 +324,11 @@ class VoiceServer:
                     self._spawn(self._finish(recorder))
         self._wake.set()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _prepare(self, call: Call) -> None:
         recorder = CallRecorder(call, self.store, self.events)
@@ -347,6 +350,9 @@ class VoiceServer:
         self._act(self.uas.answer(call, time.monotonic()), time.monotonic())
 
     async def _finish(self, recorder: CallRecorder, *, sdr: bool = True) -> None:
+        if recorder.starting is not None:  # a BYE right behind the ACK: read the legs first
+            with contextlib.suppress(Exception):
+                await recorder.starting
         results = await recorder.end()
         self.recent.append(recorder)
         call = recorder.call
@@ -472,10 +478,10 @@ def _default_advertise(host: str) -> str:
     return "127.0.0.1"
 
 
-def bus_publisher(bus: Any) -> Callable[[str, dict[str, Any]], object]:
+def bus_publisher(bus: Any) -> Callable[[str, Mapping[str, Any]], object]:
     """``CallStore.publish`` for a local event bus."""
 
-    def publish(event_type: str, detail: dict[str, Any]) -> object:
+    def publish(event_type: str, detail: Mapping[str, Any]) -> object:
         return bus.publish(Event.of(event_type, **detail))
 
     return publish

@@ -244,9 +244,7 @@ def _host_of(uri_text: str) -> str | None:
 class RecordingUas:
     """The dialogs of recording sessions (see the module docstring)."""
 
-    def __init__(
-        self, config: UasConfig, connectors: ConnectorLookup, ports: MediaPorts
-    ) -> None:
+    def __init__(self, config: UasConfig, connectors: ConnectorLookup, ports: MediaPorts) -> None:
         self.config = config
         self.connectors = connectors
         self.ports = ports
@@ -340,9 +338,7 @@ class RecordingUas:
         busy = {"Retry-After": str(cfg.retry_after_s)}
         if len(self._dialogs.by_key) >= cfg.max_calls:
             return [self._reply(request, 503, reason="Too Many Calls", extra=busy)]
-        required = {
-            tag.strip().lower() for tag in request.headers.values("Require") if tag.strip()
-        }
+        required = {tag.strip().lower() for tag in request.headers.values("Require") if tag.strip()}
         unknown = sorted(required - KNOWN_OPTION_TAGS)
         if unknown:
             return [self._reply(request, 420, extra={"Unsupported": ", ".join(unknown)})]
@@ -442,7 +438,7 @@ class RecordingUas:
         self._set_codecs(call)
         self._dialogs.by_key[(call.call_id, call.local_tag)] = call
         self._dialogs.early_by_invite[(call.call_id, from_tag)] = call
-        return [self._reply(request, 100), PrepareCall(call)]
+        return [PrepareCall(call)]  # 100 Trying went out with the transaction
 
     def _session_timer(self, request: Request) -> tuple[int, str] | Response | None:
         """RFC 4028: (interval, refresher) to use, a 422 to send, or None (no timer)."""
@@ -543,7 +539,9 @@ class RecordingUas:
         return interval - min(32.0, interval / 3)
 
     # --- in-dialog -------------------------------------------------------------------------
-    def _reinvite(self, call: Call, request: Request, now: float, *, with_ack: bool) -> list[Action]:
+    def _reinvite(
+        self, call: Call, request: Request, now: float, *, with_ack: bool
+    ) -> list[Action]:
         if request.method.upper() == "INVITE" and not self._cseq_ok(call, request):
             return [self._reply(request, 500, reason="CSeq Out Of Order")]
         if call.state == "early":
@@ -553,7 +551,10 @@ class RecordingUas:
             record_only = call.offer.kind == "nbr"
             try:
                 offer = parse_recording_offer(
-                    request.headers.get("Content-Type"), request.body, record_only=record_only
+                    request.headers.get("Content-Type"),
+                    request.body,
+                    record_only=record_only,
+                    in_dialog=True,
                 )
             except SiprecError as exc:
                 return [self._reply(request, exc.status, reason=exc.reason)]
@@ -642,7 +643,7 @@ class RecordingUas:
         call.ended_reason = reason
         bye = self._bye_request(call)
         send = SendRequest(bye, call.signalling_source, call.transport_key)
-        self._byes[bye.branch] = _PendingBye(
+        self._byes[bye.branch or ""] = _PendingBye(
             send, now + T1, T1, now + BYE_TIMEOUT_S, reliable=reliable
         )
         return [send, CallEnded(call, reason)]
