@@ -21,6 +21,7 @@ from aiohttp import web
 from callstream.api.connections import ConnectionGuard
 from callstream.api.errors import KvsError, error_response_parts
 from callstream.events.bus import EventBus
+from callstream.events.webhooks import Webhook
 from callstream.store.base import StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
@@ -55,6 +56,7 @@ class ServerConfig:
     idle_timeout_s: float = 30.0  # an idle keep-alive connection is closed after this
     max_client_connections: int = 0  # per client address; 0: a quarter of the fd limit
     store: str = "embedded"  # the store backend: "embedded" or a nats:// URL (not yet)
+    webhooks: tuple[Webhook, ...] = ()  # call events POSTed to these (cursors in <data>/webhooks)
 
 
 def store_config(config: ServerConfig) -> StoreConfig:
