@@ -256,16 +256,21 @@ def test_408_and_429_are_retried_other_4xx_skip_the_event(tmp_path: Path) -> Non
 
 def test_a_receiver_that_is_down_then_up_misses_nothing(tmp_path: Path) -> None:
     async def main() -> None:
-        probe = await Receiver().start()
-        port = probe.port
-        await probe.stop()  # nothing listens there now
+        # a port held without listening: connections are refused, and no other test's
+        # server can take it meanwhile
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        waiting = Receiver()
         with EventBus(tmp_path / "events") as bus:
             hook = Webhook(f"http://127.0.0.1:{port}/hook", backoff=FAST)
             runner, task = await start_runner(bus, hook, tmp_path / "hooks")
             cursors = [bus.publish(streaming(i)) for i in range(5)]
-            await probe.until(lambda: runner.retries >= 3)
+            await waiting.until(lambda: runner.retries >= 3)
             assert runner.state == "failing" and runner.delivered == 0
             assert "Connect" in runner.last_error or "refused" in runner.last_error.lower()
+            holder.close()
             receiver = await Receiver(port=port).start()
             cursors.append(bus.publish(streaming(5)))
             await receiver.until(lambda: runner.cursor == cursors[-1])
@@ -461,8 +466,10 @@ def test_an_attempt_that_times_out_is_retried(tmp_path: Path) -> None:
             runner, task = await start_runner(bus, hook, tmp_path / "hooks")
             cursor = bus.publish(streaming(1))
             await receiver.until(lambda: runner.cursor == cursor)
-            assert receiver.cursors() == [cursor, cursor]
-            assert (runner.delivered, runner.retries) == (1, 1)
+            # (a loaded machine may time out a quick answer too: then it is sent once more)
+            sent = receiver.cursors()
+            assert len(sent) >= 2 and set(sent) == {cursor}
+            assert (runner.delivered, runner.retries) == (1, len(sent) - 1)
             assert "no answer within 0.2 s" in runner.last_error
             await stop_runner(bus, task)
         await receiver.stop()
