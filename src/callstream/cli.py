@@ -164,7 +164,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from callstream.api.app import ServerConfig
     from callstream.api.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, serve
     from callstream.api.sigv4 import load_credentials
+    from callstream.events.webhooks import SECRET_ENV, WebhookConfigError, load_webhooks
 
+    try:
+        webhooks = load_webhooks(
+            args.webhook, args.webhooks_file, secret=os.environ.get(SECRET_ENV) or None
+        )
+    except WebhookConfigError as err:
+        raise CliError(str(err)) from None
     _check_serve_start(args)
     try:
         creds = load_credentials(path=args.credentials_file)
@@ -192,6 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         memory_trim_interval_s=args.memory_interval,
         store=args.store,
         voice=voice_commands.voice_config(args),
+        webhooks=tuple(webhooks),
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
     serve(
@@ -865,6 +873,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="collect reference cycles and return freed heap every S seconds",
     )
     voice_commands.add_serve_options(p)
+    p.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL[#detail-type=D&type=T,...&format=F]",
+        help="POST call events to URL (repeatable; signed when CALLSTREAM_WEBHOOK_SECRET is set)",
+    )
+    p.add_argument(
+        "--webhooks-file",
+        type=Path,
+        metavar="FILE",
+        help='webhooks from a JSON file: {"webhooks": [{"url": ..., "secret": ..., ...}]}',
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="print each fragment of an MKV/GetMedia payload as JSON")

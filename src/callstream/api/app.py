@@ -21,6 +21,7 @@ from aiohttp import web
 from callstream.api.connections import ConnectionGuard
 from callstream.api.errors import KvsError, error_response_parts
 from callstream.events.bus import EventBus
+from callstream.events.webhooks import Webhook
 from callstream.store.base import StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
@@ -60,6 +61,7 @@ class ServerConfig:
     max_client_connections: int = 0  # per client address; 0: a quarter of the fd limit
     store: str = "embedded"  # the store backend: "embedded" or a nats:// URL (not yet)
     voice: VoiceConfig | None = None  # the SIP recording server (None: off)
+    webhooks: tuple[Webhook, ...] = ()  # call events POSTed to these (cursors in <data>/webhooks)
 
 
 def store_config(config: ServerConfig) -> StoreConfig:

@@ -1,17 +1,25 @@
 """Call events over HTTP (callstream's own API, beside the KVS ones; SigV4-signed like
 every other call).
 
-* ``GET /callstream/events?cursor=C&type=T1,T2&stream=ARN&contact=ID&call=ID&limit=N``
-  pages through the journal: ``{"Events": [...], "NextCursor": N, "HasMore": bool}``,
-  the events after cursor ``C`` (default 0: the oldest kept) that are of one of the
-  types and carry the given ``StreamARN`` / ``ContactId`` / ``CallId``; at most ``limit``
-  (default 100, at most 1000). Continue with ``cursor=NextCursor``; ``HasMore`` says
-  whether the journal holds events after it (a filtered page may be short).
-* ``GET /callstream/events/stream?...`` (same filters) is a server-sent-events stream:
-  per event ``id: <cursor>``, ``event: <EventType>``, ``data: <the event's JSON>``, and a
-  ``: heartbeat`` comment every 15 s of silence. It starts after the ``Last-Event-ID``
-  header (what a reconnecting ``EventSource`` sends), else after ``cursor``, else with
-  the next event published.
+* ``GET /callstream/events?cursor=C&type=T1,T2&detail-type=D&since=S&stream=ARN&contact=ID
+  &call=ID&limit=N&format=F`` pages through the journal, oldest first: ``{"Events": [...],
+  "NextCursor": N, "HasMore": bool}``, the events after cursor ``C`` (default 0: the
+  oldest kept) that are of one of the types, whose EventBridge ``detail-type`` is one of
+  ``D`` (``Chime VoiceConnector Streaming Status``: every type AWS emits that way), whose
+  ``Time`` is at or after ``S`` (ISO 8601, or epoch milliseconds) and that carry the
+  given ``StreamARN`` / ``ContactId`` / ``CallId``; at most ``limit`` (default 100, at
+  most 1000). ``type`` and ``detail-type`` may repeat or list names with commas; all
+  filters must pass. ``format=eventbridge`` gives each event as its EventBridge event
+  (:func:`~callstream.events.types.to_eventbridge`, the id is ``callstream-<cursor>``)
+  instead of the wire form (``format=callstream``, the default). Continue with
+  ``cursor=NextCursor``; ``HasMore`` says whether the journal holds events after it (a
+  filtered page may be short, even empty).
+* ``GET /callstream/events/stream?...`` (same filters and formats) is a server-sent-events
+  stream: per event ``id: <cursor>``, ``event: <EventType>``, ``data: <the event's
+  JSON>``, and a ``: heartbeat`` comment every 15 s of silence. It starts after the
+  ``Last-Event-ID`` header (what a reconnecting ``EventSource`` sends), else after
+  ``cursor``, else with the oldest event when ``since`` is given, else with the next event
+  published.
 * ``POST /callstream/events`` publishes: ``{"Events": [{"EventType": ..., "Time": ms
   (optional), <fields>}, ...]}`` (at most 100; the contact, media-streaming, voice
   connector, transcript and category types; stream and producer events are the
@@ -25,9 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -42,13 +54,33 @@ from callstream.api.app import (
     read_json,
 )
 from callstream.api.errors import KvsError
-from callstream.events.bus import EventBus, EventBusError
+from callstream.events.bus import EventBus, EventBusError, QueryResult
 from callstream.events.recorder import ContactRecorder, store_contact
-from callstream.events.types import EVENT_TYPES, Event, EventError, EventFilter, encode
+from callstream.events.types import (
+    EVENT_TYPES,
+    Event,
+    EventError,
+    EventFilter,
+    detail_type,
+    encode,
+    to_eventbridge,
+    types_with_detail_type,
+)
+from callstream.events.webhooks import Webhooks, selected_types, type_filter
 from callstream.store.base import InvalidArgument
 from callstream.store.contacts import check_record
 
-__all__ = ["GET_ROUTES", "ROUTES", "end_streams", "lifecycle", "publish_durably"]
+__all__ = [
+    "GET_ROUTES",
+    "ROUTES",
+    "Selection",
+    "end_streams",
+    "lifecycle",
+    "parse_since",
+    "publish_durably",
+    "query_events",
+    "webhook_directory",
+]
 
 log = logging.getLogger("callstream.api")
 
@@ -61,6 +93,9 @@ COMMIT_TIMEOUT_S = 10.0
 MAX_LIMIT = 1000
 MAX_PUBLISH = 100
 _FILTER_FIELDS = {"stream": "StreamARN", "contact": "ContactId", "call": "CallId"}
+FORMATS = ("callstream", "eventbridge")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 def _invalid(message: str) -> KvsError:
@@ -79,23 +114,101 @@ def _cursor(value: str | None, name: str) -> int | None:
     return cursor
 
 
-def _filter(query: Mapping[str, str], getall: list[str]) -> EventFilter:
+def _names(values: list[str]) -> list[str]:
+    return [n.strip() for value in values for n in value.split(",") if n.strip()]
+
+
+def _filter(query: Mapping[str, str], getall: list[str], detail_types: list[str]) -> EventFilter:
     types: set[str] = set()
-    for value in getall:
-        for name in value.split(","):
-            name = name.strip()
-            if not name:
-                continue
-            if name not in EVENT_TYPES:
-                known = ", ".join(sorted(EVENT_TYPES))
-                raise _invalid(f"type: unknown event type {name!r} (known: {known}).")
-            types.add(name)
+    for name in _names(getall):
+        if name not in EVENT_TYPES:
+            known = ", ".join(sorted(EVENT_TYPES))
+            raise _invalid(f"type: unknown event type {name!r} (known: {known}).")
+        types.add(name)
+    details = _names(detail_types)
+    for name in details:
+        if not types_with_detail_type(name):
+            known = ", ".join(sorted({detail_type(s) for s in EVENT_TYPES.values()}))
+            raise _invalid(f"detail-type: no event has detail-type {name!r} (known: {known}).")
     fields = {field: query.get(param) or None for param, field in _FILTER_FIELDS.items()}
-    return EventFilter.where(types, **fields)
+    return type_filter(selected_types(details, types), **fields)
+
+
+def parse_since(value: str | None) -> int | None:
+    """``since`` as epoch milliseconds: digits are epoch milliseconds, anything else an
+    ISO 8601 date or date-time (without a zone: UTC). Raises the 400."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        ms = int(text)
+    else:
+        stamp = None
+        candidates = [text]
+        if " " in text:  # an unencoded '+' of "+02:00" arrives as a space
+            head, _, tail = text.rpartition(" ")
+            candidates.append(f"{head}+{tail}")
+        for candidate in candidates:
+            with contextlib.suppress(ValueError):
+                stamp = datetime.fromisoformat(candidate)
+                break
+        if stamp is None:
+            raise _invalid(
+                f"since: {value!r} is neither an ISO 8601 date-time (2026-11-22T10:00:00Z) "
+                "nor epoch milliseconds."
+            )
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        ms = (stamp - _EPOCH) // timedelta(milliseconds=1)
+    if not 0 <= ms <= _MAX_MS:
+        raise _invalid(f"since: {value!r} is out of range (1970 to 9999).")
+    return ms
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What a ``GET`` asks for: the bus filter, ``since`` (epoch ms) and the format."""
+
+    filter: EventFilter
+    since: int | None
+    format: str
+
+    def wants(self, event: Event) -> bool:
+        """Whether ``event`` passes every filter."""
+        return (self.since is None or event.time_ms >= self.since) and self.filter.matches(event)
+
+    def render(self, event: Event, state: ServerState) -> dict[str, Any]:
+        """``event`` in the requested format."""
+        if self.format == "eventbridge":
+            return to_eventbridge(
+                event, account=state.config.account_id, region=state.config.region
+            )
+        return event.to_json()
 
 
 def _request_filter(request: web.Request) -> EventFilter:
-    return _filter(request.query, request.query.getall("type", []))
+    query = request.query
+    return _filter(query, query.getall("type", []), query.getall("detail-type", []))
+
+
+def _selection(request: web.Request) -> Selection:
+    fmt = request.query.get("format") or "callstream"
+    if fmt not in FORMATS:
+        raise _invalid(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
+    return Selection(_request_filter(request), parse_since(request.query.get("since")), fmt)
+
+
+def query_events(bus: EventBus, selection: Selection, after: int, limit: int) -> QueryResult:
+    """A page as :meth:`EventBus.query` gives it, with ``since`` applied while scanning
+    (blocking file reads)."""
+    if selection.since is None:
+        return bus.query(selection.filter, after, limit)
+    head = bus.last_cursor
+    after = max(0, min(after, head))
+    found, scanned_to = bus.journal.read(
+        after, head, want=selection.wants, max_events=max(1, limit), max_scan=10_000
+    )
+    return QueryResult([e for e, _ in found], scanned_to, scanned_to < head)
 
 
 async def publish_durably(bus: EventBus, events: list[Event]) -> list[int]:
@@ -119,43 +232,49 @@ async def publish_durably(bus: EventBus, events: list[Event]) -> list[int]:
 
 
 async def list_events(request: web.Request, state: ServerState) -> web.StreamResponse:
-    """A page of events (``?cursor=C&type=T1,T2&stream=ARN&contact=ID&call=ID&limit=N``)."""
-    filter = _request_filter(request)
+    """A page of events (``?cursor=C&type=T1,T2&detail-type=D&since=S&stream=ARN&contact=ID
+    &call=ID&limit=N&format=F``)."""
+    selection = _selection(request)
     after = _cursor(request.query.get("cursor"), "cursor") or 0
     try:
         limit = int(request.query.get("limit", "100"))
     except ValueError:
         raise _invalid("limit must be an integer.") from None
     limit = max(1, min(limit, MAX_LIMIT))
-    result = await state.run(state.events.query, filter, after, limit)
+    result = await state.run(query_events, state.events, selection, after, limit)
     return json_response(
         {
-            "Events": [e.to_json() for e in result.events],
+            "Events": [selection.render(e, state) for e in result.events],
             "NextCursor": result.next_cursor,
             "HasMore": result.has_more,
         }
     )
 
 
-def sse_frame(event: Event) -> bytes:
-    """One server-sent event: ``id`` = cursor, ``event`` = type, ``data`` = the JSON."""
-    return b"id: %d\nevent: %s\ndata: %b\n\n" % (event.cursor, event.type.encode(), encode(event))
+def sse_frame(event: Event, data: bytes | None = None) -> bytes:
+    """One server-sent event: ``id`` = cursor, ``event`` = type, ``data`` = the JSON (the
+    wire form unless ``data`` is given)."""
+    body = encode(event) if data is None else data
+    return b"id: %d\nevent: %s\ndata: %b\n\n" % (event.cursor, event.type.encode(), body)
 
 
 async def stream_events(request: web.Request, state: ServerState) -> web.StreamResponse:
-    """Server-sent events from ``Last-Event-ID`` / ``cursor`` / now on (same filters)."""
-    filter = _request_filter(request)
+    """Server-sent events from ``Last-Event-ID`` / ``cursor`` / ``since`` / now on (same
+    filters and formats as the listing)."""
+    selection = _selection(request)
     last_id = request.headers.get("Last-Event-ID")
     if last_id is not None and last_id.strip():
         cursor = _cursor(last_id.strip(), "Last-Event-ID")
     else:
         cursor = _cursor(request.query.get("cursor"), "cursor")
+    if cursor is None and selection.since is not None:
+        cursor = 0  # everything since that time, then live
     response = web.StreamResponse(status=200)
     response.content_type = "text/event-stream"
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # a reverse proxy must not buffer it
     response.headers["x-amzn-RequestId"] = request[REQUEST_ID]
-    async with state.events.subscribe(filter, cursor) as subscription:
+    async with state.events.subscribe(selection.filter, cursor) as subscription:
         request[STREAMING] = response
         await response.prepare(request)
         await response.write(b": callstream events\nretry: 2000\n\n")
@@ -166,7 +285,13 @@ async def stream_events(request: web.Request, state: ServerState) -> web.StreamR
                     break
                 await response.write(b": heartbeat\n\n")
                 continue
-            await response.write(sse_frame(event))
+            if selection.since is not None and event.time_ms < selection.since:
+                continue
+            data = None
+            if selection.format != "callstream":
+                rendered = selection.render(event, state)
+                data = json.dumps(rendered, separators=(",", ":"), ensure_ascii=False).encode()
+            await response.write(sse_frame(event, data))
     with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response
@@ -220,15 +345,25 @@ def _client_event(entry: object, where: str, now: int) -> Event:
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     """The bus's part of the server's life (an aiohttp cleanup context): bind the bus to
     the server's loop, run the contact-record subscriber from its cursor (read before
-    the first request, so a recreated journal is noticed before anything is stored),
-    and at the end stop it and close the bus."""
+    the first request, so a recreated journal is noticed before anything is stored) and
+    the configured webhooks (cursors in ``<data dir>/webhooks``), and at the end stop
+    them and close the bus."""
     state = app[STATE]
     bus = state.events
     bus.bind()
     recorder = ContactRecorder(bus, state.contacts)
     start = await asyncio.to_thread(recorder.position)
     task = asyncio.create_task(recorder.run(start), name="callstream-contact-recorder")
+    webhooks = Webhooks(
+        bus,
+        state.config.webhooks,
+        webhook_directory(bus),
+        account=state.config.account_id,
+        region=state.config.region,
+    )
+    await webhooks.start()
     yield
+    await webhooks.stop()
     bus.end_subscriptions()
     try:
         async with asyncio.timeout(10):
@@ -238,6 +373,11 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     except Exception:
         log.exception("the contact-record subscriber failed")
     await asyncio.to_thread(bus.close)
+
+
+def webhook_directory(bus: EventBus) -> Path:
+    """Where the server keeps its webhooks' cursors: ``webhooks`` beside the journal."""
+    return bus.journal.directory.parent / "webhooks"
 
 
 async def end_streams(app: web.Application) -> None:

@@ -54,9 +54,11 @@ __all__ = [
     "EventSpec",
     "Field",
     "decode",
+    "detail_type",
     "encode",
     "eventbridge_name",
     "to_eventbridge",
+    "types_with_detail_type",
 ]
 
 Kind = Literal["string", "integer", "number", "boolean", "timestamp", "object", "list"]
@@ -226,7 +228,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
             publishers=_CLIENT,
             aws=AwsEvent("aws.connect", _CONNECT_CONTACT, {"eventType": "DISCONNECTED"}),
         ),
-        # --- reserved for the voice connector and analytics issues -----------------------
+        # --- the voice connector (Chime) -------------------------------------------------
         _spec(
             "VoiceConnectorStreamingStatus",
             "A Voice Connector call leg's streaming status (Chime's EventBridge event).",
@@ -253,8 +255,8 @@ EVENT_TYPES: dict[str, EventSpec] = {
             Field("Sdp", "object", doc="the leg's m-line: mediaIndex, mediaLabel"),
             publishers=_CLIENT,
             aws=AwsEvent("aws.chime", "Chime VoiceConnector Streaming Status", {"version": "0"}),
-            reserved=True,
         ),
+        # --- reserved for the analytics issues -------------------------------------------
         _spec(
             "TranscriptSegment",
             "A transcript segment of a call (LCA's ADD_TRANSCRIPT_SEGMENT).",
@@ -434,6 +436,18 @@ def eventbridge_name(name: str) -> str:
 def _iso(ms: int) -> str:
     stamp = datetime.fromtimestamp(ms / 1000, UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def detail_type(spec: EventSpec) -> str:
+    """The ``detail-type`` of an event type in its EventBridge view: AWS's where AWS emits
+    the event, else the type's own name (with ``source`` ``callstream``)."""
+    return spec.aws.detail_type if spec.aws is not None else spec.name
+
+
+def types_with_detail_type(name: str) -> frozenset[str]:
+    """The event types whose EventBridge view has ``detail-type`` ``name`` (empty when
+    none has): ``"Amazon Connect Contact Event"`` -> ContactStarted, ContactEnded."""
+    return frozenset(n for n, spec in EVENT_TYPES.items() if detail_type(spec) == name)
 
 
 def to_eventbridge(event: Event, *, account: str, region: str) -> dict[str, Any]:
