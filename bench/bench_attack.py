@@ -127,7 +127,7 @@ class Server(ServerProcess):
             CALLSTREAM_SECRET_ACCESS_KEY=SECRET_KEY,
         )
         env.pop("CALLSTREAM_CREDENTIALS_FILE", None)
-        cmd = [sys.executable, "-m", "callstream.cli", "serve", "--host", HOST]
+        cmd = [sys.executable, "-m", "callstream.cli", "serve", "--no-sip", "--host", HOST]
         cmd += ["--port", str(port), "--data-dir", str(data_dir)]
         super().__init__(
             cmd,

@@ -252,7 +252,7 @@ class Server(ServerProcess):
             cmd = (
                 [sys.executable, launcher] if launcher else [sys.executable, "-m", "callstream.cli"]
             )
-            cmd += ["serve", "--port", str(port)]
+            cmd += ["serve", "--no-sip", "--port", str(port)]
             cmd += ["--data-dir", str(self.dir / "data")]
         else:
             cmd = [sys.executable, str(HERE / "relay_server.py"), "--port", str(port)]

@@ -649,7 +649,7 @@ def test_callstream_serve_webhook_flags(tmp_path: Path) -> None:
             CALLSTREAM_SECRET_ACCESS_KEY="hook-secret",
             **{SECRET_ENV: SECRET.decode()},
         )
-        argv = [sys.executable, "-m", "callstream.cli", "serve", "--port", str(port)]
+        argv = [sys.executable, "-m", "callstream.cli", "serve", "--no-sip", "--port", str(port)]
         argv += ["--data-dir", str(tmp_path / "data")]
         argv += ["--webhook", f"{receiver.url}#detail-type={CHIME}"]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

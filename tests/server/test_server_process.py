@@ -42,6 +42,7 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             "-m",
             "callstream.cli",
             "serve",
+            "--no-sip",
             "--port",
             str(port),
             "--data-dir",

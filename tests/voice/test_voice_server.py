@@ -4,13 +4,30 @@ stream per leg out, read back through boto3; Chime's streaming events and SDRs."
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
+import sys
+import urllib.parse
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from voice_helpers import VoiceLab, leg_fragments, leg_pcm, sdr_lines, start_lab, tone
+from botocore.credentials import Credentials
+from voice_helpers import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    VoiceLab,
+    leg_fragments,
+    leg_pcm,
+    sdr_lines,
+    start_lab,
+    tone,
+)
 
+from callstream.cli import signed_request
 from callstream.media.g711 import ulaw_decode, ulaw_encode
 from callstream.voice.client import SiprecCallError, place_call
 
@@ -139,3 +156,91 @@ def test_options_unknown_methods_and_garbage(lab: VoiceLab) -> None:
     finally:
         sock.close()
     assert _exchange(lab, _request("OPTIONS", n=2)).startswith(b"SIP/2.0 200")
+
+
+def test_malformed_invite_gets_its_4xx(lab: VoiceLab) -> None:
+    bad = _request("INVITE", extra="Content-Length: 99999999\r\n", n=7).replace(
+        b"Content-Length: 0\r\n", b""
+    )
+    reply = _exchange(lab, bad)
+    assert reply.startswith(b"SIP/2.0 413 ")
+    assert b"Call-ID: probe-INVITE@127.0.0.1" in reply
+
+
+def test_a_leg_read_the_parser_library_way_and_with_get_audio(
+    lab: VoiceLab, tmp_path: Path
+) -> None:
+    """GetMedia after the STARTED event's fragment number (the KVS selector is exclusive,
+    as the Chime and Connect samples use it), stopping where the TransactionId changes;
+    then the whole leg with ``callstream get-audio --stream``."""
+    caller = tone(3.0, 500, seed=4)
+    result = asyncio.run(place_call(lab.sip, [caller, tone(3.0, 700, seed=5)]))
+    started = lab.wait_events("STARTED", 2, call_id=result.call_id)
+    leg = next(e for e in started if e["IsCaller"])
+    lab.wait_events("ENDED", 2, call_id=result.call_id)
+    whole = leg_fragments(lab.get_media(leg["StreamARN"]))
+    assert whole[0].fragment_number == leg["StartFragmentNumber"]
+    resp = lab.media.get_media(
+        StreamARN=leg["StreamARN"],
+        StartSelector={
+            "StartSelectorType": "FRAGMENT_NUMBER",
+            "AfterFragmentNumber": leg["StartFragmentNumber"],
+        },
+    )
+    after = leg_fragments(resp["Payload"].read())
+    assert [f.fragment_number for f in after] == [f.fragment_number for f in whole[1:]]
+    assert all(f.tags.get("TransactionId") == leg["TransactionId"] for f in after)
+    pcm = b"".join(bytes(fr.data) for f in whole for fr in f.frames)
+    assert pcm == g711_roundtrip(caller)
+
+    out = tmp_path / "leg.wav"
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "callstream.cli", "get-audio", "--stream", leg["StreamARN"],
+         "--endpoint-url", lab.server.url, "--start", "earliest", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels()) == (8000, 1)
+        assert w.readframes(w.getnframes()) == pcm
+
+
+def test_events_in_eventbridge_form(lab: VoiceLab) -> None:
+    result = asyncio.run(place_call(lab.sip, [tone(0.3, 350)], realtime=False))
+    lab.wait_events("ENDED", 1, call_id=result.call_id)
+    query = urllib.parse.urlencode(
+        {"detail-type": "Chime VoiceConnector Streaming Status", "format": "eventbridge"},
+        quote_via=urllib.parse.quote,
+    )
+    status, body = signed_request(
+        "GET",
+        f"{lab.server.url}/callstream/events?{query}",
+        region="us-east-1",
+        credentials=Credentials(ACCESS_KEY, SECRET_KEY),
+    )
+    assert status == 200
+    events = [e for e in json.loads(body)["Events"] if e["detail"]["callId"] == result.call_id]
+    assert [e["detail"]["streamingStatus"] for e in events] == ["STARTED", "ENDED"]
+    started = events[0]
+    assert started["source"] == "aws.chime"
+    assert started["detail-type"] == "Chime VoiceConnector Streaming Status"
+    detail = started["detail"]
+    for key in (
+        "streamArn",
+        "startFragmentNumber",
+        "startTime",
+        "isCaller",
+        "transactionId",
+        "voiceConnectorId",
+        "mediaType",
+        "inviteHeaders",
+        "sdp",
+        "version",
+    ):
+        assert key in detail, key  # fmt: skip

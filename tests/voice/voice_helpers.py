@@ -23,6 +23,8 @@ from callstream.mkv import FragmentReader
 from callstream.voice.server import VoiceConfig
 
 __all__ = [
+    "ACCESS_KEY",
+    "SECRET_KEY",
     "VoiceLab",
     "leg_fragments",
     "leg_pcm",

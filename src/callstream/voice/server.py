@@ -278,6 +278,14 @@ class VoiceServer:
         if now - self._bad_logged > 1.0:  # one line per second at most under a flood
             self._bad_logged = now
             log.warning("bad SIP message from %s:%d: %s %s", *source, exc.status, exc.reason)
+        reply = error_reply(data, exc)
+        if reply is None:
+            return
+        if isinstance(key, _TcpKey):
+            if not key.writer.is_closing():
+                key.writer.write(reply)
+        elif self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.sendto(reply, source)
 
     def _message(
         self, message: Request | Response, source: tuple[str, int], key: object, *, reliable: bool
@@ -463,6 +471,34 @@ class VoiceServer:
                     }
                 )
         return rows
+
+
+_ECHOED = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
+
+
+def error_reply(data: bytes, exc: SipError) -> bytes | None:
+    """The 4xx/5xx for a request that did not parse, when it still carries what a response
+    needs (Via, From, To, Call-ID, CSeq, as lines); None for anything else (a response, an
+    ACK, garbage), which gets no answer. It goes back to the sender's address."""
+    head = data[:8192].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    lines = head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+    start = lines[0].split(" ")
+    if len(start) != 3 or not start[2].startswith("SIP/") or start[0].upper() == "ACK":
+        return None
+    if not start[0].isalpha() or len(start[0]) > 32:
+        return None
+    echoed: list[str] = []
+    for line in lines[1:129]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() in _ECHOED and "\r" not in value:
+            echoed.append(f"{name.strip()}:{value}")
+    names = {line.split(":", 1)[0].strip().lower() for line in echoed}
+    if not ({"via", "v"} & names and {"call-id", "i"} & names and "cseq" in names):
+        return None
+    reason = "".join(ch for ch in exc.reason if ch.isprintable())[:100] or "Bad Request"
+    status = exc.status if 400 <= exc.status < 600 else 400
+    text = f"SIP/2.0 {status} {reason}\r\n" + "".join(f"{h}\r\n" for h in echoed)
+    return (text + "Content-Length: 0\r\n\r\n").encode("utf-8", "replace")
 
 
 def _default_advertise(host: str) -> str:
