@@ -9,6 +9,7 @@ command -v mkvinfo >/dev/null || need+=(mkvtoolnix)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v sipp >/dev/null || need+=(sip-tester)  # SIPp: a real SIPREC client for the voice tests
 if ((${#need[@]})) && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq

@@ -32,7 +32,15 @@ class ServeProcess:
         self.port = port or free_port()
         self.data_dir = data_dir
         env = dict(os.environ, CALLSTREAM_ACCESS_KEY_ID=KEY, CALLSTREAM_SECRET_ACCESS_KEY=SECRET)
-        argv = [sys.executable, "-m", "callstream.cli", "serve", "--no-sip", "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "callstream.cli",
+            "serve",
+            "--no-sip",
+            "--port",
+            str(self.port),
+        ]
         argv += ["--data-dir", str(data_dir), *args]
 
         def limit_fds() -> None:

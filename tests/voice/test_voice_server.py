@@ -244,3 +244,79 @@ def test_events_in_eventbridge_form(lab: VoiceLab) -> None:
         "version",
     ):
         assert key in detail, key  # fmt: skip
+
+
+def test_a_flood_of_garbage_and_invites_does_not_disturb_a_call(lab: VoiceLab) -> None:
+    caller, agent = tone(2.0, 450, seed=7), tone(2.0, 550, seed=8)
+
+    async def flood() -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            for i in range(100):
+                for j in range(20):
+                    transport.sendto(bytes([(i + j) % 256]) * (50 + j), lab.sip)
+                transport.sendto(_request("INVITE", n=1000 + i), lab.sip)  # no body: 488
+                await asyncio.sleep(0.01)
+        finally:
+            transport.close()
+
+    async def both() -> object:
+        call = asyncio.create_task(place_call(lab.sip, [caller, agent]))
+        await flood()
+        return await call
+
+    result = asyncio.run(both())
+    ended = lab.wait_events("ENDED", 2, call_id=result.call_id)  # type: ignore[attr-defined]
+    for event in ended:
+        expected = caller if event["IsCaller"] else agent
+        assert leg_pcm(lab.get_media(event["StreamARN"])) == g711_roundtrip(expected)
+
+
+def test_standalone_voice_connector_writes_legs_over_putmedia(
+    lab: VoiceLab, tmp_path: Path
+) -> None:
+    """``callstream voice-connector --kvs-endpoint``: the same recording server, its legs
+    going to another node with PutMedia (HttpCallStore), its events to that node's API."""
+    from botocore.credentials import Credentials as Creds
+
+    from callstream.flows.store import HttpCallStore
+    from callstream.voice.connectors import StreamingConfiguration, open_registry
+    from callstream.voice.server import VoiceConfig, VoiceServer
+
+    registry = open_registry(tmp_path, region="us-east-1", account_id="123456789012")
+    vc = registry.create("edge", require_encryption=False)
+    registry.put_streaming(
+        vc.voice_connector_id, StreamingConfiguration(data_retention_in_hours=2, disabled=False)
+    )
+    caller = tone(1.5, 480, seed=9)
+
+    async def main() -> tuple[str, list[dict[str, object]]]:
+        store = HttpCallStore(lab.server.url, credentials=Creds(ACCESS_KEY, SECRET_KEY))
+        await store.prepare()
+        server = VoiceServer(
+            store,
+            registry,
+            VoiceConfig(sip_port=0, rtp_ports=(40000, 40999), sdr_dir=tmp_path),
+        )
+        await server.start()
+        try:
+            result = await place_call(("127.0.0.1", server.sip_port), [caller, bytes(len(caller))])
+        finally:
+            await server.stop()
+            await store.close()
+        return result.call_id, []
+
+    try:
+        call_id, _ = asyncio.run(main())
+    finally:
+        registry.close()
+    ended = lab.wait_events("ENDED", 2, call_id=call_id)
+    leg = next(e for e in ended if e["IsCaller"])
+    assert leg["VoiceConnectorId"] == vc.voice_connector_id
+    info = lab.kv.describe_stream(StreamARN=leg["StreamARN"])["StreamInfo"]
+    assert info["DataRetentionInHours"] == 2
+    assert leg_pcm(lab.get_media(leg["StreamARN"])) == g711_roundtrip(caller)
+    assert len(list(sdr_lines(tmp_path))) == 2

@@ -570,6 +570,8 @@ class PutMediaResult:
     complete: bool
     """Every fragment got its final ack: PERSISTED (RECEIVED with ``persist_expected=False``)
     or DUPLICATE; no ERROR, nothing unconfirmed."""
+    gave_up: bool = False
+    """The body was ended after ``finish_timeout`` with fragments still unacknowledged."""
 
     @property
     def persisted(self) -> list[FragmentRecord]:
@@ -840,6 +842,7 @@ class _Upload:
             data_endpoint=data_endpoint,
             complete=tracker.complete
             and not any(r.unconfirmed or r.state is FragmentState.ERROR for r in tracker.records),
+            gave_up=self.gave_up,
         )
 
     async def _body(
@@ -863,8 +866,14 @@ class _Upload:
             trailer = tracker.take_trailer()
             if trailer:
                 yield trailer
-            if not tracker.pending:
+            pending = tracker.pending
+            if not pending:
                 break  # all acknowledged: end the body
+            if pending == tracker.records[-1:]:
+                # Only the last fragment is unacknowledged: if its Cluster is of unknown
+                # size (a live producer's), only the end of the body completes it, so end
+                # the body now and read its acks from the response.
+                break
             if deadline is None:
                 deadline = loop.time() + self.finish_timeout
             remaining = deadline - loop.time()
