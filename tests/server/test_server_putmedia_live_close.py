@@ -17,7 +17,7 @@ from callstream.store.writers import FrameMuxer
 
 
 def test_last_unknown_size_cluster_is_persisted_when_the_body_ends(kvs: Kvs) -> None:
-    name, arn = kvs.create(unique("live-close"))
+    _, arn = kvs.create(unique("live-close"))
     muxer = FrameMuxer(
         chime_producer(transaction_id="t", voice_connector_id="v", call_id="c"), fragment_ms=500
     )
