@@ -320,3 +320,87 @@ def test_standalone_voice_connector_writes_legs_over_putmedia(
     assert info["DataRetentionInHours"] == 2
     assert leg_pcm(lab.get_media(leg["StreamARN"])) == g711_roundtrip(caller)
     assert len(list(sdr_lines(tmp_path))) == 2
+
+
+def test_rtp_timeout_ends_the_call_with_a_bye(tmp_path: Path) -> None:
+    from callstream.voice.client import siprec_body
+    from callstream.voice.sip import Headers, Request, parse_message, serialize
+
+    lab = start_lab(tmp_path, rtp_timeout_s=1.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(10)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        ctype, body = siprec_body(local_ip="127.0.0.1", ports=[7100, 7102], codec="PCMU")
+        h = Headers()
+        h.add("Via", f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-rtpto;rport")
+        h.add("From", "<sip:src@127.0.0.1>;tag=a1")
+        h.add("To", "<sip:rec@127.0.0.1>")
+        h.add("Call-ID", "rtp-timeout@test")
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"<sip:src@127.0.0.1:{port}>")
+        h.add("Max-Forwards", "70")
+        h.add("Content-Type", ctype)
+        sock.sendto(serialize(Request("INVITE", "sip:rec@127.0.0.1", h, body)), lab.sip)
+        while True:
+            answer = parse_message(sock.recv(65535))
+            if getattr(answer, "status", 0) >= 200:
+                break
+        assert answer.status == 200  # type: ignore[union-attr]
+        ack = Headers(list(h))
+        ack.set("To", f"<sip:rec@127.0.0.1>;tag={answer.to_tag}")
+        ack.set("CSeq", "1 ACK")
+        ack.set("Via", f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-ack;rport")
+        ack.remove("Content-Type")
+        sock.sendto(serialize(Request("ACK", "sip:rec@127.0.0.1", ack, b"")), lab.sip)
+        # no RTP at all: after --rtp-timeout the server hangs up
+        while True:
+            message = parse_message(sock.recv(65535))
+            if isinstance(message, Request) and message.method == "BYE":
+                break
+        assert message.call_id == "rtp-timeout@test"
+        assert "RTP timeout" in (message.headers.get("Reason") or "")
+    finally:
+        sock.close()
+        lab.server.stop()
+
+
+def test_cli_voice_connectors_and_calls(lab: VoiceLab, tmp_path: Path) -> None:
+    result = asyncio.run(place_call(lab.sip, [tone(0.3, 320)], realtime=False))
+    lab.wait_events("ENDED", 1, call_id=result.call_id)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "callstream.cli", *args],
+            capture_output=True, text=True, timeout=120, env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    rows = [json.loads(line) for line in cli("calls", "--endpoint-url", lab.server.url, "--json")
+            .splitlines()]  # fmt: skip
+    leg = next(r for r in rows if r.get("CallId") == result.call_id)
+    assert leg["Status"] == "ENDED" and leg["StreamARN"].startswith("arn:aws:kinesisvideo:")
+    listed = [json.loads(line) for line in cli("voice-connectors", "--data-dir", str(lab.data_dir))
+              .splitlines()]  # fmt: skip
+    assert [c["VoiceConnectorId"] for c in listed] == [lab.connector_id]
+    swapped = json.loads(
+        cli("voice-connectors", "swap-roles", lab.connector_id, "on", "--data-dir",
+            str(lab.data_dir))
+    )  # fmt: skip
+    assert swapped["SwapRoles"] is True
+    try:
+        second = asyncio.run(place_call(lab.sip, [tone(0.3, 320), tone(0.3, 640)]))
+        ended = lab.wait_events("ENDED", 2, call_id=second.call_id)
+        first_leg = next(e for e in ended if e["Sdp"]["mediaIndex"] == 0)
+        assert first_leg["IsCaller"] is False  # roles swapped for this connector
+    finally:
+        cli("voice-connectors", "swap-roles", lab.connector_id, "off", "--data-dir",
+            str(lab.data_dir))  # fmt: skip

@@ -279,3 +279,30 @@ def test_session_timer_expiry_sends_bye(uas: RecordingUas) -> None:
     ok = Response(200, "OK", bye.request.headers.copy(), b"")
     uas.response_received(ok)
     assert uas.poll(100.0 + 95.0) == []
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "siprec"
+
+
+def _shared_body(name: str, boundary: str | None) -> tuple[str, bytes]:
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"shared test data absent ({path})")
+    body = path.read_bytes().lstrip(b"\n").replace(b"\n", b"\r\n")
+    return (f"multipart/mixed;boundary={boundary}" if boundary else "application/sdp"), body
+
+
+def test_inactive_offer_is_answered_inactive_and_recorded(uas: RecordingUas) -> None:
+    """drachtio's inactive-sdp-offer: a call on hold when recording starts is still taken
+    (its legs get streams; RTP that comes anyway is written)."""
+    body = _shared_body("inactive-sdp-offer.txt", "uniqueBoundary")
+    response, call = answered(uas, invite(body=body))
+    answer = parse_sdp(response.body)
+    assert [answer.direction_of(m) for m in answer.media] == ["inactive", "inactive"]
+    assert [leg.direction for leg in call.legs] == ["inactive", "inactive"]
+    assert all(leg.port > 0 for leg in call.legs)
+
+
+def test_non_siprec_payload_is_refused_488(uas: RecordingUas) -> None:
+    body = _shared_body("non-siprec-payload.txt", None)
+    assert statuses(handle(uas, invite(body=body))) == [488]
