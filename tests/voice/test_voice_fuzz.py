@@ -70,3 +70,44 @@ def test_sip_error_is_the_accepted_failure() -> None:
     with pytest.raises(SipError):
         parse_message(b"\x00garbage\r\n\r\n")
     fuzz.fuzz_sip(b"\x00garbage\r\n\r\n")
+
+
+@pytest.mark.parametrize("name", ["siprec", "rtp"])
+def test_offer_and_rtp_targets_run_bounded_and_clean(name: str, tmp_path: Path) -> None:
+    target = fuzz.TARGETS[name]
+    corpus = target.load_corpus(None)
+    for data in corpus:
+        target.run(data)  # the seeds themselves pass
+    done = run_loop(
+        target.run, corpus, seed=5, iterations=1500, crash_dir=tmp_path, mutator=target.mutator
+    )
+    assert done == 1500
+    assert not list(tmp_path.iterdir())
+
+
+def test_siprec_target_accepts_the_corpus_offer() -> None:
+    # the seed is a real SIPREC INVITE body: it must get all the way to an answer
+    content_type, body = fuzz.siprec_corpus(None)[0].split(b"\n", 1)
+    offer = fuzz.parse_recording_offer(content_type.decode(), body, record_only=False)
+    assert len(fuzz.assign_roles(offer)) == 2
+
+
+def test_rtp_target_reports_a_broken_jitter_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Gappy(fuzz.JitterBuffer):
+        """Leaves one sample out before every chunk it releases."""
+
+        shift = 0
+
+        def push(self, packet, arrival_ms, *, start=None):  # type: ignore[no-untyped-def]
+            out = []
+            for chunk in super().push(packet, arrival_ms, start=start):
+                Gappy.shift += 1
+                out.append(type(chunk)(chunk.start + Gappy.shift, chunk.pcm, chunk.silence))
+            return out
+
+    monkeypatch.setattr(fuzz, "JitterBuffer", Gappy)
+    first, _, _third = fuzz.rtp_corpus(None)
+    with pytest.raises(AssertionError, match="contiguous"):
+        fuzz.fuzz_rtp(first + fuzz.build_rtp(
+            payload_type=0, sequence=2, timestamp=2000, ssrc=7, payload=bytes(160)
+        ))  # fmt: skip

@@ -24,12 +24,17 @@ from pathlib import Path
 
 from callstream.fuzzing import DEFAULT_TOKENS, fuzz_main
 from callstream.fuzzing import mutate as byte_mutate
+from callstream.voice.codecs import decode_pcma, decode_pcmu
+from callstream.voice.jitterbuffer import Chunk, JitterBuffer
+from callstream.voice.rtp import RtpError, build_rtp, is_rtcp, parse_rtp
+from callstream.voice.sdp import answer_recording, parse_sdp
 from callstream.voice.sip import (
     KeepAlive,
     SipError,
     StreamParser,
     parse_message,
 )
+from callstream.voice.siprec import SiprecError, assign_roles, parse_recording_offer
 
 __all__ = [
     "SIP_CORPUS",
@@ -242,6 +247,93 @@ def fuzz_sip(data: bytes) -> None:
             raise AssertionError(f"stream outcome depends on chunking: {outcome} vs {whole}")
 
 
+def _recording_body() -> tuple[str, bytes]:
+    head, _, body = SIP_CORPUS[0].partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-type":
+            return value.strip().decode(), body
+    raise AssertionError("the corpus INVITE has no Content-Type")
+
+
+def siprec_corpus(directory: Path | None = None) -> list[bytes]:
+    """Recording-offer bodies: the corpus INVITE's multipart body, its SDP alone, and the
+    files in ``directory``. The first line of an input is its Content-Type."""
+    content_type, body = _recording_body()
+    sdp = body.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
+    corpus = [content_type.encode() + b"\n" + body, b"application/sdp\n" + sdp]
+    if directory is not None and directory.is_dir():
+        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
+    return corpus
+
+
+def fuzz_siprec(data: bytes) -> None:
+    """An INVITE body (first line: its Content-Type) through the offer parser, the role
+    assignment and the SDP answer: only :class:`SiprecError` may escape, and an accepted
+    offer gets one answer m-line per offered one."""
+    content_type, _, body = data.partition(b"\n")
+    try:
+        offer = parse_recording_offer(
+            content_type.decode("latin-1"), body, record_only=bool(data[:1] == b"a")
+        )
+        roles = assign_roles(offer)
+    except SiprecError:
+        return
+    ports: list[int | None] = [None] * len(offer.sdp.media)
+    for n, role in enumerate(roles):
+        ports[role.index] = 20000 + 2 * n
+    answer = answer_recording(offer.sdp, address="127.0.0.1", ports=ports, session_id=1)
+    if len(answer.media) != len(offer.sdp.media):
+        raise AssertionError("the answer does not have one m-line per offered m-line")
+    parse_sdp(answer.to_text())
+    if roles and sum(r.is_caller for r in roles) != 1:
+        raise AssertionError(f"not exactly one caller leg: {roles}")
+
+
+def rtp_corpus(directory: Path | None = None) -> list[bytes]:
+    """RTP packets (PCMU, a telephone-event, padding and CSRC/extension forms), and the
+    files in ``directory``."""
+    corpus = [
+        build_rtp(payload_type=0, sequence=1, timestamp=160, ssrc=7, payload=bytes(160)),
+        build_rtp(payload_type=101, sequence=2, timestamp=320, ssrc=7, payload=b"\x01\x80\x00\xa0"),
+        build_rtp(
+            payload_type=8, sequence=65535, timestamp=2**32 - 80, ssrc=9, payload=b"\xd5" * 80,
+            csrc=(1, 2), extension=(0xBEDE, b"\x00" * 4), padding=4, marker=True,
+        ),
+    ]  # fmt: skip
+    if directory is not None and directory.is_dir():
+        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
+    return corpus
+
+
+def fuzz_rtp(data: bytes) -> None:
+    """A datagram, then the same cut into a packet stream, through the RTP parser and a
+    jitter buffer: only :class:`RtpError` may escape, and the buffer's output stays
+    contiguous."""
+    buffer = JitterBuffer(
+        decoders={0: decode_pcmu, 8: decode_pcma}, ignored_payload_types=(101, 13)
+    )
+    end: int | None = None
+    pieces = [data] + [data[i : i + 172] for i in range(0, len(data), 172)]
+    for n, piece in enumerate(pieces):
+        if is_rtcp(piece):
+            continue
+        try:
+            packet = parse_rtp(piece)
+        except RtpError:
+            continue
+        end = _contiguous(buffer.push(packet, 20.0 * n), end)
+    _contiguous(buffer.flush(), end)
+
+
+def _contiguous(chunks: Sequence[Chunk], end: int | None) -> int | None:
+    for chunk in chunks:
+        if end is not None and chunk.start != end:
+            raise AssertionError(f"jitter buffer output not contiguous at {chunk.start}")
+        end = chunk.start + len(chunk.pcm) // 2
+    return end
+
+
 @dataclass(frozen=True)
 class FuzzTarget:
     """A named fuzz target: the function run on each input, its corpus loader, its
@@ -255,6 +347,8 @@ class FuzzTarget:
 
 TARGETS: dict[str, FuzzTarget] = {
     "sip": FuzzTarget(fuzz_sip, sip_corpus, _mutate, ".sip"),
+    "siprec": FuzzTarget(fuzz_siprec, siprec_corpus, suffix=".body"),
+    "rtp": FuzzTarget(fuzz_rtp, rtp_corpus, suffix=".rtp"),
 }
 """The fuzz targets by name (``--target``)."""
 
