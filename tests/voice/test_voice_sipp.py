@@ -67,9 +67,14 @@ def lab(tmp_path: Path) -> Iterator[VoiceLab]:
         lab.server.stop()
 
 
-def run_sipp(lab: VoiceLab, tmp_path: Path, *, pause_ms: int) -> subprocess.CompletedProcess[str]:
-    text = SCENARIO.read_text(encoding="latin-1")
-    text = text.replace("/tmp/pcap/g711a.pcap", str(PCAP))
+NBR_SCENARIO = Path(__file__).with_name("scenarios") / "cisco_nbr_pcap.xml"
+
+
+def run_sipp(
+    lab: VoiceLab, tmp_path: Path, *, pause_ms: int, scenario_file: Path = SCENARIO
+) -> subprocess.CompletedProcess[str]:
+    text = scenario_file.read_text(encoding="latin-1")
+    text = text.replace("/tmp/pcap/g711a.pcap", str(PCAP)).replace("PCAP_PATH", str(PCAP))
     text = text.replace('<pause milliseconds="3000"/>', f'<pause milliseconds="{pause_ms}"/>')
     scenario = tmp_path / "scenario.xml"
     scenario.write_text(text, encoding="latin-1")
@@ -112,3 +117,18 @@ def test_sipp_siprec_scenario_records_both_legs(lab: VoiceLab, tmp_path: Path) -
     updated = [e for e in lab.events() if e["StreamingStatus"] == "UPDATED"]
     assert len(updated) == 1  # the re-INVITE (a=inactive, metadata resent)
     assert len(list(sdr_lines(lab.data_dir))) == 2
+
+
+def test_sipp_cisco_nbr_session_records_both_legs(lab: VoiceLab, tmp_path: Path) -> None:
+    """CUBE network-based recording: plain SDP, the record-only flag, participants by
+    media-index (0 is the caller); a session timer the SRC refreshes."""
+    done = run_sipp(lab, tmp_path, pause_ms=8000, scenario_file=NBR_SCENARIO)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    ended = lab.wait_events("ENDED", 2)
+    caller = next(e for e in ended if e["IsCaller"])
+    callee = next(e for e in ended if not e["IsCaller"])
+    assert caller["Sdp"]["mediaIndex"] == 0 and callee["Sdp"]["mediaIndex"] == 1
+    assert caller["FromNumber"] == "2164485925" and caller["ToNumber"] == "5551000"
+    assert "SiprecMetadata" not in caller or caller["SiprecMetadata"] is None
+    expected = b"".join(alaw_decode(p).astype("<i2").tobytes() for p in pcap_rtp_payloads(PCAP))
+    assert leg_pcm(lab.get_media(caller["StreamARN"])) == expected
