@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import struct
-import time
 from collections.abc import Callable
 
 import numpy as np
 
+from bench_g711 import best_of
 from callstream.media.g711 import ULAW_DECODE_TABLE
 from callstream.voice.codecs import decode_l16, decode_pcmu
 from callstream.voice.jitterbuffer import JitterBuffer
@@ -24,16 +24,6 @@ from callstream.voice.rtp import RtpPacket, build_rtp, parse_rtp
 
 TARGET_PPS = 30_000
 FRAME = 160
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def make_datagrams(n: int, legs: int = 1) -> list[bytes]:

@@ -9,7 +9,8 @@ import pytest
 
 from callstream.fuzzing import run_loop
 from callstream.voice import fuzz
-from callstream.voice.sip import Request, SipError, parse_message
+from callstream.voice.errors import SipError
+from callstream.voice.sip import Request, parse_message
 
 
 def test_every_corpus_message_parses_and_passes() -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_voice_rtp import PCAP, pcap_udp_payloads
+from test_voice_rtp import PCAP
+from voice_helpers import pcap_udp_payloads
 
 from callstream.media.g711 import ulaw_decode, ulaw_encode
 from callstream.voice.codecs import decode_pcma, decode_pcmu

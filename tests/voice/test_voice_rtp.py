@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from voice_helpers import pcap_udp_payloads
 
 from callstream.media.g711 import alaw_decode, ulaw_decode
 from callstream.voice.codecs import (
@@ -372,26 +373,6 @@ def test_silence_is_cached_zero_bytes() -> None:
 
 
 # --- a real capture -----------------------------------------------------------------------
-
-
-def pcap_udp_payloads(path: Path) -> list[bytes]:
-    """UDP payloads of an Ethernet/IPv4 pcap (little- or big-endian classic format)."""
-    data = path.read_bytes()
-    magic = data[:4]
-    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    offset = 24
-    out = []
-    while offset + 16 <= len(data):
-        incl = struct.unpack_from(endian + "I", data, offset + 8)[0]
-        frame = data[offset + 16 : offset + 16 + incl]
-        offset += 16 + incl
-        if frame[12:14] != b"\x08\x00" or frame[23] != 17:
-            continue
-        ihl = (frame[14] & 0x0F) * 4
-        udp = 14 + ihl
-        length = struct.unpack_from("!H", frame, udp + 4)[0]
-        out.append(frame[udp + 8 : udp + length])
-    return out
 
 
 @pytest.mark.skipif(not PCAP.exists(), reason=f"{PCAP} absent (shared test data not mounted)")

@@ -324,7 +324,8 @@ def test_standalone_voice_connector_writes_legs_over_putmedia(
 
 def test_rtp_timeout_ends_the_call_with_a_bye(tmp_path: Path) -> None:
     from callstream.voice.client import siprec_body
-    from callstream.voice.sip import Headers, Request, parse_message, serialize
+    from callstream.voice.sip import Request, parse_message, serialize
+    from callstream.voice.sipheaders import Headers
 
     lab = start_lab(tmp_path, rtp_timeout_s=1.0)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

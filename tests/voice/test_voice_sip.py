@@ -9,32 +9,34 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callstream.voice.errors import SipError
 from callstream.voice.fuzz import SIP_CORPUS
 from callstream.voice.sip import (
     KEEPALIVE,
-    Headers,
     KeepAlive,
     Limits,
-    NameAddr,
-    Params,
     Request,
     Response,
-    SipError,
-    SipUri,
     StreamParser,
-    Via,
     is_keepalive,
+    parse_message,
+    response_to,
+    serialize,
+)
+from callstream.voice.sipheaders import (
+    Headers,
+    NameAddr,
+    Params,
+    SipUri,
+    Via,
     new_branch,
     new_call_id,
     new_tag,
-    parse_message,
     parse_name_addr,
     parse_params,
     parse_uri,
     parse_via,
     response_address,
-    response_to,
-    serialize,
     stamp_via,
 )
 

@@ -6,13 +6,19 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from voice_helpers import VoiceLab, leg_fragments, leg_pcm, sdr_lines, start_lab
+from voice_helpers import (
+    VoiceLab,
+    leg_fragments,
+    leg_pcm,
+    pcap_udp_payloads,
+    sdr_lines,
+    start_lab,
+)
 
 from callstream.media.g711 import alaw_decode
 
@@ -34,22 +40,7 @@ pytestmark = [
 
 def pcap_rtp_payloads(path: Path) -> list[bytes]:
     """RTP payloads of an Ethernet/IPv4/UDP pcap, in file order."""
-    data = path.read_bytes()
-    magic = data[:4]
-    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    offset = 24
-    payloads = []
-    while offset + 16 <= len(data):
-        _, _, incl, _ = struct.unpack_from(endian + "IIII", data, offset)
-        frame = data[offset + 16 : offset + 16 + incl]
-        offset += 16 + incl
-        ip = frame[14:]
-        ihl = (ip[0] & 0x0F) * 4
-        udp = ip[ihl:]
-        rtp = udp[8:]
-        cc = rtp[0] & 0x0F
-        payloads.append(rtp[12 + 4 * cc :])
-    return payloads
+    return [d[12 + 4 * (d[0] & 0x0F) :] for d in pcap_udp_payloads(path)]
 
 
 def free_port() -> int:

@@ -19,21 +19,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callstream.voice.sdp import RtpMap, chosen_codec, parse_sdp
-from callstream.voice.siprec import (
+from callstream.voice.errors import SiprecError
+from callstream.voice.multipart import BodyPart, parse_content_type, parse_multipart
+from callstream.voice.rsmetadata import (
     NS_RECORDING,
     NS_RECORDING_DRAFT,
     NS_SIPREC_BROADWORKS,
-    BodyPart,
-    RecordingOffer,
-    SiprecError,
     aor_matches,
+    parse_metadata,
+)
+from callstream.voice.sdp import RtpMap, chosen_codec, parse_sdp
+from callstream.voice.siprec import (
+    RecordingOffer,
     assign_roles,
     build_answer,
     is_record_only,
-    parse_content_type,
-    parse_metadata,
-    parse_multipart,
     parse_nbr_participant,
     parse_recording_offer,
 )

@@ -12,7 +12,8 @@ from callstream.voice.client import siprec_body
 from callstream.voice.connectors import StreamingConfiguration, VoiceConnectorRegistry
 from callstream.voice.sdp import parse_sdp
 from callstream.voice.server import PortPool
-from callstream.voice.sip import Headers, Request, Response, parse_message, serialize
+from callstream.voice.sip import Request, Response, parse_message, serialize
+from callstream.voice.sipheaders import Headers
 from callstream.voice.uas import (
     CallEnded,
     CallStarted,

@@ -1,9 +1,10 @@
 """A callstream server with its SIP recording server on, a voice connector with streaming,
-and ways to read back what a call's legs became."""
+ways to read back what a call's legs became, and the datagrams of a capture."""
 
 from __future__ import annotations
 
 import json
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ __all__ = [
     "VoiceLab",
     "leg_fragments",
     "leg_pcm",
+    "pcap_udp_payloads",
     "status_events",
     "tone",
 ]
@@ -139,3 +141,23 @@ def sdr_lines(data_dir: Path) -> Iterator[dict[str, Any]]:
         if path.is_file():
             for line in path.read_text().splitlines():
                 yield json.loads(line)
+
+
+def pcap_udp_payloads(path: Path) -> list[bytes]:
+    """UDP payloads of an Ethernet/IPv4 pcap (little- or big-endian classic format)."""
+    data = path.read_bytes()
+    magic = data[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offset = 24
+    out = []
+    while offset + 16 <= len(data):
+        incl = struct.unpack_from(endian + "I", data, offset + 8)[0]
+        frame = data[offset + 16 : offset + 16 + incl]
+        offset += 16 + incl
+        if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        udp = 14 + ihl
+        length = struct.unpack_from("!H", frame, udp + 4)[0]
+        out.append(frame[udp + 8 : udp + length])
+    return out

@@ -24,19 +24,11 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from callstream.media.g711 import alaw_encode, ulaw_encode
+from callstream.voice.errors import SipError
 from callstream.voice.rtp import build_rtp
 from callstream.voice.sdp import parse_sdp
-from callstream.voice.sip import (
-    Headers,
-    Request,
-    Response,
-    SipError,
-    new_branch,
-    new_call_id,
-    new_tag,
-    parse_message,
-    serialize,
-)
+from callstream.voice.sip import Request, Response, parse_message, serialize
+from callstream.voice.sipheaders import Headers, new_branch, new_call_id, new_tag
 
 __all__ = ["CallResult", "SiprecCallError", "place_call", "siprec_body"]
 

@@ -8,7 +8,7 @@ when installed, see :mod:`callstream.fuzzing`). Targets live in :data:`TARGETS`;
 The ``sip`` target (:func:`fuzz_sip`) feeds an input to
 :func:`~callstream.voice.sip.parse_message` and to
 :class:`~callstream.voice.sip.StreamParser` in several chunkings. Only
-:class:`~callstream.voice.sip.SipError` may come out; a parsed message must serialize and
+:class:`~callstream.voice.errors.SipError` may come out; a parsed message must serialize and
 parse back to the same bytes with its properties readable; and the stream outcome must
 not depend on the chunking.
 """
@@ -25,16 +25,12 @@ from pathlib import Path
 from callstream.fuzzing import DEFAULT_TOKENS, fuzz_main
 from callstream.fuzzing import mutate as byte_mutate
 from callstream.voice.codecs import decode_pcma, decode_pcmu
+from callstream.voice.errors import SipError, SiprecError
 from callstream.voice.jitterbuffer import Chunk, JitterBuffer
 from callstream.voice.rtp import RtpError, build_rtp, is_rtcp, parse_rtp
 from callstream.voice.sdp import answer_recording, parse_sdp
-from callstream.voice.sip import (
-    KeepAlive,
-    SipError,
-    StreamParser,
-    parse_message,
-)
-from callstream.voice.siprec import SiprecError, assign_roles, parse_recording_offer
+from callstream.voice.sip import KeepAlive, StreamParser, parse_message
+from callstream.voice.siprec import assign_roles, parse_recording_offer
 
 __all__ = [
     "SIP_CORPUS",

@@ -282,14 +282,10 @@ class JitterBuffer:
             self.bad_sequence += 1
             return []
         ext = max_seq + delta
+        if self._stale(ext):
+            return []
         expected = self._expected
-        if ext < expected:
-            self._drop_old(ext)
-            return []
         held = self._held
-        if ext in held:
-            self.duplicates += 1
-            return []
         ts_ref = self._ts_ref
         ext_ts = ts_ref + (((packet.timestamp - ts_ref + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
         if self._rate == SAMPLE_RATE:
@@ -373,13 +369,9 @@ class JitterBuffer:
             self.ignored += 1
             return []
         ext = max_seq + delta
-        if ext < self._expected:
-            self._drop_old(ext)
+        if self._stale(ext):
             return []
         held = self._held
-        if ext in held:
-            self.duplicates += 1
-            return []
         if delta > 0:
             self._max_seq = ext
         elif delta < 0:
@@ -402,12 +394,19 @@ class JitterBuffer:
             self._check_held(arrival_ms, out)
         return out
 
-    def _drop_old(self, ext: int) -> None:
-        """Count a packet whose sequence slot has passed."""
-        if ext < self._first_seq or ext in self._lost_seqs:
-            self.late += 1
-        else:
+    def _stale(self, ext: int) -> bool:
+        """Whether a packet's sequence slot has passed or is already held; if so, count it
+        (late, or a duplicate)."""
+        if ext < self._expected:
+            if ext < self._first_seq or ext in self._lost_seqs:
+                self.late += 1
+            else:
+                self.duplicates += 1
+            return True
+        if ext in self._held:
             self.duplicates += 1
+            return True
+        return False
 
     def _reanchor(
         self,

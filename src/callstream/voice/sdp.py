@@ -152,6 +152,23 @@ def _parse_rtpmap(value: str) -> RtpMap:
     return RtpMap(int(pt_text), parts[0], int(parts[1]), channels)
 
 
+def _attribute(attributes: list[tuple[str, str | None]], name: str) -> str | None:
+    """The value of the first ``a=<name>`` (``""`` for a property attribute), else None."""
+    for key, value in attributes:
+        if key == name:
+            return "" if value is None else value
+    return None
+
+
+def _direction(attributes: list[tuple[str, str | None]]) -> str | None:
+    """The direction attribute among ``attributes`` (the last one wins), else None."""
+    found = None
+    for key, _ in attributes:
+        if key in DIRECTIONS:
+            found = key
+    return found
+
+
 @dataclass
 class MediaDescription:
     """One media section: the ``m=`` line and the ``i=``/``c=``/``b=``/``k=``/``a=`` lines after it.
@@ -176,10 +193,7 @@ class MediaDescription:
 
     def attribute(self, name: str) -> str | None:
         """The value of the first ``a=<name>`` (``""`` for a property attribute), else None."""
-        for key, value in self.attributes:
-            if key == name:
-                return "" if value is None else value
-        return None
+        return _attribute(self.attributes, name)
 
     def attribute_values(self, name: str) -> list[str]:
         """The values of every ``a=<name>`` in order (``""`` for property attributes)."""
@@ -188,11 +202,7 @@ class MediaDescription:
     @property
     def media_direction(self) -> str | None:
         """The media-level direction attribute (the last one wins), else None."""
-        found = None
-        for key, _ in self.attributes:
-            if key in DIRECTIONS:
-                found = key
-        return found
+        return _direction(self.attributes)
 
     @property
     def direction(self) -> str:
@@ -323,19 +333,12 @@ class SessionDescription:
 
     def attribute(self, name: str) -> str | None:
         """The value of the first session-level ``a=<name>`` (``""`` if valueless), else None."""
-        for key, value in self.attributes:
-            if key == name:
-                return "" if value is None else value
-        return None
+        return _attribute(self.attributes, name)
 
     @property
     def session_direction(self) -> str | None:
         """The session-level direction attribute, else None."""
-        found = None
-        for key, _ in self.attributes:
-            if key in DIRECTIONS:
-                found = key
-        return found
+        return _direction(self.attributes)
 
     def direction_of(self, m: MediaDescription) -> str:
         """The direction of a media section: media-level, else session-level, else sendrecv."""

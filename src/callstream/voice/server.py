@@ -28,18 +28,18 @@ from typing import Any, cast
 from callstream.events.types import Event
 from callstream.flows.store import CallEvents, CallStore
 from callstream.voice.calls import Call
+from callstream.voice.errors import SipError
 from callstream.voice.recorder import CallRecorder
 from callstream.voice.sdr import LegRecord, write_sdr
 from callstream.voice.sip import (
     Request,
     Response,
-    SipError,
     StreamParser,
     is_keepalive,
     parse_message,
-    response_address,
     serialize,
 )
+from callstream.voice.sipheaders import response_address
 from callstream.voice.transactions import ServerTransactions
 from callstream.voice.uas import (
     Action,

@@ -24,14 +24,8 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Literal
 
-from callstream.voice.sip import (
-    MAGIC_COOKIE,
-    Request,
-    Response,
-    response_address,
-    response_to,
-    stamp_via,
-)
+from callstream.voice.sip import Request, Response, response_to
+from callstream.voice.sipheaders import MAGIC_COOKIE, response_address, stamp_via
 
 __all__ = [
     "AckTimeout",
@@ -278,7 +272,7 @@ class ServerTransactions:
     ) -> Received:
         """Match a request (parsed by :func:`~callstream.voice.sip.parse_message`, so its
         Via/CSeq/From/To/Call-ID are valid) to a transaction. Stamps ``received``/``rport``
-        on its top Via first (:func:`~callstream.voice.sip.stamp_via`), so responses built
+        on its top Via first (:func:`~callstream.voice.sipheaders.stamp_via`), so responses built
         from it carry them."""
         stamp_via(request, source)
         if request.method == "ACK":

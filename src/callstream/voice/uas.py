@@ -48,23 +48,10 @@ from typing import Protocol
 
 from callstream.voice import sdp as sdp_mod
 from callstream.voice.calls import Call, Leg, stream_name
-from callstream.voice.sip import (
-    Headers,
-    Request,
-    Response,
-    SipError,
-    new_branch,
-    new_tag,
-    parse_name_addr,
-    parse_uri,
-    response_to,
-)
-from callstream.voice.siprec import (
-    SiprecError,
-    assign_roles,
-    is_record_only,
-    parse_recording_offer,
-)
+from callstream.voice.errors import SipError, SiprecError
+from callstream.voice.sip import Request, Response, response_to
+from callstream.voice.sipheaders import Headers, new_branch, new_tag, parse_name_addr, parse_uri
+from callstream.voice.siprec import assign_roles, is_record_only, parse_recording_offer
 
 __all__ = [
     "Action",
