@@ -29,7 +29,7 @@ connector for the host, ``403`` streaming is not enabled on the connector (the c
 exists but has been told not to stream, so retrying elsewhere on the same connector will
 not help: a configuration refusal, as a SIP proxy refuses a forbidden destination),
 ``420`` an unsupported ``Require`` option, ``422`` a Session-Expires below ``Min-SE``,
-``415``/``488``/``400`` from the offer (:class:`~callstream.voice.siprec.SiprecError`),
+``415``/``488``/``400`` from the offer (:class:`~callstream.voice.errors.SiprecError`),
 ``503`` with ``Retry-After`` when the call or RTP port limit is reached.
 
 Session timers (RFC 4028): when the SRC supports them, the SRC refreshes
