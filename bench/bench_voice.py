@@ -50,8 +50,7 @@ is both cores.
 
     python bench/bench_voice.py [--n 100,200,300,400] [--seconds 20] [--warmup 5]
                                 [--rate 40] [--keep-going] [--quick | --tiny]
-                                [--profile] [--no-baseline] [--server-loop uvloop]
-                                [--json F]
+                                [--profile] [--no-baseline] [--json F]
 
 The verdict per row: every call answered, zero packets lost, p99 < 200 ms, readers
 caught up, no errors. Stops after the first N at which callstream fails unless ``--keep-going``. ``--profile`` samples the server with py-spy (``record
@@ -107,12 +106,6 @@ REGION = "us-east-1"
 RTP_PORTS = "20000-39999"
 P99_LIMIT_MS = 200.0
 CAUGHT_UP_MS = 500.0
-UVLOOP_SERVE = [
-    sys.executable,
-    "-c",
-    "import sys, uvloop; uvloop.install(); from callstream.cli import main; sys.exit(main(sys.argv[1:]))",
-]
-"""``callstream serve`` on uvloop (``--server-loop uvloop``: what-if, not how it ships)."""
 
 
 def run_async(coro: Any) -> Any:
@@ -133,7 +126,7 @@ def udp_rcvbuf_errors() -> int:
 class VoiceServer(ServerProcess):
     """``callstream serve`` with SIP on, and a voice connector with streaming."""
 
-    def __init__(self, n: int, loop: str = "asyncio") -> None:
+    def __init__(self, n: int) -> None:
         port = free_port()
         self.sip_port = free_port()
         while self.sip_port == port:
@@ -142,13 +135,26 @@ class VoiceServer(ServerProcess):
         self.dir = Path(tempfile.mkdtemp(prefix="bench-voice-"))
         env = dict(os.environ)
         env.update(CALLSTREAM_ACCESS_KEY_ID=ACCESS_KEY, CALLSTREAM_SECRET_ACCESS_KEY=SECRET_KEY)
-        cmd = [sys.executable, "-m", "callstream.cli"] if loop == "asyncio" else [*UVLOOP_SERVE]
-        cmd += ["serve", "--data-dir", str(self.dir / "data")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "callstream.cli",
+            "serve",
+            "--data-dir",
+            str(self.dir / "data"),
+        ]
         cmd += ["--port", str(port), "--sip-port", str(self.sip_port), "--rtp-ports", RTP_PORTS]
         cmd += ["--max-calls", str(max(1000, n + 10))]
         super().__init__(
             cmd, port=port, log_path=self.dir / "server.log", env=env, name="callstream serve"
         )
+        try:
+            self._connector()
+        except Exception:
+            self.stop()
+            raise
+
+    def _connector(self) -> None:
         chime = boto3.client(
             "chime-sdk-voice",
             endpoint_url=self.url,
@@ -326,9 +332,7 @@ def fold_profile(path: Path, top: int = 20) -> dict[str, Any]:
 
 async def callstream_load(srv: VoiceServer, n: int, a: argparse.Namespace) -> RunResult:
     loop = asyncio.get_running_loop()
-    res = RunResult(
-        "callstream" if a.server_loop == "asyncio" else "callstream/uvloop", n, 2 * n, a.seconds
-    )
+    res = RunResult("callstream", n, 2 * n, a.seconds)
     window = Window()
     pacer = Pacer()
     ua_transport, ua = await loop.create_datagram_endpoint(
@@ -484,7 +488,7 @@ async def baseline_load(n: int, a: argparse.Namespace) -> RunResult:
 
 
 def run_callstream(n: int, a: argparse.Namespace) -> RunResult:
-    srv = VoiceServer(n, a.server_loop)
+    srv = VoiceServer(n)
     try:
         res: RunResult = run_async(callstream_load(srv, n, a))
         tb = srv.tracebacks()
@@ -557,12 +561,6 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     ap.add_argument("--rate", type=float, default=40.0, help="INVITEs per second")
     ap.add_argument("--keep-going", action="store_true", help="run every N even after a failure")
     ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument(
-        "--server-loop",
-        choices=("asyncio", "uvloop"),
-        default="asyncio",
-        help="run the server on uvloop (a what-if: serve ships on the default loop)",
-    )
     ap.add_argument("--profile", action="store_true", help="py-spy on the server (see above)")
     ap.add_argument("--quick", action="store_true", help="N 25,50, 5 s windows")
     ap.add_argument("--tiny", action="store_true", help="N 2, 3 s (the test suite's run)")
