@@ -44,19 +44,10 @@ from botocore.credentials import Credentials
 
 from callstream.voice.client import siprec_body
 from callstream.voice.codecs import decode_pcmu
+from callstream.voice.errors import SipError
 from callstream.voice.sdp import parse_sdp
-from callstream.voice.sip import (
-    Headers,
-    Request,
-    Response,
-    SipError,
-    new_branch,
-    new_call_id,
-    new_tag,
-    parse_message,
-    response_to,
-    serialize,
-)
+from callstream.voice.sip import Request, Response, parse_message, response_to, serialize
+from callstream.voice.sipheaders import Headers, new_branch, new_call_id, new_tag
 
 PT_PCMU = 0
 PACKET_SAMPLES = 160

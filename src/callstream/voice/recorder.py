@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from callstream.client.producer import chime_producer
 from callstream.flows.store import CallEvents, CallStore, CallUpload
@@ -56,6 +55,8 @@ SAMPLE_RATE = 8000
 SILENT_LEG_LAG_MS = 500
 """How far behind the call's newest audio a leg without RTP is filled with silence."""
 FRAGMENT_MS = 1000
+SILENT_LAG_SAMPLES = SILENT_LEG_LAG_MS * SAMPLE_RATE // 1000
+MAX_PACKETS_PER_POLL = 256
 GRID_SAMPLES = 160
 START_TOGETHER_MS = 100
 TRACK = 1
@@ -105,7 +106,7 @@ class _Output:
             await self.task
 
 
-class LegRecorder(asyncio.DatagramProtocol):
+class LegRecorder:
     """One leg: its RTP socket, jitter buffer, muxer, upload and status events."""
 
     def __init__(self, recorder: CallRecorder, leg: Leg, stream_arn: str) -> None:
@@ -133,7 +134,6 @@ class LegRecorder(asyncio.DatagramProtocol):
             fragment_ms=FRAGMENT_MS,
         )
         self.output: _Output | None = None
-        self.transport: asyncio.DatagramTransport | None = None
         self.start_fragment: str | None = None
         self.start_ms: int | None = None
         self.end_ms: int | None = None
@@ -142,46 +142,51 @@ class LegRecorder(asyncio.DatagramProtocol):
         self.sock: socket.socket | None = None
 
     # --- RTP in ------------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def poll(self, now_ms: float) -> bool:
+        """Read every datagram waiting on the leg's socket, put the packets through the
+        jitter buffer and write what it releases as one piece; True when a packet came.
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if self.ended:
-            return
-        if addr[0] not in self.recorder.allowed_sources(self.leg):
-            self.stats.foreign += 1
-            return
-        if is_rtcp(data):
-            self.stats.rtcp += 1
-            return
-        try:
-            packet = parse_rtp(data)
-        except RtpError:
-            self.stats.malformed += 1
-            return
-        now_ms = self.recorder.loop.time() * 1000.0
-        self.stats.packets += 1
-        self.stats.last_arrival_ms = now_ms
-        start = None
-        if self.jitter.received == 0:
-            start = max(self.recorder.position_at(now_ms), self.jitter.position)
-        self.write(self.jitter.push(packet, now_ms, start=start))
-        self.recorder.leg_advanced(self, now_ms)
-
-    def drain(self) -> None:
-        """Take what already sits in the socket's buffer (it arrived before the BYE)."""
+        The server polls all legs every few tens of milliseconds instead of taking one
+        event-loop callback per datagram: at hundreds of calls the per-datagram callbacks
+        and per-packet uploads were most of the server's work."""
         sock = self.sock
         if sock is None or self.ended:
-            return
-        for _ in range(10_000):
+            return False
+        allowed = self.recorder.allowed_sources(self.leg)
+        stats = self.stats
+        jitter = self.jitter
+        chunks: list[Chunk] = []
+        got = False
+        for _ in range(MAX_PACKETS_PER_POLL):
             try:
                 data, addr = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError, OSError):
-                return
-            self.datagram_received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTP socket of %s: %s", self.leg.stream_name, exc)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # ICMP errors surface here on some kernels
+                log.debug("RTP socket of %s: %s", self.leg.stream_name, exc)
+                break
+            if addr[0] not in allowed:
+                stats.foreign += 1
+                continue
+            if is_rtcp(data):
+                stats.rtcp += 1
+                continue
+            try:
+                packet = parse_rtp(data)
+            except RtpError:
+                stats.malformed += 1
+                continue
+            stats.packets += 1
+            got = True
+            start = None
+            if jitter.received == 0:
+                start = max(self.recorder.position_at(now_ms), jitter.position)
+            chunks += jitter.push(packet, now_ms, start=start)
+        if got:
+            stats.last_arrival_ms = now_ms
+        if chunks:
+            self.write(chunks)
+        return got
 
     # --- audio out ---------------------------------------------------------------------
     def write(self, chunks: list[Chunk]) -> None:
@@ -215,10 +220,10 @@ class LegRecorder(asyncio.DatagramProtocol):
 
     async def close(self) -> bool:
         """Flush the jitter buffer, end the upload; True when every fragment was stored."""
-        self.drain()
+        self.poll(self.recorder.loop.time() * 1000.0)  # what arrived before the BYE
         self.ended = True
-        if self.transport is not None:
-            self.transport.close()
+        if self.sock is not None:
+            self.sock.close()
         self.write(self.jitter.flush())
         if self.output is None:
             return False
@@ -233,10 +238,6 @@ class LegRecorder(asyncio.DatagramProtocol):
         except Exception as exc:
             self.failed = self.failed or f"{type(exc).__name__}: {exc}"
             return False
-
-
-def _same(recorder: LegRecorder) -> LegRecorder:
-    return recorder
 
 
 class CallRecorder:
@@ -263,7 +264,6 @@ class CallRecorder:
         self.on_ended = on_ended
         self.prepared = False
         """Its streams exist and its uploads are open."""
-        self.starting: asyncio.Task[Any] | None = None
         self._ending = False
         self._sources: dict[int, frozenset[str]] = {}
 
@@ -280,16 +280,20 @@ class CallRecorder:
         for recorder in self.legs:
             await recorder.open(self.store)
 
-    async def start(self, take_socket: Callable[[int], socket.socket | None]) -> None:
-        """Read each leg's RTP socket (bound when the INVITE was taken)."""
+    def start(self, take_socket: Callable[[int], socket.socket | None]) -> None:
+        """Take each leg's RTP socket (bound when the INVITE was taken) for polling."""
         for recorder in self.legs:
-            if recorder.ended:
-                continue
-            sock = take_socket(recorder.leg.port)
-            if sock is None:
-                continue
-            recorder.sock = sock
-            await self.loop.create_datagram_endpoint(functools.partial(_same, recorder), sock=sock)
+            if not recorder.ended and recorder.sock is None:
+                recorder.sock = take_socket(recorder.leg.port)
+
+    def poll(self, now_ms: float) -> None:
+        """Read every leg's waiting RTP; then fill legs that have been silent a while up
+        to just behind the call's newest audio, so live readers of both keep moving."""
+        moved = False
+        for recorder in self.legs:
+            moved = recorder.poll(now_ms) or moved
+        if moved and len(self.legs) > 1:
+            self._fill_silent_legs(now_ms)
 
     def allowed_sources(self, leg: Leg) -> frozenset[str]:
         cached = self._sources.get(leg.index)
@@ -320,13 +324,10 @@ class CallRecorder:
         samples = elapsed * SAMPLE_RATE / 1000
         return max(0, round(samples / GRID_SAMPLES) * GRID_SAMPLES)
 
-    def leg_advanced(self, moved: LegRecorder, now_ms: float) -> None:
-        """Fill legs that have been silent for a while up to just behind ``moved``."""
-        if len(self.legs) < 2:
-            return
-        target = moved.jitter.position - SILENT_LEG_LAG_MS * SAMPLE_RATE // 1000
+    def _fill_silent_legs(self, now_ms: float) -> None:
+        target = max(r.jitter.position for r in self.legs) - SILENT_LAG_SAMPLES
         for other in self.legs:
-            if other is moved or other.ended or other.jitter.position >= target:
+            if other.ended or other.jitter.position >= target:
                 continue
             last = other.stats.last_arrival_ms
             if last is None or now_ms - last >= SILENT_LEG_LAG_MS:

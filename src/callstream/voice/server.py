@@ -72,6 +72,8 @@ class VoiceConfig:
     listening on all interfaces)."""
     rtp_ports: tuple[int, int] = (20000, 29999)
     rtp_timeout_s: float = 60.0
+    rtp_batch_ms: int = 60
+    """RTP is read and written to the legs' streams this often (latency vs CPU)."""
     max_calls: int = 1000
     default_connector: str | None = None
     account_id: str = "123456789012"
@@ -198,6 +200,7 @@ class VoiceServer:
         self._udp: _Udp | None = None
         self._tcp: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
+        self._rtp: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bad_logged = 0.0
@@ -219,6 +222,7 @@ class VoiceServer:
         self.uas_config.sip_port = port
         self._tcp = await asyncio.start_server(self._tcp_client, cfg.sip_host, port)
         self._timer = asyncio.create_task(self._timers(), name="callstream-sip-timers")
+        self._rtp = asyncio.create_task(self._poll_rtp(), name="callstream-rtp")
         log.info("SIP on %s:%d (UDP, TCP), RTP %d-%d", cfg.sip_host, port, *cfg.rtp_ports)
 
     async def stop(self) -> None:
@@ -229,10 +233,11 @@ class VoiceServer:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.events.drain()
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+        for task in (self._timer, self._rtp):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
         if self._tcp is not None:
@@ -319,7 +324,7 @@ class VoiceServer:
             elif isinstance(action, CallStarted):
                 recorder = self.recorders.get(id(action.call))
                 if recorder is not None:
-                    recorder.starting = self._spawn(recorder.start(self.ports.take))
+                    recorder.start(self.ports.take)
             elif isinstance(action, CallUpdated):
                 recorder = self.recorders.get(id(action.call))
                 if recorder is not None:
@@ -358,9 +363,6 @@ class VoiceServer:
         self._act(self.uas.answer(call, time.monotonic()), time.monotonic())
 
     async def _finish(self, recorder: CallRecorder, *, sdr: bool = True) -> None:
-        if recorder.starting is not None:  # a BYE right behind the ACK: read the legs first
-            with contextlib.suppress(Exception):
-                await recorder.starting
         results = await recorder.end()
         self.recent.append(recorder)
         call = recorder.call
@@ -409,6 +411,23 @@ class VoiceServer:
             if isinstance(message, Response):
                 destination = response_address(message.top_via, destination)
             self._udp.transport.sendto(data, destination)
+
+    # --- RTP -------------------------------------------------------------------------
+    async def _poll_rtp(self) -> None:
+        """Every ``rtp_batch_ms``: read all legs' waiting RTP and write it (see
+        :meth:`LegRecorder.poll`). A late tick reads more at once; none is skipped."""
+        loop = asyncio.get_running_loop()
+        tick = self.config.rtp_batch_ms / 1000
+        due = loop.time()
+        while True:
+            now = loop.time()
+            for recorder in list(self.recorders.values()):
+                try:
+                    recorder.poll(now * 1000.0)
+                except Exception:  # one broken call must not stop the others' audio
+                    log.exception("call %s: reading RTP failed", recorder.call.call_id)
+            due = max(due + tick, loop.time())
+            await asyncio.sleep(due - loop.time())
 
     # --- timers ------------------------------------------------------------------------
     async def _timers(self) -> None:
