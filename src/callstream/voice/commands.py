@@ -44,6 +44,13 @@ def add_serve_options(p: argparse.ArgumentParser, *, standalone: bool = False) -
         metavar="S",
         help="end a call after S seconds without RTP (not while on hold; 0: never)",
     )
+    g.add_argument(
+        "--rtp-batch-ms",
+        type=int,
+        default=60,
+        metavar="MS",
+        help="read RTP and write it to the legs' streams every MS ms (latency vs CPU)",
+    )
     g.add_argument("--max-calls", type=int, default=1000, help="concurrent calls (then 503)")
     g.add_argument(
         "--default-voice-connector",
@@ -67,6 +74,8 @@ def voice_config(args: argparse.Namespace) -> VoiceConfig | None:
         raise _error(f"--rtp-ports must be LOW-HIGH within 1024-65535, got {args.rtp_ports!r}")
     if not 0 <= args.sip_port <= 65535:
         raise _error(f"--sip-port must be 0-65535, got {args.sip_port}")
+    if not 10 <= args.rtp_batch_ms <= 500:
+        raise _error(f"--rtp-batch-ms must be 10-500, got {args.rtp_batch_ms}")
     if args.max_calls < 1:
         raise _error(f"--max-calls must be at least 1, got {args.max_calls}")
     return VoiceConfig(
@@ -75,6 +84,7 @@ def voice_config(args: argparse.Namespace) -> VoiceConfig | None:
         advertise_ip=args.sip_advertise_ip,
         rtp_ports=ports,
         rtp_timeout_s=args.rtp_timeout,
+        rtp_batch_ms=args.rtp_batch_ms,
         max_calls=args.max_calls,
         default_connector=args.default_voice_connector,
     )
