@@ -54,7 +54,7 @@ MEDIA_TYPE = "audio/L16"
 SAMPLE_RATE = 8000
 SILENT_LEG_LAG_MS = 500
 """How far behind the call's newest audio a leg without RTP is filled with silence."""
-FRAGMENT_MS = 1000
+FRAGMENT_MS = 2000
 SILENT_LAG_SAMPLES = SILENT_LEG_LAG_MS * SAMPLE_RATE // 1000
 MAX_PACKETS_PER_POLL = 256
 GRID_SAMPLES = 160
