@@ -47,7 +47,7 @@ def add_serve_options(p: argparse.ArgumentParser, *, standalone: bool = False) -
     g.add_argument(
         "--rtp-batch-ms",
         type=int,
-        default=60,
+        default=100,
         metavar="MS",
         help="read RTP and write it to the legs' streams every MS ms (latency vs CPU)",
     )

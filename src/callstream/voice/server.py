@@ -72,7 +72,7 @@ class VoiceConfig:
     listening on all interfaces)."""
     rtp_ports: tuple[int, int] = (20000, 29999)
     rtp_timeout_s: float = 60.0
-    rtp_batch_ms: int = 60
+    rtp_batch_ms: int = 100
     """RTP is read and written to the legs' streams this often (latency vs CPU)."""
     max_calls: int = 1000
     default_connector: str | None = None
