@@ -405,3 +405,22 @@ def test_cli_voice_connectors_and_calls(lab: VoiceLab, tmp_path: Path) -> None:
     finally:
         cli("voice-connectors", "swap-roles", lab.connector_id, "off", "--data-dir",
             str(lab.data_dir))  # fmt: skip
+
+
+def test_sip_over_tcp(lab: VoiceLab) -> None:
+    """The same port speaks SIP over TCP: OPTIONS answered on the connection, CRLF
+    keep-alive ponged, a malformed message answered and the connection closed."""
+    with socket.create_connection(lab.sip, timeout=10) as conn:
+        conn.sendall(_request("OPTIONS", n=30))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65535)
+        assert data.startswith(b"SIP/2.0 200")
+        conn.sendall(b"\r\n\r\n")
+        assert conn.recv(16).startswith(b"\r\n")
+        bad = _request("OPTIONS", n=31).replace(b"Content-Length: 0\r\n", b"")
+        conn.sendall(bad)  # no Content-Length: not allowed on a stream
+        reply = b""
+        while chunk := conn.recv(65535):
+            reply += chunk
+        assert reply.startswith(b"SIP/2.0 400")

@@ -59,6 +59,8 @@ __all__ = ["PortPool", "VoiceConfig", "VoiceServer"]
 log = logging.getLogger("callstream.voice")
 
 RECENT_CALLS = 200
+POLL_SLICE = 50
+"""Calls polled for RTP before SIP and other work get a turn on the event loop."""
 
 
 @dataclass(slots=True)
@@ -420,12 +422,13 @@ class VoiceServer:
         tick = self.config.rtp_batch_ms / 1000
         due = loop.time()
         while True:
-            now = loop.time()
-            for recorder in list(self.recorders.values()):
+            for n, recorder in enumerate(list(self.recorders.values()), start=1):
                 try:
-                    recorder.poll(now * 1000.0)
+                    recorder.poll(loop.time() * 1000.0)
                 except Exception:  # one broken call must not stop the others' audio
                     log.exception("call %s: reading RTP failed", recorder.call.call_id)
+                if n % POLL_SLICE == 0:
+                    await asyncio.sleep(0)  # let SIP in between slices of calls
             due = max(due + tick, loop.time())
             await asyncio.sleep(due - loop.time())
 
