@@ -424,3 +424,16 @@ def test_sip_over_tcp(lab: VoiceLab) -> None:
         while chunk := conn.recv(65535):
             reply += chunk
         assert reply.startswith(b"SIP/2.0 400")
+
+
+def test_a_call_whose_streams_cannot_be_made_is_refused_with_failed(tmp_path: Path) -> None:
+    lab = start_lab(tmp_path, max_streams=1)  # room for one leg of a two-leg call
+    try:
+        with pytest.raises(SiprecCallError) as refused:
+            asyncio.run(place_call(lab.sip, [tone(0.2, 400), tone(0.2, 500)]))
+        assert refused.value.status == 500
+        failed = lab.wait_events("FAILED", 1)
+        assert failed[0]["FailureReason"].startswith("Internal failure")
+        assert failed[0]["VoiceConnectorId"] == lab.connector_id
+    finally:
+        lab.server.stop()

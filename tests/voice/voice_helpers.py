@@ -76,13 +76,15 @@ class VoiceLab:
         return data
 
 
-def start_lab(data_dir: Path, *, retention: int = 24, **voice: Any) -> VoiceLab:
+def start_lab(
+    data_dir: Path, *, retention: int = 24, max_streams: int = 10000, **voice: Any
+) -> VoiceLab:
     config = ServerConfig(
         credentials={ACCESS_KEY: SECRET_KEY},
         live_idle_timeout_s=0.5,
         voice=VoiceConfig(sip_port=0, rtp_ports=(30000, 39999), **voice),
     )
-    server = ServerThread(data_dir, config=config).start()
+    server = ServerThread(data_dir, config=config, max_streams=max_streams).start()
     chime = make_client(server.url, "chime-sdk-voice")
     vc = chime.create_voice_connector(Name="lab", RequireEncryption=False)["VoiceConnector"]
     if retention >= 0:
