@@ -59,6 +59,8 @@ SILENT_LAG_SAMPLES = SILENT_LEG_LAG_MS * SAMPLE_RATE // 1000
 MAX_PACKETS_PER_POLL = 256
 GRID_SAMPLES = 160
 START_TOGETHER_MS = 100
+"""Legs whose first packets arrive within this (plus two polling intervals: packets are
+stamped when a poll reads them) start together."""
 TRACK = 1
 
 
@@ -250,6 +252,7 @@ class CallRecorder:
         events: CallEvents,
         *,
         on_ended: Callable[[CallRecorder], object] | None = None,
+        poll_interval_ms: float = 0.0,
     ) -> None:
         self.call = call
         self.store = store
@@ -262,6 +265,7 @@ class CallRecorder:
         self.created_ms = int(time.time() * 1000)
         self.ended_ms: int | None = None
         self.on_ended = on_ended
+        self.start_together_ms = START_TOGETHER_MS + 2 * poll_interval_ms
         self.prepared = False
         """Its streams exist and its uploads are open."""
         self._ending = False
@@ -319,7 +323,7 @@ class CallRecorder:
         # from two sockets by a busy loop) start together rather than a few samples apart;
         # later starts sit on the 20 ms grid.
         elapsed = now_ms - self.t0_ms
-        if elapsed < START_TOGETHER_MS:
+        if elapsed < self.start_together_ms:
             return 0
         samples = elapsed * SAMPLE_RATE / 1000
         return max(0, round(samples / GRID_SAMPLES) * GRID_SAMPLES)

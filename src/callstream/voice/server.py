@@ -346,7 +346,9 @@ class VoiceServer:
         return task
 
     async def _prepare(self, call: Call) -> None:
-        recorder = CallRecorder(call, self.store, self.events)
+        recorder = CallRecorder(
+            call, self.store, self.events, poll_interval_ms=self.config.rtp_batch_ms
+        )
         self.recorders[id(call)] = recorder
         try:
             await recorder.prepare()
