@@ -58,9 +58,8 @@ FRAGMENT_MS = 2000
 SILENT_LAG_SAMPLES = SILENT_LEG_LAG_MS * SAMPLE_RATE // 1000
 MAX_PACKETS_PER_POLL = 256
 GRID_SAMPLES = 160
-START_TOGETHER_MS = 100
-"""Legs whose first packets arrive within this (plus two polling intervals: packets are
-stamped when a poll reads them) start together."""
+PACKET_MS = 20
+"""The packet time assumed when estimating when queued packets arrived."""
 TRACK = 1
 
 
@@ -156,9 +155,7 @@ class LegRecorder:
             return False
         allowed = self.recorder.allowed_sources(self.leg)
         stats = self.stats
-        jitter = self.jitter
-        chunks: list[Chunk] = []
-        got = False
+        packets = []
         for _ in range(MAX_PACKETS_PER_POLL):
             try:
                 data, addr = sock.recvfrom(2048)
@@ -174,16 +171,23 @@ class LegRecorder:
                 stats.rtcp += 1
                 continue
             try:
-                packet = parse_rtp(data)
+                packets.append(parse_rtp(data))
             except RtpError:
                 stats.malformed += 1
-                continue
-            stats.packets += 1
-            got = True
+        got = bool(packets)
+        jitter = self.jitter
+        chunks: list[Chunk] = []
+        # A poll reads what queued up since the last one: the newest packet arrived about
+        # now, each earlier one a packet time before it (a steady sender's pace), which is
+        # closer to the truth than stamping them all with the poll's time.
+        last = len(packets) - 1
+        for i, packet in enumerate(packets):
+            arrival = now_ms - (last - i) * PACKET_MS
             start = None
             if jitter.received == 0:
-                start = max(self.recorder.position_at(now_ms), jitter.position)
-            chunks += jitter.push(packet, now_ms, start=start)
+                start = max(self.recorder.position_at(arrival), jitter.position)
+            chunks += jitter.push(packet, arrival, start=start)
+        stats.packets += len(packets)
         if got:
             stats.last_arrival_ms = now_ms
         if chunks:
@@ -265,7 +269,7 @@ class CallRecorder:
         self.created_ms = int(time.time() * 1000)
         self.ended_ms: int | None = None
         self.on_ended = on_ended
-        self.start_together_ms = START_TOGETHER_MS + 2 * poll_interval_ms
+        self.poll_interval_ms = poll_interval_ms
         self.prepared = False
         """Its streams exist and its uploads are open."""
         self._ending = False
@@ -317,14 +321,12 @@ class CallRecorder:
         """The call-timeline sample position of ``now_ms`` (loop time); sets time zero."""
         if self.t0_ms is None:
             self.t0_ms = now_ms
-            self.t0_epoch_ms = int(time.time() * 1000)
+            # ``now_ms`` may be an estimate a little in the past (see LegRecorder.poll)
+            self.t0_epoch_ms = int(time.time() * 1000 - (self.loop.time() * 1000 - now_ms))
             return 0
-        # Legs whose first packets arrive a moment apart (the two legs of one call, read
-        # from two sockets by a busy loop) start together rather than a few samples apart;
-        # later starts sit on the 20 ms grid.
+        # A leg's start sits on the 20 ms grid of the call's timeline: legs whose first
+        # packets arrive a moment apart (the two legs of one call) start together.
         elapsed = now_ms - self.t0_ms
-        if elapsed < self.start_together_ms:
-            return 0
         samples = elapsed * SAMPLE_RATE / 1000
         return max(0, round(samples / GRID_SAMPLES) * GRID_SAMPLES)
 
