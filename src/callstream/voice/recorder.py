@@ -254,9 +254,6 @@ class CallRecorder:
         call: Call,
         store: CallStore,
         events: CallEvents,
-        *,
-        on_ended: Callable[[CallRecorder], object] | None = None,
-        poll_interval_ms: float = 0.0,
     ) -> None:
         self.call = call
         self.store = store
@@ -268,8 +265,6 @@ class CallRecorder:
         self.t0_epoch_ms = 0
         self.created_ms = int(time.time() * 1000)
         self.ended_ms: int | None = None
-        self.on_ended = on_ended
-        self.poll_interval_ms = poll_interval_ms
         self.prepared = False
         """Its streams exist and its uploads are open."""
         self._ending = False
@@ -421,6 +416,4 @@ class CallRecorder:
             elif recorder.failed is not None:
                 self.publish_failed(recorder.failed)
         self.ended_ms = int(time.time() * 1000)
-        if self.on_ended is not None:
-            self.on_ended(self)
         return results

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,6 @@ __all__ = ["PortPool", "VoiceConfig", "VoiceServer"]
 
 log = logging.getLogger("callstream.voice")
 
-RECENT_CALLS = 200
 POLL_SLICE = 50
 """Calls polled for RTP before SIP and other work get a turn on the event loop."""
 
@@ -198,7 +196,6 @@ class VoiceServer:
         self.transactions = ServerTransactions()
         self.events = CallEvents(store, report or (lambda m: log.warning("%s", m)))
         self.recorders: dict[int, CallRecorder] = {}
-        self.recent: deque[CallRecorder] = deque(maxlen=RECENT_CALLS)
         self._udp: _Udp | None = None
         self._tcp: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -346,9 +343,7 @@ class VoiceServer:
         return task
 
     async def _prepare(self, call: Call) -> None:
-        recorder = CallRecorder(
-            call, self.store, self.events, poll_interval_ms=self.config.rtp_batch_ms
-        )
+        recorder = CallRecorder(call, self.store, self.events)
         self.recorders[id(call)] = recorder
         try:
             await recorder.prepare()
@@ -368,7 +363,6 @@ class VoiceServer:
 
     async def _finish(self, recorder: CallRecorder, *, sdr: bool = True) -> None:
         results = await recorder.end()
-        self.recent.append(recorder)
         call = recorder.call
         log.info(
             "call %s ended (%s): %s",
@@ -477,24 +471,6 @@ class VoiceServer:
             if since >= limit:
                 log.info("call %s: no RTP for %.0f s, ending it", call.call_id, since)
                 self._act(self.uas.hangup(call, "RTP timeout", now, reliable=False), now)
-
-    # --- status ------------------------------------------------------------------------
-    def legs(self) -> list[dict[str, Any]]:
-        """Active and recent legs, newest first (``callstream calls``)."""
-        rows = []
-        for recorder, active in [(r, True) for r in self.recorders.values()] + [
-            (r, False) for r in reversed(self.recent)
-        ]:
-            for leg in recorder.legs:
-                rows.append(
-                    {
-                        **recorder.leg_detail(leg),
-                        "Active": active,
-                        "Packets": leg.stats.packets,
-                        "EndTime": leg.end_ms if not active else None,
-                    }
-                )
-        return rows
 
 
 _ECHOED = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
