@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from callstream import __version__
+from callstream.analytics import commands as analytics_commands
 from callstream.mkv.ebml import MkvError
 from callstream.voice import commands as voice_commands
 
@@ -980,6 +981,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_encode)
 
     voice_commands.add_commands(sub)
+    analytics_commands.add_commands(sub)
     return parser
 
 
