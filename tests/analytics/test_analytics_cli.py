@@ -81,3 +81,40 @@ def test_missing_file_and_binary_input(tmp_path: Path) -> None:
     path.write_bytes(b"CALLER: ok\n\xff\xfe\n")
     proc = _run("--transcript", str(path))
     assert proc.returncode == 1 and "line 2: not UTF-8" in proc.stderr
+
+
+CALL = """\
+[00:01] AGENT: Thank you for calling, how can I help?
+[00:04] CALLER: Third time I call, you useless idiot, my card was charged twice.
+[00:12] AGENT: I am sorry about that. Can I have the card number?
+[00:16] CALLER: It is 4111 1111 1111 1111, expiry 05/27.
+[00:30] AGENT: Thank you, I have refunded the second charge.
+[00:36] CALLER: Great, thanks a lot, that is really helpful. I bought 2 items in Scunthorpe.
+"""
+
+
+def test_analyze_flags_categories_and_redaction(tmp_path: Path) -> None:
+    (tmp_path / "call.txt").write_text(CALL)
+    rules = [
+        {"name": "refund", "phrases": ["refunded"], "channel": "AGENT"},
+        {"name": "no-goodbye", "phrases": ["have a nice day"], "channel": "AGENT", "negate": True},
+    ]
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    done = _run("--transcript", str(tmp_path / "call.txt"), "--categories",
+                str(tmp_path / "rules.json"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    kinds = {flag["Type"]: flag for flag in report["Flags"]}
+    assert kinds["ABUSIVE_CALLER"]["SegmentIds"] == ["CALLER-1"]
+    assert {m["Category"] for m in report["Categories"]} == {"refund", "no-goodbye"}
+    texts = [s["Transcript"] for s in report["Segments"]]
+    assert "4111" not in " ".join(texts) and "[PCI]" in texts[3]
+    assert "2 items in Scunthorpe" in texts[5]  # ordinary numbers and places stay
+    kept = _run("--transcript", str(tmp_path / "call.txt"), "--no-redact")
+    assert "4111 1111 1111 1111" in kept.stdout
+
+    (tmp_path / "bad.json").write_text(json.dumps([{"name": "x", "regex": "(unclosed"}]))
+    bad = _run("--transcript", str(tmp_path / "call.txt"), "--categories",
+               str(tmp_path / "bad.json"))  # fmt: skip
+    assert bad.returncode != 0
+    assert len(bad.stderr.strip().splitlines()) == 1 and "bad.json" in bad.stderr

@@ -43,7 +43,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except TranscriptError as err:
         raise _error(f"{name}: {err}") from None
     call_id = args.call_id or (Path(path).stem if path != "-" else "call")
-    report = analyze_transcript(segments, call_id)
+    categorizers = []
+    if args.categories:
+        from callstream.analytics.categories import RuleError, load_rules
+
+        try:
+            rules = load_rules(args.categories)
+        except RuleError as err:
+            raise _error(f"{args.categories}: {err}") from None
+        categorizers.append(category_matches(rules))
+    report = analyze_transcript(
+        segments,
+        call_id,
+        redact=None if args.no_redact else redact_caller_pci,
+        flaggers=[abuse_flags],
+        categorizers=categorizers,
+    )
     out = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if args.out:
         try:
@@ -53,6 +68,57 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(out)
     return 0
+
+
+def abuse_flags(segments: list[Any]) -> list[dict[str, Any]]:
+    """Abusive-caller flags (:mod:`callstream.analytics.abuse`) in the export's shape."""
+    from callstream.analytics.abuse import find_abuse
+
+    return [
+        {
+            "Type": flag.kind,
+            "SegmentIds": flag.segment_ids,
+            "Score": flag.score,
+            "Evidence": [
+                {"SegmentId": sid, "StartTime": start, "EndTime": end, "Term": term}
+                for sid, start, end, term in flag.evidence
+            ],
+        }
+        for flag in find_abuse(segments)
+    ]
+
+
+def category_matches(rules: Any) -> Any:
+    """A categorizer running the rules over the call as a live matcher would."""
+    from callstream.analytics.categories import CategoryMatcher
+
+    def categorize(segments: list[Any]) -> list[dict[str, Any]]:
+        matcher = CategoryMatcher(rules)
+        matches = [m for seg in segments for m in matcher.feed(seg)]
+        end = max((seg.EndTime for seg in segments), default=0.0)
+        matches += matcher.finish(end)
+        return [
+            {
+                "Category": m.category,
+                "SegmentId": m.segment_id,
+                "StartTime": m.start,
+                "EndTime": m.end,
+                "Phrase": m.phrase,
+            }
+            for m in matches
+        ]
+
+    return categorize
+
+
+def redact_caller_pci(segment: Any) -> str:
+    """The segment's transcript with card numbers, CVVs and expiry dates masked (the
+    caller's only: an agent reading back a masked number is not the customer's data)."""
+    from callstream.analytics.redaction import redact_pci
+
+    if segment.Channel != "CALLER":
+        return str(segment.Transcript)
+    return redact_pci(segment.Transcript)[0]
 
 
 def add_commands(sub: Any) -> None:
@@ -68,5 +134,7 @@ def add_commands(sub: Any) -> None:
         help="JSON Lines of LCA segments or 'CALLER: ...'/'AGENT: ...' lines ('-': stdin)",
     )
     p.add_argument("--call-id", help="the CallId in the output (default: the file's name)")
+    p.add_argument("--categories", metavar="RULES", help="category rules (JSON, or YAML)")
+    p.add_argument("--no-redact", action="store_true", help="keep card numbers in transcripts")
     p.add_argument("--out", metavar="F", help="write the JSON here instead of stdout")
     p.set_defaults(func=cmd_analyze)
