@@ -79,10 +79,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
-import numpy as np
 
 from bench_common import HOST, ServerProcess, free_port
-from bench_server import LOOP_FACTORY, LOOP_NAME, cpu_times, machine_busy_s, self_cpu_s
+from bench_server import (
+    LOOP_FACTORY,
+    LOOP_NAME,
+    cpu_times,
+    machine_busy_s,
+    self_cpu_s,
+    summary_ms,
+)
 from bench_server import wait_for_quiet as _wait_for_quiet
 from voice_load import (
     BaselineReader,
@@ -221,18 +227,6 @@ class RunResult:
             and p99 < P99_LIMIT_MS
             and not self.errors
         )
-
-
-def summary_ms(values: Any) -> dict[str, float | None]:
-    if len(values) == 0:
-        return {"p50": None, "p99": None, "max": None, "n": 0}
-    a = np.frombuffer(values, dtype=np.int64) / 1e6
-    return {
-        "p50": float(np.percentile(a, 50)),
-        "p99": float(np.percentile(a, 99)),
-        "max": float(a.max()),
-        "n": int(a.size),
-    }
 
 
 def count_errors(res: RunResult, messages: list[str]) -> None:

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from callstream.analytics.abuse import find_abuse, is_abusive, scan_text
-
-
-@dataclass
-class Seg:
-    SegmentId: str
-    Channel: str
-    StartTime: float
-    EndTime: float
-    Transcript: str
-
+from callstream.analytics.transcript import Segment as Seg
 
 CLEAN = [
     "I'm calling from Scunthorpe about my bill",

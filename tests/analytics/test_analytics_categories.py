@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from callstream.analytics.categories import CategoryMatcher, RuleError, load_rules, parse_rules
-
-
-@dataclass
-class Seg:
-    SegmentId: str
-    Channel: str
-    StartTime: float
-    EndTime: float
-    Transcript: str
-
+from callstream.analytics.transcript import Segment as Seg
 
 RULES = {
     "categories": [

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callstream.analytics.redaction import has_luhn_window, luhn_ok, redact_pci, redact_segments
-
-
-@dataclass
-class Seg:
-    SegmentId: str
-    Channel: str
-    StartTime: float
-    EndTime: float
-    Transcript: str
+from callstream.analytics.transcript import Segment as Seg
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,17 @@ def raise_fd_limit(target: int = 65536) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets (on a loop that takes signal handlers): what a
+    foreground server waits for before shutting down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000) -> ServerState:
     """Open the store ``config.store`` names (the embedded one by default) in ``data_dir``
     and wrap it for the API layer (the store starts with the app)."""
@@ -129,11 +140,7 @@ def serve(
             f"callstream serving KVS APIs on {scheme}://{host}:{bound} (data: {data_dir})",
             flush=True,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         tune_collector()
         hygiene = None
         if config.memory_trim_interval_s > 0:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +90,7 @@ def voice_config(args: argparse.Namespace) -> VoiceConfig | None:
 
 # --- voice-connector (standalone) ---------------------------------------------------------------
 def cmd_voice_connector(args: argparse.Namespace) -> int:
+    from callstream.api.server import stop_on_signals
     from callstream.flows.store import HttpCallStore
     from callstream.voice.connectors import open_registry
     from callstream.voice.server import VoiceServer
@@ -120,11 +119,7 @@ def cmd_voice_connector(args: argparse.Namespace) -> int:
             f" (UDP, TCP), legs to {args.kvs_endpoint} (data: {data_dir})",
             flush=True,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         try:
             await stop.wait()
         finally:
