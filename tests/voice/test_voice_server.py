@@ -293,7 +293,7 @@ def test_standalone_voice_connector_writes_legs_over_putmedia(
     )
     caller = tone(1.5, 480, seed=9)
 
-    async def main() -> tuple[str, list[dict[str, object]]]:
+    async def main() -> str:
         store = HttpCallStore(lab.server.url, credentials=Creds(ACCESS_KEY, SECRET_KEY))
         await store.prepare()
         server = VoiceServer(
@@ -307,10 +307,10 @@ def test_standalone_voice_connector_writes_legs_over_putmedia(
         finally:
             await server.stop()
             await store.close()
-        return result.call_id, []
+        return result.call_id
 
     try:
-        call_id, _ = asyncio.run(main())
+        call_id = asyncio.run(main())
     finally:
         registry.close()
     ended = lab.wait_events("ENDED", 2, call_id=call_id)

@@ -74,7 +74,6 @@ SUPPORTED = "timer, siprec"
 KNOWN_OPTION_TAGS = frozenset({"siprec", "timer", "100rel", "replaces", "norefersub", "path"})
 """Option tags a ``Require`` may name without a 420 (we need no extra behaviour for the
 last four as a recorder: no reliable provisionals are sent, nothing is replaced)."""
-UNSUPPORTED_REQUIRE_EXEMPT = frozenset({"100rel"})
 NOT_SERVED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "PRACK"})
 T1 = 0.5
 BYE_TIMEOUT_S = 64 * T1
@@ -427,14 +426,14 @@ class RecordingUas:
         self._dialogs.early_by_invite[(call.call_id, from_tag)] = call
         return [PrepareCall(call)]  # 100 Trying went out with the transaction
 
-    def _session_timer(self, request: Request) -> tuple[int, str] | Response | None:
-        """RFC 4028: (interval, refresher) to use, a 422 to send, or None (no timer)."""
+    def _session_timer(self, request: Request) -> int | Response | None:
+        """RFC 4028: the session interval to use (the SRC refreshes: we never send
+        refreshes, and the UAS may choose the refresher), a 422 to send, or None."""
         value = request.headers.get("Session-Expires")
         if value is None:
             return None
-        head, _, params = value.partition(";")
         try:
-            interval = int(head.strip())
+            interval = int(value.partition(";")[0].strip())
         except ValueError:
             raise SipError(400, "malformed Session-Expires") from None
         if interval < self.config.min_se:
@@ -444,12 +443,7 @@ class RecordingUas:
         supported = {t.strip().lower() for t in request.headers.values("Supported")}
         if "timer" not in supported:
             return None  # the SRC cannot refresh and we do not send refreshes: no timer
-        refresher = "uac"
-        for param in params.split(";"):
-            key, _, val = param.partition("=")
-            if key.strip().lower() == "refresher" and val.strip().lower() == "uas":
-                refresher = "uac"  # we never refresh; RFC 4028 lets the UAS choose
-        return interval, refresher
+        return interval
 
     def _set_codecs(self, call: Call) -> None:
         """The answer's codec per leg (what the edge decodes)."""
@@ -491,9 +485,9 @@ class RecordingUas:
             f"<sip:callstream@{self.config.advertise_ip}:{self.config.sip_port}>;+sip.srs"
         )
         timer = call.extra.get("timer")
-        if isinstance(timer, tuple):
-            interval, refresher = timer
-            extra["Session-Expires"] = f"{interval};refresher={refresher}"
+        if isinstance(timer, int):
+            interval = timer
+            extra["Session-Expires"] = f"{interval};refresher=uac"
             extra["Require"] = "timer"
             call.session_expires = float(interval)
             call.refresh_deadline = now + self._expiry(interval)
