@@ -10,10 +10,11 @@ the calling party (see :func:`callstream.voice.siprec.assign_roles`).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from callstream.voice.sdp import RtpMap
+from callstream.voice.sdp import RtpMap, SessionDescription
+from callstream.voice.sip import Request
 from callstream.voice.siprec import RecordingOffer
 
 __all__ = ["Call", "CallState", "Leg", "stream_name"]
@@ -82,7 +83,13 @@ class Call:
     started_at: float = 0.0
     ended_reason: str | None = None
     metadata_text: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    invite: Request | None = None
+    """The INVITE that offered the call (its 200, CANCEL's 487 and our BYE come from it)."""
+    answer: SessionDescription | None = None
+    """Our current SDP answer (the same ports for every re-offer)."""
+    sdp_version: int = 0
+    session_timer: int | None = None
+    """The RFC 4028 interval the INVITE asked for, until the 200 applies it."""
 
     @property
     def recorded_legs(self) -> list[Leg]:

@@ -419,8 +419,8 @@ class RecordingUas:
             started_at=now,
             metadata_text=offer.metadata_text,
         )
-        call.extra["invite"] = request
-        call.extra["timer"] = timer
+        call.invite = request
+        call.session_timer = timer
         self._set_codecs(call)
         self._dialogs.by_key[(call.call_id, call.local_tag)] = call
         self._dialogs.early_by_invite[(call.call_id, from_tag)] = call
@@ -457,36 +457,34 @@ class RecordingUas:
                 for pt, rtpmap in answered.rtpmaps.items()
                 if str(pt) in answered.formats
             }
-        call.extra["answer"] = answer
+        call.answer = answer
 
     def _answer_sdp(self, call: Call) -> sdp_mod.SessionDescription:
         ports: list[int | None] = [None] * len(call.offer.sdp.media)
         for leg in call.legs:
             ports[leg.index] = leg.port
-        version = int(call.extra.get("sdp_version", 0))  # type: ignore[call-overload]
         return sdp_mod.answer_recording(
             call.offer.sdp,
             address=self.config.advertise_ip,
             ports=ports,
             session_id=abs(hash(call.transaction_id)) % 10**12,
-            session_version=version,
+            session_version=call.sdp_version,
         )
 
     def answer(self, call: Call, now: float) -> list[Action]:
         """The edge prepared ``call`` (its streams exist): send the 200 and start it."""
-        invite = call.extra.get("invite")
-        if call.state != "early" or not isinstance(invite, Request):
+        invite = call.invite
+        if call.state != "early" or invite is None:
             return []
         self._dialogs.early_by_invite.pop((call.call_id, call.remote_tag), None)
-        answer = call.extra["answer"]
-        assert isinstance(answer, sdp_mod.SessionDescription)
+        answer = call.answer
+        assert answer is not None
         extra = self._capabilities()
         extra["Contact"] = (
             f"<sip:callstream@{self.config.advertise_ip}:{self.config.sip_port}>;+sip.srs"
         )
-        timer = call.extra.get("timer")
-        if isinstance(timer, int):
-            interval = timer
+        interval = call.session_timer
+        if interval is not None:
             extra["Session-Expires"] = f"{interval};refresher=uac"
             extra["Require"] = "timer"
             call.session_expires = float(interval)
@@ -504,8 +502,8 @@ class RecordingUas:
 
     def reject(self, call: Call, status: int, reason: str) -> list[Action]:
         """The edge could not prepare ``call``: refuse the INVITE, end the call."""
-        invite = call.extra.get("invite")
-        if call.state != "early" or not isinstance(invite, Request):
+        invite = call.invite
+        if call.state != "early" or invite is None:
             return []
         self._forget(call)
         call.state = "ended"
@@ -553,7 +551,7 @@ class RecordingUas:
                 address = offer.sdp.address_of(m)
                 if address and address != "0.0.0.0":
                     leg.remote_ip = address
-            call.extra["sdp_version"] = int(call.extra.get("sdp_version", 0)) + 1  # type: ignore[call-overload]
+            call.sdp_version += 1
             self._set_codecs(call)
         if call.session_expires is not None:
             call.refresh_deadline = now + self._expiry(call.session_expires)
@@ -564,8 +562,8 @@ class RecordingUas:
         if call.session_expires is not None:
             extra["Session-Expires"] = f"{int(call.session_expires)};refresher=uac"
             extra["Require"] = "timer"
-        answer = call.extra["answer"]
-        assert isinstance(answer, sdp_mod.SessionDescription)
+        answer = call.answer
+        assert answer is not None
         body = answer.to_text().encode() if (request.body or with_ack) else b""
         response = response_to(
             request,
@@ -596,8 +594,8 @@ class RecordingUas:
             # no pending INVITE (answered already, or unknown): RFC 3261 9.2
             known = any(c.call_id == request.call_id for c in self._dialogs.by_key.values())
             return [self._reply(request, 200 if known else 481)]
-        invite = call.extra.get("invite")
-        assert isinstance(invite, Request)
+        invite = call.invite
+        assert invite is not None
         self._forget(call)
         call.state = "ended"
         call.ended_reason = "CANCEL"
@@ -630,8 +628,8 @@ class RecordingUas:
         return [send, CallEnded(call, reason)]
 
     def _bye_request(self, call: Call) -> Request:
-        invite = call.extra["invite"]
-        assert isinstance(invite, Request)
+        invite = call.invite
+        assert invite is not None
         call.local_cseq += 1
         headers = Headers()
         headers.add(
