@@ -200,6 +200,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         memory_trim_interval_s=args.memory_interval,
         store=args.store,
         voice=voice_commands.voice_config(args),
+        analytics=analytics_commands.analytics_config(args),
         webhooks=tuple(webhooks),
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
@@ -874,6 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="collect reference cycles and return freed heap every S seconds",
     )
     voice_commands.add_serve_options(p)
+    analytics_commands.add_serve_options(p)
     p.add_argument(
         "--webhook",
         action="append",

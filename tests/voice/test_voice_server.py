@@ -385,7 +385,7 @@ def test_cli_voice_connectors_and_calls(lab: VoiceLab, tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    rows = [json.loads(line) for line in cli("calls", "--endpoint-url", lab.server.url, "--json")
+    rows = [json.loads(line) for line in cli("voice-legs", "--endpoint-url", lab.server.url, "--json")
             .splitlines()]  # fmt: skip
     leg = next(r for r in rows if r.get("CallId") == result.call_id)
     assert leg["Status"] == "ENDED" and leg["StreamARN"].startswith("arn:aws:kinesisvideo:")

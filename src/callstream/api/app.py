@@ -29,6 +29,8 @@ from callstream.store.uploads import StoreConfig
 from callstream.voice.connectors import VoiceConnectorRegistry
 
 if TYPE_CHECKING:
+    from callstream.analytics.callstore import CallStore
+    from callstream.analytics.service import AnalyticsConfig, CallAnalyticsService
     from callstream.voice.server import VoiceConfig, VoiceServer
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
@@ -61,6 +63,7 @@ class ServerConfig:
     max_client_connections: int = 0  # per client address; 0: a quarter of the fd limit
     store: str = "embedded"  # the store backend: "embedded" or a nats:// URL (not yet)
     voice: VoiceConfig | None = None  # the SIP recording server (None: off)
+    analytics: AnalyticsConfig | None = None  # the live call transcriber (None: off)
     webhooks: tuple[Webhook, ...] = ()  # call events POSTed to these (cursors in <data>/webhooks)
 
 
@@ -88,6 +91,8 @@ class ServerState:
     routes: dict[str, Handler] = field(default_factory=dict)
     guard: ConnectionGuard | None = None  # set by the server that listens
     voice: VoiceServer | None = None  # the SIP recording server, while the app runs
+    calls: CallStore | None = None  # analysed calls (<data_dir>/analytics)
+    analytics: CallAnalyticsService | None = None  # the live call transcriber, while running
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking call (the contact records' SQLite) off the event loop."""
@@ -225,7 +230,7 @@ def build_app(
     exact paths, SigV4 on every one), with ``subapps`` mounted under their prefixes. A
     sub-application (the web UI, a websocket ingest) brings its own authentication:
     requests routed to it skip the KVS middleware's SigV4."""
-    from callstream.api import archived, chime, contacts, control, events, media
+    from callstream.api import archived, calls, chime, contacts, control, events, media
 
     routes: dict[str, Handler] = {}
     routes.update(control.ROUTES)
@@ -233,6 +238,7 @@ def build_app(
     routes.update(archived.ROUTES)
     routes.update(contacts.ROUTES)
     routes.update(events.ROUTES)
+    routes.update(calls.ROUTES)
     state.routes = routes
 
     @web.middleware
@@ -280,7 +286,8 @@ def build_app(
     app = web.Application(middlewares=[kvs_middleware], client_max_size=64 * 1024 * 1024)
     for path, handler in routes.items():  # exact paths; others are unknown operations
         app.router.add_post(path, _bind(handler, state))
-    for path, get_handler in {**contacts.GET_ROUTES, **events.GET_ROUTES}.items():
+    get_routes = {**contacts.GET_ROUTES, **events.GET_ROUTES, **calls.GET_ROUTES}
+    for path, get_handler in get_routes.items():
         app.router.add_get(path, _bind(get_handler, state))
     for method, path, chime_handler in chime.ROUTES:  # chime-sdk-voice: rest-json, path params
         app.router.add_route(method, path, _bind(chime_handler, state))
@@ -328,12 +335,27 @@ def build_app(
         if voice is not None:
             await voice.stop()
 
+    async def call_analytics(app: web.Application) -> Any:
+        config = state.config.analytics
+        if config is None or not config.enabled or state.calls is None:
+            yield
+            return
+        from callstream.analytics.service import CallAnalyticsService
+
+        service = CallAnalyticsService(state.store, state.events, state.calls, config)
+        await service.start()
+        state.analytics = service
+        yield
+        state.analytics = None
+        await service.stop()
+
     app.on_shutdown.append(stop_voice)
     app.on_shutdown.append(end_uploads)
     app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
     app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
     app.cleanup_ctx.append(store)
     app.cleanup_ctx.append(descriptor_watch)
+    app.cleanup_ctx.append(call_analytics)
     app.cleanup_ctx.append(voice_server)
     return app
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from callstream.analytics.callstore import CallStore
 from callstream.api.app import ServerConfig, ServerState, build_app, store_config
 from callstream.api.connections import ConnectionGuard, GuardedSite, Limits, ServerLog
 from callstream.api.memory import hygiene_forever, malloc_trim, tune_collector
@@ -87,6 +88,7 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
         contacts=contacts,
         events=events,
         voice_connectors=voice_connectors,
+        calls=CallStore(Path(data_dir) / "analytics"),
     )
 
 
@@ -161,6 +163,8 @@ def serve(
     finally:
         state.contacts.close()
         state.voice_connectors.close()
+        if state.calls is not None:
+            state.calls.close()
 
 
 class ServerThread:
@@ -236,6 +240,8 @@ class ServerThread:
             self._thread.join(30)
         self.state.contacts.close()
         self.state.voice_connectors.close()
+        if self.state.calls is not None:
+            self.state.calls.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()

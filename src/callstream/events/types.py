@@ -112,6 +112,9 @@ class EventSpec:
     aws: AwsEvent | None = None
     reserved: bool = False
     """Declared for a later issue; nothing in callstream publishes it yet."""
+    lca: str | None = None
+    """The event's ``EventType`` on LCA's call data stream (``analytics-lca.md`` §3), for
+    call-analytics events: what the per-call JSON Lines log writes."""
 
     def field(self, name: str) -> Field | None:
         """The field called ``name``, or None."""
@@ -132,8 +135,9 @@ def _spec(
     publishers: frozenset[Publisher] = frozenset({"server"}),
     aws: AwsEvent | None = None,
     reserved: bool = False,
+    lca: str | None = None,
 ) -> EventSpec:
-    return EventSpec(name, doc, tuple(fields), publishers, aws, reserved)
+    return EventSpec(name, doc, tuple(fields), publishers, aws, reserved, lca)
 
 
 _STREAM_ARN = Field("StreamARN", "string", True, "ARN of the Kinesis Video stream")
@@ -141,6 +145,8 @@ _STREAM_NAME = Field("StreamName", "string", True)
 _CONTACT_ID = Field("ContactId", "string", True, "the Connect contact")
 _CHANNEL = Field("Channel", "string", False, "VOICE | CHAT | TASK | EMAIL")
 _INSTANCE = Field("InstanceARN", "string", False, "the Connect instance")
+_CALL_ID = Field("CallId", "string", True, "ContactId, or the voice connector call's CallId")
+_SENTIMENT = Field("Sentiment", "string", choices=("POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED"))
 
 EVENT_TYPES: dict[str, EventSpec] = {
     spec.name: spec
@@ -256,11 +262,32 @@ EVENT_TYPES: dict[str, EventSpec] = {
             publishers=_CLIENT,
             aws=AwsEvent("aws.chime", "Chime VoiceConnector Streaming Status", {"version": "0"}),
         ),
-        # --- reserved for the analytics issues -------------------------------------------
+        # --- call analytics (LCA's call data stream) ---------------------------------------
+        _spec(
+            "CallAnalyticsStarted",
+            "Call analytics started on a call (LCA's START).",
+            _CALL_ID,
+            Field(
+                "Source",
+                "string",
+                True,
+                choices=("CONNECT", "VOICE_CONNECTOR", "STREAM", "FILE"),
+            ),
+            Field("CreatedAt", "timestamp", doc="when the call's audio starts"),
+            Field("ContactId", "string"),
+            Field("TransactionId", "string"),
+            Field("VoiceConnectorId", "string"),
+            Field("CustomerPhoneNumber", "string"),
+            Field("SystemPhoneNumber", "string"),
+            Field("AgentId", "string"),
+            Field("Channels", "object", doc="role (CALLER/AGENT) -> {StreamARN, Track}"),
+            lca="START",
+        ),
         _spec(
             "TranscriptSegment",
-            "A transcript segment of a call (LCA's ADD_TRANSCRIPT_SEGMENT).",
-            Field("CallId", "string", True, "ContactId, or a Voice Connector CallId"),
+            "A transcript segment of a call (LCA's ADD_TRANSCRIPT_SEGMENT); partials are "
+            "replaced by the final with the same SegmentId.",
+            _CALL_ID,
             Field("SegmentId", "string", True),
             Field("Channel", "string", True, choices=("CALLER", "AGENT")),
             Field("StartTime", "number", True, "seconds from the start of the call"),
@@ -269,19 +296,66 @@ EVENT_TYPES: dict[str, EventSpec] = {
             Field("IsPartial", "boolean", True),
             Field("ContactId", "string"),
             Field("StreamARN", "string"),
-            Field("Sentiment", "string", choices=("POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED")),
+            _SENTIMENT,
+            Field("SentimentScore", "object", doc="Positive, Negative, Neutral, Mixed"),
+            Field("SentimentWeighted", "number", doc="LCA's -5..5 score"),
+            Field("Confidence", "number", doc="the recogniser's confidence, 0..1"),
+            Field("Issues", "list", doc="PROFANITY / INSULT / THREAT found in the segment"),
+            Field("LatencyMs", "integer", doc="from the utterance's end to this event"),
             publishers=_CLIENT,
-            reserved=True,
+            lca="ADD_TRANSCRIPT_SEGMENT",
         ),
         _spec(
             "CategoryMatched",
             "Real-time categories matched a call (LCA's ADD_CALL_CATEGORY).",
-            Field("CallId", "string", True),
+            _CALL_ID,
             Field("MatchedCategories", "list", True),
-            Field("MatchedDetails", "object"),
+            Field("MatchedDetails", "object", doc="category -> {TimestampRanges: [...]}"),
             Field("ContactId", "string"),
             publishers=_CLIENT,
-            reserved=True,
+            lca="ADD_CALL_CATEGORY",
+        ),
+        _spec(
+            "CallAlert",
+            "Something a supervisor should see now: an abusive caller, or a category "
+            "marked as an alert.",
+            _CALL_ID,
+            Field("AlertType", "string", True, choices=("ABUSIVE_CALLER", "CATEGORY")),
+            Field("Category", "string"),
+            Field("SegmentIds", "list"),
+            Field("Evidence", "list", doc="[{SegmentId, StartTime, EndTime, Term}]"),
+            Field("ContactId", "string"),
+            lca="ADD_CALL_ALERT",
+        ),
+        _spec(
+            "AgentUpdated",
+            "The call's agent is known or changed (LCA's UPDATE_AGENT).",
+            _CALL_ID,
+            Field("AgentId", "string", True),
+            publishers=_CLIENT,
+            lca="UPDATE_AGENT",
+        ),
+        _spec(
+            "CallSummary",
+            "The post-call summary (LCA's ADD_SUMMARY): summary text, sentiment per "
+            "channel, talk time.",
+            _CALL_ID,
+            Field("CallSummaryText", "string", True),
+            Field("Sentiment", "object"),
+            Field("TalkTime", "object"),
+            Field("Categories", "list"),
+            Field("Flags", "list"),
+            lca="ADD_SUMMARY",
+        ),
+        _spec(
+            "CallAnalyticsEnded",
+            "Call analytics finished a call (LCA's END); the export and the recording are ready.",
+            _CALL_ID,
+            Field("Status", "string", True, choices=("ENDED", "ERRORED")),
+            Field("DurationSeconds", "number"),
+            Field("RecordingUrl", "string", doc="the stereo WAV (ch0 caller, ch1 agent)"),
+            Field("Error", "string"),
+            lca="END",
         ),
     )
 }

@@ -222,6 +222,13 @@ class FragmentReader:
         self._walker.feed(data)
         return self._assembler.take()
 
+    @property
+    def open_fragment(self) -> Fragment | None:
+        """The fragment whose Cluster is still arriving, with its tracks, the tags that
+        preceded its Cluster and the frames read so far (a live reader's low-latency view;
+        :meth:`feed` returns the same object again once it completes)."""
+        return self._assembler.current
+
     def close(self) -> list[Fragment]:
         """End of input: return the remaining fragments.
 

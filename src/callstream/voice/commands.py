@@ -316,7 +316,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--account-id", default="123456789012")
     p.set_defaults(func=cmd_voice_connectors)
 
-    p = sub.add_parser("calls", help="active and recent voice connector call legs")
+    p = sub.add_parser("voice-legs", help="active and recent voice connector call legs")
     p.add_argument("--endpoint-url", required=True, help="the callstream server")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--active", action="store_true", help="only legs still streaming")
