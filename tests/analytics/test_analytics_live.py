@@ -1,0 +1,273 @@
+"""Acceptance of the live call transcriber: real telephone speech placed as a Connect call
+with ``callstream call`` (in real time, over HTTP) and as a SIPREC voice-connector call
+over real SIP/RTP sockets, transcribed by the server's Whisper tiny.en, read back through
+the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from call_speech import conversation, need_speech, wer, write_wav
+
+from callstream.analytics.call import CallSettings
+from callstream.analytics.service import AnalyticsConfig
+from callstream.api.app import ServerConfig
+from callstream.api.server import ServerThread
+from callstream.cli import signed_request
+from callstream.flows.samples import action, flow_doc
+from callstream.voice.server import VoiceConfig
+
+pytestmark = pytest.mark.slow
+
+KEY, SECRET = "analytics-key", "analytics-secret"
+ENV = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+MAX_WER = 0.08
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One server with analytics (two recogniser workers) and the SIP recording server."""
+    need_speech()
+    config = ServerConfig(
+        credentials={KEY: SECRET},
+        live_idle_timeout_s=0.5,
+        voice=VoiceConfig(sip_port=0, rtp_ports=(40000, 40999)),
+        analytics=AnalyticsConfig(
+            workers=2, settings=CallSettings(alert_categories=None, partials=True)
+        ),
+    )
+    with ServerThread(tmp_path_factory.mktemp("analytics"), config=config) as srv:
+        yield srv
+
+
+def api(server: ServerThread, path: str, body: Any = None) -> Any:
+    from botocore.credentials import Credentials
+
+    method = "GET" if body is None else "POST"
+    status, data = signed_request(
+        method,
+        server.url + path,
+        region="us-east-1",
+        body=None if body is None else json.dumps(body).encode(),
+        credentials=Credentials(KEY, SECRET),
+    )
+    assert status == 200, data
+    return json.loads(data)
+
+
+def cli(*args: str, timeout: float = 120) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "callstream.cli", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def wait_ended(server: ServerThread, call_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, data = signed_request(
+            "GET",
+            f"{server.url}/callstream/calls/{call_id}",
+            region="us-east-1",
+            credentials=_creds(),
+        )
+        if status == 200:
+            found = json.loads(data)
+            if "Call" in found:
+                return found
+        assert time.monotonic() < deadline, f"call {call_id} did not finish"
+        time.sleep(0.2)
+
+
+def _creds() -> Any:
+    from botocore.credentials import Credentials
+
+    return Credentials(KEY, SECRET)
+
+
+def texts(call: dict[str, Any], channel: str) -> list[str]:
+    return [s["Transcript"] for s in call["Segments"] if s["Channel"] == channel]
+
+
+def bus_events(server: ServerThread, call_id: str) -> list[dict[str, Any]]:
+    server.state.events.flush(5)
+    page = server.state.events.query(after=0, limit=10000)
+    return [e.to_json() for e in page.events if e.fields.get("CallId") == call_id]
+
+
+STREAMING_FLOW = flow_doc(
+    action(
+        "stream",
+        "UpdateContactMediaStreamingBehavior",
+        {
+            "MediaStreamingState": "Enabled",
+            "MediaStreamType": "Audio",
+            "Participants": [{"ParticipantType": "Customer", "MediaDirections": ["To", "From"]}],
+        },
+        next_action="queue",
+        errors={"NoMatchingError": "queue"},
+    ),
+    action(
+        "queue",
+        "UpdateContactTargetQueue",
+        {"QueueId": "arn:aws:connect:us-east-1:123456789012:instance/i/queue/q"},
+        next_action="transfer",
+        errors={"NoMatchingError": "transfer"},
+    ),
+    action(
+        "transfer",
+        "TransferContactToQueue",
+        {},
+        errors={"QueueAtCapacity": "end", "NoMatchingError": "end"},
+    ),
+    action("end", "DisconnectParticipant", {}),
+)
+
+
+def test_a_connect_call_is_transcribed_live_per_channel(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    talk = conversation(6, seed=3)
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps(STREAMING_FLOW))
+    customer = write_wav(tmp_path / "customer.wav", talk.caller)
+    # the agent's audio starts once the contact is queued, a second into the call
+    agent = write_wav(tmp_path / "agent.wav", talk.agent)
+    out = cli(
+        "call",
+        "--flow",
+        str(flow),
+        "--customer-audio",
+        str(customer),
+        "--agent-audio",
+        str(agent),
+        "--endpoint-url",
+        server.url,
+    )
+    contact_id = json.loads(out)["ContactId"]
+    found = wait_ended(server, contact_id)
+    call = found["Call"]
+    assert found["CallSummary"]["Status"] == "ENDED"
+    assert found["CallSummary"]["Source"] == "CONNECT"
+
+    # right words on the right channel: the caller's WER against the caller's script
+    caller_wer = wer(talk.caller_text, texts(call, "CALLER"))
+    agent_wer = wer(talk.agent_text, texts(call, "AGENT"))
+    assert caller_wer <= MAX_WER, (caller_wer, texts(call, "CALLER"))
+    assert agent_wer <= MAX_WER, (agent_wer, texts(call, "AGENT"))
+    swapped = wer(talk.caller_text, texts(call, "AGENT"))
+    assert swapped > 0.5
+
+    # LCA's events on the bus: START first, END last, finals carry sentiment and latency
+    events = bus_events(server, contact_id)
+    kinds = [e["EventType"] for e in events]
+    assert kinds[0] == "CallAnalyticsStarted" and kinds[-1] == "CallAnalyticsEnded"
+    assert "CallSummary" in kinds
+    finals = [e for e in events if e["EventType"] == "TranscriptSegment" and not e["IsPartial"]]
+    assert len(finals) == 6
+    for seg in finals:
+        assert seg["Sentiment"] in ("POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED")
+        assert seg["LatencyMs"] >= 0 and 0 < seg["Confidence"] <= 1
+        assert seg["SegmentId"].startswith("ch_0-" if seg["Channel"] == "CALLER" else "ch_1-")
+    # utterances longer than the partial interval had partials first, with the same id
+    partial_ids = {
+        e["SegmentId"] for e in events if e["EventType"] == "TranscriptSegment" and e["IsPartial"]
+    }
+    assert partial_ids <= {s["SegmentId"] for s in finals}
+
+    # the per-call log in LCA's shape, the transcript endpoint and the CLI
+    log = cli("transcript", contact_id, "--endpoint-url", server.url, "--json")
+    lines = [json.loads(x) for x in log.splitlines()]
+    assert [x["SegmentId"] for x in lines] == [s["SegmentId"] for s in call["Segments"]]
+    calls = [
+        json.loads(x) for x in cli("calls", "--endpoint-url", server.url, "--json").splitlines()
+    ]
+    row = next(c for c in calls if c["CallId"] == contact_id)
+    assert row["Status"] == "ENDED" and row["Segments"] == 6
+    assert row["DurationSeconds"] > len(talk.caller) / 8000 - 1
+    assert row["SecondsBehindLive"] == 0
+    lca = api_text(server, f"/callstream/calls/{contact_id}/events")
+    lca_types = [json.loads(x)["EventType"] for x in lca.splitlines()]
+    assert lca_types[0] == "START" and lca_types[-1] == "END"
+    assert "ADD_TRANSCRIPT_SEGMENT" in lca_types and "ADD_SUMMARY" in lca_types
+
+    # the stereo recording: caller left, agent right, aligned with the call
+    wav_path = tmp_path / "recording.wav"
+    status, data = signed_request(
+        "GET",
+        f"{server.url}/callstream/calls/{contact_id}/recording.wav",
+        region="us-east-1",
+        credentials=_creds(),
+    )
+    assert status == 200
+    wav_path.write_bytes(data)
+    with wave.open(str(wav_path)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 8000)
+        stereo = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    assert len(stereo) / 8000 >= call["Summary"]["DurationSeconds"] - 0.1
+    for seg in call["Segments"]:  # each utterance is loud on its own channel only
+        span = stereo[int(seg["StartTime"] * 8000) : int(seg["EndTime"] * 8000)]
+        own, other = (0, 1) if seg["Channel"] == "CALLER" else (1, 0)
+        assert np.abs(span[:, own]).mean() > 10 * np.abs(span[:, other]).mean() + 1, seg
+
+    # the saved recording analysed offline gives the same transcripts
+    offline = json.loads(cli("analyze", "--input", str(wav_path), "--asr-workers", "2"))
+    assert wer(talk.caller_text, texts(offline, "CALLER")) <= MAX_WER
+    assert wer(talk.agent_text, texts(offline, "AGENT")) <= MAX_WER
+
+
+def api_text(server: ServerThread, path: str) -> str:
+    status, data = signed_request(
+        "GET", server.url + path, region="us-east-1", credentials=_creds()
+    )
+    assert status == 200
+    return data.decode()
+
+
+def test_a_voice_connector_call_pairs_its_legs_into_one_call(server: ServerThread) -> None:
+    from callstream.voice.client import place_call
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+    from server_helpers import make_client
+
+    chime = make_client(server.url, "chime-sdk-voice", KEY, SECRET)
+    vc = chime.create_voice_connector(Name="analytics", RequireEncryption=False)["VoiceConnector"]
+    chime.put_voice_connector_streaming_configuration(
+        VoiceConnectorId=vc["VoiceConnectorId"],
+        StreamingConfiguration={"DataRetentionInHours": 24, "Disabled": False},
+    )
+    talk = conversation(4, seed=11)
+    voice = server.state.voice
+    assert voice is not None
+    result = asyncio.run(
+        place_call(
+            ("127.0.0.1", voice.sip_port),
+            [talk.caller.tobytes(), talk.agent.tobytes()],
+            request_uri=f"sip:+15550100@{vc['OutboundHostName']}",
+        )
+    )
+    found = wait_ended(server, result.call_id)
+    call = found["Call"]
+    assert found["CallSummary"]["Source"] == "VOICE_CONNECTOR"
+    assert wer(talk.caller_text, texts(call, "CALLER")) <= MAX_WER
+    assert wer(talk.agent_text, texts(call, "AGENT")) <= MAX_WER
+    started = [
+        e for e in bus_events(server, result.call_id) if e["EventType"] == "CallAnalyticsStarted"
+    ]
+    assert len(started) == 1 and started[0]["TransactionId"]
