@@ -28,35 +28,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import wave
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import Any
 
 from callstream.analytics.asr import Recognizer, open_recognizer
-from callstream.analytics.call import CallAnalysis, CallSettings, UtteranceJob
+from callstream.analytics.call import CallSettings
 from callstream.analytics.callstore import CallRow, CallStore
-from callstream.analytics.pool import AsrJob, AsrPool
-from callstream.analytics.sources import CONNECT_TRACKS, ChannelFeed, SourceError
-from callstream.events.bus import EventBus, EventBusError
-from callstream.events.types import EVENT_TYPES, Event, EventFilter
-from callstream.kvs.selectors import StartSelector
-from callstream.store.base import StoreError, StreamRecord
-from callstream.store.reading import before
+from callstream.analytics.pool import AsrPool
+from callstream.analytics.session import CallSession
+from callstream.analytics.sources import CONNECT_TRACKS
+from callstream.events.bus import EventBus
+from callstream.events.types import Event, EventFilter
+from callstream.store.base import StreamRecord
 from callstream.store.service import MediaStore
 
-__all__ = ["AnalyticsConfig", "CallAnalyticsService", "CallSession", "lca_record"]
+__all__ = ["AnalyticsConfig", "CallAnalyticsService"]
 
 log = logging.getLogger("callstream.analytics")
 
-_DRAIN_S = 5.0  # after a call's stop event, how long its reader may still wait for data
 _WATCHED = frozenset(
     {
         "MediaStreamingStarted",
@@ -81,353 +73,6 @@ class AnalyticsConfig:
     """A call whose streams bring no data this long (and no stop event) is finished."""
     redact_audio: bool = False
     """Silence PCI spans in the call's recording.wav too (the stream is never changed)."""
-
-
-def lca_record(event: Event) -> dict[str, Any]:
-    """An analytics event as a line of LCA's call data stream (``analytics-lca.md`` §3)."""
-    spec = EVENT_TYPES.get(event.type)
-    name = spec.lca if spec is not None and spec.lca else event.type
-    created = datetime.fromtimestamp(event.time_ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return {"EventType": name, **event.fields, "CreatedAt": created.replace("+00:00", "Z")}
-
-
-@dataclass(slots=True)
-class _Leg:
-    role: str | None  # None: the stream carries both channels (Connect)
-    arn: str
-    start_fragment: str | None
-    tracks: Mapping[str, str]
-    call_tags: Mapping[str, str]
-    stop_fragment: str | None = None
-    stopping: bool = False
-    stop_at: float = 0.0
-    task: asyncio.Task[None] | None = None
-    feed: ChannelFeed | None = None
-
-
-class CallSession:
-    """One call being analysed: its readers, its analysis, its files."""
-
-    def __init__(
-        self,
-        service: CallAnalyticsService,
-        row: CallRow,
-        origin_ms: int,
-        *,
-        swap: bool = False,
-    ) -> None:
-        self.service = service
-        self.row = row
-        self.call_id = row.call_id
-        self.origin_ms = origin_ms
-        self.swap = swap
-        self.analysis = CallAnalysis(
-            row.call_id, service.config.settings, contact_id=row.contact_id
-        )
-        self.legs: list[_Leg] = []
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.done = asyncio.Event()
-        self.finishing = False
-        self._dir = service.calls.call_dir(row.call_id)
-        self._log = (self._dir / "events.jsonl").open("a", encoding="utf-8")
-        self._raw: dict[str, BinaryIO] = {
-            role: (self._dir / f"{role.lower()}.raw").open("wb") for role in ("CALLER", "AGENT")
-        }
-        self._sentiment: dict[str, list[float]] = {"CALLER": [], "AGENT": []}
-        self._last_data = time.monotonic()
-
-    # --- legs ----------------------------------------------------------------------------
-    def add_leg(
-        self,
-        arn: str,
-        start_fragment: str | None,
-        *,
-        role: str | None,
-        tracks: Mapping[str, str],
-        call_tags: Mapping[str, str],
-    ) -> None:
-        """Read ``arn`` from ``start_fragment`` (None: the earliest) into the call."""
-        if self.finishing:
-            return
-        if self.swap:
-            tracks = {name: _other(r) for name, r in tracks.items()}
-        leg = _Leg(role, arn, start_fragment, tracks, call_tags)
-        self.legs.append(leg)
-        leg.task = asyncio.create_task(self._read(leg), name=f"callstream-analytics-{arn}")
-
-    def stop(self, arn: str | None = None, stop_fragment: str | None = None) -> None:
-        """The call (or one leg's stream) ended: readers drain what is stored, then end."""
-        for leg in self.legs:
-            if arn is None or leg.arn == arn:
-                if not leg.stopping:
-                    leg.stopping = True
-                    leg.stop_at = time.monotonic() + _DRAIN_S
-                leg.stop_fragment = stop_fragment or leg.stop_fragment
-
-    async def _read(self, leg: _Leg) -> None:
-        store = self.service.store
-        try:
-            stream = await store.stream(arn=leg.arn)
-            if leg.start_fragment:
-                after: str | None = before(leg.start_fragment)
-            else:
-                after = await store.start_after(stream, StartSelector.earliest())
-            feed = ChannelFeed(leg.tracks, self.origin_ms * 1_000_000, leg.call_tags)
-            leg.feed = feed
-            await self._follow(stream, leg, feed, after)
-            for role, pcm in feed.finish():
-                self._audio(role, pcm)
-            if feed.ended:
-                log.info("call %s: %s", self.call_id, feed.ended)
-        except (StoreError, SourceError, ValueError) as err:
-            log.warning("call %s: cannot read %s: %s", self.call_id, leg.arn, err)
-        finally:
-            leg.stopping = True
-            if all(lg.task is None or lg.task.done() or lg is leg for lg in self.legs):
-                await self._finish()
-
-    async def _follow(
-        self, stream: StreamRecord, leg: _Leg, feed: ChannelFeed, after: str | None
-    ) -> None:
-        store = self.service.store
-        idle_end = self.service.config.idle_end_s
-
-        async def write(data: bytes) -> None:
-            pieces = feed.feed(data)
-            if pieces:
-                self._last_data = time.monotonic()
-            for role, pcm in pieces:
-                self._audio(role, pcm)
-            if feed.ended is not None:
-                raise _Moved
-            if leg.stop_fragment and feed.last_fragment and feed.last_fragment >= leg.stop_fragment:
-                raise _Moved
-
-        while True:
-            reading = asyncio.create_task(store.follow(stream, after, write, live_edge=True))
-            try:
-                while not reading.done():
-                    wait = max(0.05, leg.stop_at - time.monotonic()) if leg.stopping else 1.0
-                    await asyncio.wait({reading}, timeout=wait)
-                    if leg.stopping and time.monotonic() >= leg.stop_at:
-                        break
-                    if time.monotonic() - self._last_data > idle_end:
-                        leg.stopping = True
-                        break
-            finally:
-                if not reading.done():
-                    reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, _Moved):
-                    await reading
-            if feed.ended is not None or (leg.stopping and not reading.cancelled()):
-                return
-            after = feed.last_fragment or after
-            feed.restart()
-            if leg.stopping:
-                # what is stored after the last whole fragment read, then done
-                with contextlib.suppress(_Moved):
-                    await store.follow(stream, after, write, live_edge=False)
-                return
-
-    # --- audio and recognition -----------------------------------------------------------
-    def _audio(self, role: str, pcm: bytes) -> None:
-        if self.finishing and self.done.is_set():
-            return
-        self._raw[role].write(pcm)
-        now = time.monotonic()
-        for job in self.analysis.audio(role, pcm, now):
-            self._recognize(job)
-        if self.row.status == "STARTED":
-            self.row.status = "TRANSCRIBING"
-
-    def _recognize(self, job: UtteranceJob) -> None:
-        task = asyncio.create_task(self._run_job(job))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _run_job(self, job: UtteranceJob) -> None:
-        try:
-            pool = await self.service.ready()
-            result = await pool.recognize(AsrJob(self.call_id, job.segment_id, job.pcm, job.final))
-        except (RuntimeError, asyncio.CancelledError):
-            return
-        except Exception as err:  # the recogniser failed on this utterance
-            log.warning("call %s: segment %s not recognised: %s", self.call_id, job.segment_id, err)
-            return
-        for event in self.analysis.recognized(job, result):
-            self.publish(event)
-
-    def publish(self, event: Event) -> None:
-        """Send one of the call's events to the bus, its log and its row."""
-        try:
-            self.service.bus.publish(event)
-        except EventBusError as err:
-            log.warning("call %s: event not published: %s", self.call_id, err)
-        self._log.write(json.dumps(lca_record(event), ensure_ascii=False) + "\n")
-        self._log.flush()
-        self._update_row(event)
-
-    def _update_row(self, event: Event) -> None:
-        row = self.row
-        if event.type == "TranscriptSegment" and not event.get("IsPartial"):
-            if event.get("Transcript"):
-                row.segments += 1
-            weighted = event.get("SentimentWeighted")
-            if weighted is not None:
-                values = self._sentiment[event.get("Channel")]
-                values.append(float(weighted))
-                mean = round(sum(values) / len(values), 3)
-                if event.get("Channel") == "CALLER":
-                    row.caller_sentiment = mean
-                else:
-                    row.agent_sentiment = mean
-        elif event.type == "CategoryMatched":
-            row.categories = sorted({*row.categories, *event.get("MatchedCategories", [])})
-        elif event.type == "CallAlert" and event.get("AlertType") == "ABUSIVE_CALLER":
-            row.flags = sorted({*row.flags, "ABUSIVE_CALLER"})
-        elif event.type == "AgentUpdated":
-            row.agent_id = event.get("AgentId")
-        self.save_row()
-
-    def save_row(self) -> None:
-        row = self.row
-        pool = self.service.pool
-        row.behind_s = pool.behind(self.call_id) if pool is not None else 0.0
-        row.duration_s = self.analysis.duration()
-        row.updated_ms = int(time.time() * 1000)
-        self.service.calls.upsert(row)
-
-    # --- the end -------------------------------------------------------------------------
-    async def _finish(self) -> None:
-        if self.finishing:
-            return
-        self.finishing = True
-        try:
-            for job in self.analysis.end_audio():
-                self._recognize(job)
-            while self.tasks:  # finals finish even when the pool is behind
-                await asyncio.gather(*list(self.tasks), return_exceptions=True)
-            for event in self.analysis.finish():
-                self.publish(event)
-            for raw in self._raw.values():
-                raw.close()
-            recording = await asyncio.to_thread(self._write_recording)
-            export = self.analysis.export()
-            export["Source"] = self.row.source
-            export["Recording"] = recording.name
-            await asyncio.to_thread(_write_json, self._dir / "call.json", export)
-            summary = export["Summary"]
-            sentiment = export["Sentiment"]
-            row = self.row
-            row.status = "ENDED"
-            row.ended_ms = int(time.time() * 1000)
-            row.summary = summary["Text"][:2000]
-            row.caller_trend = sentiment.get("CALLER", {}).get("Trend")
-            row.agent_trend = sentiment.get("AGENT", {}).get("Trend")
-            row.flags = sorted({*row.flags, *(f["Type"] for f in export["Flags"])})
-            row.categories = sorted(
-                {*row.categories, *(c["Category"] for c in export["Categories"])}
-            )
-            self.publish(
-                Event.of(
-                    "CallAnalyticsEnded",
-                    CallId=self.call_id,
-                    Status="ENDED",
-                    DurationSeconds=round(self.analysis.duration(), 3),
-                    RecordingUrl=f"/callstream/calls/{self.call_id}/recording.wav",
-                )
-            )
-        except Exception as err:
-            log.exception("call %s: analytics failed", self.call_id)
-            self.row.status = "ERRORED"
-            with contextlib.suppress(Exception):
-                self.publish(
-                    Event.of(
-                        "CallAnalyticsEnded", CallId=self.call_id, Status="ERRORED", Error=str(err)
-                    )
-                )
-        finally:
-            self._log.close()
-            self.done.set()
-            self.service.sessions.pop(self.call_id, None)
-
-    def _write_recording(self) -> Path:
-        caller = self._dir / "caller.raw"
-        agent = self._dir / "agent.raw"
-        out = self._dir / "recording.wav"
-        silence: list[tuple[str, float, float]] = []
-        if self.service.config.redact_audio:
-            from callstream.analytics.redaction import redact_segments
-
-            silence = redact_segments(self.analysis.ordered_segments())[1]
-        write_stereo(out, caller, agent, silence=[(a, b) for _, a, b in silence])
-        caller.unlink(missing_ok=True)
-        agent.unlink(missing_ok=True)
-        return out
-
-
-class _Moved(Exception):
-    """The reader reached the end of the call in its stream."""
-
-
-def _other(role: str) -> str:
-    return "AGENT" if role == "CALLER" else "CALLER"
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_stereo(
-    out: Path,
-    caller: Path,
-    agent: Path,
-    *,
-    silence: list[tuple[float, float]] = (),  # type: ignore[assignment]
-) -> None:
-    """Interleave two raw 8 kHz channels into a stereo WAV (the shorter padded), with
-    ``silence`` time spans zeroed in the caller channel."""
-    block = 8000 * 2 * 10  # 10 s per step
-    with (
-        wave.open(str(out), "wb") as wav,
-        _open_or_empty(caller) as left,
-        _open_or_empty(agent) as right,
-    ):
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(8000)
-        position = 0
-        while True:
-            a = left.read(block)
-            b = right.read(block)
-            if not a and not b:
-                break
-            n = max(len(a), len(b)) // 2
-            frames = np.zeros((n, 2), "<i2")
-            frames[: len(a) // 2, 0] = np.frombuffer(a[: len(a) // 2 * 2], "<i2")
-            frames[: len(b) // 2, 1] = np.frombuffer(b[: len(b) // 2 * 2], "<i2")
-            for start, end in silence:
-                lo = max(0, int(start * 8000) - position)
-                hi = min(n, int(end * 8000) - position)
-                if lo < hi:
-                    frames[lo:hi, 0] = 0
-            wav.writeframes(frames.tobytes())
-            position += n
-
-
-@contextlib.contextmanager
-def _open_or_empty(path: Path) -> Any:
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        import io
-
-        yield io.BytesIO()
-        return
-    with f:
-        yield f
 
 
 class CallAnalyticsService:
@@ -541,11 +186,24 @@ class CallAnalyticsService:
                 if session is not None:
                     session.stop(arn=event.get("StreamARN"))
 
-    def _new_session(self, row: CallRow, origin_ms: int, *, swap: bool = False) -> CallSession:
+    def forget(self, session: CallSession) -> None:
+        """A finished session leaves the service's tables."""
+        if self.sessions.get(session.call_id) is session:
+            del self.sessions[session.call_id]
+        if session.row.transaction_id is not None:
+            self._by_transaction.pop(session.row.transaction_id, None)
+
+    def _new_session(
+        self,
+        row: CallRow,
+        origin_ms: int,
+        *,
+        swap: bool = False,
+        channels: dict[str, Any] | None = None,
+    ) -> CallSession:
         session = CallSession(self, row, origin_ms, swap=swap)
         self.sessions[row.call_id] = session
         self.calls.upsert(row)
-        channels: dict[str, Any] = {}
         session.publish(
             Event.of(
                 "CallAnalyticsStarted",
@@ -569,7 +227,11 @@ class CallAnalyticsService:
         now = int(time.time() * 1000)
         row = CallRow(contact_id, "CONNECT", "STARTED", int(event.get("StartTimestamp")), now)
         row.contact_id = contact_id
-        session = self._new_session(row, int(event.get("StartTimestamp")))
+        arn = str(event.get("StreamARN"))
+        channels = {
+            role: {"StreamARN": arn, "Track": track} for track, role in CONNECT_TRACKS.items()
+        }
+        session = self._new_session(row, int(event.get("StartTimestamp")), channels=channels)
         session.add_leg(
             str(event.get("StreamARN")),
             event.get("StartFragmentNumber"),
@@ -595,7 +257,7 @@ class CallAnalyticsService:
             row.customer_number = caller if role == "CALLER" else event.get("ToNumber")
             row.system_number = event.get("ToNumber") if role == "CALLER" else caller
             self._by_transaction[transaction] = call_id
-            session = self._new_session(row, start)
+            session = self._new_session(row, start, channels={role: {"StreamARN": str(arn)}})
         if any(leg.arn == arn for leg in session.legs):
             return
         session.add_leg(

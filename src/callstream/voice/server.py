@@ -213,13 +213,22 @@ class VoiceServer:
         """Listen for SIP on UDP and TCP (the same port)."""
         loop = asyncio.get_running_loop()
         cfg = self.config
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _Udp(self), local_addr=(cfg.sip_host, cfg.sip_port)
-        )
+        for attempt in range(20):
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(cfg.sip_host, cfg.sip_port)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._tcp_client, cfg.sip_host, port)
+            except OSError:
+                transport.close()
+                # a port the kernel picked for UDP may be taken for TCP: pick another
+                if cfg.sip_port != 0 or attempt == 19:
+                    raise
+                continue
+            break
         self._udp = protocol
-        port = transport.get_extra_info("sockname")[1]
         self.uas_config.sip_port = port
-        self._tcp = await asyncio.start_server(self._tcp_client, cfg.sip_host, port)
         self._timer = asyncio.create_task(self._timers(), name="callstream-sip-timers")
         self._rtp = asyncio.create_task(self._poll_rtp(), name="callstream-rtp")
         log.info("SIP on %s:%d (UDP, TCP), RTP %d-%d", cfg.sip_host, port, *cfg.rtp_ports)
