@@ -6,7 +6,7 @@ Layout under ``<data_dir>/analytics``::
     calls/<call id>/events.jsonl  the call's events in LCA's call-data-stream shape
     calls/<call id>/call.json     the export (what ``analyze`` prints), once finished
     calls/<call id>/recording.wav stereo 8 kHz recording: channel 0 caller, 1 agent
-    calls/<call id>/utterances/   final utterances as WAV (the training export reads them)
+                                  (the training export cuts its clips from it)
 
 The index row is what the call list shows: source, status, start and end, phone numbers,
 agent, sentiment per channel with trend, categories, flags, segment count and how far

@@ -470,3 +470,7 @@ def add_commands(sub: Any) -> None:
         "--idle-timeout", type=float, default=120.0, metavar="S", help="give up after S s of quiet"
     )
     p.set_defaults(func=cmd_transcript)
+
+    from callstream.analytics.dataset import add_dataset_command
+
+    add_dataset_command(sub)
