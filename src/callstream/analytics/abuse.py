@@ -6,6 +6,26 @@ Obfuscations are undone: ``f*ck`` / ``f**k`` (a ``*`` stands for any letters of 
 never the first one), repeated letters (``fuuuck``) and common look-alikes (``$hit``,
 ``@ss``, ``sh1t``). Threats are a separate kind.
 
+What is matched (all tables below):
+
+* **words** (:data:`_WORDS`): profanity (mild, strong, worst) and insults, inflections
+  listed explicitly (no stemming, so "assessment" never reduces to "ass");
+* **insults aimed at the listener**: an addressee ("you", "you lot", "you people", "your
+  staff", "all of you", the question "are you"), an optional copula ("'re", "are"), up to
+  five modifiers ("a", "absolute", "bunch of", "fucking", "thieving") and an insult word.
+  Words in :data:`_DIRECTED_ONLY` ("cow", "liar", "deaf", "waste of space") count only in
+  this shape: "you stupid cow" is abuse, "the cow field" is not;
+* **dismissals** (:data:`_PHRASES`): "go to hell", "piss off", "shove it up your arse" ...;
+* **threats** (:data:`_THREATS`): a first-person future ("I'll", "I'm going to", "I swear
+  I'll"), optionally "come round there and", a violent verb and a person or place as its
+  object ("I'll break his legs", "smash the place up"); "kill the process", "I could kill
+  for a coffee", "I'll shoot you an email" and negated threats are not threats; plus fixed
+  shapes ("I know where you live", "you'll regret this", "someone's going to get hurt").
+
+Not abuse (severity 0; the hit is still reported): an insult aimed at oneself ("I'm such
+an idiot") or negated ("you're not an idiot"), and profanity used as an intensifier of
+praise ("damn good service", "bloody marvellous", "fucking brilliant").
+
 Scoring (documented thresholds):
 
 * each hit has a severity: mild profanity 1, strong profanity or an insult 2, a slur or an
@@ -81,8 +101,10 @@ _add(
     "piss",
     "pissed",
     "arse",
-    "bollocks",
     "bugger",
+    "sodding",
+    "frigging",
+    "feck",
 )
 _add(
     "PROFANITY",
@@ -95,17 +117,23 @@ _add(
     "fucking",
     "fuckin",
     "fuckup",
+    "fuckwit",
+    "clusterfuck",
     "shit",
     "shits",
     "shitty",
     "shite",
+    "shitshow",
     "bullshit",
     "horseshit",
+    "dipshit",
     "ass",
     "asses",
     "asshole",
     "assholes",
     "arsehole",
+    "arseholes",
+    "bollocks",
     "bitch",
     "bitches",
     "bitching",
@@ -114,13 +142,19 @@ _add(
     "dick",
     "dicks",
     "dickhead",
+    "dickheads",
     "cock",
     "cocks",
     "prick",
     "pricks",
     "wanker",
     "wankers",
+    "tosser",
+    "tossers",
     "twat",
+    "twats",
+    "knobhead",
+    "bellend",
     "jackass",
     "dumbass",
     "shithead",
@@ -151,27 +185,54 @@ _add(
     "imbecile",
     "imbeciles",
     "cretin",
+    "cretins",
     "scumbag",
+    "scumbags",
     "scum",
     "loser",
     "losers",
-    "clown",
     "clowns",
     "retard",
     "retarded",
-    "incompetent",
+    "dimwit",
+    "halfwit",
+    "nitwit",
+    "numpty",
+    "numpties",
+    "muppet",
+    "muppets",
+    "buffoon",
+    "buffoons",
+    "pillock",
+    "plonker",
+)
+# words that are only mildly rude unless aimed at someone ("this stupid form" vs "you're stupid")
+_add(
+    "INSULT",
+    1,
+    "stupid",
+    "dumb",
     "useless",
     "pathetic",
     "worthless",
-    "stupid",
-    "dumb",
-    "dimwit",
-    "halfwit",
-    "numpty",
-    "muppet",
+    "incompetent",
+    "clown",
+    "brainless",
+    "clueless",
 )
-# words that are only mildly rude unless aimed at someone ("this stupid form" vs "you're stupid")
-_add("INSULT", 1, "stupid", "dumb", "useless", "pathetic", "worthless", "incompetent", "clown")
+# insults only when aimed at the listener ("you stupid cow", "are you deaf", "you're a liar")
+# fmt: off
+_DIRECTED_ONLY = (
+    "cow", "cows", "pig", "pigs", "donkey", "fool", "fools", "liar", "liars", "crook", "crooks",
+    "thief", "thieves", "cowboys", "parasites", "leeches", "vultures", "snake", "animals",
+    "jobsworth", "jobsworths", "joke", "disgrace", "deaf", "thick", "dense", "dim", "simple",
+    "mental", "hopeless", "brain dead", "braindead", "waste of space", "waste of oxygen",
+    "piece of work", "piece of shit", "piece of crap", "piece of garbage", "piece of trash",
+    "con artist", "con artists", "con men", "conmen", "scammers", "fraudsters", "frauds",
+    "charlatans", "sharks", "bandits", "robbers", "gangsters", "amateurs", "jokers", "monkeys",
+    "sod", "sods", "git", "gits", "prat", "prats", "dozy", "gormless", "daft",
+)
+# fmt: on
 
 _LEET = str.maketrans(
     {"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "!": "i", "7": "t"}
@@ -189,6 +250,9 @@ def _term_regex(word: str) -> re.Pattern[str]:
 _REGEXES: dict[str, list[tuple[re.Pattern[str], str]]] = {}
 for _w in _WORDS:
     _REGEXES.setdefault(_w[0], []).append((_term_regex(_w), _w))
+_REPEATS = re.compile(r"(.)\1+")
+# a plain-letter token can only spell a listed word if it collapses to the same letters
+_COLLAPSED = {_REPEATS.sub(r"\1", w) for w in _WORDS}
 
 
 def _canonical(token: str) -> str | None:
@@ -201,39 +265,232 @@ def _canonical(token: str) -> str | None:
     tok = tok.translate(_LEET)
     if sum(c.isalpha() for c in tok) < 2 or not tok[0].isalpha():
         return None
-    for rx, word in _REGEXES.get(tok[0], ()):
-        if rx.fullmatch(tok):
-            return word
-    return None
+    if tok.isalpha() and _REPEATS.sub(r"\1", tok) not in _COLLAPSED:
+        return None  # the common case, without trying every regex
+    # a masked token may spell several words (f*ck: fuck, feck): take the most severe
+    matches = [word for rx, word in _REGEXES.get(tok[0], ()) if rx.fullmatch(tok)]
+    return max(matches, key=lambda w: _WORDS[w][1], default=None)
 
 
-_YOU = r"\byou(?:'re|r| are| r)?\s+(?:such\s+|a\s+|an\s+|so\s+|absolutely\s+|total\s+|complete\s+|fucking\s+|bloody\s+)*"
+def _alternation(words: Iterable[str]) -> str:
+    """A regex alternation of ``words`` (longest first; spaces match any whitespace)."""
+    return "|".join(
+        re.escape(w).replace(r"\ ", r"\s+") for w in sorted(set(words), key=len, reverse=True)
+    )
+
+
+# who an insult is aimed at: the listener, the listener's group or colleagues
+_ADDRESSEE = (
+    r"(?:\b(?:you|ya)(?:\s+(?:lot|people|guys|lads|two|all))?"
+    r"|\byour\s+(?:staff|people|lot|engineers?|agents?|team|colleagues?|managers?|boss"
+    r"|supervisors?|technicians?|drivers?)"
+    r"|\ball\s+of\s+you)"
+    r"(?:\s*['\u2019]re|\s+(?:are|r|were|is|have\s+been|'ve\s+been))?(?:\s+all)?"
+)
+_ASKED = r"\bare\s+(?:you|ya|u)(?:\s+(?:lot|people|guys|all))?(?:\s+(?:just|really|actually))?"
+# words allowed between the addressee and the insult ("a fucking useless idiot")
+# fmt: off
+_MODIFIERS = [
+    "a", "an", "such", "so", "absolute", "absolutely", "total", "totally", "complete",
+    "completely", "utter", "utterly", "proper", "right", "real", "really", "just", "all", "bunch",
+    "load", "pack", "set", "lot", "of", "nothing", "but", "fucking", "fuckin", "effing",
+    "freaking", "flipping", "bloody", "bleeding", "damn", "stupid", "useless", "incompetent",
+    "pathetic", "worthless", "brainless", "clueless", "thieving", "lying", "lazy", "ignorant",
+    "little", "silly", "dumb", "thick", "arrogant", "greedy", "miserable", "sad", "old", "bent",
+    "dodgy", "rude",
+]
+# fmt: on
+_MODIFIER = _alternation(_MODIFIERS)
+_INSULT_TARGETS = [w for w, (kind, _) in _WORDS.items() if kind == "INSULT"] + [
+    "bastard",
+    "bastards",
+    "asshole",
+    "assholes",
+    "arsehole",
+    "arseholes",
+    "prick",
+    "pricks",
+    "twat",
+    "twats",
+    "cunt",
+    "cunts",
+    "dickhead",
+    "dickheads",
+    "wanker",
+    "wankers",
+    "tosser",
+    "tossers",
+    "shithead",
+    "knobhead",
+    "bellend",
+    "fuckwit",
+    "dipshit",
+    "bitch",
+    "bitches",
+    *_DIRECTED_ONLY,
+]
 _DIRECTED = re.compile(
-    _YOU + r"(idiots?|morons?|imbeciles?|clowns?|stupid|useless|incompetent|pathetic|worthless"
-    r"|losers?|scum(?:bag)?|bitch|bastard|assholes?|dickheads?|pricks?|cunts?|twats?|retard(?:ed)?)\b",
+    rf"(?:{_ADDRESSEE}|{_ASKED})(?:\s+(?:{_MODIFIER})){{0,5}}\s+"
+    rf"(?:{_alternation(_INSULT_TARGETS)})\b",
+    re.IGNORECASE,
+)
+# the insult is aimed at the speaker ("I'm such an idiot", "silly me"): not abuse
+_SELF = re.compile(
+    rf"\b(?:i(?:['\u2019]m|\s+am|\s+was|\s+feel|\s+felt|['\u2019]ve\s+been|\s+must\s+be|\s+sound"
+    rf"|\s+look)(?:\s+(?:being|like))?|me|myself)(?:\s+(?:{_MODIFIER})){{0,4}}\s*$",
+    re.IGNORECASE,
+)
+# a negated insult ("you're not an idiot", "I'm not calling you stupid"): not abuse
+_NEGATED_INSULT = re.compile(
+    rf"(?:\bnot|\bnever|n['\u2019]t)(?:\s+(?:calling|saying|think|you|you['\u2019]re|are"
+    rf"|{_MODIFIER})){{0,4}}\s*$",
+    re.IGNORECASE,
+)
+# profanity as an intensifier of praise ("damn good", "fucking brilliant"): not abuse
+_PRAISE = re.compile(
+    r"\s+(?:good|great|brilliant|fantastic|amazing|awesome|excellent|marvellous|marvelous"
+    r"|superb|lovely|helpful|fast|quick|nice|fine|perfect|wonderful|legend|star|genius|class"
+    r"|service|job|work|well)\b",
     re.IGNORECASE,
 )
 _PHRASES = [
-    (re.compile(r"\b(?:go\s+)?(?:fuck|screw)\s+(?:you|off|yourself)\b", re.I), "INSULT", 3),
+    (
+        re.compile(r"\b(?:go\s+)?(?:fuck|screw)\s+(?:you|off|yourself|yourselves)\b", re.I),
+        "INSULT",
+        3,
+    ),
     (re.compile(r"\bshut\s+(?:the\s+\w+\s+)?up\b", re.I), "INSULT", 2),
+    (re.compile(r"\bshut\s+your\s+(?:mouth|face|trap|gob)\b", re.I), "INSULT", 2),
     (re.compile(r"\bpiece\s+of\s+(?:shit|crap|garbage|trash)\b", re.I), "INSULT", 3),
+    (re.compile(r"\bgo\s+to\s+hell\b|\bgo\s+(?:and\s+)?die\b|\bdrop\s+dead\b", re.I), "INSULT", 3),
+    (
+        re.compile(r"\b(?:piss|bugger|sod|bog|naff|frig)\s+off\b|\bget\s+stuffed\b", re.I),
+        "INSULT",
+        2,
+    ),
+    (
+        re.compile(
+            r"\b(?:shove|stick|ram)\s+(?:it|that|them|this|your\s+\w+)\s+up\s+your\s+(?:arse|ass)\b"
+            r"|\bkiss\s+my\s+(?:arse|ass)\b",
+            re.I,
+        ),
+        "INSULT",
+        3,
+    ),
+    (
+        re.compile(
+            r"\b(?:out\s+of|up)\s+your\s+(?:arse|ass|backside)\b|\bwhere\s+the\s+sun\s+"
+            r"(?:don't|doesn't|does\s+not)\s+shine\b|\bup\s+yours\b|\b(?:damn|sod)\s+you\b"
+            r"|\beat\s+shit\b|\bbite\s+me\b",
+            re.I,
+        ),
+        "INSULT",
+        3,
+    ),
+    (
+        re.compile(
+            r"\bi\s+hope\s+(?:you|your\s+\w+)\s+(?:die|dies|rot|rots|get\s+(?:cancer|run\s+over"
+            r"|hit\s+by))\b",
+            re.I,
+        ),
+        "INSULT",
+        3,
+    ),
+    (
+        re.compile(
+            r"\byour\s+(?:thick|stupid|fat|empty|tiny|little)\s+(?:head|skull|brain)\b"
+            r"|\bjumped[-\s]up\b|\bthick\s+as\s+(?:two\s+short\s+planks|mince|shit|pig\s+shit)\b"
+            r"|\bas\s+(?:much\s+)?use(?:ful)?\s+as\s+a\s+chocolate\s+(?:teapot|fireguard)\b",
+            re.I,
+        ),
+        "INSULT",
+        2,
+    ),
 ]
+
+# a first-person future, optionally "come round there and", then a violent verb
+_FIRST_PERSON_FUTURE = (
+    r"\bi(?:['\u2019]ll|\s+will|\s+shall|['\u2019]d|\s+would|\s+could|\s+gonna"
+    r"|['\u2019]m\s+(?:going\s+to|gonna)|\s+am\s+(?:going\s+to|gonna))"
+)
+_APPROACH = (
+    r"(?:\s+(?:come|go|get|be)\s+(?:down|over|round|around|up|back|in)"
+    r"(?:\s+(?:there|here))?\s+and)?"
+)
+# fmt: off
+_VIOLENT_VERBS = [
+    "kill", "murder", "hurt", "shoot", "stab", "beat", "batter", "strangle", "throttle", "choke",
+    "burn", "torch", "bomb", "smash", "wreck", "break", "knock", "punch", "smack", "slap", "hit",
+    "deck", "thump", "kick", "bash", "glass", "cut", "slit",
+]
+# fmt: on
+_VIOLENT = r"(?:" + "|".join(_VIOLENT_VERBS) + r")(?:s|ed|ing)?"
+# a person or a place as the verb's object ("kill the process" is not a threat)
+_VICTIM = (
+    r"(?:you|ya|your|yours|yourself|yourselves|him|his|her|them|their|everyone|everybody|someone"
+    r"|somebody|whoever|anyone|anybody|all\s+of\s+you"
+    r"|(?:the|this|that|your)\s+(?:agent|manager|engineer|driver|guy|man|woman|bloke|person|people"
+    r"|staff|lot|idiot|place|shop|office|building|branch|store|depot|call\s+centre"
+    r"|call\s+center))\b"
+)
+# idioms that look like threats: "shoot you an email", "hit you up", "beat your price"
+_NOT_A_THREAT = re.compile(
+    r"\b(?:shoot|shot)\s+(?:you|them|him|her)\s+(?:over\s+)?(?:an?|the|a\s+quick)\s+"
+    r"(?:email|e-mail|text|message|line|note|link|quick)"
+    r"|\bhit\s+(?:you|them|him|her)\s+up\b"
+    r"|\bbeat\s+(?:your|their|the)\s+(?:price|offer|quote|deal)",
+    re.I,
+)
 _THREATS = [
     re.compile(
-        r"\bi(?:'ll|\s+will|'m\s+going\s+to|\s+am\s+going\s+to|'m\s+gonna|\s+am\s+gonna|\s+gonna)"
-        r"\s+(?:come\s+(?:down|over|round)\s+(?:there\s+)?and\s+)?(?:\w+\s+)?(?:kill|hurt|shoot|stab|beat|strangle|murder|burn|smash|break)\b"
-        r"(?:\s+(?:you|your|him|her|them|the|everyone|this))?",
+        rf"{_FIRST_PERSON_FUTURE}(?:\s+(?:just|personally|fucking|bloody|actually|really))?"
+        rf"{_APPROACH}\s+{_VIOLENT}\s+{_VICTIM}",
         re.I,
     ),
-    re.compile(r"\bi\s+know\s+where\s+you\s+(?:live|work|are)\b", re.I),
     re.compile(
-        r"\byou(?:'ll|\s+will|'re\s+going\s+to|\s+are\s+going\s+to|'re\s+gonna)\s+regret\b", re.I
+        r"\b(?:know|find(?:\s+out)?|found(?:\s+out)?|look\s+up|get|got|have)\s+where\s+you\s+"
+        r"(?:live|work|sleep)\b",
+        re.I,
+    ),
+    re.compile(
+        r"\byou(?:['\u2019]ll|\s+will|['\u2019]re\s+going\s+to|\s+are\s+going\s+to"
+        r"|['\u2019]re\s+gonna)"
+        r"\s+(?:regret|be\s+sorry)\b",
+        re.I,
     ),
     re.compile(r"\bwatch\s+your\s+back\b", re.I),
-    re.compile(r"\byou(?:'re|\s+are)\s+(?:a\s+)?dead(?:\s+(?:man|woman|meat))?\b", re.I),
-    re.compile(r"\bi(?:'ll|\s+will)\s+(?:find|come\s+for|get)\s+you\b", re.I),
-    re.compile(r"\bi(?:'ll|\s+will)\s+make\s+you\s+(?:pay|suffer|sorry)\b", re.I),
+    re.compile(r"\byou(?:['\u2019]re|\s+are)\s+(?:a\s+)?dead(?:\s+(?:man|woman|meat))?\b", re.I),
+    re.compile(r"\bi(?:['\u2019]ll|\s+will)\s+(?:find|come\s+for|get)\s+you\b", re.I),
+    re.compile(
+        rf"{_FIRST_PERSON_FUTURE}(?:\s+[\w']+){{0,8}}?\s+make\s+you\s+(?:pay|suffer|sorry"
+        r"|regret)\b",
+        re.I,
+    ),
     re.compile(r"\b(?:you|your\s+family)\s+(?:won't|will\s+not)\s+be\s+safe\b", re.I),
+    re.compile(
+        r"\b(?:someone|somebody|you|people|one\s+of\s+you)(?:['\u2019]s|\s+is|['\u2019]re|\s+are"
+        r"|\s+will"
+        r"|['\u2019]ll)\s+(?:going\s+to\s+|gonna\s+)?get(?:ting)?\s+(?:hurt|killed|shot|stabbed"
+        r"|a\s+beating|a\s+slap|a\s+smack)\b",
+        re.I,
+    ),
+    re.compile(
+        r"\b(?:waiting\s+for\s+you|see\s+you|meet\s+you)\s+(?:outside|after\s+work|in\s+the\s+car"
+        r"\s+park)\b|\b(?:wait|waiting|be)\s+outside\s+your\s+(?:office|house|home|shop|branch|work"
+        r"|building|door)\b",
+        re.I,
+    ),
+    re.compile(
+        rf"{_FIRST_PERSON_FUTURE}(?:\s+[\w']+){{0,8}}?\s+(?:sort\s+(?:you|him|her|them)\s+out"
+        r"|deal\s+with\s+(?:you|him|her|them)\s+(?:myself|personally))\b",
+        re.I,
+    ),
+    re.compile(
+        rf"\b(?:someone|somebody)\s+(?:should|ought\s+to|needs\s+to)\s+{_VIOLENT}\s+{_VICTIM}", re.I
+    ),
+    re.compile(
+        r"\byou\s+(?:don't|do\s+not)\s+know\s+who\s+you(?:'re|\s+are)\s+dealing\s+with\b", re.I
+    ),
 ]
 _NEGATED = re.compile(r"\b(?:not|never|n't)\s*$", re.I)
 
@@ -248,12 +505,17 @@ def scan_text(text: str) -> list[Hit]:
                 continue
             if re.search(r"\b(?:not|never)\b|n't\b", m.group(0), re.I):
                 continue
+            if _NOT_A_THREAT.search(text, m.start(), min(len(text), m.end() + 30)):
+                continue
             hits.append(Hit("THREAT", m.group(0), m.start(), m.end(), 5))
     for m in _DIRECTED.finditer(text):
-        hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), 3))
+        negated = _NEGATED_INSULT.search(text, 0, m.start())
+        hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), 0 if negated else 3))
         taken.append((m.start(), m.end()))
     for rx, kind, sev in _PHRASES:
         for m in rx.finditer(text):
+            if any(a <= m.start() < b for a, b in taken):
+                continue
             hits.append(Hit(kind, m.group(0), m.start(), m.end(), sev))
             taken.append((m.start(), m.end()))
     for m in _TOKEN.finditer(text):
@@ -263,6 +525,12 @@ def scan_text(text: str) -> list[Hit]:
         if word is None:
             continue
         kind, sev = _WORDS[word]
+        aimed_at_self = kind == "INSULT" and (
+            _SELF.search(text, 0, m.start()) or _NEGATED_INSULT.search(text, 0, m.start())
+        )
+        praise = kind == "PROFANITY" and _PRAISE.match(text, m.end())
+        if aimed_at_self or praise:
+            sev = 0
         hits.append(Hit(kind, word, m.start(), m.end(), sev))
     hits.sort(key=lambda h: h.start)
     return hits
@@ -282,14 +550,14 @@ def find_abuse(segments: Iterable[SegmentLike], channel: str = "CALLER") -> list
     """Flags for the ``channel`` segments of one call.
 
     One flag per segment and kind (``PROFANITY``, ``INSULT``, ``THREAT``) with its hits, then
-    a call-level ``ABUSIVE_CALLER`` flag (all evidence, summed score) when the thresholds in
-    the module docstring are passed. Other channels are ignored.
+    a call-level ``ABUSIVE_CALLER`` flag when the thresholds in the module docstring are
+    passed. Its segments and evidence are the segments abusive on their own (score >=
+    :data:`SEGMENT_THRESHOLD`); when none is and only the sum of mild hits passes, all the
+    segments with hits. Its score is the caller's summed score. Other channels are ignored.
     """
     flags: list[Flag] = []
-    total = 0
+    scored: list[tuple[str, int, list[tuple[str, float, float, str]]]] = []
     worst = 0
-    evidence: list[tuple[str, float, float, str]] = []
-    seg_ids: list[str] = []
     for seg in segments:
         if seg.Channel != channel:
             continue
@@ -297,16 +565,25 @@ def find_abuse(segments: Iterable[SegmentLike], channel: str = "CALLER") -> list
         if not hits:
             continue
         by_kind: dict[str, Flag] = {}
+        evidence: list[tuple[str, float, float, str]] = []
         for h in hits:
             ev = (seg.SegmentId, float(seg.StartTime), float(seg.EndTime), h.term)
             f = by_kind.setdefault(h.kind, Flag(h.kind, [seg.SegmentId]))
             f.evidence.append(ev)
             f.score += h.severity
             evidence.append(ev)
-            total += h.severity
             worst = max(worst, h.severity)
         flags.extend(by_kind.values())
-        seg_ids.append(seg.SegmentId)
+        scored.append((seg.SegmentId, sum(h.severity for h in hits), evidence))
+    total = sum(score for _, score, _ in scored)
     if total >= CALL_THRESHOLD or worst >= 3:
-        flags.append(Flag("ABUSIVE_CALLER", seg_ids, evidence, total))
+        chosen = [s for s in scored if s[1] >= SEGMENT_THRESHOLD] or scored
+        flags.append(
+            Flag(
+                "ABUSIVE_CALLER",
+                [sid for sid, _, _ in chosen],
+                [ev for _, _, evs in chosen for ev in evs],
+                total,
+            )
+        )
     return flags

@@ -4,7 +4,9 @@
 Hooks for the other analytics parts: ``redact`` rewrites each transcript before anything
 else reads it (PCI masking), each of ``flaggers`` returns flags (for example
 ``{"Type": "ABUSIVE_CALLER", "SegmentIds": [...]}``) and each of ``categorizers`` returns
-matched categories, both from the scored segments.
+matched categories, both from the scored segments. Each exported segment also carries
+``Flags``: the ``Type`` of every flag whose ``SegmentIds`` name it, in flag order without
+repeats (``[]`` when none), so a reader can mark a segment without scanning the call's flags.
 
 The summary is extractive: the ``summary_size`` final segments with the most information,
 scored as the sum over their distinct content words (not stop words, 3+ letters) of
@@ -229,6 +231,17 @@ def talk_time(segments: list[Segment]) -> dict[str, Any]:
     }
 
 
+def _flags_by_segment(flags: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """SegmentId -> the Types of the flags naming it (flag order, no repeats)."""
+    by_segment: dict[str, list[str]] = {}
+    for flag in flags:
+        for segment_id in flag.get("SegmentIds", ()):
+            types = by_segment.setdefault(segment_id, [])
+            if flag["Type"] not in types:
+                types.append(flag["Type"])
+    return by_segment
+
+
 def analyze_transcript(
     segments: list[Segment],
     call_id: str,
@@ -246,6 +259,7 @@ def analyze_transcript(
     flags = [flag for flagger in flaggers for flag in flagger(segments)]
     categories = [cat for categorizer in categorizers for cat in categorizer(segments)]
     highlights = summarize(segments, summary_size)
+    flagged = _flags_by_segment(flags)
     return {
         "CallId": call_id,
         "Channels": [
@@ -256,7 +270,7 @@ def analyze_transcript(
             }
             for i, role in enumerate(CHANNELS)
         ],
-        "Segments": [s.to_json() for s in segments],
+        "Segments": [{**s.to_json(), "Flags": flagged.get(s.SegmentId, [])} for s in segments],
         "Sentiment": channel_sentiment(segments),
         "Categories": categories,
         "Flags": flags,

@@ -8,8 +8,8 @@ The method follows ``analytics-lca.md`` §5 (AWS Live Call Analytics), with VADE
   NEUTRAL 0, MIXED 0 (``eventprocessor.py``).
 * **Segment, computed** (final segments only; partials are not scored): VADER's scores are
   mapped onto Comprehend's ``SentimentScore`` shape (see ``vader_scores``), the label is
-  VADER's own convention (compound >= 0.05 POSITIVE, <= -0.05 NEGATIVE, else NEUTRAL; MIXED
-  when the mixed score dominates), and the weighted score is LCA's
+  VADER's convention (compound >= 0.05 POSITIVE, <= :data:`NEGATIVE_COMPOUND` NEGATIVE,
+  else NEUTRAL; MIXED when the mixed score dominates), and the weighted score is LCA's
   ``sentiment/weighted_sentiment.py`` exactly: only POSITIVE and NEGATIVE labels are
   weighted (MIXED/NEUTRAL -> None); if the Negative score is above the negative threshold
   (0.4) NEGATIVE overrides the label; a score below its threshold (0.4 for both) is
@@ -22,18 +22,46 @@ The method follows ``analytics-lca.md`` §5 (AWS Live Call Analytics), with VADE
 * **Trend**: the last quarter's Score compared with the mean of the previous quarters
   (quarters with EndOffsetMillis > 0): lower -> DOWN, higher -> UP, equal -> FLAT (UI
   ``common/sentiment.js getSentimentTrendLabel``).
+
+VADER is tuned for social-media text; contact-centre customers complain in other words. Before
+VADER reads an utterance (``vader_text``; the exported transcript is unchanged):
+
+* :data:`LEXICON_SUPPLEMENT` adds or re-weights single words (``overcharged``, ``shambles``,
+  ``joke`` -1.0 instead of +1.2; ``cancel`` and ``sorry`` 0, they are routine requests);
+* each :data:`PHRASE_CUES` match (``on hold for``, ``third time I'm calling``, ``nobody
+  called``, ``still not working``, ``fed up``, ``switch to another provider``, ``spot on``
+  ...) becomes one token carrying the cue's valence, so VADER's own negation ("I'm not fed
+  up"), boosters and "but" rules still apply to it;
+* :data:`NEUTRAL_SENSES` rewrite words VADER misreads in service talk ("my phone died",
+  "shoot me an email", "kill the process", "risk assessment") and profanity intensifying
+  praise ("damn good service", "hell of a good job" -> "really good");
+* an utterance that is abusive on its own (:func:`callstream.analytics.abuse.is_abusive`)
+  has each abusive hit scored as a strongly negative word, and its label is NEGATIVE
+  whatever polite words surround the abuse;
+* sarcasm: a praise interjection ("oh great, ...", "brilliant, ... just brilliant", "just
+  what I needed") in an utterance whose other words are negative is scored as negative.
+
+The tables and the NEGATIVE threshold were tuned on labelled utterances in
+``tests/analytics/data`` (the ``dev`` split, then ``holdout1`` after its one blind run); the
+``test`` and ``holdout2`` splits measure them (README, "Call analytics").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
+from callstream.analytics.abuse import SEGMENT_THRESHOLD, scan_text
 from callstream.analytics.transcript import CHANNELS, Segment
 
 __all__ = [
+    "LEXICON_SUPPLEMENT",
+    "NEGATIVE_COMPOUND",
     "NEGATIVE_THRESHOLD",
+    "NEUTRAL_SENSES",
+    "PHRASE_CUES",
     "POSITIVE_THRESHOLD",
     "SCALE_RANGE",
     "SENTIMENT_WEIGHT",
@@ -43,6 +71,7 @@ __all__ = [
     "score_text",
     "trend",
     "vader_scores",
+    "vader_text",
     "weighted_score",
 ]
 
@@ -50,14 +79,623 @@ SCALE_RANGE = 5
 NEGATIVE_THRESHOLD = 0.4
 POSITIVE_THRESHOLD = 0.4
 SENTIMENT_WEIGHT = {"POSITIVE": 5.0, "NEGATIVE": -5.0, "NEUTRAL": 0.0, "MIXED": 0.0}
-_COMPOUND_THRESHOLD = 0.05  # VADER's documented neutral band
+_COMPOUND_THRESHOLD = 0.05  # VADER's documented neutral band (POSITIVE side)
+NEGATIVE_COMPOUND = -0.15
+"""A compound at or below this is NEGATIVE. VADER's own band is -0.05; on the dev split any
+value in (-0.36, -0.05) separates the classes; -0.15 leaves a request with one weak word
+(|valence| < 0.6, such as "hard") NEUTRAL."""
+
+# Single words VADER's lexicon lacks or weighs for another genre (VADER's -4..+4 scale).
+LEXICON_SUPPLEMENT: dict[str, float] = {
+    # complaints
+    "overcharged": -2.3,
+    "overcharging": -2.3,
+    "crashed": -1.8,
+    "crashing": -1.8,
+    "crashes": -1.7,
+    "scammed": -2.7,
+    "ripoff": -2.7,
+    "rip-off": -2.7,
+    "shambles": -2.5,
+    "shambolic": -2.5,
+    "disgraceful": -2.6,
+    "atrocious": -3.0,
+    "abysmal": -3.0,
+    "diabolical": -2.8,
+    "appalling": -2.5,
+    "unacceptable": -2.5,
+    "ridiculous": -2.2,
+    "useless": -2.2,
+    "unhelpful": -2.0,
+    "pointless": -1.8,
+    "nightmare": -2.3,
+    "unreliable": -2.0,
+    "robbed": -2.5,
+    "conned": -2.5,
+    "misled": -2.0,
+    "fobbed": -2.0,
+    "runaround": -2.0,
+    "rubbish": -2.0,
+    "garbage": -2.0,
+    "faulty": -1.8,
+    "glitchy": -1.5,
+    "buggy": -1.5,
+    "flaky": -1.5,
+    "patchy": -1.3,
+    "dodgy": -1.5,
+    "gutted": -2.0,
+    "excuses": -1.3,
+    "joke": -1.0,  # "what a joke", "it's a joke": +1.2 in VADER
+    "farce": -2.0,
+    "inexcusable": -2.5,
+    "extortionate": -2.3,
+    "overpriced": -1.8,
+    "fleeced": -2.3,
+    "dismissive": -2.0,
+    "condescending": -2.0,
+    "patronising": -2.0,
+    "patronizing": -2.0,
+    "clueless": -2.0,
+    "filthy": -2.5,
+    "mouldy": -2.0,
+    "moldy": -2.0,
+    "stained": -1.2,
+    "leaking": -1.5,
+    "leaky": -1.3,
+    "freezing": -1.0,
+    "buffering": -1.5,
+    "buffers": -1.5,
+    "lagging": -1.3,
+    "laggy": -1.3,
+    "glitching": -1.5,
+    "freezes": -1.5,
+    "slow": -1.0,
+    "shrugged": -1.0,
+    "scammers": -2.5,
+    "charlatans": -2.5,
+    "cowboys": -1.5,
+    "amateurs": -1.5,
+    # praise
+    "sorted": 1.5,
+    "legend": 2.5,
+    "superstar": 2.8,
+    "marvellous": 2.8,
+    "thorough": 1.5,
+    "chuffed": 2.3,
+    "speedy": 1.5,
+    "painless": 1.5,
+    "seamless": 1.5,
+    "hassle-free": 1.8,
+    # routine in a service call, not a feeling
+    "cancel": 0.0,
+    "cancelling": 0.0,
+    "cancellation": 0.0,
+    "sorry": 0.0,
+    "no": 0.0,  # an answer ("no, that's the old address"); VADER still negates with it
+    "well": 0.0,  # mostly a discourse marker in speech ("well, thanks for nothing")
+}
+
+
+def _any(alternatives: str) -> str:
+    """A regex group of ``|``-separated alternatives, in which a space matches any whitespace."""
+    return "(?:" + "|".join(a.strip().replace(" ", r"\s+") for a in alternatives.split("|")) + ")"
+
+
+_N = _any(
+    r"a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|forty"
+    r"|fifty|several|many|a few|a couple of|\d+"
+)
+_ABOUT = r"(?:" + _any("over|more than|nearly|almost") + r"\s+)?"
+_NOT = _any(
+    "not|no|never|isn't|is not|hasn't|has not|haven't|have not|doesn't|does not|don't|didn't"
+    "|did not|can't|cannot|won't|wasn't|aren't|still hasn't"
+)
+_NOBODY = _any("nobody|no one|no-one|noone")
+_ITS_BEEN = _any("it's|it has|it's now|that's|that was")
+
+# (name, valence, alternatives): phrases customers use when unhappy (or pleased). A match of
+# any alternative becomes one token ``cue_<name>`` that VADER scores with the valence.
+PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
+    # waiting and delay
+    (
+        "on_hold",
+        -2.0,
+        (
+            rf"\b{_any('on hold|holding')}\s+for\b",
+            rf"\bbeen\s+{_any('on hold|holding')}\b",
+            rf"\bkept\s+(?:me\s+)?{_any('on hold|waiting')}\b",
+        ),
+    ),
+    (
+        "been_waiting",
+        -2.0,
+        (
+            rf"\b{_any('been|still|left|keep me')}\s+waiting\b",
+            r"\bwait(?:ed|ing)?\s+"
+            rf"(?:for\s+)?{_ABOUT}{_N}\s+{_any('hours?|days?|weeks?|months?')}\b",
+        ),
+    ),
+    (
+        "been_ages",
+        -1.8,
+        (
+            rf"\b{_ITS_BEEN}\s+(?:been\s+)?{_ABOUT}{_N}\s+{_any('days|weeks|months')}\b",
+            rf"\bfor\s+{_any('days|weeks|months|ages')}\s+now\b",
+        ),
+    ),
+    (
+        "takes_long",
+        -1.8,
+        (
+            rf"\b{_any('take|takes|taking|took|taken')}\s+"
+            rf"(?:{_any('so long|forever|ages|this long|that long')}|{_ABOUT}{_N}\s+(?:weeks"
+            r"|months))\b",
+        ),
+    ),
+    (
+        "supposed_to",
+        -1.8,
+        (
+            rf"\b{_any('supposed|meant|promised')}\s+to\s+(?:have\s+)?"
+            rf"{_any('call|ring|phone|arrive|come|be|send|fix|refund|get back|turn up|sort')}\w*\b",
+            r"\b(?:was|were|been)\s+promised\b",
+        ),
+    ),
+    (
+        "never_happened",
+        -2.0,
+        (
+            r"\b"
+            + _any("never|didn't|did not|hasn't|has not|haven't|have not|still hasn't")
+            + r"\s+(?:even\s+)?"
+            + _any(
+                "happened|turned up|showed up|came|arrived|called (?:me )?back|rang (?:me )?back"
+                "|got back|heard back|received|replied|responded|bothered|been fixed|got it"
+            )
+            + r"\b",
+        ),
+    ),
+    # repeated contact, repeated failure
+    (
+        "nth_time",
+        -2.2,
+        (
+            r"\b"
+            + _any(
+                r"second|third|fourth|fifth|sixth|seventh|tenth|umpteenth|hundredth|\d+(?:st|nd"
+                r"|rd|th)"
+            )
+            + r"\s+time\s+(?:that\s+)?"
+            + r"(?:"
+            + _any("i've|i have|i'm|i am|i|we've|we're")
+            + r"\s+)?"
+            + _any(
+                "called|calling|rung|ringing|rang|phoned|phoning|contacted|contacting|chased"
+                "|chasing"
+                "|asked|asking|explained|explaining|told|been"
+            )
+            + r"\b",
+        ),
+    ),
+    (
+        "n_times",
+        -2.0,
+        (
+            r"\b"
+            + _any(
+                "called|rung|rang|phoned|contacted|chased|explained|told|asked|emailed|written"
+                "|complained"
+            )
+            + rf"\b(?:\s+[\w']+){{0,3}}?\s+(?:twice|{_N}\s+times)\b",
+        ),
+    ),
+    (
+        "every_time",
+        -1.5,
+        (
+            rf"\bevery\s+(?:single\s+)?time\s+i\s+{_any('call|ring|phone|try|log|contact')}\b",
+            r"\bagain\s+and\s+again\b",
+            r"\bover\s+and\s+over\b",
+        ),
+    ),
+    (
+        "fails_again",
+        -1.8,
+        (
+            r"\b"
+            + _any(
+                "down|broken|failed|crashed|happened|happening|dropped|dropping|off|wrong|missing"
+                "|late"
+                "|charged|locked out|cut off|gone|stopped|declined|rejected"
+            )
+            + r"(?:\s+[\w']+)?\s+again\b",
+        ),
+    ),
+    (
+        "keeps_failing",
+        -1.8,
+        (
+            r"\bkeeps?\s+(?:on\s+)?"
+            + _any(
+                "dropping|crashing|failing|freezing|cutting (?:out|off)|disconnecting"
+                "|logging me out"
+                "|going (?:down|off)|breaking|happening|buffering|rejecting|declining|losing"
+                "|charging me"
+            )
+            + r"\b",
+            r"\bkeep\s+(?:getting|being)\s+"
+            + _any("cut off|disconnected|charged|errors?|passed|transferred|told")
+            + r"\b",
+        ),
+    ),
+    (
+        "still_not",
+        -2.0,
+        (
+            r"\bstill\s+(?:"
+            + _NOT
+            + "|"
+            + _any(
+                "waiting|nothing|broken|down|not working|getting charged|having (?:problems"
+                "|issues|trouble)"
+            )
+            + r")\b",
+        ),
+    ),
+    (
+        "not_working",
+        -1.8,
+        (
+            rf"\b{_NOT}\s+(?:even\s+)?"
+            + _any(
+                "work|working|load|loading|connect|connecting|turn(?:ed)? up|show(?:ed)? up"
+                "|go through"
+            )
+            + r"\b",
+        ),
+    ),
+    (
+        "cant_access",
+        -1.5,
+        (
+            r"\b"
+            + _any("can't|cannot|can not|couldn't|unable to")
+            + r"\s+(?:even\s+)?"
+            + _any(r"log\s*in|get in|get into|access|get through|use|make calls|pay|sign in")
+            + r"\b",
+            r"\blocked\s+out\b",
+            rf"\b{_any('been|got|get|getting|was|were|kept|keep')}\s+(?:\w+\s+)?cut\s+off\b",
+        ),
+    ),
+    # nobody helps
+    (
+        "nobody",
+        -2.0,
+        (
+            rf"\b{_NOBODY}\s+(?:\w+\s+)?"
+            + _any(
+                "has|have|had|ever|bothered|told|tells|called|calls|rang|rings|answers|answered"
+                "|got back|gets back|came|comes|turned up|showed up|fixed|fixes|seems|cares|listens"
+                "|knows|helped|helps|explained|replied|responds|responded|picks up|picked up|will"
+                "|wants|wanted|would|was willing|seemed|took|takes"
+            )
+            + r"\b",
+        ),
+    ),
+    (
+        "without_telling",
+        -1.8,
+        (
+            rf"\bwithout\s+(?:{_any('anyone|anybody|you|even')}\s+)?"
+            + _any(
+                "telling|asking|informing|warning|letting|notice|any notice|my permission"
+                "|my consent"
+                "|a word"
+            )
+            + r"\b",
+        ),
+    ),
+    (
+        "passed_around",
+        -1.8,
+        (
+            rf"\b{_any('passed|pushed|transferred|bounced|sent')}\s+(?:\w+\s+)?"
+            + _any("around|about|back and forth|from (?:one|pillar|department)")
+            + r"\b",
+            r"\bround\s+in\s+circles\b",
+            r"\bfobbed\s+off\b",
+        ),
+    ),
+    (
+        "different_answer",
+        -1.5,
+        (
+            r"\b(?:a\s+)?different\s+(?:answer|story)\s+(?:every|each)\b",
+            r"\bget\s+a\s+different\s+(?:answer|story)\b",
+        ),
+    ),
+    # money
+    (
+        "charged_wrong",
+        -2.0,
+        (
+            rf"\b{_any('charged|billed|debited|taken')}\s+(?:me\s+)?"
+            + _any("twice|two times|double|for nothing|too much|the wrong")
+            + r"\b",
+            r"\b(?:double|over)[-\s]?(?:charged|billed)\b",
+            r"\bcharged\s+(?:me\s+)?(?:a\s+)?(?:"
+            + _any("late|extra|cancellation|admin")
+            + r"\s+)?(?:fee|penalty)\b",
+        ),
+    ),
+    ("even_though", -1.2, (r"\beven\s+though\s+i(?:'d|'ve|\s+had|\s+have)?\b",)),
+    # frustration, escalation, leaving
+    (
+        "fed_up",
+        -2.5,
+        (
+            r"\bfed\s+up\b",
+            r"\bsick\s+(?:and\s+tired\s+)?of\b",
+            r"\b"
+            + _any("had enough|enough is enough|wits'? end|last straw|end of my tether")
+            + r"\b",
+        ),
+    ),
+    (
+        "waste",
+        -2.2,
+        (
+            r"\bwast(?:e|ed|ing)\s+(?:of\s+)?(?:my|our)?\s*(?:time|money|breath)\b",
+            r"\bwaste\s+of\s+(?:time|money)\b",
+        ),
+    ),
+    (
+        "not_good_enough",
+        -2.2,
+        (
+            r"\bnot\s+"
+            + _any("good enough|acceptable|on|right|fair|okay|ok|what i (?:asked|paid) for")
+            + r"\b",
+        ),
+    ),
+    (
+        "leaving",
+        -2.0,
+        (
+            rf"\b{_any('switch(?:ing)?|mov(?:e|ing)|go(?:ing)?|leav(?:e|ing)')}\s+(?:over\s+)?to\s+"
+            + _any("another|a different|a competitor|someone else|your competitors?")
+            + r"\b",
+            r"\btak(?:e|ing)\s+my\s+(?:business|money|custom)\s+elsewhere\b",
+        ),
+    ),
+    (
+        "escalate",
+        -1.8,
+        (
+            r"\bombudsman\b",
+            r"\b"
+            + _any("trading standards|the regulator|small claims|my solicitor|my lawyer")
+            + r"\b",
+            r"\b(?:formal|official)\s+complaint\b",
+            rf"\b{_any('make|making|file|filing|raise|raising|lodge|lodging')}\s+a\s+complaint\b",
+            rf"\breport(?:ing)?\s+{_any('you|this|it|them|the company')}\s+to\b",
+            r"\b(?:speak|talk)\s+to\s+(?:a|your"
+            rf"|the)\s+{_any('manager|supervisor|someone senior')}\b",
+        ),
+    ),
+    (
+        "bad_review",
+        -1.5,
+        (
+            r"\b(?:" + _any("bad|terrible|awful|negative") + r"|(?:one|1)[-\s]star)\s+review\b",
+            rf"\b{_any('leave|leaving|write|writing|post|posting')}\s+a\s+review\b",
+            r"\btell(?:ing)?\s+everyone\b",
+        ),
+    ),
+    (
+        "what_going_on",
+        -1.5,
+        (
+            r"\bwhat(?:'s|\s+is)\s+going\s+on\b",
+            r"\bwhat(?:'s|\s+is)\s+the\s+hold[-\s]?up\b",
+        ),
+    ),
+    (
+        "why_not",
+        -1.5,
+        (
+            r"\bwhy\s+(?:on\s+earth\s+|the\s+hell\s+)?"
+            + _any(
+                "won't|can't|didn't|hasn't|haven't|isn't|doesn't|wasn't|weren't|aren't|don't"
+                "|couldn't|wouldn't"
+            )
+            + r"\b",
+            r"\bwhy\s+on\s+earth\b",
+        ),
+    ),
+    (
+        "no_service",
+        -1.8,
+        (
+            r"\b(?:no|without)\s+"
+            + _any(
+                "hot water|heating|heat|power|electricity|gas|water|internet|broadband|wi-?fi"
+                "|signal"
+                "|service|dial tone|phone line|connection"
+            )
+            + r"\s+"
+            + _any("since|for|at all|all")
+            + r"\b",
+            r"\b"
+            + _any(
+                "internet|broadband|wi-?fi|power|electricity|phone|line|service|app|website|site"
+                "|signal|heating|boiler"
+            )
+            + r"\s+"
+            + _any("is|was|has been|went|goes|keeps going|keeps")
+            + r"\s+"
+            + _any("down|off|offline|out|dead")
+            + r"\b",
+        ),
+    ),
+    (
+        "expected_better",
+        -2.0,
+        (
+            rf"\b{_any('expected|expect|expecting')}\s+(?:{_any('a lot|much|far|way')}\s+)?"
+            r"(?:better|more)\b",
+        ),
+    ),
+    (
+        "time_off_work",
+        -1.5,
+        (
+            rf"\b{_any('took|take|taken|had to take')}\s+(?:a\s+|the\s+)?"
+            rf"{_any('day|days|time|morning|afternoon')}\s+off(?:\s+work)?\b",
+            r"\blost\s+(?:a\s+)?" + _any("day's|days|a day's|my") + r"\s+(?:pay|wages)\b",
+        ),
+    ),
+    (
+        "hidden_fees",
+        -1.8,
+        (
+            r"\bhidden\s+(?:fees?|charges?|costs?)\b",
+            r"\bdaylight\s+robbery\b",
+            r"\brip(?:ping)?\s+(?:me|us|people)\s+off\b",
+        ),
+    ),
+    ("thanks_for_nothing", -2.5, (r"\bthanks\s+(?:a\s+(?:bunch|lot)\s+)?for\s+nothing\b",)),
+    # praise
+    (
+        "you_star",
+        2.5,
+        (
+            r"\byou(?:'re|\s+are|'ve\s+been|\s+have\s+been)"
+            + r"\s+(?:"
+            + _any("an?|such an?|an absolute|a real")
+            + r"\s+)?"
+            + _any("star|legend|gem|hero|angel|diamond|lifesaver|superstar")
+            + r"\b",
+        ),
+    ),
+    ("spot_on", 2.0, (r"\bspot\s+on\b",)),
+    (
+        "sorted_out",
+        1.8,
+        (
+            r"\bsort(?:ed|ing)\s+"
+            + _any(r"it|that|this|everything|all of (?:it|that)|(?:the|my) \w+")
+            + r"\s+out\b",
+        ),
+    ),
+    ("weight_off", 2.0, (r"\bweight\s+off\s+my\s+(?:mind|shoulders)\b",)),
+    ("fair_play", 1.8, (r"\bfair\s+play\b",)),
+    ("patient", 1.8, (rf"\b{_any('been|so|very|really|super|extremely|incredibly')}\s+patient\b",)),
+    ("above_beyond", 2.5, (r"\babove\s+and\s+beyond\b",)),
+]
+
+_PERSON = _any(
+    "man|woman|guy|agent|engineer|driver|manager|person|staff|bloke|idiot|lot|people|boss|you"
+)
+_PRAISE = _any(
+    "good|great|brilliant|fantastic|amazing|awesome|excellent|marvellous|superb|lovely|helpful"
+    "|fast|quick|nice|fine|perfect|wonderful|well|job|service"
+)
+# (pattern, replacement): words VADER misreads in service talk
+NEUTRAL_SENSES: list[tuple[str, str]] = [
+    (
+        r"\b"
+        + _any("phone|mobile|battery|laptop|computer|tablet|ipad|handset|charger|remote")
+        + r"\s+(?:\w+\s+)?"
+        + _any("died|dies|is dead|was dead|went dead|ran out|is flat|was flat")
+        + r"\b",
+        "device off",
+    ),
+    (
+        r"\bshoot\s+(?:me|us|you|it|them)\s+(?:over\s+)?(?:an?\s+|the\s+)?(?:quick\s+)?"
+        r"(?=email|e-mail|text|message|line|note|link)",
+        "send me ",
+    ),
+    (
+        rf"\bkill(?:ed|ing|s)?(?=\s+(?:for|off|it|{_any('the|a|an|that|this|my|our|old')}\s+"
+        rf"(?!{_PERSON}\b)))",
+        "cancel",
+    ),
+    (r"\brisk\s+assessment\b", "assessment"),
+    (r"\bhard\s+of\s+hearing\b", "deaf"),
+    (r"\bmissed\s+(?:a\s+)?call\b", "call"),
+    (r"\bcut[-\s]?off\s+(?=(?:time|date|point|day)s?\b)", "deadline "),
+    (
+        rf"\b{_any('garden|food|green|general|household|clinical|hazardous')}\s+waste\b"
+        rf"|\bwaste\s+(?={_any('collection|collected|bins?|water|disposal|management|pipe')}\b)",
+        "recycling ",
+    ),
+    (
+        r"\b(?:shot|shoot|filmed)\s+(?=(?:a\s+|the\s+|some\s+)?"
+        r"(?:video|photo|picture|footage|clip)s?\b)",
+        "took ",
+    ),
+    (
+        rf"\b{_any('damn|damned|bloody|fucking|effing|freaking|hell of an?|helluva')}\s+"
+        rf"(?={_PRAISE}\b)",
+        "really ",
+    ),
+]
+_ABUSE_VALENCE = {"PROFANITY": -2.5, "INSULT": -3.0, "THREAT": -3.5}
+_SARCASTIC_PRAISE = _any("great|brilliant|wonderful|fantastic|perfect|lovely|marvellous")
+_SARCASM = re.compile(
+    rf"^\s*(?:oh\s+|well\s+|yeah\s+)?(?:{_SARCASTIC_PRAISE}|super|terrific|excellent|nice\s+one"
+    rf"|just\s+great)\b[,.!]*"
+    rf"|\bjust\s+(?:{_SARCASTIC_PRAISE}|what\s+i\s+(?:needed|wanted))\b"
+    rf"|\b{_any('great|brilliant|wonderful|fantastic|perfect|lovely')}\s*,?\s+(?=another\b)",
+    re.IGNORECASE,
+)
+_CUES = [(name, re.compile("|".join(alts), re.IGNORECASE)) for name, _, alts in PHRASE_CUES]
+_SENSES = [(re.compile(pattern, re.IGNORECASE), repl) for pattern, repl in NEUTRAL_SENSES]
 
 
 @cache
 def _analyzer() -> Any:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    return SentimentIntensityAnalyzer()
+    analyzer = SentimentIntensityAnalyzer()
+    analyzer.lexicon.update(LEXICON_SUPPLEMENT)
+    analyzer.lexicon.update({f"cue_{name}": valence for name, valence, _ in PHRASE_CUES})
+    analyzer.lexicon.update({f"cue_{kind.lower()}": v for kind, v in _ABUSE_VALENCE.items()})
+    analyzer.lexicon["cue_sarcasm"] = -1.5
+    return analyzer
+
+
+def vader_text(text: str) -> str:
+    """``text`` as VADER reads it: abusive hits, phrase cues and neutral senses rewritten
+    (see the module docstring)."""
+    return _rewrite(text)[0]
+
+
+def _rewrite(text: str) -> tuple[str, bool]:
+    """(``text`` as VADER reads it, whether it is abusive on its own)."""
+    hits = scan_text(text)
+    abusive = sum(h.severity for h in hits) >= SEGMENT_THRESHOLD
+    if abusive:
+        for hit in sorted(hits, key=lambda h: h.start, reverse=True):
+            if hit.severity > 0:
+                text = f"{text[: hit.start]} cue_{hit.kind.lower()} {text[hit.end :]}"
+    for rx, repl in _SENSES:
+        text = rx.sub(repl, text)
+    for name, rx in _CUES:
+        text = rx.sub(f" cue_{name} ", text)
+    return text, abusive
+
+
+def _polarity(rewritten: str) -> dict[str, float]:
+    """VADER's polarity of a rewritten utterance, with the sarcasm rule."""
+    analyzer = _analyzer()
+    polarity: dict[str, float] = analyzer.polarity_scores(rewritten)
+    if _SARCASM.search(rewritten):
+        rest = analyzer.polarity_scores(_SARCASM.sub(" ", rewritten))
+        if rest["compound"] <= NEGATIVE_COMPOUND:
+            polarity = analyzer.polarity_scores(_SARCASM.sub(" cue_sarcasm ", rewritten))
+    return polarity
 
 
 def vader_scores(polarity: dict[str, float]) -> tuple[str, dict[str, float]]:
@@ -78,7 +716,7 @@ def vader_scores(polarity: dict[str, float]) -> tuple[str, dict[str, float]]:
         label = "MIXED"
     elif compound >= _COMPOUND_THRESHOLD:
         label = "POSITIVE"
-    elif compound <= -_COMPOUND_THRESHOLD:
+    elif compound <= NEGATIVE_COMPOUND:
         label = "NEGATIVE"
     else:
         label = "NEUTRAL"
@@ -110,7 +748,10 @@ def weighted_score(
 
 def score_text(text: str) -> tuple[str, dict[str, float], float | None]:
     """(label, SentimentScore, SentimentWeighted) of one utterance."""
-    label, score = vader_scores(_analyzer().polarity_scores(text))
+    rewritten, abusive = _rewrite(text)
+    label, score = vader_scores(_polarity(rewritten))
+    if label != "NEGATIVE" and abusive:
+        label = "NEGATIVE"  # abuse is negative whatever polite words surround it
     weighted = weighted_score(label, score)
     return label, score, None if weighted is None else round(weighted, 4)
 

@@ -1,0 +1,197 @@
+"""Precision and recall of the text classifiers on labelled customer utterances.
+
+``data/customer_utterances.jsonl`` holds written contact-centre customer utterances, each
+labelled with ``sentiment`` (positive/negative/neutral; abusive lines are negative too),
+``abusive`` (profanity or insults aimed at the agent or the company, slurs, threats) and a
+``split``: ``dev`` lines were used to tune the lexicons and thresholds, ``test`` lines were
+written first and never tuned on.
+
+``data/customer_utterances_holdout.jsonl`` holds two later sets in other wording and
+industries. ``holdout1`` was written after the first tuning round and scored once (negative
+P 0.769 R 0.500, abusive P 1.000 R 0.375); its misses then showed the lexicons were too
+narrow, so the tables were widened and it is now seen data like ``dev``. ``holdout2`` was
+written after that and scored once, untouched since; it is held at 0.75 because its
+recalls came out below 0.85 (README, "Call analytics").
+
+Every set is scored through the real CLI, ``python -m callstream.cli analyze --transcript``,
+on a JSON Lines transcript where each utterance is one CALLER segment (explicit times, its
+own SegmentId) between short AGENT lines. Predicted negative: the segment's ``Sentiment``
+is ``NEGATIVE``. Predicted abusive: the segment's ``Flags`` name the call's
+``ABUSIVE_CALLER`` flag. Run ``pytest -s tests/analytics/test_analytics_labelled.py`` to
+see the table.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+LABELLED = DATA / "customer_utterances.jsonl"
+HOLDOUT = DATA / "customer_utterances_holdout.jsonl"
+# split -> (file, the lowest precision and recall allowed)
+SETS = {
+    "dev": (LABELLED, 0.85),
+    "test": (LABELLED, 0.85),
+    "holdout1": (HOLDOUT, 0.85),
+    "holdout2": (HOLDOUT, 0.75),
+}
+SENTIMENTS = {"positive", "negative", "neutral"}
+
+
+def load(path: Path, split: str | None = None) -> list[dict[str, Any]]:
+    """The labelled rows of ``path`` (optionally only one split), in file order."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [r for r in rows if split is None or r["split"] == split]
+
+
+def transcript(rows: list[dict[str, Any]]) -> str:
+    """JSON Lines: utterance i is CALLER segment ``u<i>``, followed by an AGENT ``okay``."""
+    lines = []
+    for i, row in enumerate(rows):
+        t = 10.0 * i
+        lines.append(
+            {
+                "Channel": "CALLER",
+                "SegmentId": f"u{i:04d}",
+                "StartTime": t,
+                "EndTime": t + 6,
+                "Transcript": row["text"],
+            }
+        )
+        lines.append(
+            {
+                "Channel": "AGENT",
+                "SegmentId": f"a{i:04d}",
+                "StartTime": t + 7,
+                "EndTime": t + 8,
+                "Transcript": "okay",
+            }
+        )
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def predict(rows: list[dict[str, Any]], tmp_path: Path) -> list[tuple[bool, bool]]:
+    """(predicted negative, predicted abusive) per row, from ``callstream analyze``."""
+    path = tmp_path / "labelled-call.jsonl"
+    path.write_text(transcript(rows), encoding="utf-8")
+    out = tmp_path / "labelled-call.json"
+    args = ["analyze", "--transcript", str(path), "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "callstream.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    segments = {s["SegmentId"]: s for s in report["Segments"]}
+    abusive_ids = {
+        sid for flag in report["Flags"] if flag["Type"] == "ABUSIVE_CALLER"
+        for sid in flag["SegmentIds"]
+    }  # fmt: skip
+    predictions = []
+    for i in range(len(rows)):
+        seg = segments[f"u{i:04d}"]
+        abusive = "ABUSIVE_CALLER" in seg["Flags"]
+        assert abusive == (seg["SegmentId"] in abusive_ids)  # the two views agree
+        predictions.append((seg["Sentiment"] == "NEGATIVE", abusive))
+    return predictions
+
+
+def precision_recall(gold: list[bool], predicted: list[bool]) -> tuple[float, float]:
+    """Precision and recall of the positive class. With no predicted (gold) positives the
+    precision (recall) is 1.0 when there is nothing to find, else 0.0."""
+    tp = sum(g and p for g, p in zip(gold, predicted, strict=True))
+    predicted_n, gold_n = sum(predicted), sum(gold)
+    precision = tp / predicted_n if predicted_n else float(gold_n == 0)
+    recall = tp / gold_n if gold_n else 1.0
+    return precision, recall
+
+
+def scores(rows: list[dict[str, Any]], predictions: list[tuple[bool, bool]]) -> dict[str, float]:
+    """Precision/recall of the negative-sentiment and abusive flags."""
+    neg_p, neg_r = precision_recall(
+        [r["sentiment"] == "negative" for r in rows], [p[0] for p in predictions]
+    )
+    abu_p, abu_r = precision_recall([r["abusive"] for r in rows], [p[1] for p in predictions])
+    return {"negative P": neg_p, "negative R": neg_r, "abusive P": abu_p, "abusive R": abu_r}
+
+
+def table(results: dict[str, tuple[int, dict[str, float]]]) -> str:
+    """A plain-text table: one row per split."""
+    head = f"{'split':<8} {'n':>4}  " + "  ".join(
+        f"{k:>10}" for k in next(iter(results.values()))[1]
+    )
+    rows = [
+        f"{name:<8} {n:>4}  " + "  ".join(f"{v:>10.3f}" for v in s.values())
+        for name, (n, s) in results.items()
+    ]
+    return "\n".join([head, *rows])
+
+
+def test_precision_recall_arithmetic() -> None:
+    gold = [True, True, True, True, False, False, False, False, False, False]
+    pred = [True, True, True, False, True, False, False, False, False, False]
+    assert precision_recall(gold, pred) == (0.75, 0.75)
+    assert precision_recall([True, False], [True, True]) == (0.5, 1.0)
+    assert precision_recall([False, False], [False, False]) == (1.0, 1.0)
+    assert precision_recall([True, False], [False, False]) == (0.0, 0.0)
+    rows = [
+        {"sentiment": "negative", "abusive": True},
+        {"sentiment": "negative", "abusive": False},
+        {"sentiment": "neutral", "abusive": False},
+        {"sentiment": "positive", "abusive": False},
+    ]
+    preds = [(True, True), (False, True), (True, False), (False, False)]
+    assert scores(rows, preds) == {
+        "negative P": 0.5,
+        "negative R": 0.5,
+        "abusive P": 0.5,
+        "abusive R": 1.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "splits"),
+    [(LABELLED, {"dev", "test"}), (HOLDOUT, {"holdout1", "holdout2"})],
+    ids=["labelled", "holdout"],
+)
+def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
+    rows = load(path)
+    assert len(rows) >= (160 if path == LABELLED else 80)
+    for row in rows:
+        assert row["sentiment"] in SENTIMENTS and isinstance(row["abusive"], bool), row
+        assert not row["abusive"] or row["sentiment"] == "negative", row
+        assert 4 <= len(row["text"].split()) <= 35, row
+        assert row["source"] == "written"
+    assert {r["split"] for r in rows} == splits
+    if path == LABELLED:
+        assert 0.3 <= len(load(path, "dev")) / len(rows) <= 0.5
+    for split in splits:
+        part = load(path, split)
+        assert 0.15 <= sum(r["abusive"] for r in part) / len(part) <= 0.3, split
+    texts = [r["text"] for r in load(LABELLED) + load(HOLDOUT)]
+    assert len(set(texts)) == len(texts)
+
+
+def test_classifiers_hold_precision_and_recall(tmp_path: Path) -> None:
+    results = {}
+    for name, (path, _) in SETS.items():
+        rows = load(path, name)
+        (tmp_path / name).mkdir()
+        results[name] = (len(rows), scores(rows, predict(rows, tmp_path / name)))
+    report = table(results)
+    print("\n" + report)
+    low = [
+        f"{name} {metric} {value:.3f} < {SETS[name][1]}"
+        for name, (_, s) in results.items()
+        for metric, value in s.items()
+        if value < SETS[name][1]
+    ]
+    assert not low, "\n".join([*low, report])
