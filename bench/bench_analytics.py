@@ -10,9 +10,11 @@ caller and the agent. Calls start ``--stagger`` s apart.
 Measured per run:
 
 * **latency**: for every final transcript segment, the bus ``Time`` of its
-  ``TranscriptSegment`` event minus the moment the utterance's last word was played
-  (the stream's StartTimestamp + the segment's EndTime - 0.2 s of post-roll; the media
-  clock is real time). p50 / p95 / max;
+  ``TranscriptSegment`` event minus the moment the utterance's last word was played: the
+  stream's StartTimestamp + the segment's EndTime - 0.2 s of post-roll, plus how late the
+  call's media clock runs behind its whole-second InitiationTimestamp (the smallest delay
+  between a ``[mm:ss.fff]`` progress line's media time and when it was printed).
+  ``callstream call`` sends each 20 ms frame when it is played. p50 / p95 / max;
 * **finals**: final segments received / utterances spoken (nothing may be lost) and the
   WER per channel (jiwer after whisper-normalizer) against the script;
 * **backlog**: the largest recogniser backlog (seconds of audio waiting) and the largest
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -42,6 +45,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +154,7 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
         flow.write_text(json.dumps(FLOW))
         scripts = []
         procs = []
+        progress: list[list[tuple[float, float]]] = []
         for i in range(n):
             talk = conversation(args.turns, seed=100 + i, gap_s=1.0)
             scripts.append(talk)
@@ -174,10 +179,12 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
                     ],
                     env=ENV,
                     stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
                     text=True,
                 )
             )
+            progress.append([])
+            threading.Thread(target=_progress, args=(procs[-1], progress[-1]), daemon=True).start()
             time.sleep(args.stagger)
         stop = threading.Event()
 
@@ -196,9 +203,15 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         sampler.start()
         contacts = []
-        for proc in procs:
-            out, _ = proc.communicate(timeout=600)
-            contacts.append(json.loads(out)["ContactId"])
+        lags = []
+        for proc, lines in zip(procs, progress, strict=True):
+            ctr = json.loads(proc.stdout.read() if proc.stdout else "{}")
+            proc.wait(600)
+            contacts.append(ctr["ContactId"])
+            start = datetime.fromisoformat(ctr["InitiationTimestamp"].replace("Z", "+00:00"))
+            # media time lags the wall clock by how late the call's clock started after
+            # its whole-second InitiationTimestamp: the smallest print delay tells
+            lags.append(min(wall - (start.timestamp() + media) for wall, media in lines))
         hung_up = time.monotonic()
         for contact in contacts:
             while "Call" not in request(f"{url}/callstream/calls/{contact}"):
@@ -207,7 +220,7 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
         result.cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
         stop.set()
         sampler.join()
-        for contact, talk in zip(contacts, scripts, strict=True):
+        for contact, talk, lag in zip(contacts, scripts, lags, strict=True):
             found = request(f"{url}/callstream/calls/{contact}")["Call"]
             segs = found["Segments"]
             result.finals += len(segs)
@@ -226,7 +239,7 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
             for event in events["Events"]:
                 if event["IsPartial"] or not event["Transcript"]:
                     continue
-                spoken_end = started + (event["EndTime"] - POST_ROLL_S) * 1000
+                spoken_end = started + (event["EndTime"] - POST_ROLL_S + lag) * 1000
                 result.latencies.append((event["Time"] - spoken_end) / 1000)
             for prompt_pcm in (talk.caller, talk.agent):
                 result.utterances.extend(_voiced(prompt_pcm))
@@ -237,6 +250,16 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
         except subprocess.TimeoutExpired:
             server.kill()
     return result
+
+
+def _progress(proc: subprocess.Popen[str], lines: list[tuple[float, float]]) -> None:
+    """(wall time, media seconds) of each ``[mm:ss.fff]`` progress line of a call."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        wall = time.time()
+        m = re.match(r"\[(\d+):(\d+\.\d+)\]", line)
+        if m:
+            lines.append((wall, int(m[1]) * 60 + float(m[2])))
 
 
 def _voiced(track: np.ndarray) -> list[np.ndarray]:

@@ -139,8 +139,6 @@ class CallAnalyticsService:
         sessions = list(self.sessions.values())
         for session in sessions:
             session.stop()
-            for leg in session.legs:
-                leg.stop_at = 0.0
         if sessions:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(60):

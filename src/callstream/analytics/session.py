@@ -19,7 +19,7 @@ import logging
 import time
 import wave
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -43,7 +43,9 @@ __all__ = ["CallSession", "lca_record", "write_stereo"]
 
 log = logging.getLogger("callstream.analytics")
 
-_DRAIN_S = 5.0  # after a call's stop event, how long its reader may still wait for data
+_GRACE_S = 0.3
+"""After a call's stop event (sent once its producer finished), how long the live reader
+may still take data before the reader switches to draining what is stored."""
 
 
 def lca_record(event: Event) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class _Leg:
     stop_fragment: str | None = None
     stopping: bool = False
     stop_at: float = 0.0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     feed: ChannelFeed | None = None
 
@@ -124,8 +127,9 @@ class CallSession:
             if arn is None or leg.arn == arn:
                 if not leg.stopping:
                     leg.stopping = True
-                    leg.stop_at = time.monotonic() + _DRAIN_S
+                    leg.stop_at = time.monotonic() + _GRACE_S
                 leg.stop_fragment = stop_fragment or leg.stop_fragment
+                leg.wake.set()
 
     async def _read(self, leg: _Leg) -> None:
         store = self.service.store
@@ -170,8 +174,11 @@ class CallSession:
             reading = asyncio.create_task(store.follow(stream, after, write, live_edge=True))
             try:
                 while not reading.done():
-                    wait = max(0.05, leg.stop_at - time.monotonic()) if leg.stopping else 1.0
-                    await asyncio.wait({reading}, timeout=wait)
+                    wait = max(0.0, leg.stop_at - time.monotonic()) if leg.stopping else 1.0
+                    woken = asyncio.ensure_future(leg.wake.wait())
+                    await asyncio.wait({reading, woken}, timeout=wait)
+                    woken.cancel()
+                    leg.wake.clear()
                     if leg.stopping and time.monotonic() >= leg.stop_at:
                         break
                     if time.monotonic() - self._last_data > idle_end:

@@ -29,7 +29,7 @@ from callstream.client.producer import (
     KvsProducer,
     connect_producer,
 )
-from callstream.flows.clock import FRAGMENT_SAMPLES, Int16Array, MediaClock, pcm
+from callstream.flows.clock import FRAGMENT_SAMPLES, SAMPLE_RATE, Int16Array, MediaClock, pcm
 from callstream.flows.contact import Contact
 from callstream.flows.effects import (
     Failed,
@@ -90,52 +90,48 @@ class Streamer:
         self.start_error: str | None = None
         self.first_number: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[bool] | None = None
-        self._customer: list[bytes] = []
-        self._heard: list[bytes] = []
         self._fragment_start: int | None = None
 
     # frames in -------------------------------------------------------------------------
     def push(self, a: int, b: int, customer: Int16Array, heard: Int16Array) -> None:
-        """One played frame (samples ``[a, b)`` of the call)."""
+        """One played frame (samples ``[a, b)`` of the call): written to the upload at
+        once, as a producer SDK streams a live fragment (an unknown-size Cluster per whole
+        media second, a block per track per frame), so a reader sees every frame about
+        when it is played."""
         if self.closed or a < self.start_sample:
             return
         if self.stop_sample is not None and a >= self.stop_sample:
             self.close()
             return
+        producer = self.producer
         if self._fragment_start is None:
             self._fragment_start = a
+            start_ms = self.media.epoch_ms(a)
+            timecode = producer.timecode_for(start_ms)
+            if self.first_timecode is None:
+                self.first_timecode = timecode
+                self.queue.put_nowait(producer.header())
+            self.last_timecode = timecode
+            self.queue.put_nowait(producer.cluster_start(start_ms))
         silence = bytes(2 * (b - a))
-        self._customer.append(pcm(customer) if "From" in self.directions else silence)
-        self._heard.append(pcm(heard) if "To" in self.directions else silence)
+        rel = (a - self._fragment_start) * 1000 // SAMPLE_RATE
+        self.queue.put_nowait(
+            producer.block(
+                AUDIO_FROM_CUSTOMER, rel, pcm(customer) if "From" in self.directions else silence
+            )
+            + producer.block(
+                AUDIO_TO_CUSTOMER, rel, pcm(heard) if "To" in self.directions else silence
+            )
+        )
         self.end_sample = b
         if b % FRAGMENT_SAMPLES == 0:
-            self._flush()
+            self._fragment_start = None  # the next frame starts the next fragment
         if self.stop_sample is not None and b >= self.stop_sample:
             self.close()
 
-    def _flush(self) -> None:
-        if self._fragment_start is None or not self._customer:
-            return
-        start_ms = self.media.epoch_ms(self._fragment_start)
-        data = self.producer.fragment(
-            {
-                AUDIO_FROM_CUSTOMER: b"".join(self._customer),
-                AUDIO_TO_CUSTOMER: b"".join(self._heard),
-            },
-            start_ms,
-        )
-        timecode = self.producer.timecode_for(start_ms)
-        if self.first_timecode is None:
-            self.first_timecode = timecode
-            self.queue.put_nowait(self.producer.header())
-        self.last_timecode = timecode
-        self.queue.put_nowait(data)
-        self._customer, self._heard, self._fragment_start = [], [], None
-
     def close(self) -> None:
-        """No more frames: send the partial fragment, end the upload's input."""
+        """No more frames: end the upload's input (which ends the open fragment)."""
         if not self.closed:
-            self._flush()
             self.closed = True
             self.queue.put_nowait(None)
             if self.first_timecode is None:
