@@ -33,7 +33,7 @@ from callstream.analytics.dataset import (
     parse_time,
 )
 from callstream.analytics.redaction import redact_segments
-from callstream.analytics.service import _write_json, lca_record, write_stereo
+from callstream.analytics.session import lca_record, write_json, write_stereo
 from callstream.analytics.transcript import Segment
 from callstream.cli import CliError
 from callstream.media.wav import read_wav
@@ -82,7 +82,7 @@ def _make_call(
         events += analysis.finish(seconds)
         export = analysis.export()
         export["Recording"] = "recording.wav"
-        _write_json(directory / "call.json", export)
+        write_json(directory / "call.json", export)
         (directory / "caller.raw").write_bytes(_noise(seconds, 1).tobytes())
         (directory / "agent.raw").write_bytes(_noise(seconds, 2).tobytes())
         write_stereo(directory / "recording.wav", directory / "caller.raw", directory / "agent.raw")

@@ -39,7 +39,7 @@ from callstream.store.reading import before
 if TYPE_CHECKING:
     from callstream.analytics.service import CallAnalyticsService
 
-__all__ = ["CallSession", "lca_record", "write_stereo"]
+__all__ = ["CallSession", "lca_record", "write_json", "write_stereo"]
 
 log = logging.getLogger("callstream.analytics")
 
@@ -285,7 +285,7 @@ class CallSession:
             export = self.analysis.export()
             export["Source"] = self.row.source
             export["Recording"] = recording.name
-            await asyncio.to_thread(_write_json, self._dir / "call.json", export)
+            await asyncio.to_thread(write_json, self._dir / "call.json", export)
             summary = export["Summary"]
             sentiment = export["Sentiment"]
             row = self.row
@@ -344,7 +344,8 @@ def _other(role: str) -> str:
     return "AGENT" if role == "CALLER" else "CALLER"
 
 
-def _write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, replacing ``path`` in one rename."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
