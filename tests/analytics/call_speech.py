@@ -124,3 +124,35 @@ def wer(reference: list[str], hypothesis: list[str]) -> float:
     ref = norm(" ".join(reference))
     hyp = norm(" ".join(hypothesis))
     return float(jiwer.wer(ref, hyp)) if ref.strip() else float(bool(hyp.strip()))
+
+
+def write_rtp_pcap(path: Path, samples: np.ndarray, *, payload_type: int = 8) -> Path:
+    """``samples`` (8 kHz) as a pcap of G.711 A-law RTP in 20 ms packets, Ethernet / IPv4 /
+    UDP, 20 ms apart: what SIPp's ``play_pcap_audio`` plays."""
+    import struct
+
+    from callstream.media.g711 import alaw_encode
+
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    pcm = np.ascontiguousarray(samples, dtype="<i2")
+    for seq, i in enumerate(range(0, len(pcm) - 159, 160)):
+        payload = alaw_encode(pcm[i : i + 160])
+        rtp = struct.pack("!BBHII", 0x80, payload_type, seq & 0xFFFF, i, 0x5EED) + payload
+        udp = struct.pack("!HHHH", 6000, 7000, 8 + len(rtp), 0) + rtp
+        header = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), seq & 0xFFFF, 0, 64, 17, 0,
+            bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]),
+        )  # fmt: skip
+        words = struct.unpack("!10H", header)
+        total = sum(words)
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
+        frame = b"\0" * 12 + b"\x08\x00" + header + udp
+        usec = seq * 20_000
+        out.append(
+            struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+        )
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+    return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from call_speech import conversation, need_speech, wer, write_wav
+from call_speech import conversation, need_speech, wer, write_rtp_pcap, write_wav
 
 from callstream.analytics.call import CallSettings
 from callstream.analytics.service import AnalyticsConfig
@@ -231,6 +232,16 @@ def test_a_connect_call_is_transcribed_live_per_channel(
     assert wer(talk.caller_text, texts(offline, "CALLER")) <= MAX_WER
     assert wer(talk.agent_text, texts(offline, "AGENT")) <= MAX_WER
 
+    # the call's utterances as a training set
+    calls = server.state.calls
+    assert calls is not None
+    out = tmp_path / "dataset"
+    cli("export-dataset", "--data-dir", str(calls.directory.parent), "--out", str(out),
+        "--calls", contact_id)  # fmt: skip
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [m["segment_id"] for m in manifest] == [s["SegmentId"] for s in call["Segments"]]
+    assert [m["text"] for m in manifest] == [s["Transcript"] for s in call["Segments"]]
+
 
 def api_text(server: ServerThread, path: str) -> str:
     status, data = signed_request(
@@ -240,18 +251,29 @@ def api_text(server: ServerThread, path: str) -> str:
     return data.decode()
 
 
-def test_a_voice_connector_call_pairs_its_legs_into_one_call(server: ServerThread) -> None:
-    from callstream.voice.client import place_call
-
+@pytest.fixture(scope="module")
+def connector(server: ServerThread) -> dict[str, Any]:
+    """The server's one voice connector, streaming on."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
     from server_helpers import make_client
 
     chime = make_client(server.url, "chime-sdk-voice", KEY, SECRET)
-    vc = chime.create_voice_connector(Name="analytics", RequireEncryption=False)["VoiceConnector"]
+    vc: dict[str, Any] = chime.create_voice_connector(Name="analytics", RequireEncryption=False)[
+        "VoiceConnector"
+    ]
     chime.put_voice_connector_streaming_configuration(
         VoiceConnectorId=vc["VoiceConnectorId"],
         StreamingConfiguration={"DataRetentionInHours": 24, "Disabled": False},
     )
+    return vc
+
+
+def test_a_voice_connector_call_pairs_its_legs_into_one_call(
+    server: ServerThread, connector: dict[str, Any]
+) -> None:
+    from callstream.voice.client import place_call
+
+    vc = connector
     talk = conversation(4, seed=11)
     voice = server.state.voice
     assert voice is not None
@@ -271,3 +293,56 @@ def test_a_voice_connector_call_pairs_its_legs_into_one_call(server: ServerThrea
         e for e in bus_events(server, result.call_id) if e["EventType"] == "CallAnalyticsStarted"
     ]
     assert len(started) == 1 and started[0]["TransactionId"]
+
+
+NBR_SCENARIO = Path(__file__).resolve().parents[1] / "voice" / "scenarios" / "cisco_nbr_pcap.xml"
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp (Debian sip-tester) not installed")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() != 0,
+    reason="SIPp's play_pcap_audio needs root (raw sockets)",
+)
+def test_sipp_plays_a_pcap_of_speech_into_a_recorded_call(
+    server: ServerThread, connector: dict[str, Any], tmp_path: Path
+) -> None:
+    """SIPp (a real SIP stack) sets up a Cisco NBR recording session and plays a pcap of
+    G.711 speech on the caller's m-line; the server transcribes the caller's leg."""
+    talk = conversation(3, seed=21)
+    pcap = write_rtp_pcap(tmp_path / "speech.pcap", talk.caller)
+    seconds = len(talk.caller) / 8000
+    text = NBR_SCENARIO.read_text(encoding="latin-1").replace("PCAP_PATH", str(pcap))
+    text = text.replace(
+        '<pause milliseconds="8000"/>', f'<pause milliseconds="{int(seconds * 1000) + 1500}"/>'
+    )
+    scenario = tmp_path / "scenario.xml"
+    scenario.write_text(text, encoding="latin-1")
+    voice = server.state.voice
+    assert voice is not None
+    before = {e["CallId"] for e in server_calls(server)}
+    done = subprocess.run(
+        [
+            "sipp", f"127.0.0.1:{voice.sip_port}", "-sf", str(scenario), "-m", "1",
+            "-i", "127.0.0.1", "-p", str(_free_port()), "-mp", str(_free_port() & ~1),
+            "-timeout", "90", "-timeout_error", "-nostdin", "-trace_err",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    new = [c for c in server_calls(server) if c["CallId"] not in before]
+    assert len(new) == 1 and new[0]["Source"] == "VOICE_CONNECTOR"
+    call = wait_ended(server, new[0]["CallId"])["Call"]
+    assert wer(talk.caller_text, texts(call, "CALLER")) <= MAX_WER, texts(call, "CALLER")
+    assert texts(call, "AGENT") == []  # SIPp plays to the first m-line only
+
+
+def server_calls(server: ServerThread) -> list[dict[str, Any]]:
+    return list(api(server, "/callstream/calls?limit=1000")["Calls"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
