@@ -1,9 +1,10 @@
 """Live call analytics benchmark: N concurrent two-channel calls transcribed in real time.
 
 The server is ``callstream serve`` in its own process (fresh data dir per N, analytics on,
-``--asr-workers`` recogniser workers, Whisper tiny.en). Each call is a real ``callstream
-call`` process placing a Connect contact over HTTP in real time (PutMedia of 20 ms frames
-as they are "played"): a conversation of real 8 kHz telephone speech (Debian
+``--asr-workers`` recogniser workers, Whisper tiny.en). The calls are Connect contacts placed
+over HTTP in real time by ``callstream.flows.call.place_call`` (what ``callstream call``
+runs), all from one load-generator process so the load generator takes little of the CPU
+the server is measured on; each sends its 20 ms frames by PutMedia as they are played: a conversation of real 8 kHz telephone speech (Debian
 asterisk-core-sounds-en-wav, each call its own prompts), turns alternating between the
 caller and the agent. Calls start ``--stagger`` s apart.
 
@@ -34,6 +35,7 @@ could keep up with (a two-party call has about one channel speaking at a time).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -45,7 +47,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,39 +154,17 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
         flow = work / "flow.json"
         flow.write_text(json.dumps(FLOW))
         scripts = []
-        procs = []
-        progress: list[list[tuple[float, float]]] = []
+        wavs = []
         for i in range(n):
             talk = conversation(args.turns, seed=100 + i, gap_s=1.0)
             scripts.append(talk)
             result.spoken += args.turns
-            customer = write_wav(work / f"c{n}-{i}.wav", talk.caller)
-            agent = write_wav(work / f"a{n}-{i}.wav", talk.agent)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "callstream.cli",
-                        "call",
-                        "--flow",
-                        str(flow),
-                        "--customer-audio",
-                        str(customer),
-                        "--agent-audio",
-                        str(agent),
-                        "--endpoint-url",
-                        url,
-                    ],
-                    env=ENV,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
+            wavs.append(
+                (
+                    write_wav(work / f"c{n}-{i}.wav", talk.caller),
+                    write_wav(work / f"a{n}-{i}.wav", talk.agent),
                 )
             )
-            progress.append([])
-            threading.Thread(target=_progress, args=(procs[-1], progress[-1]), daemon=True).start()
-            time.sleep(args.stagger)
         stop = threading.Event()
 
         def sample() -> None:
@@ -202,16 +181,15 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
         sampler = threading.Thread(target=sample, daemon=True)
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         sampler.start()
-        contacts = []
-        lags = []
-        for proc, lines in zip(procs, progress, strict=True):
-            ctr = json.loads(proc.stdout.read() if proc.stdout else "{}")
-            proc.wait(600)
-            contacts.append(ctr["ContactId"])
-            start = datetime.fromisoformat(ctr["InitiationTimestamp"].replace("Z", "+00:00"))
-            # media time lags the wall clock by how late the call's clock started after
-            # its whole-second InitiationTimestamp: the smallest print delay tells
-            lags.append(min(wall - (start.timestamp() + media) for wall, media in lines))
+        progress: list[list[tuple[float, float]]] = [[] for _ in range(n)]
+        placed = asyncio.run(_place_all(url, flow, wavs, progress, args.stagger))
+        contacts = [r.contact_id for r in placed]
+        # media time lags the wall clock by how late each call's clock started after its
+        # whole-second InitiationTimestamp: the smallest progress-line delay tells
+        lags = [
+            min(wall - (r.initiation_timestamp_ms / 1000 + media) for wall, media in lines)
+            for r, lines in zip(placed, progress, strict=True)
+        ]
         hung_up = time.monotonic()
         for contact in contacts:
             while "Call" not in request(f"{url}/callstream/calls/{contact}"):
@@ -252,14 +230,43 @@ def run(n: int, args: argparse.Namespace, work: Path) -> Run:
     return result
 
 
-def _progress(proc: subprocess.Popen[str], lines: list[tuple[float, float]]) -> None:
-    """(wall time, media seconds) of each ``[mm:ss.fff]`` progress line of a call."""
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        wall = time.time()
-        m = re.match(r"\[(\d+):(\d+\.\d+)\]", line)
-        if m:
-            lines.append((wall, int(m[1]) * 60 + float(m[2])))
+async def _place_all(
+    url: str,
+    flow: Path,
+    wavs: list[tuple[Path, Path]],
+    progress: list[list[tuple[float, float]]],
+    stagger: float,
+) -> list[Any]:
+    """Place every call from this one process (as ``callstream call`` does, without a
+    Python interpreter per call eating the CPU the server is measured on)."""
+    from botocore.credentials import Credentials
+
+    from callstream.flows.call import place_call
+
+    def recorder(lines: list[tuple[float, float]]) -> Any:
+        def on_event(line: str) -> None:
+            m = re.match(r"\[(\d+):(\d+\.\d+)\]", line)
+            if m:
+                lines.append((time.time(), int(m[1]) * 60 + float(m[2])))
+
+        return on_event
+
+    tasks = []
+    for (customer, agent), lines in zip(wavs, progress, strict=True):
+        tasks.append(
+            asyncio.create_task(
+                place_call(
+                    flow=flow,
+                    customer_audio=customer,
+                    agent_audio=agent,
+                    endpoint_url=url,
+                    credentials=Credentials(KEY, SECRET),
+                    on_event=recorder(lines),
+                )
+            )
+        )
+        await asyncio.sleep(stagger)
+    return list(await asyncio.gather(*tasks))
 
 
 def _voiced(track: np.ndarray) -> list[np.ndarray]:

@@ -36,9 +36,44 @@ ENV = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
 MAX_WER = 0.08
 
 
+class Receiver:
+    """A webhook receiver on loopback: keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        bodies: list[Any] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/alerts"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """One server with analytics (two recogniser workers) and the SIP recording server."""
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[ServerThread]:
+    """One server with analytics (two recogniser workers), the SIP recording server and a
+    webhook for call alerts."""
+    from callstream.events.webhooks import Webhook
+
     need_speech()
     config = ServerConfig(
         credentials={KEY: SECRET},
@@ -47,6 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         analytics=AnalyticsConfig(
             workers=2, settings=CallSettings(alert_categories=None, partials=True)
         ),
+        webhooks=(Webhook(receiver.url, event_types=("CallAlert",), format="callstream"),),
     )
     with ServerThread(tmp_path_factory.mktemp("analytics"), config=config) as srv:
         yield srv
@@ -346,3 +382,67 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_an_abusive_caller_is_flagged_live_with_a_webhook_alert(
+    server: ServerThread, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Spoken abuse becomes a CallAlert on the webhook while the call goes on, and
+    ``callstream transcript --follow`` prints the call as it happens, then ends with it."""
+    from callstream.media.resample import resample
+    from callstream.media.wav import read_wav
+
+    lines = [
+        "Hello, I am calling about my broadband bill.",
+        "You are a useless idiot and I will come down there and hurt you.",
+        "I want to speak to your manager right now.",
+    ]
+    pieces = [np.zeros(4000, np.int16)]
+    for i, line in enumerate(lines):
+        path = tmp_path / f"line{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), line],
+                       check=True, capture_output=True)  # fmt: skip
+        wav = read_wav(path)
+        mono = wav.samples[:, 0] if wav.samples.ndim == 2 else wav.samples
+        pieces += [resample(mono, wav.rate, 8000), np.zeros(12000, np.int16)]
+    pieces.append(np.zeros(8000 * 4, np.int16))
+    customer = write_wav(tmp_path / "abusive.wav", np.concatenate(pieces))
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps(STREAMING_FLOW))
+    before = {c["CallId"] for c in server_calls(server)}
+    call_proc = subprocess.Popen(
+        [sys.executable, "-m", "callstream.cli", "call", "--flow", str(flow),
+         "--customer-audio", str(customer), "--endpoint-url", server.url],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (new := [c for c in server_calls(server) if c["CallId"] not in before]):
+            assert time.monotonic() < deadline, "the call never appeared in the call list"
+            time.sleep(0.1)
+        call_id = new[0]["CallId"]
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "callstream.cli", "transcript", call_id, "--follow",
+             "--endpoint-url", server.url],
+            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        out, err = follow.communicate(timeout=120)  # ends with the call
+        assert follow.returncode == 0, err
+    finally:
+        call_proc.communicate(timeout=120)
+    found = wait_ended(server, call_id)
+    assert "ABUSIVE_CALLER" in found["CallSummary"]["Flags"]
+    printed = [line for line in out.splitlines() if line.strip()]
+    assert len(printed) == len(found["Call"]["Segments"]) >= 2
+    assert all(" CALLER " in line for line in printed)
+    deadline = time.monotonic() + 30
+    while not [b for b in receiver.bodies if b.get("CallId") == call_id]:
+        assert time.monotonic() < deadline, "no webhook alert"
+        time.sleep(0.1)
+    (alert,) = [b for b in receiver.bodies if b.get("CallId") == call_id]
+    assert alert["EventType"] == "CallAlert" and alert["AlertType"] == "ABUSIVE_CALLER"
+    evidence = {e["SegmentId"] for e in alert["Evidence"]}
+    flagged = [s for s in found["Call"]["Segments"] if s["SegmentId"] in evidence]
+    assert flagged and all("idiot" in s["Transcript"].lower() or "hurt" in s["Transcript"].lower()
+                           for s in flagged)  # fmt: skip

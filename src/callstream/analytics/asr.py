@@ -17,10 +17,12 @@ number of threads; the analytics worker pool decides which utterance goes next.
 
 Whisper pads every input to 30 s, so each decode costs the same whatever its length.
 :class:`WhisperRecognizer` instead encodes ``max(utterance + 1 s, window_s)`` of audio
-(10 s by default): on 40 real 8 kHz telephone prompts that is 2.9x cheaper than the full
-window at 2.7 % WER against 2.3 % (``bench/bench_asr.py``). ``window_s=30`` restores the
-stock behaviour. The number of generated tokens is capped by the audio's length, which
-stops Whisper's habit of repeating a short sentence until the token limit.
+(15 s by default): about half the CPU of the full window at the same accuracy on real
+telephone speech (``bench/bench_asr.py``; at 10 s the model starts to garble and loop on
+short utterances). ``window_s=30`` restores the stock behaviour. Given little audio,
+Whisper may say an utterance twice: the number of generated tokens is capped by the
+audio's length, and a looped tail is trimmed (:func:`trim_repeats`) when the text says
+more than anyone can in the time.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "WhisperRecognizer",
     "default_whisper_model",
     "open_recognizer",
+    "trim_repeats",
 ]
 
 ENGINES = ("whisper", "pocketsphinx", "none")
@@ -57,7 +60,8 @@ TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b
 _WHISPER_RATE = 16000
 _MAX_WINDOW_S = 30.0
 _TOKENS_PER_S = 8  # generous: fast speech is about 4 tokens per second
-_NO_SPEECH = 0.6  # Whisper's own threshold for "this window has no speech"
+_NO_SPEECH = 0.6
+_MAX_WORDS_PER_S = 3.5  # faster than fast speech  # Whisper's own threshold for "this window has no speech"
 
 
 class AsrError(RuntimeError):
@@ -138,7 +142,7 @@ class WhisperRecognizer:
         *,
         workers: int = 1,
         threads: int = 1,
-        window_s: float = 10.0,
+        window_s: float = 15.0,
         beam_size: int = 1,
         expected_sha256: str | None = None,
     ) -> None:
@@ -194,6 +198,7 @@ class WhisperRecognizer:
         padded = np.zeros(int(window * _WHISPER_RATE), np.float32)
         padded[: len(audio)] = audio[: len(padded)]
         features = self._model.feature_extractor(padded)[:, : int(window * 100)]
+        max_length = int(10 + _TOKENS_PER_S * min(seconds, _MAX_WINDOW_S))
         encoded = self._model.model.encode(
             self._storage.from_array(np.ascontiguousarray(features[None])), to_cpu=False
         )
@@ -201,13 +206,17 @@ class WhisperRecognizer:
             encoded,
             [self._prompt],
             beam_size=self.beam_size,
-            max_length=int(10 + _TOKENS_PER_S * min(seconds, _MAX_WINDOW_S)),
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < self._eot]
         text = self._tokenizer.decode(tokens).strip()
+        # a loop says more than anyone can in the time (or runs into the token cap); a
+        # caller reading a number back twice does not
+        if len(text.split()) > _MAX_WORDS_PER_S * seconds or len(tokens) >= max_length - 1:
+            text = trim_repeats(text)
         score = result.scores[0] if result.scores else -10.0
         confidence = math.exp(min(0.0, score))
         if result.no_speech_prob > _NO_SPEECH and confidence < 0.5:
@@ -253,13 +262,35 @@ class PocketsphinxRecognizer:
         return Recognition(hyp.hypstr.strip(), confidence)
 
 
+def trim_repeats(text: str, min_words: int = 3) -> str:
+    """``text`` without a phrase looped at its end: Whisper, given little audio in its
+    window, may say the utterance again ("press 4 for the previous message press 4 for the
+    previous message"). A tail that repeats the ``k`` words before it (``k >= min_words``),
+    whole or cut short, is dropped; "no no no" (one-word loops) and real repeats shorter
+    than ``min_words`` words stay."""
+    words = text.split()
+    n = len(words)
+    for k in range(min_words, n // 2 + 1):
+        start = n
+        while start - k >= 0 and _same(words[start - 1], words[start - 1 - k]):
+            start -= 1
+        # words[start:] each equal the word k before them: a loop if it covers a period
+        if n - start >= k:
+            return " ".join(words[: max(start, k)])
+    return text
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip(".,!?;:").lower() == b.strip(".,!?;:").lower()
+
+
 def open_recognizer(
     engine: str = "whisper",
     model: str | Path | None = None,
     *,
     workers: int = 1,
     threads: int = 1,
-    window_s: float = 10.0,
+    window_s: float = 15.0,
 ) -> Recognizer:
     """The recogniser called ``engine`` (one of :data:`ENGINES`); ``model`` is a
     CTranslate2 Whisper directory for ``whisper`` (default: tiny.en, hash-checked)."""

@@ -376,7 +376,7 @@ def _asr_options(g: Any) -> None:
     g.add_argument(
         "--asr-window",
         type=float,
-        default=10.0,
+        default=15.0,
         metavar="S",
         help="Whisper's encoder window in seconds (1..30; 30 is stock Whisper, slower)",
     )

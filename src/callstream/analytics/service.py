@@ -67,7 +67,7 @@ class AnalyticsConfig:
     engine: str = "whisper"
     model: str | None = None
     workers: int = 2
-    window_s: float = 10.0
+    window_s: float = 15.0
     settings: CallSettings = field(default_factory=CallSettings)
     idle_end_s: float = 120.0
     """A call whose streams bring no data this long (and no stop event) is finished."""
