@@ -17,7 +17,7 @@ from analytics_helpers import (
     trimmed,
     voice_bounds,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from callstream.analytics.vad import (
@@ -192,7 +192,6 @@ def two_utterances() -> tuple[bytes, list[SpeechEvent]]:
 
 
 @needs_prompts
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 4000), min_size=1, max_size=12))
 def test_any_chunking_gives_the_same_events(
     two_utterances: tuple[bytes, list[SpeechEvent]], sizes: list[int]
