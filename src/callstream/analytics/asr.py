@@ -251,6 +251,10 @@ class PocketsphinxRecognizer:
             return Recognition("", 0.0)
         data = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         decoder = self._decoder()
+        # the feature front end adapts to the audio it has seen (noise and cepstral means):
+        # start each utterance afresh, so its text does not depend on which call's audio
+        # this thread recognised before
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(data, full_utt=True)
         decoder.end_utt()

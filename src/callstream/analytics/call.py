@@ -121,6 +121,7 @@ class CallAnalysis:
         }
         self.segments: dict[str, Segment] = {}
         self.confidence: dict[str, float] = {}
+        self._finals: set[str] = set()  # segments whose final was handled, kept or not
         self._matcher = CategoryMatcher(s.rules)
         self._categories: list[Match] = []
         self._abusive_alerted = False
@@ -162,21 +163,24 @@ class CallAnalysis:
     def recognized(
         self, job: UtteranceJob, result: Recognition | None, now: float | None = None
     ) -> list[Event]:
-        """The events a recognised utterance makes (none for silence, a skipped partial,
-        or a partial that arrives after its final)."""
+        """The events a recognised utterance makes: none for a skipped partial or a partial
+        that arrives after its final; an empty final (which clears the segment's partials)
+        for a final that heard nothing or is below ``min_confidence``."""
         if result is None:
             return []
         sid = job.segment_id
         text = result.text.strip()
         if not job.final:
-            if sid in self.segments or not text or self._finished:
+            if sid in self._finals or not text or self._finished:
                 return []
             return [self._segment_event(sid, job, text, partial=True)]
         if not text or result.confidence < self.settings.min_confidence:
-            if sid in self.segments:
+            if sid in self._finals:
                 return []
-            # an utterance that turned out to be noise: an empty final clears its partials
-            return [self._segment_event(sid, job, "", partial=False)] if text == "" else []
+            self._finals.add(sid)
+            # noise, or too unsure to keep: an empty final clears the partials shown so far
+            return [self._segment_event(sid, job, "", partial=False)]
+        self._finals.add(sid)
         issues: list[str] = []
         if job.role == "CALLER":
             if self.settings.redact:
@@ -249,8 +253,8 @@ class CallAnalysis:
             m.category: {
                 "TimestampRanges": [
                     {
-                        "BeginOffsetMillis": int(m.start * 1000),
-                        "EndOffsetMillis": int(m.end * 1000),
+                        "BeginOffsetMillis": round(m.start * 1000),
+                        "EndOffsetMillis": round(m.end * 1000),
                     }
                 ]
             }

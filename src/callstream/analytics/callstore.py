@@ -85,11 +85,12 @@ def call_dir_name(call_id: str) -> str:
     """A file-system-safe directory name for a call id (ids are UUIDs in practice, but
     any string may arrive through the API)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", call_id)[:120].lstrip(".")
-    if safe != call_id:
+    if safe != call_id or not safe:
         import hashlib
 
-        safe = f"{safe}-{hashlib.sha256(call_id.encode()).hexdigest()[:12]}"
-    return safe or "call"
+        digest = hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        safe = f"{safe or 'call'}-{digest}"
+    return safe
 
 
 @dataclass(slots=True)
@@ -183,8 +184,9 @@ class CallStore:
     def upsert(self, row: CallRow) -> None:
         """Insert or replace a call's row."""
         values = [getattr(row, c) for c in _COLUMNS]
-        values[_COLUMNS.index("categories")] = json.dumps(row.categories)
-        values[_COLUMNS.index("flags")] = json.dumps(row.flags)
+        # unescaped JSON, so that a search for "Réclamation" finds the category
+        values[_COLUMNS.index("categories")] = json.dumps(row.categories, ensure_ascii=False)
+        values[_COLUMNS.index("flags")] = json.dumps(row.flags, ensure_ascii=False)
         marks = ", ".join("?" * len(_COLUMNS))
         with self._lock:
             self._db.execute(
@@ -222,12 +224,18 @@ class CallStore:
         if flagged:
             where.append("flags != '[]'")
         if search:
-            where.append(
-                "(call_id LIKE ? OR customer_number LIKE ? OR system_number LIKE ? "
-                "OR agent_id LIKE ? OR categories LIKE ? OR contact_id LIKE ?)"
+            fields = (
+                "call_id",
+                "customer_number",
+                "system_number",
+                "agent_id",
+                "categories",
+                "contact_id",
             )
-            pattern = "%" + search.replace("%", r"\%").replace("_", r"\_") + "%"
-            args += [pattern] * 6
+            where.append("(" + " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in fields) + ")")
+            escaped = search.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+            pattern = "%" + escaped + "%"
+            args += [pattern] * len(fields)
         sql = f"SELECT {', '.join(_COLUMNS)} FROM calls"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -242,13 +250,20 @@ class CallStore:
             return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
     def events(self, call_id: str) -> Iterator[dict[str, Any]]:
-        """The call's logged events (LCA shape), oldest first."""
+        """The call's logged events (LCA shape), oldest first. A line that is not a whole
+        JSON object (the last one, cut short by a crash or still being written) is skipped."""
         path = self.path(call_id, "events.jsonl")
         try:
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8", errors="replace") as f:
                 for line in f:
-                    if line.strip():
-                        yield json.loads(line)
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict):
+                        yield event
         except FileNotFoundError:
             return
 

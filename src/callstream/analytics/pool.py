@@ -145,6 +145,13 @@ class AsrPool:
         with self._cond:
             self._closed = True
             pending, self._heap = self._heap, []
+            # the cancelled finals are no longer waiting: the backlog and how far each call
+            # is behind keep only the jobs still running
+            for kind, _, job, _ in pending:
+                if kind == _FINAL:
+                    self._finals -= 1
+                    self._backlog = max(0.0, self._backlog - job.seconds)
+                    self._final_done(job)
             self._cond.notify_all()
         for _, _, _, future in pending:
             _resolve(future, None, cancel=True)
@@ -194,13 +201,17 @@ class AsrPool:
                 if self._latest.get((job.call_id, job.key)) is not None and job.final:
                     self._latest.pop((job.call_id, job.key), None)
                 if job.final:
-                    waiting = self._oldest_final.get(job.call_id)
-                    if waiting:
-                        with contextlib.suppress(ValueError):
-                            waiting.remove(job.submitted)
-                        if not waiting:
-                            del self._oldest_final[job.call_id]
+                    self._final_done(job)
             _resolve(future, result, error=error)
+
+    def _final_done(self, job: AsrJob) -> None:
+        """``job`` (a final) no longer keeps its call behind (under ``_cond``)."""
+        waiting = self._oldest_final.get(job.call_id)
+        if waiting:
+            with contextlib.suppress(ValueError):
+                waiting.remove(job.submitted)
+            if not waiting:
+                del self._oldest_final[job.call_id]
 
 
 def _resolve(

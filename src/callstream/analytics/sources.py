@@ -9,7 +9,9 @@ stream moves on to another call: a fragment whose ``ContactId`` / ``TransactionI
 differs from the call's ends the feed (Connect and Chime pool streams).
 
 :func:`read_call_file` reads a saved call: a WAV (stereo: channel 0 the caller, channel 1
-the agent; mono: the caller) or an MKV / GetMedia payload (Connect or Chime tracks).
+the agent; mono: the caller) or an MKV / GetMedia payload (Connect or Chime tracks). Of a
+capture that holds several calls (a pooled stream) the first is read; a capture cut off at
+the end gives the audio before the cut. Both set :attr:`CallAudio.warning`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
 
 RATE = 8000
 CONNECT_TRACKS = {"AUDIO_FROM_CUSTOMER": "CALLER", "AUDIO_TO_CUSTOMER": "AGENT"}
+_CALL_TAGS = ("ContactId", "TransactionId")  # what names the call in a Connect / Chime stream
 _MAX_GAP_MS = 3_600_000.0
 _FAR_NS = 600 * 1_000_000_000
 
@@ -187,6 +190,8 @@ class CallAudio:
 
     caller: bytes
     agent: bytes
+    warning: str | None = None
+    """What is wrong with a file that was still read (an MKV cut off at the end)."""
 
 
 def read_call_file(path: Path, *, swap: bool = False) -> CallAudio:
@@ -199,7 +204,7 @@ def read_call_file(path: Path, *, swap: bool = False) -> CallAudio:
         audio = _mkv_channels(data, path)
     else:
         raise SourceError(f"{path}: not a WAV or MKV file")
-    return CallAudio(audio.agent, audio.caller) if swap else audio
+    return CallAudio(audio.agent, audio.caller, audio.warning) if swap else audio
 
 
 def _wav_channels(data: bytes, path: Path) -> CallAudio:
@@ -225,15 +230,35 @@ def _mkv_channels(data: bytes, path: Path) -> CallAudio:
     from callstream.mkv.ebml import MkvError
 
     reader = FragmentReader()
+    notes: list[str] = []
     try:
-        fragments = reader.feed(data) + reader.close()
+        fragments = reader.feed(data)
     except MkvError as err:
         raise SourceError(f"{path}: {err}") from None
+    try:
+        fragments += reader.close()
+    except MkvError as err:
+        # cut off at the end (a GetMedia download stopped mid-fragment): what arrived whole
+        # is still the call, as `callstream inspect` and `get-audio` read such captures
+        if not any(f.frames for f in err.fragments + fragments):
+            raise SourceError(f"{path}: {err}") from None
+        fragments += err.fragments
+        notes.append(f"{err} (the audio before it was read)")
+    # a pooled stream's capture holds call after call: the first one is the call, as for
+    # `get-audio` (the same rule as a live feed: another ContactId/TransactionId ends it)
+    call = _call_tags(fragments)
+    for i, fragment in enumerate(fragments):
+        other = {k: fragment.tags.get(k, v) for k, v in call.items()}
+        if other != call:
+            moved = ", ".join(f"{k} {v}" for k, v in other.items())
+            notes.append(f"fragment {i} is another call ({moved}): only the first was read")
+            fragments = fragments[:i]
+            break
     starts = [f.start_ns for f in fragments if f.start_ns is not None]
     if not starts:
         raise SourceError(f"{path}: no audio frames")
     connect = any(f.track_named("AUDIO_FROM_CUSTOMER") for f in fragments)
-    feed = ChannelFeed(CONNECT_TRACKS if connect else {"*": "CALLER"}, min(starts))
+    feed = ChannelFeed(CONNECT_TRACKS if connect else {"*": "CALLER"}, min(starts), call)
     out: list[tuple[str, bytes]] = []
     try:
         for fragment in fragments:
@@ -245,7 +270,18 @@ def _mkv_channels(data: bytes, path: Path) -> CallAudio:
         pieces[role].append(pcm)
     if not pieces["CALLER"] and not pieces["AGENT"]:
         raise SourceError(f"{path}: no audio track (tracks: {_names(fragments)})")
-    return CallAudio(b"".join(pieces["CALLER"]), b"".join(pieces["AGENT"]))
+    warning = f"{path}: {'; '.join(notes)}" if notes else None
+    return CallAudio(b"".join(pieces["CALLER"]), b"".join(pieces["AGENT"]), warning)
+
+
+def _call_tags(fragments: list[Fragment]) -> dict[str, str]:
+    """The tag naming the call of the first fragment that has one."""
+    for fragment in fragments:
+        for key in _CALL_TAGS:
+            value = fragment.tags.get(key)
+            if value:
+                return {key: value}
+    return {}
 
 
 def _names(fragments: list[Fragment]) -> str:
