@@ -61,7 +61,8 @@ _WHISPER_RATE = 16000
 _MAX_WINDOW_S = 30.0
 _TOKENS_PER_S = 8  # generous: fast speech is about 4 tokens per second
 _NO_SPEECH = 0.6
-_MAX_WORDS_PER_S = 3.5  # faster than fast speech  # Whisper's own threshold for "this window has no speech"
+_MAX_WORDS_PER_S = 3.5  # faster than fast speech
+_LEAD_S = 0.3  # silence before the voice: Whisper drops first words that start abruptly  # Whisper's own threshold for "this window has no speech"
 
 
 class AsrError(RuntimeError):
@@ -143,7 +144,7 @@ class WhisperRecognizer:
         workers: int = 1,
         threads: int = 1,
         window_s: float = 15.0,
-        beam_size: int = 1,
+        beam_size: int = 5,
         expected_sha256: str | None = None,
     ) -> None:
         try:
@@ -186,17 +187,17 @@ class WhisperRecognizer:
         prompt.append("<|notimestamps|>")
         self._prompt = [tokenizer.token_to_id(t) for t in prompt]
         self._eot = tokenizer.token_to_id("<|endoftext|>")
-        self._lock = threading.Lock()  # the feature extractor keeps no state, but be safe
 
     def recognize(self, pcm: bytes) -> Recognition:
         audio = _upsample(pcm)
         if len(audio) < _WHISPER_RATE // 10:
             return Recognition("", 0.0)
         seconds = len(audio) / _WHISPER_RATE
-        window = min(_MAX_WINDOW_S, max(seconds + 1.0, self.window_s))
-        audio = audio[: int(_MAX_WINDOW_S * _WHISPER_RATE)]
+        lead = int(_LEAD_S * _WHISPER_RATE)
+        window = min(_MAX_WINDOW_S, max(seconds + _LEAD_S + 1.0, self.window_s))
+        audio = audio[: int(_MAX_WINDOW_S * _WHISPER_RATE) - lead]
         padded = np.zeros(int(window * _WHISPER_RATE), np.float32)
-        padded[: len(audio)] = audio[: len(padded)]
+        padded[lead : lead + len(audio)] = audio[: len(padded) - lead]
         features = self._model.feature_extractor(padded)[:, : int(window * 100)]
         max_length = int(10 + _TOKENS_PER_S * min(seconds, _MAX_WINDOW_S))
         encoded = self._model.model.encode(

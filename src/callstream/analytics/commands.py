@@ -80,6 +80,8 @@ def _analyze_input(args: argparse.Namespace) -> dict[str, Any]:
         raise _error(f"cannot open {path}: {err.strerror}") from None
     except SourceError as err:
         raise _error(str(err)) from None
+    if audio.warning:
+        print(f"callstream analyze: warning: {audio.warning}", file=sys.stderr)
     settings = CallSettings(rules=tuple(_rules(args)), redact=not args.no_redact)
     try:
         recognizer = open_recognizer(

@@ -7,9 +7,10 @@ Work is queued, never dropped silently:
 * **final** jobs (a whole utterance) go first, oldest first, and are never dropped: past
   capacity they wait, the backlog grows and the calls fall behind live; they catch up
   when the load goes down (:attr:`AsrPool.backlog_seconds`, :meth:`AsrPool.behind`);
-* **partial** jobs (an utterance still going on) run only when no final waits, and a
-  partial is skipped when a newer job for the same segment supersedes it (its result would
-  be replaced at once) or when it waited longer than ``partial_max_wait_s``.
+* **partial** jobs (an utterance still going on) run only when no final waits and another
+  worker is free for the next final; a partial is skipped when a newer job for the same
+  segment supersedes it (its result would be replaced at once), when it waited longer
+  than ``partial_max_wait_s`` or when running it would leave no worker free.
 
 Results come back on the event loop that submitted the job (:meth:`AsrPool.recognize`
 is awaited there). Recognisers are thread-safe (:mod:`callstream.analytics.asr`).
@@ -140,6 +141,12 @@ class AsrPool:
             waiting = self._oldest_final.get(call_id)
             return time.monotonic() - min(waiting) if waiting else 0.0
 
+    def forget(self, call_id: str) -> None:
+        """A call ended: drop what the pool remembers of its segments."""
+        with self._cond:
+            for key in [k for k in self._latest if k[0] == call_id]:
+                del self._latest[key]
+
     def close(self) -> None:
         """Stop the workers; waiting jobs are cancelled."""
         with self._cond:
@@ -173,7 +180,9 @@ class AsrPool:
                     return job, future
                 stale = self._latest.get((job.call_id, job.key)) != order
                 late = time.monotonic() - job.submitted > self.partial_max_wait_s
-                if stale or late or future.cancelled():
+                # one worker stays free for the next final (partials are a nicety)
+                crowded = self.workers > 1 and self._busy + 1 >= self.workers
+                if stale or late or crowded or future.cancelled():
                     self._skipped += 1
                     _resolve(future, None)
                     continue

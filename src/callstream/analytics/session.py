@@ -319,6 +319,8 @@ class CallSession:
         finally:
             self._log.close()
             self.done.set()
+            if self.service.pool is not None:
+                self.service.pool.forget(self.call_id)
             self.service.forget(self)
 
     def _write_recording(self) -> Path:

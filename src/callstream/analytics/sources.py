@@ -39,7 +39,10 @@ __all__ = [
 RATE = 8000
 CONNECT_TRACKS = {"AUDIO_FROM_CUSTOMER": "CALLER", "AUDIO_TO_CUSTOMER": "AGENT"}
 _CALL_TAGS = ("ContactId", "TransactionId")  # what names the call in a Connect / Chime stream
-_MAX_GAP_MS = 3_600_000.0
+_MAX_GAP_MS = 600_000.0
+"""A timestamp jump past this is corrupt input, not silence to fill (bounded memory)."""
+_MAX_RATE = 48_000
+"""Call audio beyond this rate is refused (a crafted rate would make gaps expensive)."""
 _FAR_NS = 600 * 1_000_000_000
 
 
@@ -156,6 +159,8 @@ class ChannelFeed:
                 if state is None:
                     continue  # a fragment without the MimeType tag: the format comes later
                 fmt = state.fmt
+            if fmt.rate > _MAX_RATE:
+                raise SourceError(f"track {name}: {fmt.rate} Hz is not call audio")
             if state is None:
                 self._anchor(frames[0].timestamp_ns)
                 state = _Track(

@@ -182,7 +182,9 @@ class UtteranceSegmenter:
         if (long and not voiced) or len(speech) >= self._hard_frames:
             self._end(events, cut=True, trailing=0)
             return
-        if self._partial_frames and len(speech) >= self._next_partial:
+        # no partial once the voice has paused past the post-roll: the final is near
+        partial_due = self._partial_frames and len(speech) >= self._next_partial
+        if partial_due and self._silent_run <= self._post_frames:
             self._next_partial = len(speech) + self._partial_frames
             end = self._start_frame + len(speech)
             events.append(
