@@ -56,36 +56,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests" / "analytics"))
 
+from call_speech import STREAMING_FLOW as FLOW  # noqa: E402
 from call_speech import conversation, wer, write_wav  # noqa: E402
-
-from callstream.flows.samples import action, flow_doc  # noqa: E402
 
 KEY, SECRET = "bench", "bench-secret"
 ENV = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
 POST_ROLL_S = 0.2
-
-FLOW = flow_doc(
-    action(
-        "stream",
-        "UpdateContactMediaStreamingBehavior",
-        {
-            "MediaStreamingState": "Enabled",
-            "MediaStreamType": "Audio",
-            "Participants": [{"ParticipantType": "Customer", "MediaDirections": ["To", "From"]}],
-        },
-        next_action="queue",
-        errors={"NoMatchingError": "queue"},
-    ),
-    action(
-        "queue",
-        "UpdateContactTargetQueue",
-        {"QueueId": "arn:aws:connect:us-east-1:123456789012:instance/i/queue/q"},
-        next_action="transfer",
-        errors={"NoMatchingError": "transfer"},
-    ),
-    action("transfer", "TransferContactToQueue", {}, errors={"NoMatchingError": "end"}),
-    action("end", "DisconnectParticipant", {}),
-)
 
 
 def free_port() -> int:

@@ -5,10 +5,11 @@ Utterances: 60 prompts of Debian's asterisk-core-sounds-en-wav (a human voice re
 8 two-party conversations cut by callstream's own voice activity detection (what a live
 call sends to the recogniser). WER: jiwer after whisper-normalizer's English normaliser.
 
-Rows: callstream's ``WhisperRecognizer`` (Whisper tiny.en, int8, one thread, beam 1) with
-encoder windows of 10, 15 (the default), 20 and 30 s, and pocketsphinx; baseline in the
-same run: stock faster-whisper ``WhisperModel.transcribe`` on the same model and settings
-(30 s window, no VAD), which is what "Whisper tiny.en" means elsewhere.
+Rows: callstream's ``WhisperRecognizer`` (Whisper tiny.en, int8, one thread, its defaults:
+beam 5, 0.3 s of silence before the voice, looped tails trimmed) with encoder windows of 10,
+15 (the default), 20 and 30 s, and pocketsphinx; baseline in the same run: stock
+faster-whisper ``WhisperModel.transcribe`` on the same model (int8, one thread, beam 1,
+30 s window, no VAD: the settings of ``dependencies.md`` §1.3).
 
     python bench/bench_asr.py
 """

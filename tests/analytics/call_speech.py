@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from callstream.flows.samples import action, flow_doc
+
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 RATE = 8000
@@ -156,3 +158,34 @@ def write_rtp_pcap(path: Path, samples: np.ndarray, *, payload_type: int = 8) ->
         out.append(frame)
     path.write_bytes(b"".join(out))
     return path
+
+
+# A Connect flow that streams the contact's audio (To and From) and queues it: the
+# customer audio plays from the start, the agent audio once queued (a second in).
+STREAMING_FLOW = flow_doc(
+    action(
+        "stream",
+        "UpdateContactMediaStreamingBehavior",
+        {
+            "MediaStreamingState": "Enabled",
+            "MediaStreamType": "Audio",
+            "Participants": [{"ParticipantType": "Customer", "MediaDirections": ["To", "From"]}],
+        },
+        next_action="queue",
+        errors={"NoMatchingError": "queue"},
+    ),
+    action(
+        "queue",
+        "UpdateContactTargetQueue",
+        {"QueueId": "arn:aws:connect:us-east-1:123456789012:instance/i/queue/q"},
+        next_action="transfer",
+        errors={"NoMatchingError": "transfer"},
+    ),
+    action(
+        "transfer",
+        "TransferContactToQueue",
+        {},
+        errors={"QueueAtCapacity": "end", "NoMatchingError": "end"},
+    ),
+    action("end", "DisconnectParticipant", {}),
+)

@@ -19,14 +19,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from call_speech import conversation, need_speech, wer, write_rtp_pcap, write_wav
+from call_speech import (
+    STREAMING_FLOW,
+    conversation,
+    need_speech,
+    wer,
+    write_rtp_pcap,
+    write_wav,
+)
 
 from callstream.analytics.call import CallSettings
 from callstream.analytics.service import AnalyticsConfig
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.cli import signed_request
-from callstream.flows.samples import action, flow_doc
 from callstream.voice.server import VoiceConfig
 
 pytestmark = pytest.mark.slow
@@ -146,35 +152,6 @@ def bus_events(server: ServerThread, call_id: str) -> list[dict[str, Any]]:
     server.state.events.flush(5)
     page = server.state.events.query(after=0, limit=10000)
     return [e.to_json() for e in page.events if e.fields.get("CallId") == call_id]
-
-
-STREAMING_FLOW = flow_doc(
-    action(
-        "stream",
-        "UpdateContactMediaStreamingBehavior",
-        {
-            "MediaStreamingState": "Enabled",
-            "MediaStreamType": "Audio",
-            "Participants": [{"ParticipantType": "Customer", "MediaDirections": ["To", "From"]}],
-        },
-        next_action="queue",
-        errors={"NoMatchingError": "queue"},
-    ),
-    action(
-        "queue",
-        "UpdateContactTargetQueue",
-        {"QueueId": "arn:aws:connect:us-east-1:123456789012:instance/i/queue/q"},
-        next_action="transfer",
-        errors={"NoMatchingError": "transfer"},
-    ),
-    action(
-        "transfer",
-        "TransferContactToQueue",
-        {},
-        errors={"QueueAtCapacity": "end", "NoMatchingError": "end"},
-    ),
-    action("end", "DisconnectParticipant", {}),
-)
 
 
 def test_a_connect_call_is_transcribed_live_per_channel(

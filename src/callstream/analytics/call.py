@@ -367,16 +367,7 @@ class CallAnalysis:
         matches = list(self._categories)
 
         def categories(_: list[Any]) -> list[dict[str, Any]]:
-            return [
-                {
-                    "Category": m.category,
-                    "SegmentId": m.segment_id,
-                    "StartTime": m.start,
-                    "EndTime": m.end,
-                    "Phrase": m.phrase,
-                }
-                for m in matches
-            ]
+            return [m.to_json() for m in matches]
 
         report = analyze_transcript(
             segments, self.call_id, flaggers=[abuse_flags], categorizers=[categories]

@@ -86,6 +86,16 @@ class Match:
     end: float
     phrase: str
 
+    def to_json(self) -> dict[str, Any]:
+        """The match as an entry of the export's ``Categories``."""
+        return {
+            "Category": self.category,
+            "SegmentId": self.segment_id,
+            "StartTime": self.start,
+            "EndTime": self.end,
+            "Phrase": self.phrase,
+        }
+
 
 def _num(name: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:

@@ -193,16 +193,7 @@ def category_matches(rules: Any) -> Any:
         matches = [m for seg in segments for m in matcher.feed(seg)]
         end = max((seg.EndTime for seg in segments), default=0.0)
         matches += matcher.finish(end)
-        return [
-            {
-                "Category": m.category,
-                "SegmentId": m.segment_id,
-                "StartTime": m.start,
-                "EndTime": m.end,
-                "Phrase": m.phrase,
-            }
-            for m in matches
-        ]
+        return [m.to_json() for m in matches]
 
     return categorize
 
