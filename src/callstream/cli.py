@@ -204,6 +204,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         webhooks=tuple(webhooks),
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
+    if config.analytics is not None:
+        analytics = config.analytics
+        print(
+            f"callstream: call analytics on ({analytics.engine}, {analytics.workers} recogniser"
+            " workers; --analytics off to disable)",
+            file=sys.stderr,
+        )
     serve(
         data_dir,
         host=args.host,

@@ -89,3 +89,14 @@ def test_a_stream_whose_producer_comes_back_is_read_on_to_the_end(
     caller = [s["Transcript"] for s in call["Segments"] if s["Channel"] == "CALLER"]
     assert wer([first.text, second.text], caller) <= 0.1, caller
     assert len(caller) == 2  # each utterance once: nothing read twice across the reconnect
+
+    # the CLI way: analyse the stored stream again under another call id, wait, print
+    out = subprocess.run(
+        [sys.executable, "-m", "callstream.cli", "analyze", "--stream", "agent-desk-7",
+         "--call-id", "again", "--endpoint-url", server.url, "--wait", "60"],
+        env=ENV, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    again = json.loads(out.stdout)
+    assert again["CallId"] == "again"
+    assert [s["Transcript"] for s in again["Segments"]] == caller
