@@ -258,6 +258,9 @@ class CallAnalyticsService:
             session = self._new_session(row, start, channels={role: {"StreamARN": str(arn)}})
         if any(leg.arn == arn for leg in session.legs):
             return
+        if any(leg.role == role for leg in session.legs):
+            # both legs claim one side (no IsCaller): the second is the other side
+            role = "AGENT" if role == "CALLER" else "CALLER"
         session.add_leg(
             str(arn),
             event.get("StartFragmentNumber"),
