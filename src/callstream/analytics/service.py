@@ -69,8 +69,10 @@ class AnalyticsConfig:
     workers: int = 2
     window_s: float = 15.0
     settings: CallSettings = field(default_factory=CallSettings)
-    idle_end_s: float = 120.0
-    """A call whose streams bring no data this long (and no stop event) is finished."""
+    idle_end_s: float = 10.0
+    """A call whose streams bring no data this long, with no producer writing to them (and
+    no stop event), is finished: how ``analyze --stream`` of a stored stream ends, and what
+    ends a call whose stop event never came."""
     redact_audio: bool = False
     """Silence PCI spans in the call's recording.wav too (the stream is never changed)."""
 

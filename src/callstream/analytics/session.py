@@ -181,8 +181,9 @@ class CallSession:
                     leg.wake.clear()
                     if leg.stopping and time.monotonic() >= leg.stop_at:
                         break
-                    if time.monotonic() - self._last_data > idle_end:
-                        leg.stopping = True
+                    quiet = time.monotonic() - self._last_data > idle_end
+                    if quiet and not store.producing(stream.arn):
+                        leg.stopping = True  # the producer is gone and did not come back
                         break
             finally:
                 if not reading.done():

@@ -290,6 +290,10 @@ class MediaStore:
         )
         return FrameWriter(writer, encoder, fragment_ms=fragment_ms)
 
+    def producing(self, arn: str) -> bool:
+        """Whether an upload (PutMedia, or an in-process writer) is writing to ``arn``."""
+        return any(upload.stream.arn == arn for upload in self.uploads)
+
     # --- reading ------------------------------------------------------------------------
     async def start_after(self, stream: StreamRecord, selector: StartSelector) -> str | None:
         """The fragment number a reader with ``selector`` starts after (None: earliest)."""
