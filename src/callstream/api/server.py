@@ -105,8 +105,15 @@ async def _start(
     )
     guard.install_exception_handler(asyncio.get_running_loop())
     state.guard = guard
+    mounted = dict(subapps or {})
+    redirects: dict[str, str] = {}
+    if cfg.ui is not None:
+        from callstream.web.app import UI_PREFIX, build_web_app
+
+        mounted.setdefault(UI_PREFIX, build_web_app(state, listen_host=host))
+        redirects = {"/": f"{UI_PREFIX}/"}
     runner = web.AppRunner(
-        build_app(state, subapps=subapps),
+        build_app(state, subapps=mounted, redirects=redirects),
         access_log=None,
         handle_signals=False,
         keepalive_timeout=cfg.idle_timeout_s,
