@@ -335,6 +335,20 @@ class LiveCall:
                 self.publish(category_event(self.call_id, cat))
         return seg
 
+    def line(self, channel: str, start: float, end: float, text: str) -> None:
+        """A final segment outside the script (no analysis of its own)."""
+        seg = {
+            "SegmentId": f"ch_{0 if channel == 'CALLER' else 1}-{start:.3f}",
+            "Channel": channel,
+            "StartTime": start,
+            "EndTime": end,
+            "Transcript": text,
+            "Sentiment": "NEUTRAL",
+            "SentimentWeighted": 0.0,
+        }
+        self.row.segments += 1
+        self.publish(segment_event(self.call_id, seg))
+
     def alert(self) -> None:
         (flag,) = [f for f in self.export["Flags"] if f["Type"] == "ABUSIVE_CALLER"]
         self.row.flags = ["ABUSIVE_CALLER"]

@@ -282,7 +282,8 @@ export function callDetailView({ main }, callId) {
     fill(charts, ['CALLER', 'AGENT'].map((channel) => {
       const points = finals
         .filter((s) => s.Channel === channel)
-        .map((s) => ({ t: (Number(s.StartTime) + Number(s.EndTime)) / 2, v: Number(s.SentimentWeighted ?? 0), sid: s.SegmentId }));
+        .map((s) => ({ t: (Number(s.StartTime) + Number(s.EndTime)) / 2, v: Number(s.SentimentWeighted ?? 0), sid: s.SegmentId }))
+        .sort((a, b) => a.t - b.t);
       return sentimentChart({ title: channel === 'CALLER' ? 'Caller' : 'Agent', channel, points, end, onPick: (p) => focusSegment(p.sid, segments.get(p.sid)?.StartTime) });
     }));
   }
@@ -308,12 +309,22 @@ export function callDetailView({ main }, callId) {
 
   function renderSummary() {
     const call = detail && detail.Call;
-    const text = (call && call.Summary && call.Summary.Text) || row?.Summary;
-    const talk = call && call.Summary && call.Summary.TalkTime;
+    const sum = call && call.Summary;
+    const highlights = (sum && sum.Highlights) || [];
+    const talk = sum && sum.TalkTimeSeconds;
+    const waiting = LIVE.has(row?.Status) ? 'The summary follows the call.' : 'No summary.';
     fill(
       summary,
-      text ? h('p', { class: 'summary-text' }, text) : h('p', { class: 'muted' }, LIVE.has(row?.Status) ? 'The summary follows the call.' : 'No summary.'),
-      talk ? h('p', { class: 'muted small' }, Object.entries(talk).map(([k, v]) => `${k}: ${typeof v === 'number' ? fmtDuration(v) : JSON.stringify(v)}`).join(' · ')) : null,
+      highlights.length
+        ? h('ol', { class: 'highlights' }, highlights.map((x) => h('li', {},
+          h('button', { type: 'button', class: 'quiet at mono', title: 'Go to this line', onclick: () => focusSegment(x.SegmentId, x.StartTime) }, clock(x.StartTime)),
+          h('strong', {}, ` ${x.Channel}: `), x.Transcript)))
+        : h('p', { class: 'muted' }, (sum && sum.Text) || row?.Summary || waiting),
+      talk
+        ? h('p', { class: 'muted small', id: 'talk-time' },
+          `Talk time: caller ${fmtDuration(talk.CALLER || 0)}, agent ${fmtDuration(talk.AGENT || 0)}`
+          + (sum.NonTalkTimeSeconds !== undefined ? ` · silence ${fmtDuration(sum.NonTalkTimeSeconds)}` : ''))
+        : null,
     );
   }
 
