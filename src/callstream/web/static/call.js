@@ -27,6 +27,7 @@ export function callDetailView({ main }, callId) {
   let skew = 0;
   let chartTimer = null;
   let disposed = false;
+  let streamChannels = {};
 
   const header = h('section', { class: 'call-head', 'aria-label': 'Call' });
   const alertBox = h('section', { class: 'alert-box', id: 'call-alerts', 'aria-label': 'Alerts', 'aria-live': 'polite' });
@@ -328,7 +329,8 @@ export function callDetailView({ main }, callId) {
     );
   }
 
-  function renderStreams(channels) {
+  function renderStreams(channels = streamChannels) {
+    streamChannels = channels || {};
     const arns = new Map();
     for (const [role, info] of Object.entries(channels || {})) {
       if (info && info.StreamARN) arns.set(info.StreamARN, [...(arns.get(info.StreamARN) || []), role]);
@@ -337,7 +339,7 @@ export function callDetailView({ main }, callId) {
     fill(streams, h('h3', {}, 'Streams'), h('ul', { class: 'plain' }, [...arns].map(([arn, roles]) => {
       const name = arn.split('/')[1] || arn;
       const start = row ? row.StartedAt - 2000 : null;
-      const end = row ? row.StartedAt + (duration() + 4) * 1000 : null;
+      const end = row ? (row.EndedAt || row.StartedAt + duration() * 1000) + 4000 : null;
       const range = start ? `?start=${Math.round(start)}&end=${Math.round(end)}` : '';
       return h('li', {}, h('a', { href: `#/streams/${encodeURIComponent(name)}${range}` }, name), ` (${roles.join(', ').toLowerCase()})`);
     })));
@@ -367,6 +369,7 @@ export function callDetailView({ main }, callId) {
     renderPlayer();
     renderSummary();
     applyExport();
+    renderStreams();
   }
 
   async function start() {
@@ -393,6 +396,7 @@ export function callDetailView({ main }, callId) {
       feed.on('row', (fresh) => {
         row = fresh;
         renderHeader();
+        renderStreams();
       });
       feed.on('CallAnalyticsEnded', () => loadDetail().then(renderCharts));
       feed.on('CallSummary', () => loadDetail());

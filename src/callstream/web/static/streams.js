@@ -143,9 +143,9 @@ export function streamDetailView({ main, params }, name) {
   }
 
   function renderInfo(stream) {
-    const row = (label, value) => h('div', { class: 'fact' }, h('dt', {}, label), h('dd', {}, value));
+    const row = (label, value, wide = false) => h('div', { class: wide ? 'fact wide' : 'fact' }, h('dt', {}, label), h('dd', {}, value));
     fill(info, h('dl', { class: 'facts' },
-      row('ARN', h('span', { class: 'mono small break' }, stream.StreamARN)),
+      row('ARN', h('span', { class: 'mono small break' }, stream.StreamARN), true),
       row('Created', fmtTime(stream.CreationTime * 1000)),
       row('Retention', stream.DataRetentionInHours ? `${stream.DataRetentionInHours} h` : 'none (live only)'),
       row('Encryption key', h('span', { class: 'mono small break' }, stream.KmsKeyId || '–')),
@@ -153,7 +153,7 @@ export function streamDetailView({ main, params }, name) {
       row('Producer', data && data.Producer ? PRODUCERS[data.Producer] || data.Producer : '–'),
       row('Tracks', data && data.Tracks && data.Tracks.length ? data.Tracks.map((t) => h('span', { class: 'chip' }, `${t.Number}: ${t.Name || '?'} (${t.Codec})`)) : '–'),
       row('Stream tags', Object.keys(stream.Tags || {}).length ? Object.entries(stream.Tags).map(([k, v]) => h('span', { class: 'chip' }, `${k}=${v}`)) : '–'),
-      row('Producer tags', data && data.Tags && Object.keys(data.Tags).length ? Object.entries(data.Tags).map(([k, v]) => h('span', { class: 'chip mono small' }, `${k}=${v}`)) : '–'),
+      row('Producer tags', data && data.Tags && Object.keys(data.Tags).length ? Object.entries(data.Tags).map(([k, v]) => h('span', { class: 'chip mono small' }, `${k}=${v}`)) : '–', true),
     ));
   }
 

@@ -163,8 +163,9 @@ const ARROWS = { UP: ['↑', 'improving'], DOWN: ['↓', 'worsening'], FLAT: ['�
 
 /** A sentiment value with its trend arrow. */
 export function sentimentCell(value, trend) {
-  const shown = value === null || value === undefined ? '–' : Number(value).toFixed(1);
-  const arrow = ARROWS[trend];
+  const known = value !== null && value !== undefined;
+  const shown = known ? Number(value).toFixed(1) : '–';
+  const arrow = known ? ARROWS[trend] : null;
   return h(
     'span',
     { class: `sentiment ${sentimentClass(value)}`, title: arrow ? `trend: ${arrow[1]}` : 'no trend yet' },
