@@ -492,3 +492,28 @@ def test_live_events_bring_rows_transcript_segments_and_alerts(open_server: Serv
     assert rows[-1]["CallId"] == "live-1" and rows[-1]["Flags"] == ["ABUSIVE_CALLER"]
     everything.close()
     one.close()
+
+
+def test_callstream_serve_mounts_the_ui_and_takes_its_flags(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+    from process_helpers import ServeProcess
+
+    for args, root, session in (
+        ((), 302, 200),
+        (("--ui-login", "always"), 302, 401),
+        (("--ui", "off"), 403, 403),
+    ):
+        srv = ServeProcess(tmp_path / "-".join(args or ("default",)), "--analytics", "off", *args)
+        try:
+            client = Client(srv.url)
+            assert client.request("/")[0] == root, args
+            status, _, body = client.request("/ui/api/session")
+            assert status == session, args
+            if status == 200:
+                assert json.loads(body)["LoginRequired"] is False
+        finally:
+            srv.proc.terminate()
+            out, _ = srv.proc.communicate(timeout=30)
+        assert (b"web UI: http://127.0.0.1:" in out) == ("off" not in args), out

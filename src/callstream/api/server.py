@@ -149,6 +149,9 @@ def serve(
             f"callstream serving KVS APIs on {scheme}://{host}:{bound} (data: {data_dir})",
             flush=True,
         )
+        if config.ui is not None:
+            shown = f"[{host}]" if ":" in host else host
+            print(f"callstream web UI: {scheme}://{shown}:{bound}/ui/", flush=True)
         stop = stop_on_signals()
         tune_collector()
         hygiene = None
