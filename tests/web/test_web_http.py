@@ -427,6 +427,23 @@ def test_the_stream_endpoints_show_fragments_gaps_and_serve_a_range_as_wav(
     assert audio.n_frames == 10 * 8000
     assert abs(audio.samples[8000:16000, 1]).max() > 1000  # the agent's tone, right channel
     assert abs(audio.samples[5 * 8000 : 7 * 8000]).max() == 0  # inside the gap
+    # the command the page shows for that range gives the same audio
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+    out = tmp_path / "cli.wav"
+    done = subprocess.run(
+        [sys.executable, "-m", "callstream.cli", "get-audio", "--stream", "ui-stream",
+         "--endpoint-url", open_server.url, "--start-timestamp", iso(T0 + 2000),
+         "--stop-timestamp", iso(T0 + 12_000), "--all-contacts", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == data
     status, headers, part = client.request(path, headers={"Range": "bytes=44-143"})
     assert status == 206 and part == data[44:144]
     status, _, _ = client.request(path, headers={"Range": f"bytes={len(data)}-"})

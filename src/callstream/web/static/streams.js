@@ -243,7 +243,8 @@ export function streamDetailView({ main, params }, name) {
       onSelect: (a, b) => { selected = [a, b]; renderSelection(); },
     });
     fill(timelineBox, timeline.el);
-    stats.textContent = `${data.Count} fragments (${fmtBytes(data.Bytes)}) in view, ${data.Gaps.length} gaps`
+    const gaps = data.Gaps.length === 1 ? '1 gap' : `${data.Gaps.length} gaps`;
+    stats.textContent = `${data.Count} fragments (${fmtBytes(data.Bytes)}) in view, ${gaps}`
       + (data.Truncated ? ' — range cut short, narrow it' : '')
       + (data.Fragments.length < data.Count ? `; the first ${data.Fragments.length} listed below` : '');
     const spans = data.Spans;
