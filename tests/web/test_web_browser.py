@@ -189,6 +189,18 @@ def test_new_calls_appear_and_their_rows_update_live_with_an_alert(
     assert row.locator(".col-caller-sent").inner_text().startswith("-1.2")
     toast.locator("button.close").click()
     assert page.locator(".toast", has_text="live-list-1").count() == 0
+
+    # with "abusive only" on, a new call joins the list once it is flagged
+    page.check("#call-flagged")
+    wait_rows(page, "live-list-1")
+    second = LiveCall(server, "live-list-2", now_ms())
+    second.say(0)
+    second.say(2, partial_first=False)
+    assert "live-list-2" not in rows(page)
+    second.alert()
+    wait_rows(page, "live-list-2")
+    assert rows(page)[:2] == ["live-list-2", "live-list-1"]
+    second.end()
     page.close()
 
 

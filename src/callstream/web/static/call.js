@@ -97,10 +97,18 @@ export function callDetailView({ main }, callId) {
 
   // --- alerts --------------------------------------------------------------------------
   function addAlert(alert) {
-    const key = `${alert.AlertType}/${alert.Category || ''}/${(alert.SegmentIds || []).join(',')}`;
-    if (alerts.some((a) => a.key === key)) return;
-    alerts.push({ key, alert });
+    // one entry per abusive caller or category; later evidence joins the first alert
+    const key = `${alert.AlertType}/${alert.Category || ''}`;
+    let known = alerts.find((a) => a.key === key);
+    if (!known) {
+      known = { key, alert: { ...alert, Evidence: [] } };
+      alerts.push(known);
+    }
+    const have = new Set(known.alert.Evidence.map((e) => `${e.SegmentId}/${e.Term}`));
     for (const evidence of alert.Evidence || []) {
+      if (have.has(`${evidence.SegmentId}/${evidence.Term}`)) continue;
+      have.add(`${evidence.SegmentId}/${evidence.Term}`);
+      known.alert.Evidence.push(evidence);
       if (!evidence.SegmentId) continue;
       const terms = flaggedSegments.get(evidence.SegmentId) || [];
       if (evidence.Term) terms.push(evidence.Term);
@@ -349,7 +357,9 @@ export function callDetailView({ main }, callId) {
     const call = detail && detail.Call;
     if (!call) return;
     for (const cat of call.Categories || []) {
-      if (cat.SegmentId && cat.Phrase) phrases.set(cat.SegmentId, [...(phrases.get(cat.SegmentId) || []), cat.Phrase]);
+      if (!cat.SegmentId || !cat.Phrase) continue;
+      const known = phrases.get(cat.SegmentId) || [];
+      if (!known.includes(cat.Phrase)) phrases.set(cat.SegmentId, [...known, cat.Phrase]);
     }
     for (const flag of call.Flags || []) {
       if (flag.Type === 'ABUSIVE_CALLER') addAlert({ AlertType: 'ABUSIVE_CALLER', SegmentIds: flag.SegmentIds, Evidence: flag.Evidence });

@@ -104,6 +104,21 @@ export function callListView({ main, feed, params }) {
     return tr;
   }
 
+  function mayBelong(row) {
+    // whether a call not shown could be on this first page (the server has the last word)
+    if (filters.status && row.Status !== filters.status) return false;
+    if (filters.flagged && !(row.Flags || []).length) return false;
+    if (filters.search) {
+      const needle = filters.search.toLowerCase();
+      const fields = [row.CallId, row.CustomerPhoneNumber, row.SystemPhoneNumber, row.AgentId,
+        row.ContactId, ...(row.Categories || [])];
+      if (!fields.some((f) => f && String(f).toLowerCase().includes(needle))) return false;
+    }
+    if (rows.size < PAGE) return true;
+    const oldest = Math.min(...[...rows.values()].map((r) => r.row.StartedAt));
+    return row.StartedAt >= oldest;
+  }
+
   function hashFor() {
     return `#/calls${query({ search: filters.search, status: filters.status, flagged: filters.flagged })}`;
   }
@@ -165,7 +180,7 @@ export function callListView({ main, feed, params }) {
     if (known) {
       known.row = row;
       renderRow(row, known.tr);
-    } else if (page === 0) {
+    } else if (page === 0 && mayBelong(row)) {
       // a new call (or one that now matches): the server decides where it belongs
       clearTimeout(refetchTimer);
       refetchTimer = setTimeout(load, 400);
