@@ -384,8 +384,14 @@ def test_the_stream_browser_shows_fragments_with_gaps_and_plays_a_chosen_range(
     page.goto(server.url + "/ui/#/streams")
     page.wait_for_selector("#streams-table a:has-text('ui-stream')", timeout=WAIT_MS)
     row = page.locator("#streams-table tbody tr", has_text="ui-stream")
+    page.wait_for_function(
+        "() => document.querySelector(\"tr[data-stream='ui-stream'] .producer\").textContent"
+        " !== '…'",
+        timeout=WAIT_MS,
+    )
     text = row.inner_text()
     assert "24 h" in text and "team=qa" in text and "alias/aws/kinesisvideo" in text
+    assert "36 fragments" in text and "Amazon Connect contact" in text
     row.locator("a").click()
     page.wait_for_selector("#timeline", timeout=WAIT_MS)
     info = page.locator("#stream-info").inner_text()

@@ -36,6 +36,7 @@ PROTECTED = [
     "/ui/api/streams",
     "/ui/api/streams/ui-stream",
     "/ui/api/streams/ui-stream/fragments",
+    "/ui/api/streams/ui-stream/summary",
     "/ui/api/streams/ui-stream/audio.wav?start=0&end=1000",
     "/ui/api/events",
 ]
@@ -401,7 +402,12 @@ def test_the_stream_endpoints_show_fragments_gaps_and_serve_a_range_as_wav(
     assert info["DataRetentionInHours"] == 24 and info["Tags"] == {"team": "qa"}
     assert info["KmsKeyId"].startswith("arn:aws:kms:")
 
+    summary = json.loads(client.request("/ui/api/streams/ui-stream/summary")[2])
+    assert (summary["Count"], summary["Producer"], summary["Truncated"]) == (12, "CONNECT", False)
+    assert summary["First"]["ProducerTimestamp"] == T0
+    assert summary["Last"]["ProducerTimestamp"] == T0 + 15_000
     view = json.loads(client.request("/ui/api/streams/ui-stream/fragments")[2])
+    assert summary["Bytes"] == view["Bytes"] == sum(f["Size"] for f in view["Fragments"])
     assert view["Count"] == 12 and view["Producer"] == "CONNECT"
     assert view["Tags"]["ContactId"] == "c-1"
     assert [t["Name"] for t in view["Tracks"]] == ["AUDIO_FROM_CUSTOMER", "AUDIO_TO_CUSTOMER"]

@@ -1,6 +1,8 @@
 """The UI's stream browser endpoints, on the store service the KVS API uses.
 
 * ``GET /ui/api/streams?prefix&next`` -- streams by name (KVS's ``StreamInfo`` plus tags).
+* ``GET /ui/api/streams/{name}/summary`` -- fragments and bytes stored, the first and the
+  last fragment, the producer.
 * ``GET /ui/api/streams/{name}/fragments?start&end`` -- the fragments whose producer
   timestamps fall in ``[start, end]`` (epoch ms; default: the last hour of the stream):
   each fragment, the covered spans and the gaps between them, the stream's first and
@@ -306,9 +308,33 @@ async def get_stream(request: web.Request, state: ServerState) -> web.StreamResp
     return json_ok({"Stream": _stream_json(stream)})
 
 
+async def get_summary(request: web.Request, state: ServerState) -> web.StreamResponse:
+    """What a stream holds: fragments and bytes stored (counted over at most
+    :data:`MAX_SCANNED` fragments: ``Truncated`` beyond), its first and last fragment and
+    its producer (the call list of streams asks for each row it shows)."""
+    stream = await _stream(state, request.match_info["name"])
+    records = await state.store.list_fragments(stream, limit=MAX_SCANNED)
+    last = await state.store.backend.log.last(stream)
+    tags: dict[str, str] = {}
+    if last is not None:
+        tags, _ = await _newest_tags(state, stream, last)
+    return json_ok(
+        {
+            "StreamName": stream.name,
+            "Count": len(records),
+            "Bytes": sum(r.size for r in records),
+            "Truncated": len(records) >= MAX_SCANNED,
+            "First": _fragment_json(records[0]) if records else None,
+            "Last": _fragment_json(last) if last is not None else None,
+            "Producer": producer_of(tags) if last is not None else None,
+        }
+    )
+
+
 ROUTES = (
     ("/api/streams", list_streams),
     ("/api/streams/{name}", get_stream),
+    ("/api/streams/{name}/summary", get_summary),
     ("/api/streams/{name}/fragments", get_fragments),
     ("/api/streams/{name}/audio.wav", get_audio),
 )

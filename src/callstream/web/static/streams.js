@@ -23,13 +23,36 @@ export function streamListView({ main, params }) {
     main,
     h('div', { class: 'toolbar' }, h('h1', {}, 'Streams'), h('span', { class: 'spacer' }), input),
     h('div', { class: 'table-wrap' }, h('table', { class: 'streams', id: 'streams-table' },
-      h('thead', {}, h('tr', {}, ['Name', 'Created', 'Retention', 'Encryption key', 'Media type', 'Status', 'Tags'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ['Name', 'Created', 'Retention', 'Encryption key', 'Size', 'Producer', 'Last fragment', 'Status', 'Tags'].map((c) => h('th', { scope: 'col' }, c)))),
       tbody)),
     message,
     h('div', { class: 'pager' }, newer, more),
   );
 
+  let generation = 0;
+
+  async function summarize(pending, mine) {
+    // sizes and producers, a few streams at a time (each one counts its fragments)
+    const worker = async () => {
+      while (pending.length && mine === generation) {
+        const item = pending.shift();
+        try {
+          const sum = await getJSON(`api/streams/${encodeURIComponent(item.name)}/summary`);
+          item.size.textContent = `${fmtBytes(sum.Bytes)}${sum.Truncated ? '+' : ''} (${sum.Count}${sum.Truncated ? '+' : ''} fragments)`;
+          item.producer.textContent = sum.Producer ? PRODUCERS[sum.Producer] || sum.Producer : '–';
+          item.last.textContent = sum.Last ? fmtTime(sum.Last.ProducerTimestamp) : '–';
+        } catch {
+          item.size.textContent = '?';
+          item.producer.textContent = '?';
+          item.last.textContent = '?';
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker()]);
+  }
+
   async function load() {
+    generation += 1;
     message.textContent = 'Loading…';
     let body;
     try {
@@ -38,15 +61,23 @@ export function streamListView({ main, params }) {
       message.textContent = `Cannot list streams: ${err.message}`;
       return;
     }
-    tbody.replaceChildren(...body.Streams.map((st) => h('tr', {},
-      h('td', { 'data-label': 'Name' }, h('a', { href: `#/streams/${encodeURIComponent(st.StreamName)}`, class: 'mono' }, st.StreamName)),
-      h('td', { 'data-label': 'Created' }, fmtTime(st.CreationTime * 1000)),
-      h('td', { 'data-label': 'Retention' }, st.DataRetentionInHours ? `${st.DataRetentionInHours} h` : 'none (live only)'),
-      h('td', { 'data-label': 'Encryption key', class: 'mono small' }, st.KmsKeyId || '–'),
-      h('td', { 'data-label': 'Media type' }, st.MediaType || '–'),
-      h('td', { 'data-label': 'Status' }, st.Status),
-      h('td', { 'data-label': 'Tags' }, Object.entries(st.Tags || {}).map(([k, v]) => h('span', { class: 'chip' }, `${k}=${v}`))),
-    )));
+    const pending = [];
+    tbody.replaceChildren(...body.Streams.map((st) => {
+      const size = h('td', { 'data-label': 'Size', class: 'size' }, '…');
+      const producer = h('td', { 'data-label': 'Producer', class: 'producer' }, '…');
+      const last = h('td', { 'data-label': 'Last fragment', class: 'last' }, '…');
+      pending.push({ name: st.StreamName, size, producer, last });
+      return h('tr', { dataset: { stream: st.StreamName } },
+        h('td', { 'data-label': 'Name' }, h('a', { href: `#/streams/${encodeURIComponent(st.StreamName)}`, class: 'mono' }, st.StreamName)),
+        h('td', { 'data-label': 'Created' }, fmtTime(st.CreationTime * 1000)),
+        h('td', { 'data-label': 'Retention' }, st.DataRetentionInHours ? `${st.DataRetentionInHours} h` : 'none (live only)'),
+        h('td', { 'data-label': 'Encryption key', class: 'mono small' }, st.KmsKeyId || '–'),
+        size, producer, last,
+        h('td', { 'data-label': 'Status' }, st.Status),
+        h('td', { 'data-label': 'Tags' }, Object.entries(st.Tags || {}).map(([k, v]) => h('span', { class: 'chip' }, `${k}=${v}`))),
+      );
+    }));
+    summarize(pending, generation);
     pages[page + 1] = body.Next || null;
     newer.disabled = page === 0;
     more.disabled = !body.Next;
@@ -64,7 +95,7 @@ export function streamListView({ main, params }) {
   more.addEventListener('click', () => { page += 1; load(); });
   load();
   main.focus({ preventScroll: true });
-  return { dispose() {} };
+  return { dispose() { generation += 1; } };
 }
 
 /** `datetime-local` value (local time, seconds) for epoch ms, and back. */
