@@ -24,6 +24,7 @@ from callstream.analytics.service import AnalyticsConfig
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.flows.samples import action, flow_doc
+from callstream.voice.server import VoiceConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analytics"))
 from call_speech import RATE, need_speech, prompts, write_wav
@@ -106,6 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     config = ServerConfig(
         credentials={KEY: SECRET},
         live_idle_timeout_s=0.5,
+        voice=VoiceConfig(sip_port=0, rtp_ports=(41000, 41999)),
         analytics=AnalyticsConfig(workers=2, settings=CallSettings(partials=True)),
     )
     with ServerThread(tmp_path_factory.mktemp("ui-e2e"), config=config) as srv:
@@ -206,5 +208,77 @@ def test_a_real_call_is_watched_live_in_the_browser(
     )
     page.locator("#range-audio").evaluate("a => a.pause()")
     page.screenshot(path=str(artifact("e2e-stream.png")))
+    assert browser.errors == []
+    page.close()
+
+
+def test_a_voice_connector_call_shows_its_two_legs(server: ServerThread, browser: Browser) -> None:
+    """A SIPREC recording session (real SIP and RTP sockets): one call in the list with
+    the voice connector as its source, its transcript, and each leg's stream."""
+    import asyncio
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+    from server_helpers import make_client
+
+    from callstream.voice.client import place_call
+
+    chime = make_client(server.url, "chime-sdk-voice", KEY, SECRET)
+    vc = chime.create_voice_connector(Name="ui", RequireEncryption=False)["VoiceConnector"]
+    chime.put_voice_connector_streaming_configuration(
+        VoiceConnectorId=vc["VoiceConnectorId"],
+        StreamingConfiguration={"DataRetentionInHours": 24, "Disabled": False},
+    )
+    said = prompts(2, seed=13)
+    gap = np.zeros(RATE, np.int16)
+    caller = np.concatenate([gap, said[0].pcm, gap, np.zeros(len(said[1].pcm), np.int16), gap])
+    agent = np.concatenate([gap, np.zeros(len(said[0].pcm), np.int16), gap, said[1].pcm, gap])
+    voice = server.state.voice
+    assert voice is not None
+    page = browser.page()
+    page.goto(server.url + "/ui/#/calls")
+    page.wait_for_selector("#live-status[data-state='live']")
+    shown = set(
+        page.locator("#calls-table tbody tr").evaluate_all("rs => rs.map(r => r.dataset.callId)")
+    )
+    results: list[object] = []
+    placing = threading.Thread(
+        target=lambda: results.append(
+            asyncio.run(
+                place_call(
+                    ("127.0.0.1", voice.sip_port),
+                    [caller.tobytes(), agent.tobytes()],
+                    request_uri=f"sip:+15550100@{vc['OutboundHostName']}",
+                )
+            )
+        ),
+        daemon=True,
+    )
+    placing.start()
+    page.wait_for_function(
+        "(shown) => [...document.querySelectorAll('#calls-table tbody tr')]"
+        ".some(r => !shown.includes(r.dataset.callId))",
+        arg=sorted(shown),
+        timeout=WAIT_MS,
+    )
+    row = page.locator("#calls-table tbody tr").first
+    assert row.locator(".col-source").inner_text() == "Voice connector"
+    row.locator("a.call-link").click()
+    page.wait_for_selector("#transcript li.final", timeout=WAIT_MS)
+    placing.join(120)
+    assert results, "the SIPREC call did not finish"
+    page.wait_for_selector("#recording", timeout=WAIT_MS)
+    assert page.locator("#transcript li.caller.final").count() >= 1
+    assert page.locator("#transcript li.agent.final").count() >= 1
+    legs = page.locator("#call-streams a")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#call-streams a').length === 2", timeout=WAIT_MS
+    )
+    roles = page.locator("#call-streams li").all_inner_texts()
+    assert any("(caller)" in r for r in roles) and any("(agent)" in r for r in roles)
+    legs.first.click()
+    page.wait_for_selector("#timeline", timeout=WAIT_MS)
+    assert "Voice connector leg" in page.locator("#stream-info").inner_text()
+    assert page.locator("#fragments-table tr.fragment").count() >= 3
     assert browser.errors == []
     page.close()

@@ -7,13 +7,15 @@
   recording exists.
 * ``GET /ui/api/calls/{id}/transcript`` -- segments so far (partials folded into
   finals), alerts with their evidence, category matches with their time ranges, the
-  call's streams, and the bus cursor to follow live from.
+  call's streams (a voice-connector call's start event names its first leg only; the
+  other is found by :func:`other_leg`), and the bus cursor to follow live from.
 * ``GET /ui/api/calls/{id}/recording.wav`` (byte ranges; ``?download=1`` saves it),
   ``/call.json`` (the export), ``/transcript.txt`` (``[mm:ss] CALLER: text`` lines).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -21,9 +23,11 @@ from aiohttp import web
 from callstream.api.app import ServerState
 from callstream.api.calls import call_export, call_page, call_row, recording_path
 from callstream.api.errors import KvsError
+from callstream.mkv.ebml import MkvError
+from callstream.store.base import StoreError
 from callstream.web.http import UiError, attachment, json_ok
 
-__all__ = ["ROUTES", "call_extras", "transcript_text"]
+__all__ = ["ROUTES", "call_extras", "other_leg", "transcript_text"]
 
 DEFAULT_PAGE = 50
 
@@ -92,6 +96,8 @@ async def get_transcript(request: web.Request, state: ServerState) -> web.Stream
         return calls.transcript(call_id), call_extras(list(calls.events(call_id)))
 
     segments, extras = await state.run(read)
+    if row.source == "VOICE_CONNECTOR" and row.transaction_id:
+        extras["Channels"] = await other_leg(state, extras["Channels"], row.transaction_id)
     return json_ok(
         {
             "CallId": call_id,
@@ -101,6 +107,49 @@ async def get_transcript(request: web.Request, state: ServerState) -> web.Stream
             "Cursor": cursor,
         }
     )
+
+
+_CHIME_STREAM = re.compile(r"^(ChimeVoiceConnector-.+-)[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+LEG_WINDOW_MS = 10_000
+MAX_LEG_CANDIDATES = 20
+
+
+async def other_leg(
+    state: ServerState, channels: dict[str, Any], transaction_id: str
+) -> dict[str, Any]:
+    """``channels`` with a voice-connector call's second leg added when its start event
+    named only the first: the connector's leg stream created within
+    :data:`LEG_WINDOW_MS` of it whose fragments carry the call's ``TransactionId``."""
+    if len(channels) != 1:
+        return channels
+    ((role, known),) = channels.items()
+    try:
+        first = await state.store.stream(arn=str((known or {}).get("StreamARN")))
+    except StoreError:
+        return channels
+    found = _CHIME_STREAM.match(first.name)
+    if found is None:
+        return channels
+    streams = await state.store.list_streams(prefix=found.group(1), limit=10_000)
+    near = [
+        s
+        for s in streams
+        if s.arn != first.arn and abs(s.creation_time_ms - first.creation_time_ms) <= LEG_WINDOW_MS
+    ]
+    near.sort(key=lambda s: abs(s.creation_time_ms - first.creation_time_ms))
+    for stream in near[:MAX_LEG_CANDIDATES]:
+        records = await state.store.list_fragments(stream, limit=1)
+        if not records:
+            continue
+        try:
+            fragment = await state.store.fragment(stream, records[0])
+            tags = (await state.run(fragment.parse)).tags
+        except (StoreError, MkvError, IndexError, ValueError):
+            continue
+        if tags.get("TransactionId") == transaction_id:
+            other = "AGENT" if role == "CALLER" else "CALLER"
+            return {**channels, other: {"StreamARN": stream.arn}}
+    return channels
 
 
 def _clock(seconds: float) -> str:

@@ -28,6 +28,7 @@ export function callDetailView({ main }, callId) {
   let chartTimer = null;
   let disposed = false;
   let streamChannels = {};
+  let channelsAskedAt = 0;
 
   const header = h('section', { class: 'call-head', 'aria-label': 'Call' });
   const alertBox = h('section', { class: 'alert-box', id: 'call-alerts', 'aria-label': 'Alerts', 'aria-live': 'polite' });
@@ -353,6 +354,19 @@ export function callDetailView({ main }, callId) {
     })));
   }
 
+  async function refreshChannels(force = false) {
+    // a voice-connector call's second leg is found once its stream holds audio
+    if (!row || row.Source !== 'VOICE_CONNECTOR' || Object.keys(streamChannels).length > 1) return;
+    if (!force && Date.now() - channelsAskedAt < 5000) return;
+    channelsAskedAt = Date.now();
+    try {
+      const again = await getJSON(`${base}/transcript`);
+      if (!disposed) renderStreams(again.Channels);
+    } catch {
+      // the next row update tries again
+    }
+  }
+
   function applyExport() {
     const call = detail && detail.Call;
     if (!call) return;
@@ -392,6 +406,7 @@ export function callDetailView({ main }, callId) {
       for (const segment of transcript.Segments || []) upsertSegment(segment);
       applyExport();
       renderStreams(transcript.Channels);
+      channelsAskedAt = Date.now();
       renderCharts();
       feed = new LiveFeed({ call: callId, cursor: transcript.Cursor });
       feed.on('TranscriptSegment', upsertSegment);
@@ -407,8 +422,12 @@ export function callDetailView({ main }, callId) {
         row = fresh;
         renderHeader();
         renderStreams();
+        refreshChannels();
       });
-      feed.on('CallAnalyticsEnded', () => loadDetail().then(renderCharts));
+      feed.on('CallAnalyticsEnded', () => loadDetail().then(() => {
+        renderCharts();
+        refreshChannels(true);
+      }));
       feed.on('CallSummary', () => loadDetail());
     } catch (err) {
       if (err.status === 404) fill(main, h('p', { class: 'pad' }, `No call ${callId}. `, h('a', { href: '#/calls' }, 'Back to the calls')));
