@@ -10,6 +10,8 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sipp >/dev/null || need+=(sip-tester)  # SIPp: a real SIPREC client for the voice tests
+# headless Chromium for the web UI tests (driven by playwright through executable_path)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 # real 8 kHz telephone speech with its transcripts, for the analytics accuracy tests
 [[ -d /usr/share/asterisk/sounds/en_US_f_Allison ]] || need+=(asterisk-core-sounds-en-wav)
 [[ -f /usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz ]] || need+=(asterisk-core-sounds-en)

@@ -166,6 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from callstream.api.server import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, serve
     from callstream.api.sigv4 import load_credentials
     from callstream.events.webhooks import SECRET_ENV, WebhookConfigError, load_webhooks
+    from callstream.web.config import UiConfig
 
     try:
         webhooks = load_webhooks(
@@ -202,6 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         voice=voice_commands.voice_config(args),
         analytics=analytics_commands.analytics_config(args),
         webhooks=tuple(webhooks),
+        ui=UiConfig(login=args.ui_login) if args.ui == "on" else None,
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
     if config.analytics is not None:
@@ -889,6 +891,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="URL[#detail-type=D&type=T,...&format=F]",
         help="POST call events to URL (repeatable; signed when CALLSTREAM_WEBHOOK_SECRET is set)",
+    )
+    p.add_argument(
+        "--ui",
+        choices=["on", "off"],
+        default="on",
+        help="the web UI at /ui (GET / redirects there); default on",
+    )
+    p.add_argument(
+        "--ui-login",
+        choices=["auto", "always"],
+        default="auto",
+        help="auto: the UI asks for an access key and secret unless the server listens on "
+        "loopback only; always: on loopback too",
     )
     p.add_argument(
         "--webhooks-file",

@@ -27,6 +27,7 @@ from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
 from callstream.store.uploads import StoreConfig
 from callstream.voice.connectors import VoiceConnectorRegistry
+from callstream.web.config import UiConfig
 
 if TYPE_CHECKING:
     from callstream.analytics.callstore import CallStore
@@ -65,6 +66,7 @@ class ServerConfig:
     voice: VoiceConfig | None = None  # the SIP recording server (None: off)
     analytics: AnalyticsConfig | None = None  # the live call transcriber (None: off)
     webhooks: tuple[Webhook, ...] = ()  # call events POSTed to these (cursors in <data>/webhooks)
+    ui: UiConfig | None = field(default_factory=UiConfig)  # the web UI at /ui (None: off)
 
 
 def store_config(config: ServerConfig) -> StoreConfig:
@@ -224,12 +226,17 @@ STREAMING_PATHS = frozenset({"/putMedia"})
 
 
 def build_app(
-    state: ServerState, *, subapps: Mapping[str, web.Application] | None = None
+    state: ServerState,
+    *,
+    subapps: Mapping[str, web.Application] | None = None,
+    redirects: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The aiohttp application serving the KVS API and callstream's own (``state.routes``,
     exact paths, SigV4 on every one), with ``subapps`` mounted under their prefixes. A
     sub-application (the web UI, a websocket ingest) brings its own authentication:
-    requests routed to it skip the KVS middleware's SigV4."""
+    requests routed to it skip the KVS middleware's SigV4. ``redirects`` send a GET of
+    an exact path elsewhere (``/`` to the web UI) without authentication."""
+    redirect_to = dict(redirects or {})
     from callstream.api import archived, calls, chime, contacts, control, events, media
 
     routes: dict[str, Handler] = {}
@@ -249,6 +256,8 @@ def build_app(
             state.guard.request_started(request.transport)
         if len(request.match_info.apps) > 1:  # a sub-application: its own rules
             return await handler(request)
+        if request.method in ("GET", "HEAD") and request.path in redirect_to:
+            return web.Response(status=302, headers={"Location": redirect_to[request.path]})
         request_id = str(uuid.uuid4())
         request[REQUEST_ID] = request_id
         try:

@@ -22,16 +22,21 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from callstream.api.app import Handler, ServerState, json_response, read_json
 from callstream.api.errors import KvsError
 
-__all__ = ["GET_ROUTES", "ROUTES"]
+if TYPE_CHECKING:
+    from callstream.analytics.callstore import CallRow
+
+__all__ = ["GET_ROUTES", "ROUTES", "call_export", "call_page", "call_row", "recording_path"]
 
 CALLS_PATH = "/callstream/calls"
 ANALYTICS_PATH = "/callstream/analytics"
@@ -57,12 +62,13 @@ def _page(token: str) -> tuple[int, str]:
     return started, call_id
 
 
-async def list_calls(request: web.Request, state: ServerState) -> web.StreamResponse:
-    """The call list (see the module docstring)."""
+async def call_page(state: ServerState, query: Mapping[str, str]) -> dict[str, Any]:
+    """The page of the call list ``query`` asks for (``limit``, ``next``, ``status``,
+    ``search``, ``flagged``): ``{"Calls": [...], "NextToken"?}``; bad values raise the
+    400. Shared by the API and the web UI."""
     calls = state.calls
     if calls is None:
-        return json_response({"Calls": []})
-    query = request.query
+        return {"Calls": []}
     try:
         limit = int(query.get("limit", "100"))
     except ValueError:
@@ -81,43 +87,69 @@ async def list_calls(request: web.Request, state: ServerState) -> web.StreamResp
         search=query.get("search") or None,
         flagged=query.get("flagged") in ("1", "true"),
     )
-    body: dict[str, object] = {"Calls": [r.to_json() for r in rows]}
+    body: dict[str, Any] = {"Calls": [r.to_json() for r in rows]}
     if len(rows) == limit:
         body["NextToken"] = _token(rows[-1].started_ms, rows[-1].call_id)
-    return json_response(body)
+    return body
 
 
-async def _row_or_404(state: ServerState, call_id: str) -> object:
+async def list_calls(request: web.Request, state: ServerState) -> web.StreamResponse:
+    """The call list (see the module docstring)."""
+    return json_response(await call_page(state, request.query))
+
+
+async def call_row(state: ServerState, call_id: str) -> CallRow:
+    """The call's row (404 ``ResourceNotFoundException`` when there is none)."""
     calls = state.calls
-    row = None if calls is None else await state.run(calls.get, call_id)
+    row: CallRow | None = None if calls is None else await state.run(calls.get, call_id)
     if row is None:
         raise KvsError("ResourceNotFoundException", f"Call {call_id} not found.")
     return row
 
 
+async def call_export(state: ServerState, call_id: str) -> dict[str, Any] | None:
+    """The call's export (``call.json``), once it ended."""
+    assert state.calls is not None
+    path = state.calls.path(call_id, "call.json")
+    try:
+        text = await state.run(path.read_text, encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    export: dict[str, Any] = json.loads(text)
+    return export
+
+
+def recording_path(state: ServerState, call_id: str) -> Path:
+    """The call's stereo WAV (404 while it has none)."""
+    assert state.calls is not None
+    path = state.calls.path(call_id, "recording.wav")
+    if not path.is_file():
+        raise KvsError("ResourceNotFoundException", f"Call {call_id} has no recording yet.")
+    return path
+
+
 async def get_call(request: web.Request, state: ServerState) -> web.StreamResponse:
     """One call: its row, and its export once finished."""
     call_id = request.match_info["call_id"]
-    row = await _row_or_404(state, call_id)
-    assert state.calls is not None
-    body = {"CallSummary": row.to_json()}  # type: ignore[attr-defined]
-    path = state.calls.path(call_id, "call.json")
-    with contextlib.suppress(FileNotFoundError):
-        body["Call"] = json.loads(await state.run(path.read_text, encoding="utf-8"))
+    row = await call_row(state, call_id)
+    body: dict[str, Any] = {"CallSummary": row.to_json()}
+    export = await call_export(state, call_id)
+    if export is not None:
+        body["Call"] = export
     return json_response(body)
 
 
 async def get_transcript(request: web.Request, state: ServerState) -> web.StreamResponse:
     """The transcript so far, and the bus cursor to follow it from."""
     call_id = request.match_info["call_id"]
-    row = await _row_or_404(state, call_id)
+    row = await call_row(state, call_id)
     assert state.calls is not None
     cursor = state.events.last_cursor
     segments = await state.run(state.calls.transcript, call_id)
     return json_response(
         {
             "CallId": call_id,
-            "Status": row.status,  # type: ignore[attr-defined]
+            "Status": row.status,
             "Segments": segments,
             "Cursor": cursor,
         }
@@ -127,7 +159,7 @@ async def get_transcript(request: web.Request, state: ServerState) -> web.Stream
 async def get_events(request: web.Request, state: ServerState) -> web.StreamResponse:
     """The call's events.jsonl."""
     call_id = request.match_info["call_id"]
-    await _row_or_404(state, call_id)
+    await call_row(state, call_id)
     assert state.calls is not None
     path = state.calls.path(call_id, "events.jsonl")
     try:
@@ -140,11 +172,8 @@ async def get_events(request: web.Request, state: ServerState) -> web.StreamResp
 async def get_recording(request: web.Request, state: ServerState) -> web.StreamResponse:
     """The call's stereo WAV."""
     call_id = request.match_info["call_id"]
-    await _row_or_404(state, call_id)
-    assert state.calls is not None
-    path = state.calls.path(call_id, "recording.wav")
-    if not path.is_file():
-        raise KvsError("ResourceNotFoundException", f"Call {call_id} has no recording yet.")
+    await call_row(state, call_id)
+    path = recording_path(state, call_id)
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 

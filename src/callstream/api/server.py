@@ -105,8 +105,15 @@ async def _start(
     )
     guard.install_exception_handler(asyncio.get_running_loop())
     state.guard = guard
+    mounted = dict(subapps or {})
+    redirects: dict[str, str] = {}
+    if cfg.ui is not None:
+        from callstream.web.app import UI_PREFIX, build_web_app
+
+        mounted.setdefault(UI_PREFIX, build_web_app(state, listen_host=host))
+        redirects = {"/": f"{UI_PREFIX}/"}
     runner = web.AppRunner(
-        build_app(state, subapps=subapps),
+        build_app(state, subapps=mounted, redirects=redirects),
         access_log=None,
         handle_signals=False,
         keepalive_timeout=cfg.idle_timeout_s,
@@ -142,6 +149,9 @@ def serve(
             f"callstream serving KVS APIs on {scheme}://{host}:{bound} (data: {data_dir})",
             flush=True,
         )
+        if config.ui is not None:
+            shown = f"[{host}]" if ":" in host else host
+            print(f"callstream web UI: {scheme}://{shown}:{bound}/ui/", flush=True)
         stop = stop_on_signals()
         tune_collector()
         hygiene = None
