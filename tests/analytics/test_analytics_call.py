@@ -179,7 +179,11 @@ def test_category_rules_report_matches_with_millisecond_ranges() -> None:
     (matched,) = of_type(greeting, "CategoryMatched")
     assert matched["MatchedCategories"] == ["greeting"]
     assert matched["MatchedDetails"] == {
-        "greeting": {"TimestampRanges": [{"BeginOffsetMillis": 500, "EndOffsetMillis": 2000}]}
+        "greeting": {
+            "TimestampRanges": [{"BeginOffsetMillis": 500, "EndOffsetMillis": 2000}],
+            "SegmentId": "ch_1-0.500",
+            "Phrase": "Thank you for calling",
+        }
     }
     # segment times are multiples of 20 ms that are not exact in binary (4.02 * 1000 < 4020)
     events = said(analysis, final("CALLER", 4.02, 8.06), "I want to cancel my account today.")

@@ -256,7 +256,9 @@ class CallAnalysis:
                         "BeginOffsetMillis": round(m.start * 1000),
                         "EndOffsetMillis": round(m.end * 1000),
                     }
-                ]
+                ],
+                "SegmentId": m.segment_id,
+                "Phrase": m.phrase,
             }
             for m in matches
         }
