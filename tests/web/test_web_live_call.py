@@ -23,45 +23,17 @@ from callstream.analytics.call import CallSettings
 from callstream.analytics.service import AnalyticsConfig
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
-from callstream.flows.samples import action, flow_doc
 from callstream.voice.server import VoiceConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analytics"))
 from call_speech import RATE, need_speech, prompts, write_wav
+from call_speech import STREAMING_FLOW as FLOW
 
 pytestmark = pytest.mark.slow
 
 KEY, SECRET = "ui-e2e-key", "ui-e2e-secret"
 WAIT_MS = 90_000
 ABUSE = "Shut up you stupid bitch, I know where you live."
-
-FLOW = flow_doc(
-    action(
-        "stream",
-        "UpdateContactMediaStreamingBehavior",
-        {
-            "MediaStreamingState": "Enabled",
-            "MediaStreamType": "Audio",
-            "Participants": [{"ParticipantType": "Customer", "MediaDirections": ["To", "From"]}],
-        },
-        next_action="queue",
-        errors={"NoMatchingError": "queue"},
-    ),
-    action(
-        "queue",
-        "UpdateContactTargetQueue",
-        {"QueueId": "arn:aws:connect:us-east-1:123456789012:instance/i/queue/q"},
-        next_action="transfer",
-        errors={"NoMatchingError": "transfer"},
-    ),
-    action(
-        "transfer",
-        "TransferContactToQueue",
-        {},
-        errors={"QueueAtCapacity": "end", "NoMatchingError": "end"},
-    ),
-    action("end", "DisconnectParticipant", {}),
-)
 
 
 def espeak(text: str, path: Path) -> np.ndarray:
