@@ -25,6 +25,7 @@ ACCESS_KEY = "AKIDCONNECT"
 SECRET_KEY = "connect-secret"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+CONNECT_FLOWS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "connect-flows"
 FLOW = json.dumps(
     {
         "Version": "2019-10-30",
@@ -301,6 +302,20 @@ def test_invalid_flow_lists_problems(connect: Any) -> None:
     )
     with pytest.raises(connect.exceptions.ResourceNotFoundException):
         connect.describe_contact_flow(InstanceId=iid, ContactFlowId="no-such-flow")
+    connect.delete_instance(InstanceId=iid)
+
+
+def test_lca_flow_imports(connect: Any) -> None:
+    path = CONNECT_FLOWS / "lca-contact-flow.json"
+    if not path.is_file():
+        pytest.skip(f"shared test data not found at {path}")
+    content = path.read_text()
+    iid = new_instance(connect)
+    fid = connect.create_contact_flow(
+        InstanceId=iid, Name="LCA", Type="CONTACT_FLOW", Content=content
+    )["ContactFlowId"]
+    flow = connect.describe_contact_flow(InstanceId=iid, ContactFlowId=fid)["ContactFlow"]
+    assert flow["Content"] == content and flow["Status"] == "PUBLISHED"
     connect.delete_instance(InstanceId=iid)
 
 
