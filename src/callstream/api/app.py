@@ -22,6 +22,7 @@ from callstream.api.connections import ConnectionGuard
 from callstream.api.errors import KvsError, error_response_parts
 from callstream.events.bus import EventBus
 from callstream.events.webhooks import Webhook
+from callstream.flows.instances import InstanceRegistry
 from callstream.store.base import StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
@@ -90,6 +91,7 @@ class ServerState:
     contacts: ContactStore
     events: EventBus  # the call-event bus (journal in <data_dir>/events)
     voice_connectors: VoiceConnectorRegistry  # <data_dir>/voice-connectors.sqlite3
+    connect: InstanceRegistry  # Connect instances and flows: <data_dir>/connect.sqlite3
     routes: dict[str, Handler] = field(default_factory=dict)
     guard: ConnectionGuard | None = None  # set by the server that listens
     voice: VoiceServer | None = None  # the SIP recording server, while the app runs
@@ -237,7 +239,7 @@ def build_app(
     requests routed to it skip the KVS middleware's SigV4. ``redirects`` send a GET of
     an exact path elsewhere (``/`` to the web UI) without authentication."""
     redirect_to = dict(redirects or {})
-    from callstream.api import archived, calls, chime, contacts, control, events, media
+    from callstream.api import archived, calls, chime, connect, contacts, control, events, media
 
     routes: dict[str, Handler] = {}
     routes.update(control.ROUTES)
@@ -300,6 +302,8 @@ def build_app(
         app.router.add_get(path, _bind(get_handler, state))
     for method, path, chime_handler in chime.ROUTES:  # chime-sdk-voice: rest-json, path params
         app.router.add_route(method, path, _bind(chime_handler, state))
+    for method, path, connect_handler in connect.ROUTES:  # Amazon Connect: rest-json
+        app.router.add_route(method, path, _bind(connect_handler, state))
     app[STATE] = state
     for prefix, subapp in (subapps or {}).items():
         app.add_subapp(prefix, subapp)
@@ -391,10 +395,11 @@ async def _admit(request: web.Request, state: ServerState) -> None:
        ``body_timeout_s``, and the signature verified over its SHA-256 (a declared hash
        is checked before the body is read).
     """
-    from callstream.api import chime, sigv4
+    from callstream.api import chime, connect, sigv4
 
     path = request.path
     chime_path = chime.is_chime_path(path)  # chime-sdk-voice, signed as "chime"
+    connect_path = connect.is_connect_path(path)  # Amazon Connect, signed as "connect"
     creds = state.config.credentials
     pending = None
     if creds is not None:
@@ -406,7 +411,11 @@ async def _admit(request: web.Request, state: ServerState) -> None:
             query,
             headers,
             credentials=creds.get,
-            service=sigv4.CHIME_SERVICE if chime_path else sigv4.DEFAULT_SERVICE,
+            service=sigv4.CHIME_SERVICE
+            if chime_path
+            else connect.SIGNING_NAME
+            if connect_path
+            else sigv4.DEFAULT_SERVICE,
         )
         if path in STREAMING_PATHS:
             result = pending.verify_streamed()
@@ -418,7 +427,7 @@ async def _admit(request: web.Request, state: ServerState) -> None:
             pending.verify_declared()
     elif path in STREAMING_PATHS:
         return
-    if chime_path:
+    if chime_path or connect_path:
         if request.match_info.http_exception is not None:  # no such method + path
             raise KvsError(
                 "UnknownOperationException", f"Unknown operation {request.method} {path}."

@@ -21,6 +21,7 @@ from callstream.api.app import ServerConfig, ServerState, build_app, store_confi
 from callstream.api.connections import ConnectionGuard, GuardedSite, Limits, ServerLog
 from callstream.api.memory import hygiene_forever, malloc_trim, tune_collector
 from callstream.events.bus import EventBus
+from callstream.flows.instances import open_instances
 from callstream.store.backends import open_backend
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
@@ -88,6 +89,7 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
         contacts=contacts,
         events=events,
         voice_connectors=voice_connectors,
+        connect=open_instances(Path(data_dir), region=config.region, account_id=config.account_id),
         calls=CallStore(Path(data_dir) / "analytics"),
     )
 
@@ -173,6 +175,7 @@ def serve(
     finally:
         state.contacts.close()
         state.voice_connectors.close()
+        state.connect.close()
         if state.calls is not None:
             state.calls.close()
 
@@ -250,6 +253,7 @@ class ServerThread:
             self._thread.join(30)
         self.state.contacts.close()
         self.state.voice_connectors.close()
+        self.state.connect.close()
         if self.state.calls is not None:
             self.state.calls.close()
 
