@@ -11,6 +11,7 @@ import re
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,3 +190,22 @@ STREAMING_FLOW = flow_doc(
     ),
     action("end", "DisconnectParticipant", {}),
 )
+
+
+def signed_json(url: str, method: str, key: str, secret: str, body: object = None) -> Any:
+    """A SigV4-signed request to a callstream server's own API; the JSON answer (200)."""
+    import json
+
+    from botocore.credentials import Credentials
+
+    from callstream.cli import signed_request
+
+    status, data = signed_request(
+        method,
+        url,
+        region="us-east-1",
+        body=None if body is None else json.dumps(body).encode(),
+        credentials=Credentials(key, secret),
+    )
+    assert status == 200, data
+    return json.loads(data)

@@ -23,6 +23,7 @@ from call_speech import (
     STREAMING_FLOW,
     conversation,
     need_speech,
+    signed_json,
     wer,
     write_rtp_pcap,
     write_wav,
@@ -95,18 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
 
 
 def api(server: ServerThread, path: str, body: Any = None) -> Any:
-    from botocore.credentials import Credentials
-
-    method = "GET" if body is None else "POST"
-    status, data = signed_request(
-        method,
-        server.url + path,
-        region="us-east-1",
-        body=None if body is None else json.dumps(body).encode(),
-        credentials=Credentials(KEY, SECRET),
-    )
-    assert status == 200, data
-    return json.loads(data)
+    return signed_json(server.url + path, "GET" if body is None else "POST", KEY, SECRET, body)
 
 
 def cli(*args: str, timeout: float = 120) -> str:

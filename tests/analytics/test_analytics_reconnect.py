@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from call_speech import prompts, wer, write_wav
+from call_speech import prompts, signed_json, wer, write_wav
 
 from callstream.analytics.service import AnalyticsConfig
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
-from callstream.cli import signed_request
 
 pytestmark = pytest.mark.slow
 
@@ -41,17 +40,7 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
 
 
 def call_api(server: ServerThread, method: str, path: str, body: Any = None) -> Any:
-    from botocore.credentials import Credentials
-
-    status, data = signed_request(
-        method,
-        server.url + path,
-        region="us-east-1",
-        body=None if body is None else json.dumps(body).encode(),
-        credentials=Credentials(KEY, SECRET),
-    )
-    assert status == 200, data
-    return json.loads(data)
+    return signed_json(server.url + path, method, KEY, SECRET, body)
 
 
 def put_media(server: ServerThread, stream: str, wav: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import shutil
 import socket
@@ -20,6 +19,7 @@ from typing import Any
 import boto3
 import botocore
 import pytest
+from api_helpers import aws_cli_env
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -472,16 +472,7 @@ def test_aws_cli(server: ServerThread, voice: Any) -> None:
     vc_id = voice.create_voice_connector(Name="for the cli", RequireEncryption=False)[
         "VoiceConnector"
     ]["VoiceConnectorId"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_PAGER="",
-    )
+    env = aws_cli_env(ACCESS_KEY, SECRET_KEY, REGION)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

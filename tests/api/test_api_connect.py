@@ -5,7 +5,6 @@ streaming storage config and contact flows, with Connect's error codes."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from api_helpers import aws_cli_env
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -333,16 +333,7 @@ def test_aws_cli(server: ServerThread, tmp_path: Path) -> None:
     aws = shutil.which("aws")
     if aws is None:
         pytest.skip("the AWS CLI (`aws`) is not installed")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_PAGER="",
-    )
+    env = aws_cli_env(ACCESS_KEY, SECRET_KEY, REGION)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -452,6 +452,9 @@ def test_descriptor_exhaustion_logs_one_line_and_the_server_recovers(tmp_path: A
         "10000",
         "--header-timeout",
         "600",
+        # the speech model loading in the background would compete for the few descriptors
+        "--analytics",
+        "off",
         fd_limit=limit,
     ) as server:
         held: list[socket.socket] = []

@@ -36,6 +36,7 @@ from typing import Any
 
 from callstream.flows.loader import load_flow
 from callstream.flows.model import FlowError
+from callstream.sqlite_db import open_registry_db
 
 __all__ = [
     "REGISTRY_FILE",
@@ -183,12 +184,7 @@ class InstanceRegistry:
         self.region = region
         self.account_id = account_id
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
+        self._db = open_registry_db(self.path)
         for statement in _SCHEMA:
             self._db.execute(statement)
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callstream.sqlite_db import open_registry_db
+
 __all__ = [
     "AWS_REGIONS",
     "ID_ALPHABET",
@@ -283,12 +285,7 @@ class VoiceConnectorRegistry:
         self.region = region
         self.account_id = account_id
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
+        self._db = open_registry_db(self.path)
         self._db.execute(_SCHEMA)
         self._cache: dict[str, VoiceConnector] | None = None
         self._version: int | None = None
