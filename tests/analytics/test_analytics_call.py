@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from analytics_helpers import needs_prompts, prompt, silence, voice_bounds
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callstream.analytics.asr import Recognition
 from callstream.analytics.call import (
@@ -301,3 +303,32 @@ def test_interruptions(segments: list[Segment], expected: Any) -> None:
     if isinstance(expected, tuple):
         expected = {"CALLER": expected[0], "AGENT": expected[1]}
     assert interruptions(segments) == expected
+
+
+def _interruptions_by_definition(segments: list[Segment]) -> dict[str, int]:
+    counts = {"CALLER": 0, "AGENT": 0}
+    for s in segments:
+        if any(
+            o.Channel != s.Channel and o.StartTime < s.StartTime < o.EndTime - 0.25
+            for o in segments
+        ):
+            counts[s.Channel] += 1
+    return counts
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["CALLER", "AGENT"]),
+            st.integers(0, 400).map(lambda t: t / 4),
+            st.integers(1, 40).map(lambda d: d / 8),
+        ),
+        max_size=40,
+    )
+)
+def test_interruptions_match_their_definition_on_any_call(spans: list[Any]) -> None:
+    """The sorted count (a long call has thousands of segments) agrees with the plain
+    pairwise definition."""
+    segments = [seg(channel, start, start + length) for channel, start, length in spans]
+    assert interruptions(segments) == _interruptions_by_definition(segments)

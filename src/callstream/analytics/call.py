@@ -18,6 +18,7 @@ ids are ``ch_0-<start>`` for the caller and ``ch_1-<start>`` for the agent, as L
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
 from collections import deque
@@ -387,14 +388,30 @@ class CallAnalysis:
 
 def interruptions(segments: Sequence[Segment]) -> dict[str, int]:
     """Per channel, how often it started talking while the other channel was talking
-    (more than a quarter second before the other's segment ended)."""
+    (more than a quarter second before the other's segment ended).
+
+    O(n log n): per channel, the other channel's segments sorted by start with the
+    running latest "talking until" mark, and a bisect per segment."""
     counts = dict.fromkeys(CHANNELS, 0)
+    by_channel: dict[str, list[Segment]] = {}
     for seg in segments:
-        for other in segments:
-            if (
-                other.Channel != seg.Channel
-                and other.StartTime < seg.StartTime < other.EndTime - 0.25
-            ):
+        by_channel.setdefault(seg.Channel, []).append(seg)
+    talking: dict[str, tuple[list[float], list[float]]] = {}
+    for channel, own in by_channel.items():
+        ordered = sorted(own, key=lambda s: s.StartTime)
+        starts = [s.StartTime for s in ordered]
+        until: list[float] = []
+        latest = float("-inf")
+        for s in ordered:
+            latest = max(latest, s.EndTime - 0.25)
+            until.append(latest)
+        talking[channel] = (starts, until)
+    for seg in segments:
+        for channel, (starts, until) in talking.items():
+            if channel == seg.Channel:
+                continue
+            before = bisect.bisect_left(starts, seg.StartTime)
+            if before and until[before - 1] > seg.StartTime:
                 counts[seg.Channel] += 1
                 break
     return counts
