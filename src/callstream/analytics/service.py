@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -38,11 +39,11 @@ from callstream.analytics.asr import Recognizer, open_recognizer
 from callstream.analytics.call import CallSettings
 from callstream.analytics.callstore import CallRow, CallStore
 from callstream.analytics.pool import AsrPool
-from callstream.analytics.session import CallSession
+from callstream.analytics.session import LEGS_FILE, CallSession
 from callstream.analytics.sources import CONNECT_TRACKS
 from callstream.events.bus import EventBus
 from callstream.events.types import Event, EventFilter
-from callstream.store.base import StreamRecord
+from callstream.store.base import StoreError, StreamRecord
 from callstream.store.service import MediaStore
 
 __all__ = ["AnalyticsConfig", "CallAnalyticsService"]
@@ -103,10 +104,12 @@ class CallAnalyticsService:
     async def start(self) -> None:
         """Start the bus listener, and load the recogniser in the background (a server
         starts at once; the first utterance waits for the model if it must)."""
-        await asyncio.to_thread(self._close_interrupted)
+        interrupted = await asyncio.to_thread(self._interrupted)
         self._loading = asyncio.create_task(self._load(), name="callstream-asr-load")
         subscription = self.bus.subscribe(EventFilter(frozenset(_WATCHED)))
         self._task = asyncio.create_task(self._listen(subscription), name="callstream-analytics")
+        for row, legs in interrupted:
+            await self._resume(row, legs)
 
     async def _load(self) -> AsrPool:
         cfg = self.config
@@ -151,13 +154,56 @@ class CallAnalyticsService:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
 
-    def _close_interrupted(self) -> None:
-        for row in self.calls.list_calls(status="TRANSCRIBING", limit=1000) + self.calls.list_calls(
-            status="STARTED", limit=1000
-        ):
+    def _interrupted(self) -> list[tuple[CallRow, dict[str, Any]]]:
+        """Calls the last run left in progress, with what they were reading."""
+        found = []
+        for status in ("TRANSCRIBING", "STARTED"):
+            for row in self.calls.list_calls(status=status, limit=1000):
+                try:
+                    legs = json.loads(self.calls.path(row.call_id, LEGS_FILE).read_text())
+                except (OSError, ValueError):
+                    legs = {}
+                found.append((row, legs))
+        return found
+
+    async def _resume(self, row: CallRow, saved: Mapping[str, Any]) -> None:
+        """Analyse a call the server stopped during again, from its start: what is stored
+        is read at once, a producer that is still (or again) writing is followed live, and
+        the call ends as any other (its stop event, or no producer and a quiet stream)."""
+        legs = saved.get("Legs") or []
+        try:
+            for leg in legs:
+                await self.store.stream(arn=str(leg["StreamARN"]))
+        except (StoreError, KeyError, TypeError) as err:
+            legs = []
+            log.warning("call %s: cannot resume: %s", row.call_id, err)
+        if not legs:
             row.status = "ERRORED"
             row.summary = row.summary or "the server stopped during the call"
-            self.calls.upsert(row)
+            await asyncio.to_thread(self.calls.upsert, row)
+            return
+        log.info("call %s: the server stopped during it; analysing it again", row.call_id)
+        fresh = CallRow(row.call_id, row.source, "STARTED", row.started_ms, int(time.time() * 1000))
+        for name in ("contact_id", "transaction_id", "customer_number", "system_number"):
+            setattr(fresh, name, getattr(row, name))
+        fresh.agent_id = row.agent_id
+        session = self._new_session(
+            fresh,
+            int(saved.get("OriginMs") or row.started_ms),
+            swap=bool(saved.get("Swap")),
+            channels=saved.get("Channels") or None,
+            resumed=True,
+        )
+        if fresh.transaction_id is not None:
+            self._by_transaction[fresh.transaction_id] = fresh.call_id
+        for leg in legs:
+            session.add_leg(
+                str(leg["StreamARN"]),
+                leg.get("StartFragmentNumber"),
+                role=leg.get("Role"),
+                tracks=leg.get("Tracks") or {"*": "CALLER"},
+                call_tags=leg.get("CallTags") or {},
+            )
 
     async def _listen(self, subscription: Any) -> None:
         async for event in subscription:
@@ -200,8 +246,9 @@ class CallAnalyticsService:
         *,
         swap: bool = False,
         channels: dict[str, Any] | None = None,
+        resumed: bool = False,
     ) -> CallSession:
-        session = CallSession(self, row, origin_ms, swap=swap)
+        session = CallSession(self, row, origin_ms, swap=swap, channels=channels, resumed=resumed)
         self.sessions[row.call_id] = session
         self.calls.upsert(row)
         session.publish(
@@ -216,6 +263,7 @@ class CallAnalyticsService:
                 SystemPhoneNumber=row.system_number,
                 AgentId=row.agent_id,
                 Channels=channels or None,
+                Resumed=resumed or None,
             )
         )
         return session

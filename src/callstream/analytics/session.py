@@ -43,6 +43,8 @@ __all__ = ["CallSession", "lca_record", "write_json", "write_stereo"]
 
 log = logging.getLogger("callstream.analytics")
 
+LEGS_FILE = "legs.json"
+"""What a call reads (its streams, start fragments, roles), kept while it runs."""
 _GRACE_S = 0.3
 """After a call's stop event (sent once its producer finished), how long the live reader
 may still take data before the reader switches to draining what is stored."""
@@ -81,6 +83,8 @@ class CallSession:
         origin_ms: int,
         *,
         swap: bool = False,
+        channels: Mapping[str, Any] | None = None,
+        resumed: bool = False,
     ) -> None:
         self.service = service
         self.row = row
@@ -94,8 +98,13 @@ class CallSession:
         self.tasks: set[asyncio.Task[None]] = set()
         self.done = asyncio.Event()
         self.finishing = False
+        self.channels = dict(channels or {})
+        self._legs_wanted: list[dict[str, Any]] = []
         self._dir = service.calls.call_dir(row.call_id)
-        self._log = (self._dir / "events.jsonl").open("a", encoding="utf-8")
+        # a resumed call is analysed again from its start: its old events and export go
+        if resumed:
+            (self._dir / "call.json").unlink(missing_ok=True)
+        self._log = (self._dir / "events.jsonl").open("w" if resumed else "a", encoding="utf-8")
         self._raw: dict[str, BinaryIO] = {
             role: (self._dir / f"{role.lower()}.raw").open("wb") for role in ("CALLER", "AGENT")
         }
@@ -112,9 +121,31 @@ class CallSession:
         tracks: Mapping[str, str],
         call_tags: Mapping[str, str],
     ) -> None:
-        """Read ``arn`` from ``start_fragment`` (None: the earliest) into the call."""
+        """Read ``arn`` from ``start_fragment`` (None: the earliest) into the call.
+
+        The legs are also written to the call's ``legs.json``, so a server that stops
+        during the call analyses it again from there when it starts (see
+        :meth:`CallAnalyticsService.start`)."""
         if self.finishing:
             return
+        self._legs_wanted.append(
+            {
+                "StreamARN": arn,
+                "StartFragmentNumber": start_fragment,
+                "Role": role,
+                "Tracks": dict(tracks),
+                "CallTags": dict(call_tags),
+            }
+        )
+        write_json(
+            self._dir / LEGS_FILE,
+            {
+                "OriginMs": self.origin_ms,
+                "Swap": self.swap,
+                "Channels": self.channels,
+                "Legs": self._legs_wanted,
+            },
+        )
         if self.swap:
             tracks = {name: _other(r) for name, r in tracks.items()}
         leg = _Leg(role, arn, start_fragment, tracks, call_tags)
@@ -319,6 +350,7 @@ class CallSession:
                 )
         finally:
             self._log.close()
+            (self._dir / LEGS_FILE).unlink(missing_ok=True)
             self.done.set()
             if self.service.pool is not None:
                 self.service.pool.forget(self.call_id)

@@ -281,6 +281,11 @@ EVENT_TYPES: dict[str, EventSpec] = {
             Field("SystemPhoneNumber", "string"),
             Field("AgentId", "string"),
             Field("Channels", "object", doc="role (CALLER/AGENT) -> {StreamARN, Track}"),
+            Field(
+                "Resumed",
+                "boolean",
+                doc="the server stopped during the call; it is analysed again from its start",
+            ),
             lca="START",
         ),
         _spec(
