@@ -105,3 +105,39 @@ def test_clean_call_has_no_flags() -> None:
     texts = [t for t in CLEAN if "stupid" not in t]  # "stupid form" is a mild, flagged word
     segs = [Seg(f"s{i}", "CALLER", i, i + 1.0, t) for i, t in enumerate(texts)]
     assert find_abuse(segs) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "oh shit sorry I just dropped my phone",
+        "holy crap that was quick, thanks",
+        "for fuck's sake the line dropped again, anyway my router is still down",
+        "shit, sorry, wrong card, this one ends in four two",
+        "we've got rats in the loft and these rats chewed the cable",
+        "you know stupid me, I put the wrong date in",
+    ],
+)
+def test_profanity_at_a_mishap_and_literal_animals_are_not_abuse(text: str) -> None:
+    assert not is_abusive(text), scan_text(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("you insurance crooks are nothing but parasites", "INSULT"),
+        ("these bank leeches would rob their own grandmother", "INSULT"),
+        ("you gym people are a pack of greedy leeches", "INSULT"),
+        ("what a shower of useless gobshites you are", "INSULT"),
+        ("this college is run by halfwits", "INSULT"),
+        ("you must be the dumbest person they've ever hired", "INSULT"),
+        ("I'd like to punch whoever wrote this policy", "THREAT"),
+        ("if your driver comes near my house again I'll set the dog on him", "THREAT"),
+        ("I'll come down there myself and smash the place up", "THREAT"),
+        ("I know where your office is and I'll be waiting outside for your manager", "THREAT"),
+        ("I'll be at the depot tomorrow with a baseball bat", "THREAT"),
+    ],
+)
+def test_insults_by_trade_and_threats_in_other_shapes(text: str, kind: str) -> None:
+    hits = scan_text(text)
+    assert is_abusive(text) and any(h.kind == kind and h.severity >= 2 for h in hits), hits

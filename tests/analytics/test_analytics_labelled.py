@@ -13,6 +13,14 @@ narrow, so the tables were widened and it is now seen data like ``dev``. ``holdo
 written after that and scored once, untouched since; it is held at 0.75 because its
 recalls came out below 0.85 (README, "Call analytics").
 
+``data/customer_utterances_holdout34.jsonl`` holds two larger sets (200 utterances each,
+spoken-style, UK/US/Irish/Indian/Australian wording, 16 industries, hard cases such as
+profanity at a mishap and "killer feature") written blind by someone who had not seen the
+lexicons or the earlier sets. Scored blind first: ``holdout3`` negative P 0.912 R 0.830,
+abusive P 0.914 R 0.800; ``holdout4`` 0.905/0.760/0.935/0.725. The tables were then
+widened on ``holdout3`` alone and ``holdout4`` scored blind once more (0.919/0.790/1.000/
+0.750: new wording still finds gaps), then it was tuned on too; both are seen data now.
+
 Every set is scored through the real CLI, ``python -m callstream.cli analyze --transcript``,
 on a JSON Lines transcript where each utterance is one CALLER segment (explicit times, its
 own SegmentId) between short AGENT lines. Predicted negative: the segment's ``Sentiment``
@@ -34,12 +42,15 @@ import pytest
 DATA = Path(__file__).parent / "data"
 LABELLED = DATA / "customer_utterances.jsonl"
 HOLDOUT = DATA / "customer_utterances_holdout.jsonl"
+HOLDOUT34 = DATA / "customer_utterances_holdout34.jsonl"
 # split -> (file, the lowest precision and recall allowed)
 SETS = {
     "dev": (LABELLED, 0.85),
     "test": (LABELLED, 0.85),
     "holdout1": (HOLDOUT, 0.85),
     "holdout2": (HOLDOUT, 0.75),
+    "holdout3": (HOLDOUT34, 0.85),
+    "holdout4": (HOLDOUT34, 0.85),
 }
 SENTIMENTS = {"positive", "negative", "neutral"}
 
@@ -159,8 +170,12 @@ def test_precision_recall_arithmetic() -> None:
 
 @pytest.mark.parametrize(
     ("path", "splits"),
-    [(LABELLED, {"dev", "test"}), (HOLDOUT, {"holdout1", "holdout2"})],
-    ids=["labelled", "holdout"],
+    [
+        (LABELLED, {"dev", "test"}),
+        (HOLDOUT, {"holdout1", "holdout2"}),
+        (HOLDOUT34, {"holdout3", "holdout4"}),
+    ],
+    ids=["labelled", "holdout", "holdout34"],
 )
 def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
     rows = load(path)
@@ -168,7 +183,7 @@ def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
     for row in rows:
         assert row["sentiment"] in SENTIMENTS and isinstance(row["abusive"], bool), row
         assert not row["abusive"] or row["sentiment"] == "negative", row
-        assert 4 <= len(row["text"].split()) <= 35, row
+        assert 4 <= len(row["text"].split()) <= 40, row
         assert row["source"] == "written"
     assert {r["split"] for r in rows} == splits
     if path == LABELLED:
@@ -176,7 +191,7 @@ def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
     for split in splits:
         part = load(path, split)
         assert 0.15 <= sum(r["abusive"] for r in part) / len(part) <= 0.3, split
-    texts = [r["text"] for r in load(LABELLED) + load(HOLDOUT)]
+    texts = [r["text"] for r in load(LABELLED) + load(HOLDOUT) + load(HOLDOUT34)]
     assert len(set(texts)) == len(texts)
 
 

@@ -231,6 +231,9 @@ _DIRECTED_ONLY = (
     "con artist", "con artists", "con men", "conmen", "scammers", "fraudsters", "frauds",
     "charlatans", "sharks", "bandits", "robbers", "gangsters", "amateurs", "jokers", "monkeys",
     "sod", "sods", "git", "gits", "prat", "prats", "dozy", "gormless", "daft",
+    "snotty", "know it all", "know-it-all", "smart arse", "smartass", "bloodsuckers", "rats",
+    "crooked", "vermin", "hyenas", "swindlers", "leech", "parasite", "slobs", "slob",
+    "bludgers", "bludger", "gobshites", "gobshite", "halfwits", "clown show", "circus",
 )
 # fmt: on
 
@@ -281,9 +284,9 @@ def _alternation(words: Iterable[str]) -> str:
 
 # who an insult is aimed at: the listener, the listener's group or colleagues
 _ADDRESSEE = (
-    r"(?:\b(?:you|ya)(?:\s+(?:lot|people|guys|lads|two|all))?"
+    r"(?:\b(?:you|ya)(?:\s+(?:[a-z]+\s+)?(?:lot|people|guys|lads|folk|folks)|\s+(?:two|all))?"
     r"|\byour\s+(?:staff|people|lot|engineers?|agents?|team|colleagues?|managers?|boss"
-    r"|supervisors?|technicians?|drivers?)"
+    r"|supervisors?|technicians?|drivers?|company|firm|bank|business|lot)"
     r"|\ball\s+of\s+you)"
     r"(?:\s*['\u2019]re|\s+(?:are|r|were|is|have\s+been|'ve\s+been))?(?:\s+all)?"
 )
@@ -297,7 +300,8 @@ _MODIFIERS = [
     "freaking", "flipping", "bloody", "bleeding", "damn", "stupid", "useless", "incompetent",
     "pathetic", "worthless", "brainless", "clueless", "thieving", "lying", "lazy", "ignorant",
     "little", "silly", "dumb", "thick", "arrogant", "greedy", "miserable", "sad", "old", "bent",
-    "dodgy", "rude",
+    "dodgy", "rude", "this", "that", "even", "spineless", "gutless", "filthy", "shower",
+    "smug", "entitled", "brainless", "overpaid",
 ]
 # fmt: on
 _MODIFIER = _alternation(_MODIFIERS)
@@ -334,6 +338,22 @@ _DIRECTED = re.compile(
     rf"(?:{_alternation(_INSULT_TARGETS)})\b",
     re.IGNORECASE,
 )
+# the insult first, the listener after: "what a shower of useless gobshites you are"
+_INSULT_THEN_YOU = re.compile(
+    rf"\bwhat\s+an?(?:\s+(?:{_MODIFIER})){{0,5}}\s+(?:{_alternation(_INSULT_TARGETS)})\s+"
+    r"(?:you\s+(?:are|lot\s+are|people\s+are)|you['\u2019]re)\b",
+    re.IGNORECASE,
+)
+# a group named by its trade: "you insurance crooks", "these bank leeches" (plural insults
+# only; animals are left out of the "these ..." form: "these rats" may be in the loft)
+_PLURAL_TARGETS = [w for w in _INSULT_TARGETS if w.endswith("s") and " " not in w]
+_LITERAL_ANIMALS = {"cows", "pigs", "rats", "animals", "monkeys", "sharks", "hyenas"}
+_GROUP_INSULT = re.compile(
+    rf"\byou\s+(?:[a-z]+\s+)?(?:{_alternation(_PLURAL_TARGETS)})\b"
+    rf"|\b(?:these|those)\s+(?:[a-z]+\s+)?"
+    rf"(?:{_alternation(set(_PLURAL_TARGETS) - _LITERAL_ANIMALS)})\b",
+    re.IGNORECASE,
+)
 # the insult is aimed at the speaker ("I'm such an idiot", "silly me"): not abuse
 _SELF = re.compile(
     rf"\b(?:i(?:['\u2019]m|\s+am|\s+was|\s+feel|\s+felt|['\u2019]ve\s+been|\s+must\s+be|\s+sound"
@@ -353,13 +373,55 @@ _PRAISE = re.compile(
     r"|service|job|work|well)\b",
     re.IGNORECASE,
 )
+EXCLAMATION = re.compile(
+    r"\b(?:oh|ah|aw|ugh|argh|holy|oh\s+my)\s+(?:shit|crap|fuck|hell|damn)\b(?!\s+(?:you|off))"
+    r"|\bfor\s+(?:fuck|fuck['\u2019]?s|god['\u2019]?s|christ['\u2019]?s|pete['\u2019]?s)"
+    r"\s+sake\b"
+    r"|^\s*(?:shit|damn|crap)\s*,?\s+(?=sorry|wait|hang\s+on|hold\s+on|i\s+)",
+    re.I,
+)
+"""Profanity as an exclamation at a mishap, aimed at nobody ("oh shit", "for fuck's sake",
+"shit, sorry"): mild (severity 1), and the sentiment scorer reads it as a plain "oh"."""
 _PHRASES = [
+    (EXCLAMATION, "PROFANITY", 1),
     (
         re.compile(r"\b(?:go\s+)?(?:fuck|screw)\s+(?:you|off|yourself|yourselves)\b", re.I),
         "INSULT",
         3,
     ),
     (re.compile(r"\bshut\s+(?:the\s+\w+\s+)?up\b", re.I), "INSULT", 2),
+    (
+        re.compile(
+            r"\b(?:run|managed|staffed)\s+by\s+(?:a\s+(?:bunch|pack|load)\s+of\s+)?"
+            r"(?:halfwits|idiots|morons|clowns|monkeys|muppets|imbeciles|amateurs|cowboys|crooks)\b"
+            r"|\bcouldn['\u2019]?t\s+organi[sz]e\s+a\s+(?:piss[-\s]?up|booze[-\s]?up)\b"
+            r"|\bbrains?\s+of\s+an?\s+(?:goldfish|gnat|rock|brick|plank|pea|sheep)\b"
+            r"|\bare\s+you\s+even\s+(?:human|awake|listening|trained|qualified)\b"
+            r"|\bwhat\s+an?\s+(?:absolute\s+|total\s+|complete\s+)?(?:clown\s+show|circus"
+            r"|shitshow|joke\s+of\s+a\s+company)\b"
+            r"|\bdo\s+your\s+(?:damn|bloody|fucking|effing|flipping|goddamn)\s+job\b",
+            re.I,
+        ),
+        "INSULT",
+        2,
+    ),
+    (
+        re.compile(
+            r"\byou(?:['\u2019]re|\s+are|\s+must\s+be|\s+have\s+to\s+be)\s+the\s+"
+            r"(?:dumbest|stupidest|thickest|rudest|laziest|worst|most\s+(?:incompetent|useless"
+            r"|clueless|ignorant|arrogant))\b",
+            re.I,
+        ),
+        "INSULT",
+        3,
+    ),
+    (
+        re.compile(
+            r"\bdon['\u2019]?t\s+give\s+me\s+(?:that|this|your)\s+(?:crap|shit|bullshit|bs)\b", re.I
+        ),
+        "INSULT",
+        2,
+    ),
     (re.compile(r"\bshut\s+your\s+(?:mouth|face|trap|gob)\b", re.I), "INSULT", 2),
     (re.compile(r"\bpiece\s+of\s+(?:shit|crap|garbage|trash)\b", re.I), "INSULT", 3),
     (re.compile(r"\bgo\s+to\s+hell\b|\bgo\s+(?:and\s+)?die\b|\bdrop\s+dead\b", re.I), "INSULT", 3),
@@ -413,15 +475,16 @@ _FIRST_PERSON_FUTURE = (
     r"\bi(?:['\u2019]ll|\s+will|\s+shall|['\u2019]d|\s+would|\s+could|\s+gonna"
     r"|['\u2019]m\s+(?:going\s+to|gonna)|\s+am\s+(?:going\s+to|gonna))"
 )
+_WISH = r"(?:\s+(?:like|love|want|have\s+a\s+(?:good\s+)?mind)\s+to)?"
 _APPROACH = (
     r"(?:\s+(?:come|go|get|be)\s+(?:down|over|round|around|up|back|in)"
-    r"(?:\s+(?:there|here))?\s+and)?"
+    r"(?:\s+(?:there|here))?(?:\s+(?:myself|personally))?\s+and)?"
 )
 # fmt: off
 _VIOLENT_VERBS = [
     "kill", "murder", "hurt", "shoot", "stab", "beat", "batter", "strangle", "throttle", "choke",
     "burn", "torch", "bomb", "smash", "wreck", "break", "knock", "punch", "smack", "slap", "hit",
-    "deck", "thump", "kick", "bash", "glass", "cut", "slit",
+    "deck", "thump", "kick", "bash", "glass", "cut", "slit", "wring", "snap", "strangle",
 ]
 # fmt: on
 _VIOLENT = r"(?:" + "|".join(_VIOLENT_VERBS) + r")(?:s|ed|ing)?"
@@ -443,13 +506,26 @@ _NOT_A_THREAT = re.compile(
 )
 _THREATS = [
     re.compile(
-        rf"{_FIRST_PERSON_FUTURE}(?:\s+(?:just|personally|fucking|bloody|actually|really))?"
-        rf"{_APPROACH}\s+{_VIOLENT}\s+{_VICTIM}",
+        rf"(?:{_FIRST_PERSON_FUTURE}|\bi\s+(?:want|wanna)\s+to)"
+        rf"(?:\s+(?:just|personally|fucking|bloody|actually|really))?"
+        rf"{_WISH}{_APPROACH}\s+{_VIOLENT}\s+{_VICTIM}",
         re.I,
     ),
     re.compile(
         r"\b(?:know|find(?:\s+out)?|found(?:\s+out)?|look\s+up|get|got|have)\s+where\s+you\s+"
-        r"(?:live|work|sleep)\b",
+        r"(?:live|work|sleep)\b"
+        r"|\bi\s+know\s+where\s+(?:your|the)\s+(?:office|house|home|branch|depot|manager|boss"
+        r"|family|kids)\s+(?:is|are|lives?)\b"
+        r"|\bi(?:['\u2019]ll|\s+will|['\u2019]m\s+going\s+to)\s+find\s+out\s+who\s+you\s+are\b",
+        re.I,
+    ),
+    re.compile(r"\bset\s+(?:the|my)\s+dogs?\s+on\s+(?:you|him|her|them|your\s+\w+)\b", re.I),
+    re.compile(r"\bmake\s+your\s+life\s+(?:a\s+(?:living\s+)?)?(?:hell|misery)\b", re.I),
+    # a weapon brought along: "I'll be at the college with a baseball bat"
+    re.compile(
+        rf"{_FIRST_PERSON_FUTURE}(?:\s+[\w']+){{0,10}}?\s+with\s+(?:a|my|an)\s+"
+        r"(?:baseball\s+bat|bat|knife|gun|shotgun|rifle|crowbar|hammer|machete|axe|petrol"
+        r"|can\s+of\s+petrol|brick|cricket\s+bat|golf\s+club)\b",
         re.I,
     ),
     re.compile(
@@ -475,7 +551,8 @@ _THREATS = [
         re.I,
     ),
     re.compile(
-        r"\b(?:waiting\s+for\s+you|see\s+you|meet\s+you)\s+(?:outside|after\s+work|in\s+the\s+car"
+        r"\bwaiting\s+outside\s+for\s+(?:you|your\s+\w+|him|her)\b"
+        r"|\b(?:waiting\s+for\s+you|see\s+you|meet\s+you)\s+(?:outside|after\s+work|in\s+the\s+car"
         r"\s+park)\b|\b(?:wait|waiting|be)\s+outside\s+your\s+(?:office|house|home|shop|branch|work"
         r"|building|door)\b",
         re.I,
@@ -511,6 +588,17 @@ def scan_text(text: str) -> list[Hit]:
     for m in _DIRECTED.finditer(text):
         negated = _NEGATED_INSULT.search(text, 0, m.start())
         hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), 0 if negated else 3))
+        taken.append((m.start(), m.end()))
+    for m in _INSULT_THEN_YOU.finditer(text):
+        if not any(a <= m.start() < b for a, b in taken):
+            hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), 3))
+            taken.append((m.start(), m.end()))
+    for m in _GROUP_INSULT.finditer(text):
+        if any(a <= m.start() < b for a, b in taken):
+            continue
+        negated = _NEGATED_INSULT.search(text, 0, m.start())
+        sev = 0 if negated else 3 if m.group(0).lower().startswith("you") else 2
+        hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), sev))
         taken.append((m.start(), m.end()))
     for rx, kind, sev in _PHRASES:
         for m in rx.finditer(text):

@@ -53,7 +53,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from callstream.analytics.abuse import SEGMENT_THRESHOLD, scan_text
+from callstream.analytics.abuse import EXCLAMATION, SEGMENT_THRESHOLD, scan_text
 from callstream.analytics.transcript import CHANNELS, Segment
 
 __all__ = [
@@ -104,6 +104,16 @@ LEXICON_SUPPLEMENT: dict[str, float] = {
     "diabolical": -2.8,
     "appalling": -2.5,
     "unacceptable": -2.5,
+    "absurd": -2.0,
+    "concerned": -1.2,
+    "honestly": 0.0,
+    "stranded": -2.0,
+    "spoiled": -1.8,
+    "spoilt": -1.8,
+    "ruined": -2.3,
+    "downhill": -1.5,
+    "excuse": -1.0,
+    "bloody": 0.0,  # an intensifier ("my bloody dog"): abuse scoring weighs it separately  # an intensifier in complaints far more than praise
     "ridiculous": -2.2,
     "useless": -2.2,
     "unhelpful": -2.0,
@@ -204,6 +214,7 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             rf"\b{_any('on hold|holding')}\s+for\b",
             rf"\bbeen\s+{_any('on hold|holding')}\b",
             rf"\bkept\s+(?:me\s+)?{_any('on hold|waiting')}\b",
+            rf"\b{_any('minutes|hours')}\s+on\s+hold\b",
         ),
     ),
     (
@@ -211,6 +222,7 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         -2.0,
         (
             rf"\b{_any('been|still|left|keep me')}\s+waiting\b",
+            r"\bwaiting\s+since\b",
             r"\bwait(?:ed|ing)?\s+"
             rf"(?:for\s+)?{_ABOUT}{_N}\s+{_any('hours?|days?|weeks?|months?')}\b",
         ),
@@ -251,6 +263,7 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + _any(
                 "happened|turned up|showed up|came|arrived|called (?:me )?back|rang (?:me )?back"
                 "|got back|heard back|received|replied|responded|bothered|been fixed|got it"
+                "|delivered|been delivered|been refunded|refunded|been sent|turned up"
             )
             + r"\b",
         ),
@@ -372,6 +385,10 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         "nobody",
         -2.0,
         (
+            rf"\b{_NOBODY}\s+(?:{_any('seems|seemed|appears|wants|bothers')})\s+to\s+"
+            rf"{_any('care|know|listen|help|bother|give|take')}\w*\b",
+            rf"\b{_NOBODY}\s+(?:{_any('is|was|has been|seems')})\s+"
+            rf"{_any('responding|answering|helping|listening|calling me back|getting back|doing anything|interested')}\b",
             rf"\b{_NOBODY}\s+(?:\w+\s+)?"
             + _any(
                 "has|have|had|ever|bothered|told|tells|called|calls|rang|rings|answers|answered"
@@ -437,7 +454,12 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             r"\bfed\s+up\b",
             r"\bsick\s+(?:and\s+tired\s+)?of\b",
             r"\b"
-            + _any("had enough|enough is enough|wits'? end|last straw|end of my tether")
+            + _any(
+                "had enough|enough is enough|wits'? end|last straw|end of my tether|end of my rope"
+                "|banging my head against|had it up to here|takes the biscuit|takes the cake"
+                "|i'm done (?:listening|with)|going nowhere|getting nowhere|doing my head in"
+                "|(?:bloody|just|how|so) typical"
+            )
             + r"\b",
         ),
     ),
@@ -466,6 +488,9 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + _any("another|a different|a competitor|someone else|your competitors?")
             + r"\b",
             r"\btak(?:e|ing)\s+my\s+(?:business|money|custom)\s+elsewhere\b",
+            r"\b(?:i'm|i\s+am|i'll\s+be|we're)\s+switching\s+"
+            + _any("providers?|banks?|suppliers?|networks?|insurers?|companies|to")
+            + r"\b",
         ),
     ),
     (
@@ -517,6 +542,8 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         "no_service",
         -1.8,
         (
+            r"\bleft\s+without\s+\w+",
+            r"\b(?:whole|full|entire)\s+(?:day|week|month|weekend|fortnight)\s+without\b",
             r"\b(?:no|without)\s+"
             + _any(
                 "hot water|heating|heat|power|electricity|gas|water|internet|broadband|wi-?fi"
@@ -564,6 +591,51 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             r"\brip(?:ping)?\s+(?:me|us|people)\s+off\b",
         ),
     ),
+    (
+        "let_down",
+        -2.0,
+        (r"\blet\s+(?:me|us|my\s+\w+)\s+down\b|\blet\s+down\b",),
+    ),
+    (
+        "how_hard",
+        -1.8,
+        (rf"\bhow\s+{_any('hard|difficult|complicated')}\s+(?:can|could|is)\s+it\b",),
+    ),
+    ("so_called", -1.2, (r"\bso[-\s]called\b",)),
+    (
+        "how_you_treat",
+        -2.2,
+        (r"\b" + _any("this is|that is|that's|is this") + r"\s+how\s+you\s+treat\b",),
+    ),
+    ("promised", -1.5, (r"\byou\s+promised\s+(?:me|us)\b",)),
+    (
+        "heard_before",
+        -1.8,
+        (
+            r"\bthat's\s+what\s+(?:the\s+last|everyone|the\s+other|you\s+all|they\s+all)\b",
+            r"\bsame\s+(?:old\s+)?(?:excuse|story|answer)\b",
+        ),
+    ),
+    (
+        "how_even",
+        -1.8,
+        (
+            r"\bhow\s+(?:does|did|could|can|is)\s+(?:that|this|it)\s+(?:even\s+)?"
+            + _any("happen|be possible|possibly")
+            + r"\b",
+            r"\band\s+now\s+this\b",
+            r"\bgone\s+downhill\b",
+        ),
+    ),
+    (
+        "wont_pay",
+        -1.8,
+        (
+            r"\b(?:i'm|i\s+am)\s+not\s+paying\b",
+            r"\bno\s+way\s+(?:i|we)\s+(?:used|owe|spent|made|ordered)\b",
+        ),
+    ),
+    ("money_back", -1.8, (rf"\b{_any('want|need|demand')}\s+my\s+money\s+back\b",)),
     ("thanks_for_nothing", -2.5, (r"\bthanks\s+(?:a\s+(?:bunch|lot)\s+)?for\s+nothing\b",)),
     # praise
     (
@@ -622,6 +694,36 @@ NEUTRAL_SENSES: list[tuple[str, str]] = [
         "cancel",
     ),
     (r"\brisk\s+assessment\b", "assessment"),
+    (
+        r"\bkiller\s+(?=(?:feature|deal|app|price|offer|combo|workout|class|classes|view|tune"
+        r"|show)s?\b)",
+        "great ",
+    ),
+    (r"\bsmart\s+(?=(?:meter|tv|watch|phone|speaker|plug|card|home|thermostat)s?\b)", ""),
+    (r"\b(?:don't|doesn't|didn't|do not|does not|did not)\s+fit\b", "need another size"),
+    (r"\bloyal\s+(?=customers?\b)", ""),
+    # insurance and bereavement paperwork: facts, not feelings
+    (r"\bloss\s+adjuster\b", "adjuster"),
+    (r"\b(?:water|fire|storm|flood|smoke|accidental)\s+damage\b", "claim item"),
+    (r"\bdeath\s+certificate\b", "certificate"),
+    (r"\b(feel|felt|feels|seems?|looks?|sounds?)\s+like\b", r"\1 as if"),
+    (r"^\s*(?:yeah|yes|oh)\s+(?:sure|right)\b", "yeah"),
+    (
+        r"\bdead\s+(?=(?:chuffed|good|easy|nice|happy|pleased|keen|impressed|handy|quick)\b)",
+        "really ",
+    ),
+    (r"\b(?:a|the)\s+fine\b", "a penalty"),
+    (r"\bcollision\s+damage\b|\bdamage\s+waiver\b", "cover"),
+    (r"\bdispute\s+(?=(?:a|the|this|that)\s+(?:charge|transaction|payment|debit)\b)", "query "),
+    (r"\bnot\s+sure\s+(?=(?:which|what|how|if|whether|where|when)\b)", "wondering "),
+    (r"\b(?:a|any)\s+fault\s+(?=(?:in|on)\s+(?:my|the|our)\b)", "an outage "),
+    (EXCLAMATION.pattern, "oh"),
+    (r"\b(?:the\s+)?deceased\b", "the account holder"),
+    (
+        r"\b(?:my|our|his|her)\s+late\s+(?=(?:father|mother|husband|wife|dad|mum|mom|partner"
+        r"|son|daughter|brother|sister|grandmother|grandfather|nan|gran)\b)",
+        "my ",
+    ),
     (r"\bhard\s+of\s+hearing\b", "deaf"),
     (r"\bmissed\s+(?:a\s+)?call\b", "call"),
     (r"\bcut[-\s]?off\s+(?=(?:time|date|point|day)s?\b)", "deadline "),
@@ -647,7 +749,8 @@ _SARCASM = re.compile(
     rf"^\s*(?:oh\s+|well\s+|yeah\s+)?(?:{_SARCASTIC_PRAISE}|super|terrific|excellent|nice\s+one"
     rf"|just\s+great)\b[,.!]*"
     rf"|\bjust\s+(?:{_SARCASTIC_PRAISE}|what\s+i\s+(?:needed|wanted))\b"
-    rf"|\b{_any('great|brilliant|wonderful|fantastic|perfect|lovely')}\s*,?\s+(?=another\b)",
+    rf"|\b{_any('great|brilliant|wonderful|fantastic|perfect|lovely')}\s*,?\s+(?=another\b)"
+    rf"|[,.]?\s+(?:just\s+)?{_SARCASTIC_PRAISE}[.!]*\s*$",
     re.IGNORECASE,
 )
 _CUES = [(name, re.compile("|".join(alts), re.IGNORECASE)) for name, _, alts in PHRASE_CUES]
@@ -703,8 +806,10 @@ def vader_scores(polarity: dict[str, float]) -> tuple[str, dict[str, float]]:
 
     Positive = max(compound, 0), Negative = max(-compound, 0); Mixed = twice the smaller of
     VADER's pos/neg proportions (how much of the text carries the losing polarity), at most
-    1 - |compound|; Neutral = the rest, so the four sum to 1. The label is MIXED when Mixed
-    beats both Positive and Negative, else VADER's compound convention.
+    1 - |compound|; Neutral = the rest, so the four sum to 1. The label is NEGATIVE for a
+    negative compound whose positive words weigh less than 0.6 of its negative ones (a
+    complaint with a polite or incidental word in it); else MIXED when Mixed beats both
+    Positive and Negative; else VADER's compound convention.
     """
     compound = float(polarity["compound"])
     pos, neg = float(polarity["pos"]), float(polarity["neg"])
@@ -712,7 +817,9 @@ def vader_scores(polarity: dict[str, float]) -> tuple[str, dict[str, float]]:
     mixed = min(2 * min(pos, neg), 1 - abs(compound))
     neutral = max(0.0, 1.0 - positive - negative - mixed)
     score = {"Positive": positive, "Negative": negative, "Neutral": neutral, "Mixed": mixed}
-    if mixed > max(positive, negative):
+    if compound <= NEGATIVE_COMPOUND and pos < 0.6 * neg:
+        label = "NEGATIVE"  # a complaint stays one with a polite or incidental word in it
+    elif mixed > max(positive, negative):
         label = "MIXED"
     elif compound >= _COMPOUND_THRESHOLD:
         label = "POSITIVE"
