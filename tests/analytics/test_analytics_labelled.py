@@ -21,6 +21,12 @@ abusive P 0.914 R 0.800; ``holdout4`` 0.905/0.760/0.935/0.725. The tables were t
 widened on ``holdout3`` alone and ``holdout4`` scored blind once more (0.919/0.790/1.000/
 0.750: new wording still finds gaps), then it was tuned on too; both are seen data now.
 
+``data/customer_utterances_holdout5.jsonl`` (200, written blind the same way, asked for
+indirect complaints: understatement, "with all due respect", rhetorical questions,
+comparisons with competitors, creative put-downs and threats) scored blind after that
+round: negative P 0.932 R 0.690, abusive P 0.967 R 0.725 (the code before the round: 0.914
+/ 0.640 / 0.897 / 0.650). It was tuned on afterwards.
+
 Every set is scored through the real CLI, ``python -m callstream.cli analyze --transcript``,
 on a JSON Lines transcript where each utterance is one CALLER segment (explicit times, its
 own SegmentId) between short AGENT lines. Predicted negative: the segment's ``Sentiment``
@@ -43,6 +49,7 @@ DATA = Path(__file__).parent / "data"
 LABELLED = DATA / "customer_utterances.jsonl"
 HOLDOUT = DATA / "customer_utterances_holdout.jsonl"
 HOLDOUT34 = DATA / "customer_utterances_holdout34.jsonl"
+HOLDOUT5 = DATA / "customer_utterances_holdout5.jsonl"
 # split -> (file, the lowest precision and recall allowed)
 SETS = {
     "dev": (LABELLED, 0.85),
@@ -51,6 +58,7 @@ SETS = {
     "holdout2": (HOLDOUT, 0.75),
     "holdout3": (HOLDOUT34, 0.85),
     "holdout4": (HOLDOUT34, 0.85),
+    "holdout5": (HOLDOUT5, 0.85),
 }
 SENTIMENTS = {"positive", "negative", "neutral"}
 
@@ -174,8 +182,9 @@ def test_precision_recall_arithmetic() -> None:
         (LABELLED, {"dev", "test"}),
         (HOLDOUT, {"holdout1", "holdout2"}),
         (HOLDOUT34, {"holdout3", "holdout4"}),
+        (HOLDOUT5, {"holdout5"}),
     ],
-    ids=["labelled", "holdout", "holdout34"],
+    ids=["labelled", "holdout", "holdout34", "holdout5"],
 )
 def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
     rows = load(path)
@@ -191,7 +200,7 @@ def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
     for split in splits:
         part = load(path, split)
         assert 0.15 <= sum(r["abusive"] for r in part) / len(part) <= 0.3, split
-    texts = [r["text"] for r in load(LABELLED) + load(HOLDOUT) + load(HOLDOUT34)]
+    texts = [r["text"] for r in load(LABELLED) + load(HOLDOUT) + load(HOLDOUT34) + load(HOLDOUT5)]
     assert len(set(texts)) == len(texts)
 
 

@@ -301,7 +301,7 @@ _MODIFIERS = [
     "pathetic", "worthless", "brainless", "clueless", "thieving", "lying", "lazy", "ignorant",
     "little", "silly", "dumb", "thick", "arrogant", "greedy", "miserable", "sad", "old", "bent",
     "dodgy", "rude", "this", "that", "even", "spineless", "gutless", "filthy", "shower",
-    "smug", "entitled", "brainless", "overpaid",
+    "smug", "entitled", "brainless", "overpaid", "big",
 ]
 # fmt: on
 _MODIFIER = _alternation(_MODIFIERS)
@@ -374,10 +374,11 @@ _PRAISE = re.compile(
     re.IGNORECASE,
 )
 EXCLAMATION = re.compile(
-    r"\b(?:oh|ah|aw|ugh|argh|holy|oh\s+my)\s+(?:shit|crap|fuck|hell|damn)\b(?!\s+(?:you|off))"
+    r"\b(?:oh|ah|aw|ugh|argh|holy|bloody|oh\s+my)\s+(?:shit|crap|fuck|hell|damn)\b"
+    r"(?!\s+(?:you|off))"
     r"|\bfor\s+(?:fuck|fuck['\u2019]?s|god['\u2019]?s|christ['\u2019]?s|pete['\u2019]?s)"
     r"\s+sake\b"
-    r"|^\s*(?:shit|damn|crap)\s*,?\s+(?=sorry|wait|hang\s+on|hold\s+on|i\s+)",
+    r"|^\s*(?:shit|damn|crap)\s*,?\s+(?=sorry|wait|hang\s+on|hold\s+on|i\b)",
     re.I,
 )
 """Profanity as an exclamation at a mishap, aimed at nobody ("oh shit", "for fuck's sake",
@@ -395,7 +396,15 @@ _PHRASES = [
             r"\b(?:run|managed|staffed)\s+by\s+(?:a\s+(?:bunch|pack|load)\s+of\s+)?"
             r"(?:halfwits|idiots|morons|clowns|monkeys|muppets|imbeciles|amateurs|cowboys|crooks)\b"
             r"|\bcouldn['\u2019]?t\s+organi[sz]e\s+a\s+(?:piss[-\s]?up|booze[-\s]?up)\b"
-            r"|\bbrains?\s+of\s+an?\s+(?:goldfish|gnat|rock|brick|plank|pea|sheep)\b"
+            r"|\b(?:brains?|intelligence|iq|memory)\s+of\s+an?\s+(?:[a-z]+\s+)?[a-z]+\b"
+            r"|\b(?:pathetic|sorry|poor|miserable|useless)\s+excuse\s+for\s+an?\s+\w+"
+            r"|\b(?:dumber|thicker|stupider|slower|more\s+useless)\s+than\s+an?\s+\w+"
+            r"|\b(?:an?|my)\s+(?:goldfish|monkey|chimp|trained\s+monkey|toddler|child|dog|cat"
+            r"|five[-\s]year[-\s]old)\s+(?:would|could)\b[\w\s']{0,60}?\b(?:better|quicker"
+            r"|faster|smarter)\s+than\s+you\b"
+            r"|\btalking\s+to\s+you\s+is\s+like\s+talking\s+to\b"
+            r"|\byour\s+(?:mother|mum|mom|parents|family|kids)\s+(?:must|would|should)\s+be\s+"
+            r"(?:so\s+|really\s+)?(?:ashamed|embarrassed|disgusted)\b"
             r"|\bare\s+you\s+even\s+(?:human|awake|listening|trained|qualified)\b"
             r"|\bwhat\s+an?\s+(?:absolute\s+|total\s+|complete\s+)?(?:clown\s+show|circus"
             r"|shitshow|joke\s+of\s+a\s+company)\b"
@@ -517,6 +526,12 @@ _THREATS = [
         r"|\bi\s+know\s+where\s+(?:your|the)\s+(?:office|house|home|branch|depot|manager|boss"
         r"|family|kids)\s+(?:is|are|lives?)\b"
         r"|\bi(?:['\u2019]ll|\s+will|['\u2019]m\s+going\s+to)\s+find\s+out\s+who\s+you\s+are\b",
+        re.I,
+    ),
+    re.compile(
+        r"\bteach\s+(?:you|you\s+people|you\s+lot|them|him|her|your\s+\w+)\s+a\s+lesson\b"
+        r"|\b(?:pay|paid|paying)\s+(?:you|them|him|her|your\s+\w+)\s+a\s+(?:little\s+)?visit\b"
+        r"|\b(?:brick|rock|stone|bottle)\s+through\s+(?:your|the|their)\s+(?:\w+\s+)?window",
         re.I,
     ),
     re.compile(r"\bset\s+(?:the|my)\s+dogs?\s+on\s+(?:you|him|her|them|your\s+\w+)\b", re.I),

@@ -38,6 +38,8 @@ VADER reads an utterance (``vader_text``; the exported transcript is unchanged):
 * an utterance that is abusive on its own (:func:`callstream.analytics.abuse.is_abusive`)
   has each abusive hit scored as a strongly negative word, and its label is NEGATIVE
   whatever polite words surround the abuse;
+* a caller saying how they feel ("I'm really disappointed", "I'm fuming") makes the
+  utterance NEGATIVE whatever else it holds, like abuse does;
 * sarcasm: a praise interjection ("oh great, ...", "brilliant, ... just brilliant", "just
   what I needed") in an utterance whose other words are negative is scored as negative.
 
@@ -107,6 +109,10 @@ LEXICON_SUPPLEMENT: dict[str, float] = {
     "absurd": -2.0,
     "concerned": -1.2,
     "honestly": 0.0,
+    "heart": 0.0,
+    "stop": 0.0,  # "stop the direct debit", "the stop tap": requests and things
+    "stopped": 0.0,  # "heart tablets", "heart condition": VADER reads the emoticon sense
+    "afford": 0.0,
     "stranded": -2.0,
     "spoiled": -1.8,
     "spoilt": -1.8,
@@ -263,7 +269,7 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + _any(
                 "happened|turned up|showed up|came|arrived|called (?:me )?back|rang (?:me )?back"
                 "|got back|heard back|received|replied|responded|bothered|been fixed|got it"
-                "|delivered|been delivered|been refunded|refunded|been sent|turned up"
+                "|delivered|been delivered|been refunded|refunded|been sent|turned up|showed"
             )
             + r"\b",
         ),
@@ -428,6 +434,7 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         -1.5,
         (
             r"\b(?:a\s+)?different\s+(?:answer|story)\s+(?:every|each)\b",
+            rf"\b{_N}\s+different\s+(?:answers|stories|people)\b",
             r"\bget\s+a\s+different\s+(?:answer|story)\b",
         ),
     ),
@@ -436,7 +443,7 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         "charged_wrong",
         -2.0,
         (
-            rf"\b{_any('charged|billed|debited|taken')}\s+(?:me\s+)?"
+            rf"\b{_any('charged|charge|charging|billed|bill|billing|debited|taken')}\s+(?:me\s+)?"
             + _any("twice|two times|double|for nothing|too much|the wrong")
             + r"\b",
             r"\b(?:double|over)[-\s]?(?:charged|billed)\b",
@@ -514,6 +521,9 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         (
             r"\b(?:" + _any("bad|terrible|awful|negative") + r"|(?:one|1)[-\s]star)\s+review\b",
             rf"\b{_any('leave|leaving|write|writing|post|posting')}\s+a\s+review\b",
+            rf"\b{_any('post|posting|put|putting|write|writing')}\s+(?:about\s+)?(?:this|it)\s+"
+            rf"(?:on|all\s+over)\b",
+            r"\breview\s+sites?\b|\bgo(?:ing)?\s+to\s+the\s+(?:press|papers|media)\b",
             r"\btell(?:ing)?\s+everyone\b",
         ),
     ),
@@ -613,6 +623,13 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         -1.8,
         (
             r"\bthat's\s+what\s+(?:the\s+last|everyone|the\s+other|you\s+all|they\s+all)\b",
+            r"\b(?:that's|that\s+is)\s+not\s+what\s+(?:the\s+last|the\s+other|your\s+colleague"
+            r"|you|they|he|she)\b",
+            r"\bheard\s+(?:that|this)\s+(?:exact\s+|same\s+)?(?:line|story|excuse)\b",
+            r"\byou\s+said\s+(?:it\s+)?(?:would|will|was\s+going\s+to)\b",
+            r"\blet\s+me\s+get\s+this\s+straight\b",
+            r"\bwith\s+all\s+due\s+respect\b",
+            r"\b(?:have|having)\s+to\s+(?:keep\s+)?chas(?:e|ing)\b",
             r"\bsame\s+(?:old\s+)?(?:excuse|story|answer)\b",
         ),
     ),
@@ -624,6 +641,13 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + _any("happen|be possible|possibly")
             + r"\b",
             r"\band\s+now\s+this\b",
+            r"\bhow\s+is\s+it\s+possible\b",
+            r"\b(?:this|that|it)(?:'s|\s+is)\s+(?:a\s+|an\s+absolute\s+|a\s+complete\s+)?joke\b",
+            r"\bwhat\s+a\s+joke\b",
+            r"\b(?:says|said|shows|showing|marked\s+as)\s+delivered\s+but\b",
+            r"\balready\s+paid\b",
+            r"\b(?:can't|cannot|can\s+not)\s+afford\b",
+            r"\b(?:with\s+no|without\s+any|without)\s+warning\b",
             r"\bgone\s+downhill\b",
         ),
     ),
@@ -636,6 +660,20 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         ),
     ),
     ("money_back", -1.8, (rf"\b{_any('want|need|demand')}\s+my\s+money\s+back\b",)),
+    (
+        "i_feel_bad",
+        -2.5,
+        (
+            r"\bi(?:'m|\s+am|\s+feel|\s+felt|\s+was|'ve\s+been)\s+(?:"
+            + _any("so|really|very|absolutely|quite|a bit|a little|bit|just|getting|beyond")
+            + r"\s+)?"
+            + _any(
+                "disappointed|disgusted|annoyed|upset|angry|furious|livid|frustrated|gutted"
+                "|appalled|horrified|fuming|raging|infuriated|exasperated|insulted|offended"
+            )
+            + r"\b",
+        ),
+    ),
     ("thanks_for_nothing", -2.5, (r"\bthanks\s+(?:a\s+(?:bunch|lot)\s+)?for\s+nothing\b",)),
     # praise
     (
@@ -708,6 +746,8 @@ NEUTRAL_SENSES: list[tuple[str, str]] = [
     (r"\bdeath\s+certificate\b", "certificate"),
     (r"\b(feel|felt|feels|seems?|looks?|sounds?)\s+like\b", r"\1 as if"),
     (r"^\s*(?:yeah|yes|oh)\s+(?:sure|right)\b", "yeah"),
+    (r"\b(i|we)(?:'d|\s+would)\s+like\s+to\b", r"\1 want to"),
+    (r"\bto\s+be\s+(?:perfectly\s+|completely\s+|totally\s+)?honest\b", "frankly"),
     (
         r"\bdead\s+(?=(?:chuffed|good|easy|nice|happy|pleased|keen|impressed|handy|quick)\b)",
         "really ",
@@ -748,7 +788,7 @@ _SARCASTIC_PRAISE = _any("great|brilliant|wonderful|fantastic|perfect|lovely|mar
 _SARCASM = re.compile(
     rf"^\s*(?:oh\s+|well\s+|yeah\s+)?(?:{_SARCASTIC_PRAISE}|super|terrific|excellent|nice\s+one"
     rf"|just\s+great)\b[,.!]*"
-    rf"|\bjust\s+(?:{_SARCASTIC_PRAISE}|what\s+i\s+(?:needed|wanted))\b"
+    rf"|\b(?:just|exactly|precisely)\s+(?:{_SARCASTIC_PRAISE}|what\s+i\s+(?:needed|wanted))\b"
     rf"|\b{_any('great|brilliant|wonderful|fantastic|perfect|lovely')}\s*,?\s+(?=another\b)"
     rf"|[,.]?\s+(?:just\s+)?{_SARCASTIC_PRAISE}[.!]*\s*$",
     re.IGNORECASE,
@@ -761,7 +801,18 @@ _SENSES = [(re.compile(pattern, re.IGNORECASE), repl) for pattern, repl in NEUTR
 def _analyzer() -> Any:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    analyzer = SentimentIntensityAnalyzer()
+    class CallAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
+        """VADER, but a complaint cue is negated only by the word right before it: "not
+        fed up" is not a complaint, "I never had and cue_wont_pay" still is."""
+
+        @staticmethod
+        def _negation_check(valence: float, words: list[str], start_i: int, i: int) -> float:
+            if start_i > 0 and valence < 0 and str(words[i]).lower().startswith("cue_"):
+                return valence
+            result: float = SentimentIntensityAnalyzer._negation_check(valence, words, start_i, i)
+            return result
+
+    analyzer = CallAnalyzer()
     analyzer.lexicon.update(LEXICON_SUPPLEMENT)
     analyzer.lexicon.update({f"cue_{name}": valence for name, valence, _ in PHRASE_CUES})
     analyzer.lexicon.update({f"cue_{kind.lower()}": v for kind, v in _ABUSE_VALENCE.items()})
@@ -794,9 +845,10 @@ def _polarity(rewritten: str) -> dict[str, float]:
     """VADER's polarity of a rewritten utterance, with the sarcasm rule."""
     analyzer = _analyzer()
     polarity: dict[str, float] = analyzer.polarity_scores(rewritten)
-    if _SARCASM.search(rewritten):
+    markers = len(_SARCASM.findall(rewritten))
+    if markers:
         rest = analyzer.polarity_scores(_SARCASM.sub(" ", rewritten))
-        if rest["compound"] <= NEGATIVE_COMPOUND:
+        if rest["compound"] <= NEGATIVE_COMPOUND or markers > 1:
             polarity = analyzer.polarity_scores(_SARCASM.sub(" cue_sarcasm ", rewritten))
     return polarity
 
@@ -857,8 +909,10 @@ def score_text(text: str) -> tuple[str, dict[str, float], float | None]:
     """(label, SentimentScore, SentimentWeighted) of one utterance."""
     rewritten, abusive = _rewrite(text)
     label, score = vader_scores(_polarity(rewritten))
-    if label != "NEGATIVE" and abusive:
-        label = "NEGATIVE"  # abuse is negative whatever polite words surround it
+    if label != "NEGATIVE" and (abusive or "cue_i_feel_bad" in rewritten):
+        # abuse, or the caller saying they are upset, is negative whatever polite or
+        # incidental words surround it
+        label = "NEGATIVE"
     weighted = weighted_score(label, score)
     return label, score, None if weighted is None else round(weighted, 4)
 
