@@ -399,8 +399,8 @@ async def _admit(request: web.Request, state: ServerState) -> None:
     from callstream.api import chime, connect, sigv4
 
     path = request.path
-    chime_path = chime.is_chime_path(path)  # chime-sdk-voice, signed as "chime"
     connect_path = connect.is_connect_path(path)  # Amazon Connect, signed as "connect"
+    chime_path = not connect_path and chime.is_chime_path(path)  # chime-sdk-voice: "chime"
     creds = state.config.credentials
     pending = None
     if creds is not None:

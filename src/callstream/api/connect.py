@@ -57,14 +57,15 @@ _PREFIXES = (
     "/hours-of-operations-summary",
     "/contacts",
     "/contact",
-    "/tags",
     "/callstream/connect",
 )
+_TAGS = "/tags/arn:aws:connect:"
+"""TagResource & co. name a Connect ARN in the path (chime-sdk-voice's ``/tags`` does not)."""
 
 
 def is_connect_path(path: str) -> bool:
     """Whether a request path belongs to the Connect API (signed as ``connect``)."""
-    return any(path == p or path.startswith(p + "/") for p in _PREFIXES)
+    return path.startswith(_TAGS) or any(path == p or path.startswith(p + "/") for p in _PREFIXES)
 
 
 def error_response(err: ConnectError) -> web.Response:

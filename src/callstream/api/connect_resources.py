@@ -80,19 +80,22 @@ def number_json(number: PhoneNumber, *, claimed: bool = False) -> dict[str, Any]
 async def search_available(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
     """``POST /phone-number/search-available``: free numbers of the server's pool."""
     limit = int(p.get("MaxResults") or 10)
-    numbers = await state.run(state.connect.available_numbers, p.get("PhoneNumberPrefix"), limit)
-    from callstream.flows.instance_resources import country_code, number_type
-
+    numbers = await state.run(
+        lambda: state.connect.available_numbers(
+            p.get("PhoneNumberPrefix"),
+            limit,
+            country=p["PhoneNumberCountryCode"],
+            kind=p["PhoneNumberType"],
+        )
+    )
     return {
         "AvailableNumbersList": [
             {
                 "PhoneNumber": n,
-                "PhoneNumberCountryCode": country_code(n),
-                "PhoneNumberType": number_type(n),
+                "PhoneNumberCountryCode": p["PhoneNumberCountryCode"],
+                "PhoneNumberType": p["PhoneNumberType"],
             }
             for n in numbers
-            if country_code(n) == p["PhoneNumberCountryCode"]
-            and number_type(n) == p["PhoneNumberType"]
         ]
     }
 

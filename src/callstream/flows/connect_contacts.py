@@ -598,3 +598,33 @@ async def call_number(
     except (aiohttp.ClientError, OSError) as err:
         raise CallFailed(f"cannot reach {url}: {err}") from None
     raise CallFailed("the server ended the call's answer without a result")
+
+
+def configure_server(
+    data_dir: str | os.PathLike[str],
+    *,
+    region: str,
+    account_id: str,
+    phone_numbers: str | None = None,
+    lambdas: Mapping[str, str] | None = None,
+) -> None:
+    """``callstream serve --phone-numbers POOL --connect-lambda ARN=TARGET``: keep the
+    number pool and the Lambda bindings in the data directory's registry (ValueError for a
+    bad pool or binding)."""
+    from pathlib import Path
+
+    from callstream.flows.instances import open_instances
+
+    for arn, target in (lambdas or {}).items():
+        if not arn.startswith("arn:") or ":function:" not in arn:
+            raise ValueError(f"--connect-lambda {arn}: not a Lambda function ARN")
+        if not target:
+            raise ValueError(f"--connect-lambda {arn}: no handler")
+    registry = open_instances(Path(data_dir), region=region, account_id=account_id)
+    try:
+        if phone_numbers is not None:
+            registry.set_phone_pool(phone_numbers)
+        for arn, target in (lambdas or {}).items():
+            registry.bind_lambda(arn, target)
+    finally:
+        registry.close()

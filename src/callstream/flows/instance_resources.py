@@ -415,14 +415,26 @@ class ResourcesMixin:
             raise not_found(f"Phone number {ref} not found.")
         return self._number_of(row)
 
-    def available_numbers(self, prefix: str | None = None, limit: int = 10) -> builtins.list[str]:
-        """Numbers of the pool nobody claimed (``SearchAvailablePhoneNumbers``)."""
+    def available_numbers(
+        self,
+        prefix: str | None = None,
+        limit: int = 10,
+        *,
+        country: str | None = None,
+        kind: str | None = None,
+    ) -> builtins.list[str]:
+        """Numbers of the pool nobody claimed (``SearchAvailablePhoneNumbers``), of one
+        country and type (``DID``, ``TOLL_FREE``) when given."""
         pool = self.phone_pool()
         with self._lock:
             claimed = {r[0] for r in self._db.execute("SELECT number FROM phone_numbers")}
         out: list[str] = []
         for number in _pool_numbers(pool):
             if number in claimed or (prefix and not number.startswith(prefix)):
+                continue
+            if (country and country_code(number) != country) or (
+                kind and number_type(number) != kind
+            ):
                 continue
             out.append(number)
             if len(out) >= limit:
