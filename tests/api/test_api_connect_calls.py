@@ -166,7 +166,7 @@ def connect(server: ServerThread) -> Any:
 class _Lambda(BaseHTTPRequestHandler):
     events: list[dict[str, Any]]
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         type(self).events.append(json.loads(self.rfile.read(length)))
         body = json.dumps({"started": "yes"}).encode()
