@@ -321,7 +321,8 @@ class ContactCenter:
     ) -> CallResult:
         """Run one contact to its end (the caller awaits it)."""
         control = control or CallControl()
-        live = _Live(plan, control)
+        known = self.live.get(contact_id) if contact_id else None
+        live = known if known is not None else _Live(plan, control)
         call_store = self._call_store()
         try:
             task = asyncio.ensure_future(
@@ -374,6 +375,8 @@ class ContactCenter:
         once it exists (call from the event loop; the id is known before the flow runs)."""
         control = CallControl()
         contact_id = str(uuid.uuid4())
+        # known at once: DescribeContact right after StartOutboundVoiceContact finds it
+        self.live[contact_id] = _Live(plan, control)
         task = asyncio.ensure_future(
             self.place(
                 plan,
@@ -415,6 +418,19 @@ class ContactCenter:
         live = self._live_in(instance_id, contact_id)
         if live is not None and live.control.contact is not None:
             return self._snapshot(live)
+        if live is not None:  # placed, its flow not started yet
+            plan = live.plan
+            return {
+                "Id": contact_id,
+                "InitialContactId": contact_id,
+                "InitiationMethod": plan.initiation_method,
+                "Channel": "VOICE",
+                "Name": plan.name,
+                "Description": plan.description,
+                "Attributes": dict(plan.attributes),
+                "CustomerEndpoint": {"Address": plan.customer_address},
+                "SystemEndpoint": {"Address": plan.system_address} if plan.system_address else None,
+            }
         row = self.registry.get_contact(instance_id, contact_id)
         if row is not None:
             return row.data
@@ -437,8 +453,9 @@ class ContactCenter:
             if not isinstance(value, str):
                 raise invalid(f"Attribute {key} must be a string.")
         live = self._live_in(instance_id, initial_contact_id)
-        if live is not None and live.control.contact is not None:
-            target = live.control.contact.attributes
+        if live is not None:
+            contact = live.control.contact
+            target = contact.attributes if contact is not None else live.plan.attributes
             for key, value in attributes.items():
                 if value == "":
                     target.pop(key, None)
@@ -465,9 +482,18 @@ class ContactCenter:
         live.control.stop()
 
 
+def _ms(value: object) -> int | None:
+    """A CTR timestamp (ISO 8601) in epoch ms, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
 def _from_ctr(record: Mapping[str, Any]) -> dict[str, Any]:
     """The contact fields of a CTR written by a call placed outside the server."""
-    from callstream.events.recorder import _ms
 
     out: dict[str, Any] = {
         "Id": record.get("ContactId"),
