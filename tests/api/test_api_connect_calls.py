@@ -749,3 +749,48 @@ def test_phone_pool_from_serve_options(tmp_path: Path) -> None:
             connect.claim_phone_number(TargetArn=arn, PhoneNumber="+15550100000")
     bad = callstream("serve", "--data-dir", str(tmp_path / "x"), "--phone-numbers", "555-0100")
     assert bad.returncode == 1 and "555-0100" in bad.stderr
+
+
+def test_queued_call_with_an_agent_sends_every_contact_event(
+    server: ServerThread, connect: Any, tmp_path: Path
+) -> None:
+    iid, arn = new_instance(connect, "agent")
+    fid = connect.create_contact_flow(
+        InstanceId=iid, Name="Q", Type="CONTACT_FLOW", Content=QUEUE_FLOW
+    )["ContactFlowId"]
+    number, _ = claim(connect, arn, fid)
+    customer_wav, agent_wav = tmp_path / "c.wav", tmp_path / "a.wav"
+    write_wav(customer_wav, noise(2.0, seed=4).reshape(-1, 1), RATE)
+    write_wav(agent_wav, noise(1.0, seed=5).reshape(-1, 1), RATE)
+    placed = callstream(
+        "call",
+        "--to",
+        number,
+        "--customer-audio",
+        str(customer_wav),
+        "--agent-audio",
+        str(agent_wav),
+        "--endpoint-url",
+        server.url,
+        "--speed",
+        "20",
+    )
+    assert placed.returncode == 0, placed.stderr
+    contact_id = json.loads(placed.stdout)["ContactId"]
+    bridge = [
+        e["detail"]
+        for e in events_of(server, contact_id, "eventbridge")
+        if e["detail-type"] == "Amazon Connect Contact Event"
+    ]
+    assert [d["eventType"] for d in bridge] == [
+        "INITIATED",
+        "CONNECTED_TO_SYSTEM",
+        "QUEUED",
+        "CONNECTED_TO_AGENT",
+        "DISCONNECTED",
+    ]
+    agent = bridge[3]
+    assert agent["agentInfo"]["agentArn"].startswith(f"{arn}/agent/")
+    assert agent["agentInfo"]["connectedToAgentTimestamp"].endswith("Z")
+    assert bridge[1]["connectedToSystemTimestamp"].endswith("Z")
+    connect.delete_instance(InstanceId=iid)
