@@ -227,7 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _configure_connect(args: argparse.Namespace, data_dir: Path) -> None:
     """``--phone-numbers`` and ``--connect-lambda`` into the data directory's registry."""
-    from callstream.flows.connect_contacts import configure_server
+    from callstream.flows.connect_client import configure_server
 
     lambdas = dict(item.partition("=")[::2] for item in args.connect_lambda)
     try:
@@ -750,7 +750,7 @@ def _call_number(args: argparse.Namespace, lambdas: dict[str, str]) -> int:
     """``call --to NUMBER``: the server places the call (flows/connect_contacts.py)."""
     import asyncio
 
-    from callstream.flows.connect_contacts import CallFailed, call_number
+    from callstream.flows.connect_client import CallFailed, call_number
 
     try:
         result = asyncio.run(

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.client.aws import sign_request
-from callstream.flows.connect_contacts import configure_server
+from callstream.flows.connect_client import configure_server
 from callstream.media.wav import read_wav, write_wav
 
 KEY, SECRET = "AKIDCONNECTCALLS", "connect-calls-secret"

@@ -37,6 +37,7 @@ from callstream.flows.connect_contacts import (
     silence,
 )
 from callstream.flows.connect_errors import ConnectError, invalid
+from callstream.flows.effects import Failed
 from callstream.flows.lambdas import is_url
 
 __all__ = ["CALLS_PATH", "OPERATIONS", "contact_json", "place_call_by_number"]
@@ -243,7 +244,8 @@ async def place_call_by_number(request: web.Request, state: ServerState) -> web.
 
     async def writer() -> None:
         while (item := await lines.get()) is not None:
-            await response.write(json.dumps(item, separators=(",", ":")).encode() + b"\n")
+            line = json.dumps(item, separators=(",", ":"), default=str)
+            await response.write(line.encode() + b"\n")
 
     task = asyncio.create_task(writer())
     try:
@@ -273,9 +275,9 @@ async def place_call_by_number(request: web.Request, state: ServerState) -> web.
                             {
                                 "Name": call.name,
                                 "Payload": call.payload,
-                                "Response": call.response
-                                if not hasattr(call.response, "message")
-                                else {"Failed": str(getattr(call.response, "message", ""))},
+                                "Response": {"Failed": call.response.message}
+                                if isinstance(call.response, Failed)
+                                else call.response,
                             }
                             for call in result.lambda_calls
                         ],
