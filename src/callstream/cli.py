@@ -226,7 +226,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _configure_connect(args: argparse.Namespace, data_dir: Path) -> None:
-    """``--phone-numbers`` and ``--connect-lambda`` into the data directory's registry."""
+    """``--phone-numbers``, ``--connect-lambda``, ``--connect-outbound-audio`` into the data
+    directory's registry."""
     from callstream.flows.connect_client import configure_server
 
     lambdas = dict(item.partition("=")[::2] for item in args.connect_lambda)
@@ -238,6 +239,7 @@ def _configure_connect(args: argparse.Namespace, data_dir: Path) -> None:
             account_id=args.account_id,
             phone_numbers=args.phone_numbers,
             lambdas=lambdas,
+            outbound_audio=args.connect_outbound_audio,
         )
     except ValueError as err:
         raise CliError(str(err)) from None
@@ -972,6 +974,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ARN=module:function|ARN=URL",
         help="run this handler for a Lambda ARN associated with a Connect instance",
+    )
+    p.add_argument(
+        "--connect-outbound-audio",
+        metavar="WAV",
+        help="what the customer says in StartOutboundVoiceContact contacts (default silence)",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -728,9 +728,16 @@ def test_unknown_contacts_and_instances(connect: Any) -> None:
     connect.delete_instance(InstanceId=iid)
 
 
-def test_phone_pool_from_serve_options(tmp_path: Path) -> None:
+def test_settings_from_serve_options(tmp_path: Path) -> None:
+    """``serve --phone-numbers`` and ``--connect-outbound-audio``."""
+    outbound_wav = tmp_path / "outbound.wav"
+    write_wav(outbound_wav, noise(1.0, seed=6).reshape(-1, 1), RATE)
     configure_server(
-        tmp_path, region=REGION, account_id=ACCOUNT, phone_numbers="+18005550100,+4420794600xx"
+        tmp_path,
+        region=REGION,
+        account_id=ACCOUNT,
+        phone_numbers="+18005550100,+4420794600xx",
+        outbound_audio=outbound_wav,
     )
     config = ServerConfig(credentials={KEY: SECRET}, region=REGION, account_id=ACCOUNT)
     with ServerThread(tmp_path, config=config) as srv:
@@ -747,8 +754,28 @@ def test_phone_pool_from_serve_options(tmp_path: Path) -> None:
         connect.claim_phone_number(TargetArn=arn, PhoneNumber="+442079460042")
         with pytest.raises(connect.exceptions.InvalidParameterException):
             connect.claim_phone_number(TargetArn=arn, PhoneNumber="+15550100000")
+        # the outbound contact's customer plays the configured WAV, then hangs up
+        iid = arn.rsplit("/", 1)[1]
+        fid = connect.create_contact_flow(
+            InstanceId=iid, Name="Q", Type="CONTACT_FLOW", Content=QUEUE_FLOW
+        )["ContactFlowId"]
+        contact_id = connect.start_outbound_voice_contact(
+            InstanceId=iid, ContactFlowId=fid, DestinationPhoneNumber="+15555550142"
+        )["ContactId"]
+        contact = connect.describe_contact(InstanceId=iid, ContactId=contact_id)["Contact"]
+        deadline = time.monotonic() + 60
+        while "DisconnectTimestamp" not in contact and time.monotonic() < deadline:
+            time.sleep(0.1)
+            contact = connect.describe_contact(InstanceId=iid, ContactId=contact_id)["Contact"]
+        assert contact["DisconnectReason"] == "CUSTOMER_DISCONNECT"
+        assert contact["SystemEndpoint"]["Address"] == "+442079460042"  # the instance's number
     bad = callstream("serve", "--data-dir", str(tmp_path / "x"), "--phone-numbers", "555-0100")
     assert bad.returncode == 1 and "555-0100" in bad.stderr
+    missing = tmp_path / "missing.wav"
+    bad = callstream(
+        "serve", "--data-dir", str(tmp_path / "y"), "--connect-outbound-audio", str(missing)
+    )
+    assert bad.returncode == 1 and "missing.wav" in bad.stderr
 
 
 def test_queued_call_with_an_agent_sends_every_contact_event(

@@ -2,7 +2,8 @@
 number (the HTTP side of :mod:`callstream.flows.connect_contacts`).
 
 Operations: DescribeContact, GetContactAttributes, UpdateContactAttributes, StopContact,
-StartOutboundVoiceContact (the contact runs on the server, its customer audio silence).
+StartOutboundVoiceContact (the contact runs on the server; its customer side plays the
+server's outbound audio, or silence).
 
 ``POST /callstream/connect/calls`` (SigV4, service ``connect``) places a call to a claimed
 number, as a caller dialling it would; ``callstream call --to NUMBER`` uses it. The body
@@ -31,10 +32,8 @@ from aiohttp import web
 
 from callstream.api.app import VERIFIED_BODY, ServerState, start_streaming
 from callstream.flows.connect_contacts import (
-    OUTBOUND_SILENCE_S,
     ContactCenter,
     contact_center,
-    silence,
 )
 from callstream.flows.connect_errors import ConnectError, invalid
 from callstream.flows.effects import Failed
@@ -135,8 +134,9 @@ async def stop_contact(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
 
 
 async def start_outbound(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
-    """``PUT /contact/outbound-voice``: the contact runs on the server (silence from the
-    customer for :data:`OUTBOUND_SILENCE_S` s unless StopContact ends it)."""
+    """``PUT /contact/outbound-voice``: the contact runs on the server, the customer side
+    playing the server's outbound audio (``serve --connect-outbound-audio``) or
+    :data:`OUTBOUND_SILENCE_S` s of silence, unless StopContact ends it first."""
     cc = center(state)
     plan = await state.run(
         lambda: cc.plan_outbound(
@@ -150,7 +150,7 @@ async def start_outbound(state: ServerState, p: dict[str, Any]) -> dict[str, Any
             description=p.get("Description"),
         )
     )
-    contact_id = cc.start(plan, customer_audio=silence(OUTBOUND_SILENCE_S))
+    contact_id = cc.start(plan, customer_audio=await state.run(cc.outbound_audio))
     return {"ContactId": contact_id}
 
 

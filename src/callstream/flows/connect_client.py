@@ -119,10 +119,12 @@ def configure_server(
     account_id: str,
     phone_numbers: str | None = None,
     lambdas: Mapping[str, str] | None = None,
+    outbound_audio: str | os.PathLike[str] | None = None,
 ) -> None:
-    """``callstream serve --phone-numbers POOL --connect-lambda ARN=TARGET``: keep the
-    number pool and the Lambda bindings in the data directory's registry (ValueError for a
-    bad pool or binding)."""
+    """``callstream serve --phone-numbers POOL --connect-lambda ARN=TARGET
+    --connect-outbound-audio WAV``: keep the number pool, the Lambda bindings and the
+    outbound contacts' customer audio in the data directory's registry (ValueError for a
+    bad pool, binding or WAV)."""
     from pathlib import Path
 
     from callstream.flows.instances import open_instances
@@ -132,8 +134,19 @@ def configure_server(
             raise ValueError(f"--connect-lambda {arn}: not a Lambda function ARN")
         if not target:
             raise ValueError(f"--connect-lambda {arn}: no handler")
+    audio_path = None
+    if outbound_audio is not None:
+        from callstream.flows.clock import mono_8k
+
+        audio_path = str(Path(outbound_audio).resolve())
+        try:
+            mono_8k(audio_path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--connect-outbound-audio {outbound_audio}: {err}") from None
     registry = open_instances(Path(data_dir), region=region, account_id=account_id)
     try:
+        if audio_path is not None:
+            registry.set_outbound_audio(audio_path)
         if phone_numbers is not None:
             registry.set_phone_pool(phone_numbers)
         for arn, target in (lambdas or {}).items():

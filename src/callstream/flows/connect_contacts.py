@@ -9,8 +9,8 @@ server's media store, events on its bus):
   SystemEndpoint the number, CustomerEndpoint the caller;
 * **an outbound contact** (:meth:`ContactCenter.plan_outbound`, StartOutboundVoiceContact):
   the given flow, InitiationMethod ``OUTBOUND``, CustomerEndpoint the destination; the
-  customer audio is silence (:data:`OUTBOUND_SILENCE_S` seconds unless StopContact ends it
-  first).
+  customer side plays the server's outbound audio (``serve --connect-outbound-audio``) or
+  :data:`OUTBOUND_SILENCE_S` seconds of silence, unless StopContact ends it first.
 
 Either way the contact runs with the instance's live media streaming settings (the
 MEDIA_STREAMS storage config: stream ``<prefix>-connect-<alias>-contact-<ContactId>`` with
@@ -389,6 +389,20 @@ class ContactCenter:
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return contact_id
+
+    def outbound_audio(self) -> Int16Array:
+        """What an outbound contact's customer side plays: the server's outbound WAV
+        (``serve --connect-outbound-audio``), or :data:`OUTBOUND_SILENCE_S` s of silence
+        when there is none or it cannot be read any more."""
+        from callstream.flows.clock import mono_8k
+
+        path = self.registry.outbound_audio()
+        if path is not None:
+            try:
+                return mono_8k(path)
+            except (OSError, ValueError) as err:
+                log.warning("outbound audio %s: %s; playing silence", path, err)
+        return silence(OUTBOUND_SILENCE_S)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -316,6 +316,24 @@ class ResourcesMixin:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO settings VALUES ('phone_pool', ?)", (spec,))
 
+    def set_outbound_audio(self, path: str | None) -> None:
+        """The WAV an outbound contact's customer side plays (None: silence)."""
+        with self._lock:
+            if path is None:
+                self._db.execute("DELETE FROM settings WHERE key = 'outbound_audio'")
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO settings VALUES ('outbound_audio', ?)", (path,)
+                )
+
+    def outbound_audio(self) -> str | None:
+        """The WAV :meth:`set_outbound_audio` set, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM settings WHERE key = 'outbound_audio'"
+            ).fetchone()
+        return str(row[0]) if row else None
+
     def phone_pool(self) -> tuple[str, ...]:
         """The pool's entries (default :data:`DEFAULT_PHONE_POOL`)."""
         with self._lock:
