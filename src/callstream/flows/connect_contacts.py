@@ -323,6 +323,7 @@ class ContactCenter:
         known = self.live.get(contact_id) if contact_id else None
         live = known if known is not None else _Live(plan, control)
         call_store = self._call_store()
+        task: asyncio.Future[CallResult] | None = None
         try:
             task = asyncio.ensure_future(
                 place_call(
@@ -348,25 +349,37 @@ class ContactCenter:
             )
             live.task = task
             started = asyncio.ensure_future(control.started.wait())
-            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
+            try:
+                await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                started.cancel()
             contact = control.contact
             if contact is not None:
                 self.live[contact.contact_id] = live
                 await asyncio.to_thread(
                     self._record, plan, contact.contact_id, self._snapshot(live)
                 )
-            result: CallResult | None = None
-            try:
-                result = await task
-            finally:
-                if contact is not None:
-                    self.live.pop(contact.contact_id, None)
-                    with contextlib.suppress(Exception):
-                        snapshot = self._snapshot(live, result)
-                        await asyncio.to_thread(self._record, plan, contact.contact_id, snapshot)
+            result = await task
             return result
         finally:
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            for key in {contact_id, control.contact.contact_id if control.contact else None}:
+                if key is not None:
+                    self.live.pop(key, None)
+            if control.contact is not None:
+                ended = (
+                    task.result()
+                    if task and task.done() and not task.cancelled() and task.exception() is None
+                    else None
+                )
+                with contextlib.suppress(Exception):
+                    snapshot = self._snapshot(live, ended)
+                    await asyncio.to_thread(
+                        self._record, plan, control.contact.contact_id, snapshot
+                    )
             await call_store.close()
 
     def start(self, plan: ContactPlan, *, customer_audio: Int16Array, speed: float = 1.0) -> str:

@@ -740,17 +740,6 @@ class ResourcesMixin:
             ).fetchone()
         return None if row is None else ContactRow(row[0], row[1], row[2], json.loads(row[3]))
 
-    def contacts_of(self, instance_id: str, initial_contact_id: str) -> builtins.list[ContactRow]:
-        """The recorded contacts of one initial contact (the contact and its transfers)."""
-        with self._lock:
-            iid = self._find(instance_id).id
-            rows = self._db.execute(
-                "SELECT id, instance_id, initial_contact_id, data FROM contacts "
-                "WHERE instance_id = ? AND (initial_contact_id = ? OR id = ?) ORDER BY created_ms",
-                (iid, initial_contact_id, initial_contact_id),
-            ).fetchall()
-        return [ContactRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
-
     # -- the engine's view ------------------------------------------------------------------
     def runtime_instance(self, instance_id: str) -> RuntimeInstance:
         """The flow engine's :class:`~callstream.flows.instance.Instance` for this instance:
