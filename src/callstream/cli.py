@@ -206,6 +206,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ui=UiConfig(login=args.ui_login) if args.ui == "on" else None,
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
+    _configure_connect(args, data_dir)
     if config.analytics is not None:
         analytics = config.analytics
         print(
@@ -222,6 +223,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_context=_tls_context(args, data_dir),
     )
     return 0
+
+
+def _configure_connect(args: argparse.Namespace, data_dir: Path) -> None:
+    """``--phone-numbers``, ``--connect-lambda``, ``--connect-outbound-audio`` into the data
+    directory's registry."""
+    from callstream.flows.connect_client import configure_server
+
+    lambdas = dict(item.partition("=")[::2] for item in args.connect_lambda)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        configure_server(
+            data_dir,
+            region=args.region,
+            account_id=args.account_id,
+            phone_numbers=args.phone_numbers,
+            lambdas=lambdas,
+            outbound_audio=args.connect_outbound_audio,
+        )
+    except ValueError as err:
+        raise CliError(str(err)) from None
 
 
 def _tls_context(args: argparse.Namespace, data_dir: Path) -> Any:
@@ -680,6 +701,8 @@ def cmd_call(args: argparse.Namespace) -> int:
         raise CliError("--speed must be positive")
     if args.retention_hours < 0:
         raise CliError(f"--retention-hours must be 0 or more, got {args.retention_hours}")
+    if args.to is not None:
+        return _call_number(args, lambdas)
     from callstream.flows import Instance
 
     flows = []
@@ -722,6 +745,34 @@ def cmd_call(args: argparse.Namespace) -> int:
     finally:
         progress.done()
     print(json.dumps(result.ctr, indent=2))
+    return 0
+
+
+def _call_number(args: argparse.Namespace, lambdas: dict[str, str]) -> int:
+    """``call --to NUMBER``: the server places the call (flows/connect_contacts.py)."""
+    import asyncio
+
+    from callstream.flows.connect_client import CallFailed, call_number
+
+    try:
+        result = asyncio.run(
+            call_number(
+                args.endpoint_url,
+                args.to,
+                customer_audio=args.customer_audio,
+                agent_audio=args.agent_audio,
+                caller=args.caller,
+                attributes=_parse_tags(args.attribute),
+                lambdas=lambdas,
+                dtmf=args.dtmf,
+                speed=args.speed,
+                region=_region(args) or "us-east-1",
+                on_event=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+        )
+    except (CallFailed, OSError) as err:
+        raise CliError(str(err)) from None
+    print(json.dumps(result["ContactRecord"], indent=2))
     return 0
 
 
@@ -911,6 +962,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='webhooks from a JSON file: {"webhooks": [{"url": ..., "secret": ..., ...}]}',
     )
+    p.add_argument(
+        "--phone-numbers",
+        metavar="POOL",
+        help="numbers Connect's ClaimPhoneNumber hands out: E.164 numbers or patterns, "
+        "comma-separated (default +1555010xxxx; kept in the data directory)",
+    )
+    p.add_argument(
+        "--connect-lambda",
+        action="append",
+        default=[],
+        metavar="ARN=module:function|ARN=URL",
+        help="run this handler for a Lambda ARN associated with a Connect instance",
+    )
+    p.add_argument(
+        "--connect-outbound-audio",
+        metavar="WAV",
+        help="what the customer says in StartOutboundVoiceContact contacts (default silence)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="print each fragment of an MKV/GetMedia payload as JSON")
@@ -955,7 +1024,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_put_media)
 
     p = sub.add_parser("call", help="place a contact through an Amazon Connect flow")
-    p.add_argument("--flow", required=True, help="exported Connect flow (JSON)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--flow", help="exported Connect flow (JSON)")
+    target.add_argument(
+        "--to",
+        metavar="NUMBER",
+        help="call a number claimed on the server: runs the flow it is bound to with its "
+        "instance's settings and Lambdas (on the server)",
+    )
+    p.add_argument("--from", dest="caller", metavar="NUMBER", help="the caller (with --to)")
     p.add_argument(
         "--also-flow",
         action="append",

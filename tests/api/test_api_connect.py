@@ -1,17 +1,21 @@
-"""Amazon Connect's control-plane API (first slice) of ``callstream serve``, driven by boto3's
-``connect`` client and the AWS CLI against a real server: instances, the live media
-streaming storage config and contact flows, with Connect's error codes."""
+"""Amazon Connect's control-plane API of ``callstream serve``, driven by boto3's ``connect``
+client and the AWS CLI against a real server: instances, the live media streaming storage
+config and contact flows, with Connect's error codes; the AWS CLI smoke test goes on to a
+Lambda association, a claimed number, a call to it and describe-contact (the rest is in
+test_api_connect_calls.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from api_helpers import aws_cli_env
 from botocore.config import Config
@@ -20,6 +24,7 @@ from botocore.exceptions import ClientError
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.flows.instances import REGISTRY_FILE, InstanceRegistry
+from callstream.media.wav import write_wav
 
 ACCESS_KEY = "AKIDCONNECT"
 SECRET_KEY = "connect-secret"
@@ -380,7 +385,70 @@ def test_aws_cli(server: ServerThread, tmp_path: Path) -> None:
         f"file://{flow_file}",
     )
     assert flow.returncode == 0, flow.stderr
-    assert json.loads(flow.stdout)["ContactFlowId"]
+    flow_id = json.loads(flow.stdout)["ContactFlowId"]
+    assert flow_id
+    function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:cli-fn"
+    associated = run("associate-lambda-function", "--instance-id", iid, "--function-arn", function)
+    assert associated.returncode == 0, associated.stderr
+    listed = run("list-lambda-functions", "--instance-id", iid)
+    assert json.loads(listed.stdout)["LambdaFunctions"] == [function]
+    search = run(
+        "search-available-phone-numbers",
+        "--instance-id",
+        iid,
+        "--phone-number-country-code",
+        "US",
+        "--phone-number-type",
+        "DID",
+        "--max-results",
+        "1",
+    )
+    assert search.returncode == 0, search.stderr
+    number = json.loads(search.stdout)["AvailableNumbersList"][0]["PhoneNumber"]
+    claimed = run("claim-phone-number", "--instance-id", iid, "--phone-number", number)
+    assert claimed.returncode == 0, claimed.stderr
+    number_id = json.loads(claimed.stdout)["PhoneNumberId"]
+    bound = run(
+        "associate-phone-number-contact-flow",
+        "--phone-number-id",
+        number_id,
+        "--instance-id",
+        iid,
+        "--contact-flow-id",
+        flow_id,
+    )
+    assert bound.returncode == 0, bound.stderr
+    customer = tmp_path / "customer.wav"
+    write_wav(customer, np.zeros((4000, 1), dtype=np.int16), 8000)
+    call = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "callstream.cli",
+            "call",
+            "--to",
+            number,
+            "--customer-audio",
+            str(customer),
+            "--endpoint-url",
+            server.url,
+            "--speed",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert call.returncode == 0, call.stderr
+    contact_id = json.loads(call.stdout)["ContactId"]
+    described = run("describe-contact", "--instance-id", iid, "--contact-id", contact_id)
+    assert described.returncode == 0, described.stderr
+    contact = json.loads(described.stdout)["Contact"]
+    assert contact["Id"] == contact_id and contact["InitiationMethod"] == "INBOUND"
+    assert contact["SystemEndpoint"]["Address"] == number
+    unknown = run("describe-contact", "--instance-id", iid, "--contact-id", "no-such-contact")
+    assert unknown.returncode != 0 and "ResourceNotFoundException" in unknown.stderr
     missing = run("describe-instance", "--instance-id", "nope")
     assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
     assert run("delete-instance", "--instance-id", iid).returncode == 0

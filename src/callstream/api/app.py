@@ -363,6 +363,7 @@ def build_app(
         await service.stop()
 
     app.on_shutdown.append(stop_voice)
+    app.on_shutdown.append(connect.stop_contacts)  # hang up contacts the server placed
     app.on_shutdown.append(end_uploads)
     app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
     app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
@@ -398,8 +399,8 @@ async def _admit(request: web.Request, state: ServerState) -> None:
     from callstream.api import chime, connect, sigv4
 
     path = request.path
-    chime_path = chime.is_chime_path(path)  # chime-sdk-voice, signed as "chime"
     connect_path = connect.is_connect_path(path)  # Amazon Connect, signed as "connect"
+    chime_path = not connect_path and chime.is_chime_path(path)  # chime-sdk-voice: "chime"
     creds = state.config.credentials
     pending = None
     if creds is not None:
@@ -445,5 +446,8 @@ async def _admit(request: web.Request, state: ServerState) -> None:
 
 MAX_CONTACT_BODY_BYTES = 2 * 1024 * 1024
 """A contact record is at most 1 MiB of compact JSON; its request may be laid out."""
-BODY_LIMITS: dict[str, int] = {"/callstream/contacts": MAX_CONTACT_BODY_BYTES}
+BODY_LIMITS: dict[str, int] = {
+    "/callstream/contacts": MAX_CONTACT_BODY_BYTES,
+    "/callstream/connect/calls": 64 * 1024 * 1024,  # a call to a number carries its audio
+}
 """Request-body limits that differ from ``ServerConfig.max_body_bytes``."""

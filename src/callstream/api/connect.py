@@ -13,11 +13,14 @@ names the shape and the body is ``{"Message": "..."}``; ``InvalidContactFlowExce
 carries ``{"problems": [{"message": ...}]}``. Input breaking the model is an
 ``InvalidParameterException``.
 
-Operations: CreateInstance, DescribeInstance, ListInstances, DeleteInstance;
+Operations here: CreateInstance, DescribeInstance, ListInstances, DeleteInstance;
 Associate/Describe/List/Update/DisassociateInstanceStorageConfig (``MEDIA_STREAMS`` on
 ``KINESIS_VIDEO_STREAM``); CreateContactFlow, DescribeContactFlow, ListContactFlows,
-UpdateContactFlowContent, DeleteContactFlow. State lives in
-:class:`callstream.flows.instances.InstanceRegistry`.
+UpdateContactFlowContent, DeleteContactFlow. Lambda associations, phone numbers, queues,
+hours and tags are in :mod:`callstream.api.connect_resources`; contacts (and callstream's
+``POST /callstream/connect/calls``) in :mod:`callstream.api.connect_contacts`. State lives in
+:class:`callstream.flows.instances.InstanceRegistry`. List operations page with
+``NextToken`` / ``MaxResults``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
 
 from callstream.api.app import VERIFIED_BODY, Handler, ServerState, json_response
+from callstream.flows.instance_resources import page
 from callstream.flows.instances import ConnectError, ContactFlow, Instance, StorageConfig
 
 __all__ = ["MODEL", "OPERATIONS", "ROUTES", "SIGNING_NAME", "error_response", "is_connect_path"]
@@ -41,12 +45,27 @@ MODEL = botocore.session.get_session().get_service_model("connect")
 SIGNING_NAME: str = MODEL.signing_name or "connect"
 """The SigV4 service name (``connect``)."""
 
-_PREFIXES = ("/instance", "/contact-flows", "/contact-flows-summary")
+_PREFIXES = (
+    "/instance",
+    "/contact-flows",
+    "/contact-flows-summary",
+    "/phone-number",
+    "/phone-numbers-summary",
+    "/queues",
+    "/queues-summary",
+    "/hours-of-operations",
+    "/hours-of-operations-summary",
+    "/contacts",
+    "/contact",
+    "/callstream/connect",
+)
+_TAGS = "/tags/arn:aws:connect:"
+"""TagResource & co. name a Connect ARN in the path (chime-sdk-voice's ``/tags`` does not)."""
 
 
 def is_connect_path(path: str) -> bool:
     """Whether a request path belongs to the Connect API (signed as ``connect``)."""
-    return any(path == p or path.startswith(p + "/") for p in _PREFIXES)
+    return path.startswith(_TAGS) or any(path == p or path.startswith(p + "/") for p in _PREFIXES)
 
 
 def error_response(err: ConnectError) -> web.Response:
@@ -194,6 +213,15 @@ def _located(shape: Shape, name: str) -> bool:
 
 
 # --- handlers ------------------------------------------------------------------------------------
+def paged(p: dict[str, Any], items: list[Any], key: str, *, default: int = 100) -> dict[str, Any]:
+    """``{key: one page of items}`` plus ``NextToken`` when more follow."""
+    chunk, token = page(items, p.get("NextToken"), p.get("MaxResults"), default=default)
+    out: dict[str, Any] = {key: chunk}
+    if token is not None:
+        out["NextToken"] = token
+    return out
+
+
 ConnectHandler = Callable[[ServerState, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -216,9 +244,9 @@ async def describe_instance(state: ServerState, p: dict[str, Any]) -> dict[str, 
 
 
 async def list_instances(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
-    """``GET /instance`` (one page)."""
+    """``GET /instance``."""
     instances = await state.run(state.connect.list_instances)
-    return {"InstanceSummaryList": [instance_json(i, summary=True) for i in instances]}
+    return paged(p, [instance_json(i, summary=True) for i in instances], "InstanceSummaryList")
 
 
 async def delete_instance(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +274,7 @@ async def describe_storage(state: ServerState, p: dict[str, Any]) -> dict[str, A
 async def list_storage(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
     """``GET /instance/{InstanceId}/storage-configs?resourceType=``."""
     configs = await state.run(state.connect.list_storage, p["InstanceId"], p["ResourceType"])
-    return {"StorageConfigs": [storage_json(c) for c in configs]}
+    return paged(p, [storage_json(c) for c in configs], "StorageConfigs")
 
 
 async def update_storage(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
@@ -298,7 +326,7 @@ async def describe_flow(state: ServerState, p: dict[str, Any]) -> dict[str, Any]
 async def list_flows(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
     """``GET /contact-flows-summary/{InstanceId}``."""
     flows = await state.run(state.connect.list_flows, p["InstanceId"], p.get("ContactFlowTypes"))
-    return {"ContactFlowSummaryList": [flow_summary_json(f) for f in flows]}
+    return paged(p, [flow_summary_json(f) for f in flows], "ContactFlowSummaryList")
 
 
 async def update_flow_content(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
@@ -347,12 +375,26 @@ def _bind(op: OperationModel, handler: ConnectHandler) -> Handler:
 
 
 def _routes() -> tuple[tuple[str, str, Handler], ...]:
-    out = []
+    from callstream.api import connect_contacts, connect_resources
+
+    OPERATIONS.update(connect_resources.OPERATIONS)
+    OPERATIONS.update(connect_contacts.OPERATIONS)
+    out: list[tuple[str, str, Handler]] = []
     for name, handler in OPERATIONS.items():
         op = MODEL.operation_model(name)
         out.append((op.http["method"], op.http["requestUri"].split("?")[0], _bind(op, handler)))
+    out.append(("POST", connect_contacts.CALLS_PATH, connect_contacts.place_call_by_number))
     return tuple(out)
 
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = _routes()
 """``(method, path, handler)`` for the app's router, from the model's HTTP bindings."""
+
+
+async def stop_contacts(app: web.Application) -> None:
+    """Server shutdown: hang up the contacts the server placed and wait for them."""
+    from callstream.api.app import STATE
+
+    center = app[STATE].connect.center
+    if center is not None:
+        await center.close()

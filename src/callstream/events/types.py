@@ -234,6 +234,34 @@ EVENT_TYPES: dict[str, EventSpec] = {
             publishers=_CLIENT,
             aws=AwsEvent("aws.connect", _CONNECT_CONTACT, {"eventType": "DISCONNECTED"}),
         ),
+        *(
+            _spec(
+                name,
+                f"Connect's contact event {event_type}: {doc} (published by the contacts "
+                "the server places).",
+                _CONTACT_ID,
+                _CHANNEL,
+                _INSTANCE,
+                Field("InitiationMethod", "string", doc="INBOUND | OUTBOUND | API | ..."),
+                Field("InitiationTimestamp", "timestamp"),
+                Field("InitialContactId", "string"),
+                Field("PreviousContactId", "string"),
+                Field("ConnectedToSystemTimestamp", "timestamp"),
+                Field("QueueInfo", "object", doc="queueArn, queueType, enqueueTimestamp"),
+                Field("AgentInfo", "object", doc="agentArn, connectedToAgentTimestamp"),
+                publishers=_CLIENT,
+                aws=AwsEvent("aws.connect", _CONNECT_CONTACT, {"eventType": event_type}),
+            )
+            for name, event_type, doc in (
+                (
+                    "ContactConnectedToSystem",
+                    "CONNECTED_TO_SYSTEM",
+                    "the contact has media (the call was answered)",
+                ),
+                ("ContactQueued", "QUEUED", "the contact was placed in a queue"),
+                ("ContactConnectedToAgent", "CONNECTED_TO_AGENT", "an agent took the contact"),
+            )
+        ),
         # --- the voice connector (Chime) -------------------------------------------------
         _spec(
             "VoiceConnectorStreamingStatus",

@@ -76,6 +76,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import numpy as np
 from botocore.credentials import Credentials
 
 from callstream.flows.clock import FRAME_SAMPLES, SAMPLE_RATE, Int16Array, MediaClock, mono_8k
@@ -118,7 +119,10 @@ from callstream.flows.prompts import (
 )
 from callstream.flows.registry import FlowRegistry
 from callstream.flows.store import (
+    CONTACT_CONNECTED_TO_AGENT,
+    CONTACT_CONNECTED_TO_SYSTEM,
     CONTACT_ENDED,
+    CONTACT_QUEUED,
     CONTACT_STARTED,
     CONTACTS_PATH,
     CallEvents,
@@ -135,6 +139,7 @@ __all__ = [
     "NON_TEXT_PROMPT_MS",
     "SAMPLE_RATE",
     "TONE_MAX_MS",
+    "CallControl",
     "CallResult",
     "CallStore",
     "HttpCallStore",
@@ -143,6 +148,7 @@ __all__ = [
     "LambdaSpec",
     "LocalCallStore",
     "PromptPlayed",
+    "iso_ms",
     "load_handler",
     "place_call",
     "prompt_audio",
@@ -224,6 +230,43 @@ def _epoch_ms(when: datetime | None) -> int | None:
     return None if when is None else int(when.timestamp() * 1000)
 
 
+def iso_ms(ms: int) -> str:
+    """Epoch ms as ISO 8601 with milliseconds (``2026-01-02T03:04:05.678Z``), as Connect's
+    contact events write timestamps."""
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+class CallControl:
+    """A handle on a contact while :func:`place_call` places it: :attr:`contact` once it
+    started (live: attributes may be changed), :meth:`stop` ends it as StopContact does
+    (the customer side hangs up after the frame being played; DisconnectReason ``API``)."""
+
+    def __init__(self) -> None:
+        self.contact: Contact | None = None
+        self.started = asyncio.Event()
+        self.stopped = False
+        self._call: _Call | None = None
+
+    def _attach(self, call: _Call) -> None:
+        self._call = call
+        self.contact = call.contact
+        self.started.set()
+        if self.stopped:
+            self._hang_up(call)
+
+    def stop(self) -> None:
+        """End the contact (no-op once it ended)."""
+        self.stopped = True
+        if self._call is not None:
+            self._hang_up(self._call)
+
+    @staticmethod
+    def _hang_up(call: _Call) -> None:
+        call.hangup_reason = "API"
+        call.media.hang_up()
+
+
 class _Call:
     """Performs one contact's effects on the media clock: prompts, input and the queue
     here; streaming, Lambdas and the store through their own parts."""
@@ -240,8 +283,11 @@ class _Call:
         dtmf: str,
         on_event: EventSink | None,
         http: aiohttp.ClientSession,
+        contact_events: bool = False,
     ) -> None:
         self.run = run
+        self.contact_events = contact_events
+        self.hangup_reason = "CUSTOMER_DISCONNECT"
         self.contact = run.contact
         self.media = media
         self.instance = instance
@@ -289,6 +335,29 @@ class _Call:
                 "PreviousContactId": contact.previous_contact_id,
             },
         )
+        if self.contact_events and contact.channel == "VOICE":
+            self.events.publish(
+                CONTACT_CONNECTED_TO_SYSTEM,
+                {
+                    **self._contact_fields(),
+                    "ConnectedToSystemTimestamp": _epoch_ms(
+                        contact.connected_to_system_timestamp or contact.initiation_timestamp
+                    ),
+                },
+            )
+
+    def _contact_fields(self) -> dict[str, Any]:
+        """The fields every Connect contact event carries."""
+        contact = self.contact
+        return {
+            "ContactId": contact.contact_id,
+            "Channel": contact.channel,
+            "InitiationMethod": contact.initiation_method,
+            "InstanceARN": contact.instance_arn or self.instance.arn,
+            "InitiationTimestamp": _epoch_ms(contact.initiation_timestamp),
+            "InitialContactId": contact.initial_contact_id,
+            "PreviousContactId": contact.previous_contact_id,
+        }
 
     async def contact_ended(self, ctr: Mapping[str, Any]) -> bool:
         """Store the contact record and publish ContactEnded, after the events before it;
@@ -331,12 +400,12 @@ class _Call:
                 if not self.media.customer_left.is_set():  # pragma: no cover - defensive
                     self.emit("media ended")
                 self.emit("customer hung up")
-                effect = run.hangup()
+                effect = run.hangup(self.hangup_reason)
                 hung_up = True
                 continue
             if not hung_up and self.media.customer_left.is_set():
                 self.emit(f"customer hung up (during {type(effect).__name__})")
-                effect = run.hangup()
+                effect = run.hangup(self.hangup_reason)
                 hung_up = True
                 continue
             # Starting a stream is not abandoned on a hang-up: the upload it began is
@@ -348,7 +417,7 @@ class _Call:
                 result, left = await self._race(effect)
                 if left:
                     self.emit(f"customer hung up (during {type(effect).__name__})")
-                    effect = run.hangup()
+                    effect = run.hangup(self.hangup_reason)
                     hung_up = True
                     continue
             effect = run.resume(result)
@@ -457,10 +526,34 @@ class _Call:
     def enqueue(self, effect: TransferToQueue) -> Result:
         """Queue the contact; the agent audio follows what is already playing."""
         self.emit(f"queued in {effect.queue.name}")
+        if self.contact_events:
+            self.events.publish(
+                CONTACT_QUEUED,
+                {
+                    **self._contact_fields(),
+                    "QueueInfo": {
+                        "queueArn": effect.queue.arn,
+                        "queueType": "STANDARD",
+                        "enqueueTimestamp": iso_ms(self.media.epoch_ms(self.media.emitted)),
+                    },
+                },
+            )
         if self.agent is not None and self.contact.channel == "VOICE":
             start, end = self.media.schedule(self.agent)
             self.agent_start = start
             self.emit(f"agent audio at {start * 1000 // SAMPLE_RATE} ms ({end - start} samples)")
+            if self.contact_events:
+                self.events.publish(
+                    CONTACT_CONNECTED_TO_AGENT,
+                    {
+                        **self._contact_fields(),
+                        "QueueInfo": {"queueArn": effect.queue.arn, "queueType": "STANDARD"},
+                        "AgentInfo": {
+                            "agentArn": f"{self.instance.arn}/agent/callstream-agent",
+                            "connectedToAgentTimestamp": iso_ms(self.media.epoch_ms(start)),
+                        },
+                    },
+                )
         return TransferResult("queued")
 
 
@@ -474,11 +567,11 @@ def _as_flow(source: FlowSource) -> Flow:
 async def place_call(
     *,
     flow: FlowSource,
-    customer_audio: PathLike,
+    customer_audio: PathLike | Int16Array,
     endpoint_url: str | None = None,
     store: CallStore | None = None,
     flows: Sequence[FlowSource] = (),
-    agent_audio: PathLike | None = None,
+    agent_audio: PathLike | Int16Array | None = None,
     channel: Channel = "VOICE",
     attributes: Mapping[str, str] | None = None,
     lambdas: Mapping[str, LambdaSpec] | None = None,
@@ -489,6 +582,11 @@ async def place_call(
     dtmf: str | None = None,
     contact_id: str | None = None,
     on_event: EventSink | None = None,
+    customer_address: str | None = "+15555550100",
+    system_address: str | None = "+15555550199",
+    initiation_method: str = "INBOUND",
+    control: CallControl | None = None,
+    contact_events: bool = False,
 ) -> CallResult:
     """Place one contact through ``flow`` against the server at ``endpoint_url`` (or
     through ``store``).
@@ -522,8 +620,12 @@ async def place_call(
         raise ValueError(f"channel must be VOICE, CHAT or TASK, not {channel!r}")
     main = _as_flow(flow)
     registry = FlowRegistry(main, *(_as_flow(f) for f in flows))
-    customer = mono_8k(customer_audio)
-    agent = mono_8k(agent_audio) if agent_audio is not None else None
+    customer = customer_audio if isinstance(customer_audio, np.ndarray) else mono_8k(customer_audio)
+    agent = (
+        agent_audio
+        if isinstance(agent_audio, np.ndarray) or agent_audio is None
+        else mono_8k(agent_audio)
+    )
     instance = instance or Instance(region=region)
 
     call_start_ms = time.time_ns() // 1_000_000 // 1000 * 1000  # a whole second
@@ -534,6 +636,9 @@ async def place_call(
         attributes=dict(attributes or {}),
         contact_id=contact_id,
         now=datetime.fromtimestamp(call_start_ms / 1000, tz=UTC),
+        customer_address=customer_address,
+        system_address=system_address,
+        initiation_method=initiation_method,
     )
     run = FlowRun(main, contact, instance=instance, flows=registry, clock=media.now)
 
@@ -554,7 +659,10 @@ async def place_call(
             dtmf=dtmf or "",
             on_event=on_event,
             http=http,
+            contact_events=contact_events,
         )
+        if control is not None:
+            control._attach(call)
         try:
             call.emit(
                 f"contact {contact.contact_id} ({channel}) through {main.name or 'flow'};"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 from datetime import UTC, datetime
 from typing import Protocol
@@ -54,9 +55,9 @@ _MAX_FRAMES_PER_TICK = 250
 _MIN_SLEEP_S = 0.002  # at high speeds frames are played in batches rather than one by one
 
 
-def mono_8k(path: PathLike) -> Int16Array:
-    """Channel 0 of a WAV file at 8 kHz."""
-    audio = read_wav(path)
+def mono_8k(path: PathLike | bytes) -> Int16Array:
+    """Channel 0 of a WAV file (or its bytes) at 8 kHz; ValueError for a broken WAV."""
+    audio = read_wav(io.BytesIO(path)) if isinstance(path, bytes) else read_wav(path)
     samples = np.ascontiguousarray(audio.samples[:, 0])
     if audio.rate != SAMPLE_RATE:
         samples = resample(samples, audio.rate, SAMPLE_RATE)
@@ -176,6 +177,14 @@ class MediaClock:
             self.stopped_by_flow = True
             self._notify()
             await self.done.wait()
+
+    def hang_up(self) -> None:
+        """The customer hangs up after the frame being played (StopContact): the media
+        ends there and :attr:`customer_left` is set, as at the end of the customer audio."""
+        if not self.done.is_set():
+            frame_end = (self.emitted // FRAME_SAMPLES + 1) * FRAME_SAMPLES
+            self.limit = min(self.limit, frame_end)
+            self._notify()
 
     def _notify(self) -> None:
         tick, self._tick = self._tick, asyncio.Event()

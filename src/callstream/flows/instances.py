@@ -17,7 +17,9 @@ Conventions taken from Amazon Connect:
   problems), a ``SAVED`` one is kept as sent, as Connect does for drafts.
 
 Refusals raise :class:`ConnectError` carrying the model's exception shape name.
-Deleting an instance deletes its storage configs and flows.
+Deleting an instance deletes its storage configs, flows and the resources of
+:class:`~callstream.flows.instance_resources.ResourcesMixin` (Lambda associations, claimed
+numbers, queues, hours, recorded contacts).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callstream.flows.connect_errors import ConnectError, invalid, not_found
+from callstream.flows.instance_resources import ResourcesMixin
 from callstream.flows.loader import load_flow
 from callstream.flows.model import FlowError
 from callstream.sqlite_db import open_registry_db
@@ -85,23 +89,8 @@ _SCHEMA = (
 )
 
 
-class ConnectError(Exception):
-    """A refused request: ``code`` is the exception shape of the ``connect`` model
-    (``ResourceNotFoundException``, ...); ``problems`` lists an invalid flow's problems."""
-
-    def __init__(self, code: str, message: str, problems: tuple[str, ...] = ()) -> None:
-        self.code = code
-        self.message = message
-        self.problems = problems
-        super().__init__(f"{code}: {message}")
-
-
-def _not_found(message: str) -> ConnectError:
-    return ConnectError("ResourceNotFoundException", message)
-
-
-def _invalid(message: str) -> ConnectError:
-    return ConnectError("InvalidParameterException", message)
+_not_found = not_found
+_invalid = invalid
 
 
 @dataclass(frozen=True)
@@ -175,7 +164,7 @@ def _validate_kvs(storage_type: str, config: dict[str, Any], resource_type: str)
         raise _invalid("EncryptionConfig.EncryptionType must be KMS.")
 
 
-class InstanceRegistry:
+class InstanceRegistry(ResourcesMixin):
     """The Connect instances of one data directory. Thread-safe; blocking (call it off the
     event loop in async code)."""
 
@@ -184,9 +173,13 @@ class InstanceRegistry:
         self.region = region
         self.account_id = account_id
         self._lock = threading.Lock()
+        self.center: Any = None
+        """The server's :class:`~callstream.flows.connect_contacts.ContactCenter` (set on
+        first use by the API)."""
         self._db = open_registry_db(self.path)
         for statement in _SCHEMA:
             self._db.execute(statement)
+        self._create_resource_tables()
 
     def _arn(self, instance_id: str) -> str:
         return f"arn:aws:connect:{self.region}:{self.account_id}:instance/{instance_id}"
@@ -281,6 +274,7 @@ class InstanceRegistry:
                     ("instances", "id"),
                 ):
                     self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (iid,))
+                self._delete_instance_resources(iid)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

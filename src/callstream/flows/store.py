@@ -65,6 +65,13 @@ CONTACT_STARTED = "ContactStarted"
 MEDIA_STREAMING_STARTED = "MediaStreamingStarted"
 MEDIA_STREAMING_STOPPED = "MediaStreamingStopped"
 CONTACT_ENDED = "ContactEnded"
+CONTACT_CONNECTED_TO_SYSTEM = "ContactConnectedToSystem"
+CONTACT_QUEUED = "ContactQueued"
+CONTACT_CONNECTED_TO_AGENT = "ContactConnectedToAgent"
+CONTACT_EVENTS = (CONTACT_CONNECTED_TO_SYSTEM, CONTACT_QUEUED, CONTACT_CONNECTED_TO_AGENT)
+"""Connect's CONNECTED_TO_SYSTEM, QUEUED and CONNECTED_TO_AGENT contact events, published
+(between ContactStarted = INITIATED and ContactEnded = DISCONNECTED) by the contacts the
+server places (``place_call(contact_events=True)``)."""
 CALL_EVENTS = (CONTACT_STARTED, MEDIA_STREAMING_STARTED, MEDIA_STREAMING_STOPPED, CONTACT_ENDED)
 """The events a call publishes, in the order of a contact's life. Fields are Connect's
 (PascalCase, timestamps in epoch ms): ContactStarted ``ContactId, Channel,
