@@ -266,7 +266,11 @@ class EventBus:
         that was deleted) counts as the newest."""
         self.bind()
         head = self._delivered
-        position = head if cursor is None else max(0, min(cursor, head))
+        with self._cond:
+            # a cursor may be ahead of what the writer has journaled and delivered yet (it
+            # was published a moment ago): only one past every published event is unknown
+            published = self._next - 1
+        position = head if cursor is None else max(0, min(cursor, published))
         sub = Subscription(self, filter or EventFilter(), position, head)
         if self._closing:
             sub.end()
