@@ -37,6 +37,9 @@ Protocol = Literal["twilio", "audiohook", "websocket", "audiosocket"]
 PATHS = {"twilio": "/ingest/twilio", "audiohook": "/ingest/audiohook", "websocket": "/ingest/ws"}
 RATE = 8000
 FRAME_MS = 20
+PING_EVERY = 250
+"""AudioHook: a ping every this many frames (5 s), as Genesys pings."""
+AUDIOHOOK_ORGANIZATION = "00000000-0000-4000-8000-00000000c0de"
 
 
 @dataclass(slots=True)
@@ -150,13 +153,14 @@ async def _websocket(channels: Sequence[bytes], options: ReplayOptions) -> Repla
     url = options.url or f"ws://{options.host}:{options.port}{PATHS[protocol]}"
     call_id = options.call_id or _default_call_id(protocol)
     result = ReplayResult(call_id)
+    session_id = str(uuid.uuid4())
     headers: dict[str, str] = {}
     if protocol == "twilio" and options.twilio_auth_token:
         from callstream.ingest.signatures import twilio_signature
 
         headers["X-Twilio-Signature"] = twilio_signature(options.twilio_auth_token, url)
     elif protocol == "audiohook":
-        headers.update(_audiohook_headers(url, options))
+        headers.update(_audiohook_headers(url, options, session_id))
     elif options.token:
         headers["Authorization"] = f"Bearer {options.token}"
     async with aiohttp.ClientSession() as session:
@@ -165,8 +169,12 @@ async def _websocket(channels: Sequence[bytes], options: ReplayOptions) -> Repla
         except aiohttp.WSServerHandshakeError as exc:
             raise ConnectionRefusedError(f"{url}: HTTP {exc.status} {exc.message}") from None
         async with ws:
-            play = {"twilio": _play_twilio, "audiohook": _play_audiohook, "websocket": _play_plain}
-            await play[protocol](ws, channels, options, result)
+            if protocol == "twilio":
+                await _play_twilio(ws, channels, options, result)
+            elif protocol == "audiohook":
+                await _play_audiohook(ws, channels, options, result, session_id)
+            else:
+                await _play_plain(ws, channels, options, result)
             if options.end == "close":
                 await ws.close()
             else:
@@ -249,23 +257,33 @@ async def _play_plain(
         await send(end_message(result.call_id))
 
 
-def _audiohook_headers(url: str, options: ReplayOptions) -> Mapping[str, str]:
+def _audiohook_headers(url: str, options: ReplayOptions, session_id: str) -> Mapping[str, str]:
+    """The upgrade request's AudioHook headers, signed when an API key is given."""
+    import time
     from urllib.parse import urlsplit
 
-    from callstream.ingest.signatures import sign_audiohook_request
+    from callstream.ingest.signatures import decode_client_secret, sign_audiohook_request
 
+    headers = {
+        "Audiohook-Organization-Id": AUDIOHOOK_ORGANIZATION,
+        "Audiohook-Session-Id": session_id,
+        "Audiohook-Correlation-Id": str(uuid.uuid4()),
+    }
     if not options.audiohook_api_key:
-        return {}
+        return headers
     parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    return sign_audiohook_request(
-        "GET",
-        target,
+    signed = sign_audiohook_request(
+        parts.path + (f"?{parts.query}" if parts.query else ""),
         parts.netloc,
+        organization_id=AUDIOHOOK_ORGANIZATION,
+        session_id=session_id,
+        correlation_id=headers["Audiohook-Correlation-Id"],
         api_key=options.audiohook_api_key,
-        client_secret=options.audiohook_secret or "",
-        session_id=str(uuid.uuid4()),
+        client_secret=decode_client_secret(options.audiohook_secret or ""),
+        created=int(time.time()),
     )
+    signed.pop("Host", None)  # aiohttp sends the same Host itself
+    return signed
 
 
 async def _play_audiohook(
@@ -273,39 +291,60 @@ async def _play_audiohook(
     channels: Sequence[bytes],
     options: ReplayOptions,
     result: ReplayResult,
+    session_id: str,
 ) -> None:
     from callstream.ingest.audiohook import AudioHookClient
 
+    names = ("external", "internal")[: len(channels)]
     client = AudioHookClient(
+        session_id=session_id,
+        organization_id=AUDIOHOOK_ORGANIZATION,
         conversation_id=result.call_id,
-        channels=("external", "internal")[: len(channels)],
-        metadata=options.metadata,
+        media=[{"type": "audio", "format": "PCMU", "channels": list(names), "rate": RATE}],
+        custom_config=options.metadata,
     )
     send = _sender(ws)
     await send(client.open())
-    opened = False
-    while not opened:  # audio may flow once the server says "opened"
+    while client.opened is None:  # audio may flow once the server says "opened"
         msg = await ws.receive(timeout=10)
         if msg.type != aiohttp.WSMsgType.TEXT:
             raise ConnectionError(f"no 'opened' from the server ({msg.type.name})")
         result.replies.append(msg.data)
-        opened = client.receive(msg.data) == "opened"
-    pacer = _Pacer(options.speed)
-    steps = _frames(channels)
-    pause_at = (
-        int(options.pause[0] * 1000 / FRAME_MS) if options.pause is not None else len(steps) + 1
-    )
-    for index, parts in enumerate(steps):
-        if index == pause_at and options.pause is not None:
-            await send(client.paused())
-            await asyncio.sleep(options.pause[1] / options.speed)
-            pacer.shift(options.pause[1] / options.speed)
-            await send(client.resumed())
-        await pacer.wait(index)
-        await send(client.audio(parts))
-        result.frames += 1
-    if options.end == "message":
-        await send(client.close())
+        client.receive(msg.data)
+    reader = asyncio.create_task(_server_messages(ws, client, result))
+    try:
+        pacer = _Pacer(options.speed)
+        steps = _frames(channels)
+        pause_at = len(steps) + 1
+        if options.pause is not None:
+            pause_at = int(options.pause[0] * 1000 / FRAME_MS)
+        for index, parts in enumerate(steps):
+            if index == pause_at and options.pause is not None:
+                await send(client.paused())
+                await asyncio.sleep(options.pause[1] / options.speed)
+                pacer.shift(options.pause[1] / options.speed)
+                await send(client.resumed())
+            await pacer.wait(index)
+            await send(client.audio(dict(zip(names, parts, strict=True))))
+            result.frames += 1
+            if index and index % PING_EVERY == 0:
+                await send(client.ping())
+        if options.end == "message":
+            await send(client.close())
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _server_messages(
+    ws: aiohttp.ClientWebSocketResponse, client: Any, result: ReplayResult
+) -> None:
+    """Keep the AudioHook client's ``serverseq`` current while audio flows (pongs...)."""
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            result.replies.append(msg.data)
+            client.receive(msg.data)
 
 
 # --- AudioSocket (TCP) ------------------------------------------------------------------------

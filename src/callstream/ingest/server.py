@@ -36,6 +36,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,7 +190,10 @@ def _twilio_core(request: web.Request, config: IngestConfig) -> Core:
 def _audiohook_core(request: web.Request, config: IngestConfig) -> Core:
     from callstream.ingest.audiohook import AudioHookSession
 
-    return AudioHookSession()  # type: ignore[no-any-return]
+    return AudioHookSession(
+        session_id=request.headers.get("Audiohook-Session-Id"),
+        organization_id=request.headers.get("Audiohook-Organization-Id"),
+    )
 
 
 def _websocket_core(request: web.Request, config: IngestConfig) -> Core:
@@ -295,9 +299,7 @@ class IngestServer:
         finally:
             self.release()
 
-    async def _run_ws(
-        self, ws: web.WebSocketResponse, core: Core, source: str, peer: str
-    ) -> None:
+    async def _run_ws(self, ws: web.WebSocketResponse, core: Core, source: str, peer: str) -> None:
         sink = CallSink(self.target, self.settings(source))
         self.sinks.add(sink)
         close: Close | None = None
@@ -390,7 +392,9 @@ class IngestServer:
         self.audiosocket_port = self.tcp.sockets[0].getsockname()[1]
         log.info("ingest: AudioSocket on %s:%d", config.audiosocket_host, self.audiosocket_port)
 
-    async def _audiosocket(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _audiosocket(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername")
         address = str(peer[0]) if peer else "?"
         allow = self.config.audiosocket_allow
@@ -415,9 +419,9 @@ class IngestServer:
     async def _run_tcp(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
-        from callstream.ingest.audiosocket import AudioSocketSession
+        from callstream.ingest.audiosocket import AudioSocketConnection
 
-        core: Any = AudioSocketSession()
+        core = AudioSocketConnection()
         sink = CallSink(self.target, self.settings("audiosocket"))
         self.sinks.add(sink)
         reason = "disconnected"
@@ -436,7 +440,7 @@ class IngestServer:
                 except ConnectionError:
                     data = b""
                 if not data:
-                    await sink.handle(core.receive_close())
+                    await sink.handle(core.receive_eof())
                     break
                 events: list[IngestEvent] = core.receive_bytes(data)
                 stop = False
@@ -506,6 +510,13 @@ def mount_ingest(app: web.Application, state: ServerState) -> None:
     async def start(_: web.Application) -> None:
         await server.start_audiosocket()
         config.bound_audiosocket_port = server.audiosocket_port
+        if server.audiosocket_port is not None:
+            print(
+                f"callstream ingest: AudioSocket on {config.audiosocket_host}:"
+                f"{server.audiosocket_port}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     async def stop(_: web.Application) -> None:
         await server.stop()
