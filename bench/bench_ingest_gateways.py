@@ -169,13 +169,15 @@ async def _send(sess: aiohttp.ClientSession, url: str, call: Call, up: asyncio.E
 async def _find_streams(base: str, calls: dict[str, Call]) -> dict[str, str]:
     """call id -> stream name, from the streams' tags."""
     found: dict[str, str] = {}
+    checked: set[str] = set()  # a stream's tags are set when it is created
     async with bs.new_session() as sess:
         while len(found) < len(calls):
             listed = await bs.post_json(sess, base, "/listStreams", {"MaxResults": 10000})
             for info in listed.get("StreamInfoList", []):
                 name = info["StreamName"]
-                if name in found.values() or not name.startswith("callstream-ingest-twilio"):
+                if name in checked or not name.startswith("callstream-ingest-twilio"):
                     continue
+                checked.add(name)
                 tags = await bs.post_json(sess, base, "/listTagsForStream", {"StreamName": name})
                 call_id = tags.get("Tags", {}).get("callstream:call-id")
                 if call_id in calls:

@@ -38,7 +38,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -228,6 +228,18 @@ def gateways() -> dict[str, Gateway]:
 # --- the server ------------------------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False)
+class _Watch:
+    """A connection the watchdog looks after."""
+
+    sink: CallSink
+    source: str
+    close: Callable[[], object]
+    last: float
+    """Loop time of the last message."""
+    idle: bool = False
+
+
 class IngestServer:
     """The gateways' shared state: the call bound, open connections, the TCP listener."""
 
@@ -244,6 +256,9 @@ class IngestServer:
         self.refused = 0
         self.calls = 0
         self.stopping = False
+        self.watches: set[_Watch] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def settings(self, source: str) -> SinkSettings:
         config = self.config
@@ -302,22 +317,18 @@ class IngestServer:
     async def _run_ws(self, ws: web.WebSocketResponse, core: Core, source: str, peer: str) -> None:
         sink = CallSink(self.target, self.settings(source))
         self.sinks.add(sink)
+        loop = asyncio.get_running_loop()
+
+        def close_idle() -> None:
+            self._spawn(ws.close(code=1000, message=b"idle"))
+
+        watch = self._watch(sink, source, close_idle)
         close: Close | None = None
         reason = "disconnected"
         try:
             while close is None:
-                timeout = self._timeout(sink)
-                try:
-                    msg = await ws.receive(timeout=timeout)
-                except TimeoutError:
-                    if self._paused(sink):
-                        sink.tick()
-                        continue
-                    log.info("ingest %s call %s: nothing for %.0f s, ending it", source,
-                             sink.call_id, self.config.idle_timeout_s)  # fmt: skip
-                    reason = "idle"
-                    close = Close(1000, "idle")
-                    break
+                msg = await ws.receive()
+                watch.last = loop.time()
                 if msg.type == WSMsgType.TEXT:
                     events = core.receive_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:
@@ -345,7 +356,10 @@ class IngestServer:
             reason = "disconnected"
             raise
         finally:
+            self.watches.discard(watch)
             self.sinks.discard(sink)
+            if watch.idle:
+                reason = "idle"
             await sink.end(reason if not sink.ended else sink.end_reason or reason)
             if sink.started is not None:
                 log.info("ingest %s call %s from %s ended (%s)", source, sink.call_id, peer,
@@ -369,16 +383,47 @@ class IngestServer:
                 failed = event
                 log.info("ingest %s call %s: protocol error: %s", source, sink.call_id,
                          event.message)  # fmt: skip
-        await sink.handle([e for e in events if not isinstance(e, Reply | Close | ProtocolError)])
+        if not await _handle(sink, events, source):
+            close = Close(1011, "internal error")
         if failed is not None and close is None:
             close = Close(1002, "protocol error")
         return close, failed
 
-    def _paused(self, sink: CallSink) -> bool:
-        return sink.timeline is not None and sink.timeline.paused_at is not None
+    # --- idle peers and pauses ----------------------------------------------------------
+    def _watch(self, sink: CallSink, source: str, close: Callable[[], object]) -> _Watch:
+        """Watch a connection: one task for all of them (not a timer per message)."""
+        loop = asyncio.get_running_loop()
+        watch = _Watch(sink, source, close, loop.time())
+        self.watches.add(watch)
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = loop.create_task(self._watch_forever(), name="ingest-watchdog")
+        return watch
 
-    def _timeout(self, sink: CallSink) -> float:
-        return PAUSE_TICK_S if self._paused(sink) else self.config.idle_timeout_s
+    async def _watch_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.watches:
+            await asyncio.sleep(PAUSE_TICK_S)
+            now = loop.time()
+            for watch in list(self.watches):
+                timeline = watch.sink.timeline
+                if timeline is not None and timeline.paused_at is not None:
+                    watch.sink.tick()  # the pause's silence, written as it passes
+                    watch.last = now
+                elif not watch.idle and now - watch.last >= self.config.idle_timeout_s:
+                    watch.idle = True
+                    log.info("ingest %s call %s: nothing for %.0f s, ending it", watch.source,
+                             watch.sink.call_id, self.config.idle_timeout_s)  # fmt: skip
+                    watch.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("ingest: closing a connection: %s", task.exception())
 
     # --- AudioSocket (TCP) --------------------------------------------------------------
     async def start_audiosocket(self) -> None:
@@ -424,21 +469,16 @@ class IngestServer:
         core = AudioSocketConnection()
         sink = CallSink(self.target, self.settings("audiosocket"))
         self.sinks.add(sink)
+        loop = asyncio.get_running_loop()
+        watch = self._watch(sink, "audiosocket", writer.close)
         reason = "disconnected"
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), self._timeout(sink))
-                except TimeoutError:
-                    if self._paused(sink):
-                        sink.tick()
-                        continue
-                    reason = "idle"
-                    log.info("ingest audiosocket call %s: nothing for %.0f s, ending it",
-                             sink.call_id, self.config.idle_timeout_s)  # fmt: skip
-                    break
+                    data = await reader.read(65536)
                 except ConnectionError:
                     data = b""
+                watch.last = loop.time()
                 if not data:
                     await sink.handle(core.receive_eof())
                     break
@@ -454,16 +494,18 @@ class IngestServer:
                         log.info("ingest audiosocket call %s: protocol error: %s",
                                  sink.call_id, event.message)  # fmt: skip
                         reason, stop = "protocol-error", True
-                await sink.handle(
-                    [e for e in events if not isinstance(e, Reply | Close | ProtocolError)]
-                )
+                if not await _handle(sink, events, "audiosocket"):
+                    stop = True
                 if sink.failed is not None:
                     log.warning("ingest audiosocket call %s: %s", sink.call_id, sink.failed)
                     stop = True
                 if stop or sink.ended:
                     break
         finally:
+            self.watches.discard(watch)
             self.sinks.discard(sink)
+            if watch.idle:
+                reason = "idle"
             await sink.end(reason if not sink.ended else sink.end_reason or reason)
             if sink.started is not None:
                 log.info("ingest audiosocket call %s from %s ended (%s)", sink.call_id, peer,
@@ -480,12 +522,25 @@ class IngestServer:
                 await ws.close(code=1001, message=b"server stopping")
         for writer in list(self.writers):
             writer.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for _ in range(100):  # the connections' own tasks end their calls
             if not self.sinks:
                 break
             await asyncio.sleep(0.05)
         for sink in list(self.sinks):
             await sink.end("server stopping")
+
+
+async def _handle(sink: CallSink, events: list[IngestEvent], source: str) -> bool:
+    """The call's part of ``events`` to the sink; False (one log line) when the store
+    failed it (the connection is then closed with 1011)."""
+    try:
+        await sink.handle([e for e in events if not isinstance(e, Reply | Close | ProtocolError)])
+    except Exception as exc:
+        log.warning("ingest %s call %s: %s: %s", source, sink.call_id, type(exc).__name__, exc)
+        return False
+    return True
 
 
 def mount_ingest(app: web.Application, state: ServerState) -> None:
