@@ -414,3 +414,69 @@ def test_asterisk_audiosocket_as_res_audiosocket_sends(server: ServerThread) -> 
     audio = get_media(server, info["StreamARN"], started["StartFragmentNumber"])
     assert audio.pcm["AUDIO_FROM_CUSTOMER"] == pcm
     assert json.loads(json.dumps(started))["Tracks"][0] == "AUDIO_FROM_CUSTOMER"
+
+
+def test_a_peer_that_drops_the_connection_ends_its_call_without_tracebacks(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twilio's socket cut mid-call (no ``stop``, no close frame): the audio that arrived
+    is stored and the call ends as any other."""
+    from callstream.ingest.signatures import twilio_signature
+    from callstream.ingest.twilio import TwilioClient
+
+    url = f"ws://127.0.0.1:{server.port}/ingest/twilio"
+    call_id = "CA" + uuid.uuid4().hex
+    pcm = tone(1.0, 300, 9)
+
+    async def scenario() -> None:
+        client = TwilioClient(call_id, tracks=("inbound",))
+        headers = {"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url)}
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(url, headers=headers)
+            await ws.send_str(client.connected())
+            await ws.send_str(client.start())
+            for k, off in enumerate(range(0, len(pcm), 320)):
+                await ws.send_str(client.media("inbound", pcm[off : off + 320], k * 20))
+            transport = ws._response.connection.transport  # type: ignore[union-attr]
+            transport.abort()  # a reset, not a close
+
+    asyncio.run(scenario())
+    [(info, _)] = wait_call(server, call_id)
+    events = wait_events(server, {info["StreamARN"]}, {"MediaStreamingStopped"})
+    started = next(e for e in events if e["EventType"] == "MediaStreamingStarted")
+    audio = get_media(server, info["StreamARN"], started["StartFragmentNumber"])
+    assert audio.pcm["AUDIO_FROM_CUSTOMER"] == via_ulaw(pcm)
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+
+
+def test_stopping_the_server_ends_open_calls_and_stores_them(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, ingest_config(idle_timeout_s=60))
+    pcm = tone(0.6, 300, 10)
+    holder: dict[str, ReplayResult] = {}
+
+    async def call() -> None:
+        holder["result"] = await replay([pcm], options(srv, "websocket", end="none", hold_s=30))
+
+    import threading
+
+    thread = threading.Thread(target=lambda: asyncio.run(call()))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not [e for e in bus(srv) if e["EventType"] == "MediaStreamingStarted"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # the rest of the audio arrives
+    srv.stop()
+    thread.join(30)
+    assert holder["result"].closed_by_server and holder["result"].close_code == 1001
+    # the call's events are on the bus's journal; a server on the same data dir reads them
+    again = start_server(tmp_path, ingest_config())
+    try:
+        kinds = [e["EventType"] for e in bus(again)]
+        assert "MediaStreamingStopped" in kinds
+        [(info, _)] = [(i, t) for i, t in streams_of(again, holder["result"].call_id)]
+        started = next(e for e in bus(again) if e["EventType"] == "MediaStreamingStarted")
+        audio = get_media(again, info["StreamARN"], started["StartFragmentNumber"])
+        assert audio.pcm["AUDIO_FROM_CUSTOMER"] == pcm
+    finally:
+        again.stop()
