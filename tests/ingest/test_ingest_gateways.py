@@ -474,7 +474,7 @@ def test_stopping_the_server_ends_open_calls_and_stores_them(tmp_path: Path) -> 
     try:
         kinds = [e["EventType"] for e in bus(again)]
         assert "MediaStreamingStopped" in kinds
-        [(info, _)] = [(i, t) for i, t in streams_of(again, holder["result"].call_id)]
+        [(info, _)] = streams_of(again, holder["result"].call_id)
         started = next(e for e in bus(again) if e["EventType"] == "MediaStreamingStarted")
         audio = get_media(again, info["StreamARN"], started["StartFragmentNumber"])
         assert audio.pcm["AUDIO_FROM_CUSTOMER"] == pcm
