@@ -218,6 +218,16 @@ def test_a_silent_channel_is_filled_so_the_other_keeps_moving() -> None:
     assert line.lanes["agent"].audio_samples == 0
 
 
+def test_a_one_channel_call_is_released_at_once_in_the_connect_shape() -> None:
+    """The agent track of a caller-only source is silence that nobody waits for."""
+    line = Timeline(["caller"], 8000, joint=True)
+    pcm = tone(0.1, 300, 1)
+    line.place("caller", pcm, None, 0.0)
+    pieces = line.release()
+    assert b"".join(p["caller"] for _, p in pieces) == pcm
+    assert b"".join(p["agent"] for _, p in pieces) == bytes(len(pcm))
+
+
 def test_a_call_without_call_started_ends_quietly(tmp_path: Path) -> None:
     sink, read, published = run_call(tmp_path, [AudioReceived(0, b"\0\0" * 160, 0)])
     assert read == [] and published == [] and sink.started is None

@@ -246,8 +246,12 @@ class Timeline:
             for lane in self.lanes.values():
                 lane.fill_to(target)
             return
-        target = self.end - self._samples(LAG_MS)
+        end = self.end
+        target = end - self._samples(LAG_MS)
         for lane in self.lanes.values():
+            if not lane.present:  # no channel for this role: silence, never waited for
+                lane.fill_to(end)
+                continue
             if lane.position >= target:
                 continue
             last = lane.last_audio_ms
