@@ -11,13 +11,13 @@ __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "PROTOCOLS", "IngestConfig"]
 PROTOCOLS = ("twilio", "audiohook", "websocket", "audiosocket")
 DEFAULT_MAX_MESSAGE_BYTES = {
     "twilio": 64 * 1024,
-    "audiohook": 256 * 1024,
-    "websocket": 256 * 1024,
-    "audiosocket": 65535 + 3,
+    "audiohook": 64 * 1024,
+    "websocket": 128 * 1024,
 }
-"""The largest message each protocol may send: a Twilio media event is ~0.5 KiB of JSON,
-an AudioHook or plain-socket frame a fraction of a second of audio; an AudioSocket TLV
-frame is at most 64 KiB by its 2-byte length."""
+"""The largest WebSocket message each protocol may send (larger: close 1009), as its core
+allows: a Twilio media event is ~0.5 KiB of JSON, an AudioHook frame at most 64 KiB (the
+Genesys reference server's limit), a plain-socket frame up to two seconds of 16 kHz stereo
+L16. AudioSocket frames are bounded by the core (16 KiB of payload)."""
 
 
 @dataclass(slots=True)
