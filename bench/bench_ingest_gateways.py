@@ -317,13 +317,15 @@ def table(results: list[bs.RunResult]) -> str:
                 f"{10 * r.server_cpu_pct / r.n:.2f}",
                 f"{r.active_rss_kb / 1024:.0f}",
                 f"{r.gen_cpu_pct:.0f}",
+                f"{r.other_cpu_pct:.0f}",
                 bs.fmt(r.send_lag.get("p99")),
                 "yes" if r.ok else f"**no** {(r.errors or [''])[0][:50]}",
             ]
         )
     return bs.table(
         ["path", "N", "p50 ms", "p99 ms", "max ms", "frames lost / sent", "server CPU %",
-         "CPU ms / stream-s", "RSS MB", "loadgen CPU %", "send lag p99", "p99<200, no loss"],
+         "CPU ms / stream-s", "RSS MB", "loadgen CPU %", "other CPU %", "send lag p99",
+         "p99<200, no loss"],
         rows,
     )  # fmt: skip
 
@@ -333,15 +335,18 @@ def main() -> None:
     ap.add_argument("--n", default="25,50,100", help="concurrent calls per run")
     ap.add_argument("--seconds", type=float, default=15.0, help="measuring window per run")
     ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument(
+        "--quiet", type=float, default=60.0, help="wait up to S s for an idle machine per run"
+    )
     args = ap.parse_args()
     ns = [int(x) for x in args.n.split(",")]
     results: list[bs.RunResult] = []
     with Server() as srv:
         for n in ns:
-            bs.wait_for_quiet(10)
+            bs.wait_for_quiet(args.quiet)
             results.append(bs.run_async(twilio_run(srv, n, args.seconds, args.warmup)))
             print(table(results[-1:]), flush=True)
-            bs.wait_for_quiet(10)
+            bs.wait_for_quiet(args.quiet)
             put = bs.run_async(bs.realtime_run(srv, n, args.seconds, args.warmup))  # type: ignore[arg-type]
             put.target = "PutMedia"
             results.append(put)
