@@ -290,7 +290,9 @@ class IngestServer:
             log.info(
                 "ingest %s from %s refused: %s", gateway.source, request.remote, refusal.reason
             )
-            return web.Response(status=refusal.status, text=f"{refusal.reason}\n")
+            # the reason is for the log; a peer with bad credentials learns nothing more
+            text = "unauthorized" if refusal.status == 401 else refusal.reason
+            return web.Response(status=refusal.status, text=f"{text}\n")
         if not self.admit():
             log.warning("ingest %s from %s refused: %d calls open", gateway.source,
                         request.remote, self.active)  # fmt: skip
@@ -336,12 +338,11 @@ class IngestServer:
                 elif msg.type == WSMsgType.ERROR:
                     exc = ws.exception()
                     log.info("ingest %s call %s: %s", source, sink.call_id, exc)
-                    events = core.receive_close()
-                    await sink.handle(events)
+                    await _handle(sink, core.receive_close(), source)
                     reason = "error"
                     break
                 else:  # CLOSE / CLOSING / CLOSED: the peer is gone
-                    await sink.handle(core.receive_close())
+                    await _handle(sink, core.receive_close(), source)
                     break
                 close, failed = await self._apply(ws, sink, events, source)
                 if failed is not None:
@@ -480,7 +481,7 @@ class IngestServer:
                     data = b""
                 watch.last = loop.time()
                 if not data:
-                    await sink.handle(core.receive_eof())
+                    await _handle(sink, core.receive_eof(), "audiosocket")
                     break
                 events: list[IngestEvent] = core.receive_bytes(data)
                 stop = False
