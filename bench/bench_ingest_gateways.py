@@ -15,7 +15,7 @@ in ms), built with :class:`callstream.ingest.twilio.TwilioClient`; clients are s
 evenly over the 20 ms period. The first 24 µ-law bytes of every frame carry the send time
 (ns) and the frame number, one nibble a byte, in codes whose decoded L16 values are
 distinct, so the reader recovers them from the stream's PCM. Each call's stream (found
-by its ``callstream:call-id`` tag) has one live GetMedia reader (EARLIEST, started once
+by its ``callstream:call-id`` tag) has one live GetMedia reader (NOW, started once
 the stream exists); for every block sent inside the measuring window it records
 frame-to-reader latency (the reader's clock at the chunk's arrival minus the send time).
 Lost = frames sent in the window that no reader saw.
@@ -37,6 +37,7 @@ import asyncio
 import json
 import os
 import platform
+import struct
 import sys
 import tempfile
 import time
@@ -75,12 +76,15 @@ def marked_pcm(now_ns: int, k: int) -> bytes:
     return decode_pcmu(nibbles + FILLER)
 
 
+_MARK_SAMPLES = struct.Struct(f"<{MARK}h")
+
+
 def read_mark(pcm: bytes) -> tuple[int, int] | None:
     """(send time ns, frame number) from a block's PCM; None for silence filled in."""
-    samples = np.frombuffer(pcm[: 2 * MARK], "<i2")
     value = 0
-    for s in samples:
-        nib = PCM_TO_NIBBLE.get(int(s))
+    lookup = PCM_TO_NIBBLE.get
+    for s in _MARK_SAMPLES.unpack_from(pcm):
+        nib = lookup(s)
         if nib is None:
             return None
         value = (value << 4) | nib
@@ -113,6 +117,13 @@ class Server(ServerProcess):
         super().stop()
         import shutil
 
+        problems = [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if "ingest" in line or "Traceback" in line or "Error" in line
+        ]
+        if problems:
+            print(f"server log: {len(problems)} warnings/errors, e.g. {problems[:3]}")
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Server:
@@ -166,13 +177,23 @@ async def _send(sess: aiohttp.ClientSession, url: str, call: Call, up: asyncio.E
         up.set()
 
 
-async def _find_streams(base: str, calls: dict[str, Call]) -> dict[str, str]:
-    """call id -> stream name, from the streams' tags."""
-    found: dict[str, str] = {}
+async def _find_streams(base: str, calls: dict[str, Call], found: dict[str, str]) -> None:
+    """Fill ``found`` (call id -> stream name) from the streams' tags."""
     checked: set[str] = set()  # a stream's tags are set when it is created
     async with bs.new_session() as sess:
         while len(found) < len(calls):
-            listed = await bs.post_json(sess, base, "/listStreams", {"MaxResults": 10000})
+            listed = await bs.post_json(
+                sess,
+                base,
+                "/listStreams",
+                {
+                    "MaxResults": 10000,
+                    "StreamNameCondition": {
+                        "ComparisonOperator": "BEGINS_WITH",
+                        "ComparisonValue": "callstream-ingest-twilio",
+                    },
+                },
+            )
             for info in listed.get("StreamInfoList", []):
                 name = info["StreamName"]
                 if name in checked or not name.startswith("callstream-ingest-twilio"):
@@ -183,7 +204,6 @@ async def _find_streams(base: str, calls: dict[str, Call]) -> dict[str, str]:
                 if call_id in calls:
                     found[call_id] = name
             await asyncio.sleep(0.2)
-    return found
 
 
 async def _read(
@@ -194,7 +214,9 @@ async def _read(
     lat: array.array[int],
     window: bs.Window,
 ) -> None:
-    body = json.dumps({"StreamName": name, "StartSelector": {"StartSelectorType": "EARLIEST"}})
+    # from the live edge, as the PutMedia readers: what was written before the reader came
+    # (while the other calls were being set up) is not what this measures
+    body = json.dumps({"StreamName": name, "StartSelector": {"StartSelectorType": "NOW"}})
     url = base + "/getMedia"
     hdrs = bs.signed(url, body.encode(), {"Content-Type": "application/json"})
     try:
@@ -247,7 +269,14 @@ async def twilio_run(srv: Server, n: int, seconds: float, warmup: float) -> bs.R
             tasks.append(asyncio.create_task(_send(sess, url, call, up)))
             await up.wait()
             ticker.add(call)  # type: ignore[arg-type]
-        names = await asyncio.wait_for(_find_streams(srv.url, by_id), 60)
+        names: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(_find_streams(srv.url, by_id, names), 120)
+        except TimeoutError:
+            missing = [c for c in objs if c.call_id not in names]
+            res.errors.append(
+                f"{len(missing)} calls without a stream: {missing[0].error or 'no error'}"
+            )
         for cid, name in names.items():
             tasks.append(asyncio.create_task(_read(sess, srv.url, name, by_id[cid], lat, window)))
         res.setup_s = time.monotonic() - t_setup
@@ -297,7 +326,7 @@ async def twilio_run(srv: Server, n: int, seconds: float, warmup: float) -> bs.R
     res.latency = bs.summary_ms(lat)
     res.send_lag = bs.summary_ms(ticker.lag)
     errs = [c.error for c in objs if c.error] + [c.reader_error for c in objs if c.reader_error]
-    res.errors = errs[:5]
+    res.errors += errs[:5]
     return res
 
 
