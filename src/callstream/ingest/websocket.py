@@ -24,8 +24,11 @@ Start-message fields (first present name wins)
 ============  ================================================  ==========================
 what          accepted names                                    default
 ============  ================================================  ==========================
-call id       ``callId``, ``callSid`` (jambonz), ``call_id``,   required
-              ``uuid`` (mod_audio_fork metadata), ``sessionId``
+call id       ``callSid`` / ``call_sid`` (jambonz), ``callId``  required
+              (LCA), ``call_id``, ``uuid`` (mod_audio_fork
+              metadata), ``sessionId``; the other id fields
+              stay in the metadata (jambonz's ``callId`` is
+              the SIP Call-ID)
 sample rate   ``sampleRate`` (jambonz), ``samplingRate`` (LCA),  the edge's default (8000)
               ``sample_rate``; 8000 or 16000
 encoding      ``encoding``: ``L16`` / ``LINEAR16`` / ``PCM16`` /  ``L16``
@@ -183,13 +186,12 @@ def _is_end(obj: Mapping[str, Any]) -> bool:
     return False
 
 
+_CALL_ID_KEYS: Final = ("callSid", "call_sid", "callId", "call_id", "uuid", "sessionId")
+"""Where the call id is looked for, in order. jambonz sends both ``callSid`` (its call
+identifier) and ``callId`` (the SIP Call-ID); LCA sends only ``callId``."""
+
 _START_KEYS: Final = frozenset(
     {
-        "callId",
-        "callSid",
-        "call_id",
-        "uuid",
-        "sessionId",
         "sampleRate",
         "samplingRate",
         "sample_rate",
@@ -282,10 +284,11 @@ class PlainWebSocket:
         return self._start(obj)
 
     def _start(self, obj: dict[str, Any]) -> list[IngestEvent]:
-        call_id = _first(obj, ("callId", "callSid", "call_id", "uuid", "sessionId"))
+        id_key = next((k for k in _CALL_ID_KEYS if obj.get(k) is not None), None)
+        call_id = obj[id_key] if id_key is not None else None
         nested = obj.get("metadata")
         if call_id is None and isinstance(nested, dict):
-            call_id = _first(nested, ("callId", "callSid", "call_id", "uuid"))
+            call_id = _first(nested, _CALL_ID_KEYS)
         if not isinstance(call_id, str | int) or isinstance(call_id, bool) or call_id == "":
             return failure("start message has no callId (or callSid/uuid)", CLOSE_PROTOCOL_ERROR)
         rate = _first(obj, ("sampleRate", "samplingRate", "sample_rate"))
@@ -313,7 +316,7 @@ class PlainWebSocket:
             return failure(roles, CLOSE_UNSUPPORTED_DATA)
         metadata: dict[str, str] = {}
         for key, value in obj.items():
-            if key not in _START_KEYS and not isinstance(value, dict | list):
+            if key not in _START_KEYS and key != id_key and not isinstance(value, dict | list):
                 metadata[key] = _text(value)
         if isinstance(nested, dict):
             for key, value in nested.items():
@@ -347,7 +350,7 @@ class PlainWebSocket:
             count = self.default_channels
         if isinstance(count, str) and count.isdigit():
             count = int(count)
-        if isinstance(count, bool) or count not in (1, 2):
+        if not isinstance(count, int) or isinstance(count, bool) or count not in (1, 2):
             return f"unsupported channel count {count!r} (1 or 2)"
         return _ROLES[:count]
 
