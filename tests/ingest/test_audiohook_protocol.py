@@ -712,3 +712,10 @@ def test_encoder_round_trip_every_media(
     for i, name in enumerate(channels):
         got = b"".join(e.pcm for e in events if isinstance(e, AudioReceived) and e.channel == i)
         assert got == data[name]
+
+
+def test_recorded_client_errors_are_bounded() -> None:
+    session, _ = _opened()
+    for seq in range(2, 1502):
+        session.receive_text(_msg("error", seq, {"code": 500, "message": "x"}, serverseq=1))
+    assert len(session.client_errors) == 1000 and session.state == "active"

@@ -304,3 +304,9 @@ def test_encoder_round_trip_is_sample_exact(pcm: bytes) -> None:
     for message in client_stream(CALL, pcm, frame_ms=20):
         events += conn.receive_bytes(message)
     assert b"".join(e.pcm for e in events if isinstance(e, AudioReceived)) == pcm
+
+
+def test_recorded_dtmf_is_bounded() -> None:
+    conn = AudioSocketConnection()
+    conn.receive_bytes(uuid_frame(CALL) + dtmf_frame("9") * 1500)
+    assert conn.dtmf == ["9"] * 1000 and not conn.failed

@@ -424,3 +424,15 @@ def test_round_trip_property(inbound: list[int], outbound: list[int]) -> None:
             e.pcm for e in events if isinstance(e, AudioReceived) and e.channel == channel
         )
         assert got == pcm[track]
+
+
+def test_recorded_dtmf_marks_and_gaps_are_bounded() -> None:
+    stream, _ = _started()
+    for i in range(1500):
+        digit = {"event": "dtmf", "sequenceNumber": str(10 * i + 5), "dtmf": {"digit": "1"}}
+        stream.receive_text(json.dumps(digit))
+    mark = {"event": "mark", "mark": {"name": "m" * 10_000}}
+    stream.receive_text(json.dumps(mark))
+    assert len(stream.dtmf) == 1000 and len(stream.sequence_gaps) == 1000
+    assert stream.marks == ["m" * 200]
+    assert not stream.failed

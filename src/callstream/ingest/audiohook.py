@@ -80,6 +80,7 @@ from callstream.ingest.websocket import (
     CLOSE_UNSUPPORTED_DATA,
     deinterleave,
     interleave,
+    record,
 )
 from callstream.media.g711 import ulaw_encode
 from callstream.voice.codecs import decode_pcmu
@@ -308,7 +309,7 @@ class AudioHookSession:
                 events.append(CallEnded(str(reason)))
             return [*events, Close(CLOSE_NORMAL, "session closed")]
         if kind == "error":
-            self.client_errors.append(params)
+            record(self.client_errors, params)
             return []
         if self.state == "preparing":
             raise _Failure(f"'{kind}' before the open transaction")

@@ -87,6 +87,7 @@ __all__ = [
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_UNSUPPORTED_DATA",
     "MAX_BINARY_BYTES",
+    "MAX_RECORDED",
     "MAX_TEXT_BYTES",
     "SUBPROTOCOLS",
     "PlainWebSocket",
@@ -97,6 +98,7 @@ __all__ = [
     "frames",
     "interleave",
     "parse_json_object",
+    "record",
     "start_message",
 ]
 
@@ -112,6 +114,13 @@ MAX_TEXT_BYTES: Final = 64 * 1024
 """Largest text message the plain socket accepts (start messages carry metadata)."""
 MAX_BINARY_BYTES: Final = 128 * 1024
 """Largest binary message: two seconds of 16 kHz stereo L16 is 128,000 bytes."""
+
+MAX_RECORDED: Final = 1000
+"""Most entries a core keeps in a diagnostic list (DTMF digits, marks, sequence gaps,
+client errors); later ones are dropped, so a peer cannot grow a connection's memory by
+repeating a small message."""
+MAX_RECORDED_CHARS: Final = 200
+"""Longest text kept per recorded entry."""
 
 SUBPROTOCOLS: Final = ("audio.jambonz.org", "audio.drachtio.org", "audiostream.drachtio.org")
 """WebSocket subprotocols jambonz ``listen`` and mod_audio_fork ask for; the edge accepts
@@ -130,6 +139,12 @@ def failure(message: str, code: int) -> list[IngestEvent]:
     """``[ProtocolError(message), Close(code, reason)]``; the reason fits a close frame."""
     reason = message.encode()[:120].decode("utf-8", "ignore")
     return [ProtocolError(message), Close(code, reason)]
+
+
+def record(entries: list[Any], entry: Any) -> None:
+    """Append ``entry`` (text truncated) to a diagnostic list unless it is full."""
+    if len(entries) < MAX_RECORDED:
+        entries.append(entry[:MAX_RECORDED_CHARS] if isinstance(entry, str) else entry)
 
 
 def parse_json_object(text: str, limit: int) -> dict[str, Any] | list[IngestEvent]:
