@@ -41,11 +41,13 @@ Roles: ``media.channels`` names ``external`` (the customer) -> caller and ``inte
 Protocol errors (not JSON, larger than :data:`MAX_TEXT_BYTES` / :data:`MAX_BINARY_BYTES`,
 a bad envelope, ``seq`` not the previous + 1, ``serverseq`` ahead of what was sent, a
 different session ``id``, an unknown type, bad parameters, audio before ``opened`` or
-while paused, a frame that is not whole samples of every channel) are answered as the
-Genesys reference server does: ``disconnect {reason: "error", info}``, then
+while paused, a frame that is not whole samples of every channel) are answered with
+``disconnect {reason: "error", info}`` as the Genesys reference server does, then
 :class:`ProtocolError` and :class:`Close` (1002, or 1007 for undecodable data, 1009 for
 size, 1003 when no offered media is usable, 1008 for an organization id that does not
-match the signed header).
+match the signed header). The reference server instead keeps reading until the client's
+close transaction; this core closes at once, so a broken peer cannot keep the session
+open (the call still ends: the edge ends the sink when the socket goes).
 
 L16 frames are read as little-endian, as the Genesys reference implementation does.
 """
