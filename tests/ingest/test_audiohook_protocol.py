@@ -608,7 +608,7 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(
     st.sampled_from(["open", "ping", "close", "paused", "resumed", "discarded", "update", "error"]),
     st.dictionaries(

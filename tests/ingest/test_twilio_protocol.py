@@ -384,7 +384,7 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(
     st.sampled_from(["start", "media", "stop", "dtmf", "mark", "connected", "other"]),
     st.dictionaries(

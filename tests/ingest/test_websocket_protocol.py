@@ -322,7 +322,7 @@ _START_FIELDS = st.sampled_from(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=200)
 @given(st.dictionaries(_START_FIELDS, _json_values, max_size=6), st.binary(max_size=64))
 def test_any_start_object_is_accepted_or_refused_cleanly(
     start: dict[str, Any], audio: bytes
