@@ -14,7 +14,8 @@ client sends   what this core does
 =============  ========================================================================
 open           picks one offered ``media`` (PCMU or L16 at 8 kHz; stereo first, then
                PCMU), replies ``opened {media: [chosen], startPaused}`` and emits
-               :class:`CallStarted` (``call_id`` = ``conversationId``)
+               :class:`CallStarted` (``call_id`` = ``conversationId``); the connection
+               probe (``conversationId`` all zeros) gets ``opened`` but no call events
 binary frame   audio in the opened format, channels interleaved in ``media.channels``
                order -> :class:`AudioReceived` per channel with ``timestamp_ms`` = the
                stream position of its first sample
@@ -40,11 +41,13 @@ Roles: ``media.channels`` names ``external`` (the customer) -> caller and ``inte
 Protocol errors (not JSON, larger than :data:`MAX_TEXT_BYTES` / :data:`MAX_BINARY_BYTES`,
 a bad envelope, ``seq`` not the previous + 1, ``serverseq`` ahead of what was sent, a
 different session ``id``, an unknown type, bad parameters, audio before ``opened`` or
-while paused, a frame that is not whole samples of every channel) are answered as the
-Genesys reference server does: ``disconnect {reason: "error", info}``, then
+while paused, a frame that is not whole samples of every channel) are answered with
+``disconnect {reason: "error", info}`` as the Genesys reference server does, then
 :class:`ProtocolError` and :class:`Close` (1002, or 1007 for undecodable data, 1009 for
 size, 1003 when no offered media is usable, 1008 for an organization id that does not
-match the signed header).
+match the signed header). The reference server instead keeps reading until the client's
+close transaction; this core closes at once, so a broken peer cannot keep the session
+open (the call still ends: the edge ends the sink when the socket goes).
 
 L16 frames are read as little-endian, as the Genesys reference implementation does.
 """
@@ -79,6 +82,7 @@ from callstream.ingest.websocket import (
     CLOSE_UNSUPPORTED_DATA,
     deinterleave,
     interleave,
+    record,
 )
 from callstream.media.g711 import ulaw_encode
 from callstream.voice.codecs import decode_pcmu
@@ -86,6 +90,7 @@ from callstream.voice.codecs import decode_pcmu
 __all__ = [
     "MAX_BINARY_BYTES",
     "MAX_TEXT_BYTES",
+    "NULL_UUID",
     "SAMPLE_RATE",
     "AudioHookClient",
     "AudioHookSession",
@@ -104,7 +109,9 @@ _FORMAT_WIDTH: Final = {"PCMU": 1, "L16": 2}
 _CLIENT_TYPES: Final = frozenset(
     {"open", "close", "discarded", "error", "ping", "update", "paused", "resumed"}
 )
-_DURATION_RE: Final = re.compile(r"PT([0-9]{1,12})(?:\.([0-9]{1,9}))?S")
+_DURATION_RE: Final = re.compile(r"PT([0-9]{0,12})(?:\.([0-9]{1,18}))?S")
+NULL_UUID: Final = "00000000-0000-0000-0000-000000000000"
+"""The conversation id of Genesys's connection probe (an open that is no call)."""
 
 State = Literal["preparing", "active", "paused", "closed", "failed"]
 
@@ -114,10 +121,12 @@ def parse_duration(text: Any) -> int | None:
     if not isinstance(text, str):
         return None
     m = _DURATION_RE.fullmatch(text)
-    if not m:
+    if not m or not (m.group(1) or m.group(2)):
         return None
-    fraction = (m.group(2) or "").ljust(9, "0")
-    return int(m.group(1)) * 1_000_000 + int(fraction) // 1000
+    # The reference implementation's grammar (PT(\d*\.)?\d+S): the integer part may be
+    # empty; digits past the nanosecond are dropped.
+    fraction = (m.group(2) or "")[:9].ljust(9, "0")
+    return int(m.group(1) or "0") * 1_000_000 + int(fraction) // 1000
 
 
 def format_duration(samples: int, rate: int = SAMPLE_RATE) -> str:
@@ -180,6 +189,9 @@ class AudioHookSession:
     client_position_us: int | None = None
     """The ``position`` of the last client message, in microseconds."""
     client_errors: list[dict[str, Any]] = field(default_factory=list)
+    probe: bool = False
+    """The open was Genesys's connection probe (conversation id all zeros): it is answered
+    (``opened``, ``pong``, ``closed``) but emits no call events."""
     samples: int = 0
     """Samples per channel received so far."""
     skipped_samples: int = 0
@@ -299,14 +311,14 @@ class AudioHookSession:
                 events.append(CallEnded(str(reason)))
             return [*events, Close(CLOSE_NORMAL, "session closed")]
         if kind == "error":
-            self.client_errors.append(params)
+            record(self.client_errors, params)
             return []
         if self.state == "preparing":
             raise _Failure(f"'{kind}' before the open transaction")
         if kind == "paused":
             if self.state == "active":
                 self.state = "paused"
-                return [CallPaused()]
+                return [] if self.probe else [CallPaused()]
             return []
         if kind in ("resumed", "discarded"):
             discarded = parse_duration(params.get("discarded", "PT0S"))
@@ -315,7 +327,7 @@ class AudioHookSession:
             self.skipped_samples += discarded * SAMPLE_RATE // 1_000_000
             if kind == "resumed" and self.state == "paused":
                 self.state = "active"
-                return [CallResumed()]
+                return [] if self.probe else [CallResumed()]
             return []
         # update
         language = params.get("language")
@@ -399,9 +411,13 @@ class AudioHookSession:
                 text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
                 metadata[f"customConfig.{key}"] = text
         roles = tuple(_CHANNEL_ROLES[c] for c in chosen.channels)
-        self.started = CallStarted(self.source, conversation, roles, SAMPLE_RATE, metadata)
         opened = self._reply("opened", {"media": [self.media], "startPaused": self.start_paused})
         self.state = "paused" if self.start_paused else "active"
+        if conversation == NULL_UUID:
+            # Genesys's connection probe: answered like any open, but there is no call.
+            self.probe = True
+            return [opened]
+        self.started = CallStarted(self.source, conversation, roles, SAMPLE_RATE, metadata)
         events: list[IngestEvent] = [opened, self.started]
         if self.start_paused:
             events.append(CallPaused())
@@ -424,7 +440,7 @@ class AudioHookSession:
                 f"{self._format} samples",
                 CLOSE_INVALID_PAYLOAD,
             )
-        if not data:
+        if not data or self.probe:
             return []
         pcm = decode_pcmu(bytes(data)) if self._format == "PCMU" else bytes(data)
         timestamp = (self.samples + self.skipped_samples) * 1000 // SAMPLE_RATE
@@ -441,17 +457,19 @@ def _choose_media(offered: list[Any]) -> _Media | None:
         if not isinstance(entry, dict):
             continue
         channels = entry.get("channels")
+        fmt = entry.get("format")
         if (
             entry.get("type", "audio") != "audio"
-            or entry.get("format") not in _FORMAT_WIDTH
+            or not isinstance(fmt, str)
+            or fmt not in _FORMAT_WIDTH
             or entry.get("rate") != SAMPLE_RATE
             or not isinstance(channels, list)
             or not 1 <= len(channels) <= 2
-            or any(c not in _CHANNEL_ROLES for c in channels)
+            or any(not isinstance(c, str) or c not in _CHANNEL_ROLES for c in channels)
             or len(set(channels)) != len(channels)
         ):
             continue
-        usable.append(_Media(entry["format"], tuple(channels)))
+        usable.append(_Media(fmt, tuple(channels)))
     if not usable:
         return None
     return min(usable, key=lambda m: (-len(m.channels), m.format != "PCMU"))

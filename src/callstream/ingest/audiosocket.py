@@ -51,6 +51,7 @@ from callstream.ingest.events import (
     IngestEvent,
     ProtocolError,
 )
+from callstream.ingest.websocket import record
 
 __all__ = [
     "ASTERISK_ERRORS",
@@ -224,7 +225,7 @@ class AudioSocketConnection:
         if self.started is None:
             return self._fail(f"kind 0x{kind:02x} at byte {at} before the UUID message")
         if kind == KIND_DTMF:
-            self.dtmf.append(payload.decode("latin-1"))
+            record(self.dtmf, payload.decode("latin-1"))
             return []
         rate = AUDIO_KIND_RATES[kind]
         if rate != self.sample_rate:

@@ -66,6 +66,7 @@ AUDIOHOOK_MAX_SIGNATURE_AGE_S: Final = 10
 """How old ``created`` may be, in seconds (the Genesys reference server's value)."""
 
 _CLOCK_SKEW_S: Final = 3
+_OBS_FOLD_RE: Final = re.compile(r"[ \t]*\r?\n[ \t]+")
 _MAX_FIELD_LEN: Final = 8192
 _MIN_NONCE_LEN: Final = 16
 
@@ -84,12 +85,14 @@ def _fail(reason: str, key_id: str | None = None) -> AuthResult:
 
 
 def _lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Header names lowercased; repeated fields joined with ``", "`` (RFC 9110 §5.3)."""
+    """Header names lowercased; values as RFC 9421 §2.1 canonicalizes them: trimmed,
+    obsolete line folding replaced by one space (inner whitespace kept), repeated fields
+    joined with ``", "``."""
     items = headers.items() if isinstance(headers, Mapping) else headers
     out: dict[str, str] = {}
     for name, value in items:
         key = name.lower()
-        clean = " ".join(str(value).split())  # trim and fold obsolete line folding
+        clean = _OBS_FOLD_RE.sub(" ", str(value)).strip(" \t")
         out[key] = f"{out[key]}, {clean}" if key in out else clean
     return out
 

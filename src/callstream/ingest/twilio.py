@@ -64,6 +64,7 @@ from callstream.ingest.websocket import (
     CLOSE_UNSUPPORTED_DATA,
     failure,
     parse_json_object,
+    record,
 )
 from callstream.media.g711 import ulaw_encode
 from callstream.voice.codecs import decode_pcmu
@@ -122,7 +123,8 @@ class TwilioStream:
     ended: bool = False
     failed: bool = False
     sequence_gaps: list[tuple[int, int]] = field(default_factory=list)
-    """``(expected, received)`` for every ``sequenceNumber`` that was not the next one."""
+    """``(expected, received)`` for every ``sequenceNumber`` that was not the next one
+    (the first :data:`~callstream.ingest.websocket.MAX_RECORDED`, as are marks and dtmf)."""
     marks: list[str] = field(default_factory=list)
     dtmf: list[str] = field(default_factory=list)
     ignored_events: int = 0
@@ -186,14 +188,14 @@ class TwilioStream:
             digit = body.get("digit") if isinstance(body, dict) else None
             if not isinstance(digit, str):
                 return failure("dtmf message has no dtmf.digit", CLOSE_PROTOCOL_ERROR)
-            self.dtmf.append(digit)
+            record(self.dtmf, digit)
             return []
         if event == "mark":
             body = msg.get("mark")
             name = body.get("name") if isinstance(body, dict) else None
             if not isinstance(name, str):
                 return failure("mark message has no mark.name", CLOSE_PROTOCOL_ERROR)
-            self.marks.append(name)
+            record(self.marks, name)
             return []
         self.ignored_events += 1
         return []
@@ -201,7 +203,7 @@ class TwilioStream:
     def _note_sequence(self, seq: int) -> None:
         expected = 1 if self._last_seq is None else self._last_seq + 1
         if seq != expected:
-            self.sequence_gaps.append((expected, seq))
+            record(self.sequence_gaps, (expected, seq))
         self._last_seq = seq if self._last_seq is None else max(seq, self._last_seq)
 
     def _start(self, msg: dict[str, Any]) -> list[IngestEvent]:

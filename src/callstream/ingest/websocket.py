@@ -24,8 +24,11 @@ Start-message fields (first present name wins)
 ============  ================================================  ==========================
 what          accepted names                                    default
 ============  ================================================  ==========================
-call id       ``callId``, ``callSid`` (jambonz), ``call_id``,   required
-              ``uuid`` (mod_audio_fork metadata), ``sessionId``
+call id       ``callSid`` / ``call_sid`` (jambonz), ``callId``  required
+              (LCA), ``call_id``, ``uuid`` (mod_audio_fork
+              metadata), ``sessionId``; the other id fields
+              stay in the metadata (jambonz's ``callId`` is
+              the SIP Call-ID)
 sample rate   ``sampleRate`` (jambonz), ``samplingRate`` (LCA),  the edge's default (8000)
               ``sample_rate``; 8000 or 16000
 encoding      ``encoding``: ``L16`` / ``LINEAR16`` / ``PCM16`` /  ``L16``
@@ -84,6 +87,7 @@ __all__ = [
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_UNSUPPORTED_DATA",
     "MAX_BINARY_BYTES",
+    "MAX_RECORDED",
     "MAX_TEXT_BYTES",
     "SUBPROTOCOLS",
     "PlainWebSocket",
@@ -94,6 +98,7 @@ __all__ = [
     "frames",
     "interleave",
     "parse_json_object",
+    "record",
     "start_message",
 ]
 
@@ -109,6 +114,13 @@ MAX_TEXT_BYTES: Final = 64 * 1024
 """Largest text message the plain socket accepts (start messages carry metadata)."""
 MAX_BINARY_BYTES: Final = 128 * 1024
 """Largest binary message: two seconds of 16 kHz stereo L16 is 128,000 bytes."""
+
+MAX_RECORDED: Final = 1000
+"""Most entries a core keeps in a diagnostic list (DTMF digits, marks, sequence gaps,
+client errors); later ones are dropped, so a peer cannot grow a connection's memory by
+repeating a small message."""
+MAX_RECORDED_CHARS: Final = 200
+"""Longest text kept per recorded entry."""
 
 SUBPROTOCOLS: Final = ("audio.jambonz.org", "audio.drachtio.org", "audiostream.drachtio.org")
 """WebSocket subprotocols jambonz ``listen`` and mod_audio_fork ask for; the edge accepts
@@ -127,6 +139,12 @@ def failure(message: str, code: int) -> list[IngestEvent]:
     """``[ProtocolError(message), Close(code, reason)]``; the reason fits a close frame."""
     reason = message.encode()[:120].decode("utf-8", "ignore")
     return [ProtocolError(message), Close(code, reason)]
+
+
+def record(entries: list[Any], entry: Any) -> None:
+    """Append ``entry`` (text truncated) to a diagnostic list unless it is full."""
+    if len(entries) < MAX_RECORDED:
+        entries.append(entry[:MAX_RECORDED_CHARS] if isinstance(entry, str) else entry)
 
 
 def parse_json_object(text: str, limit: int) -> dict[str, Any] | list[IngestEvent]:
@@ -183,13 +201,12 @@ def _is_end(obj: Mapping[str, Any]) -> bool:
     return False
 
 
+_CALL_ID_KEYS: Final = ("callSid", "call_sid", "callId", "call_id", "uuid", "sessionId")
+"""Where the call id is looked for, in order. jambonz sends both ``callSid`` (its call
+identifier) and ``callId`` (the SIP Call-ID); LCA sends only ``callId``."""
+
 _START_KEYS: Final = frozenset(
     {
-        "callId",
-        "callSid",
-        "call_id",
-        "uuid",
-        "sessionId",
         "sampleRate",
         "samplingRate",
         "sample_rate",
@@ -282,10 +299,11 @@ class PlainWebSocket:
         return self._start(obj)
 
     def _start(self, obj: dict[str, Any]) -> list[IngestEvent]:
-        call_id = _first(obj, ("callId", "callSid", "call_id", "uuid", "sessionId"))
+        id_key = next((k for k in _CALL_ID_KEYS if obj.get(k) is not None), None)
+        call_id = obj[id_key] if id_key is not None else None
         nested = obj.get("metadata")
         if call_id is None and isinstance(nested, dict):
-            call_id = _first(nested, ("callId", "callSid", "call_id", "uuid"))
+            call_id = _first(nested, _CALL_ID_KEYS)
         if not isinstance(call_id, str | int) or isinstance(call_id, bool) or call_id == "":
             return failure("start message has no callId (or callSid/uuid)", CLOSE_PROTOCOL_ERROR)
         rate = _first(obj, ("sampleRate", "samplingRate", "sample_rate"))
@@ -313,7 +331,7 @@ class PlainWebSocket:
             return failure(roles, CLOSE_UNSUPPORTED_DATA)
         metadata: dict[str, str] = {}
         for key, value in obj.items():
-            if key not in _START_KEYS and not isinstance(value, dict | list):
+            if key not in _START_KEYS and key != id_key and not isinstance(value, dict | list):
                 metadata[key] = _text(value)
         if isinstance(nested, dict):
             for key, value in nested.items():
@@ -347,7 +365,7 @@ class PlainWebSocket:
             count = self.default_channels
         if isinstance(count, str) and count.isdigit():
             count = int(count)
-        if isinstance(count, bool) or count not in (1, 2):
+        if not isinstance(count, int) or isinstance(count, bool) or count not in (1, 2):
             return f"unsupported channel count {count!r} (1 or 2)"
         return _ROLES[:count]
 
