@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, NoReturn
 
 from callstream import __version__
 from callstream.analytics import commands as analytics_commands
+from callstream.ingest import commands as ingest_commands
 from callstream.mkv.ebml import MkvError
 from callstream.voice import commands as voice_commands
 
@@ -204,6 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         analytics=analytics_commands.analytics_config(args),
         webhooks=tuple(webhooks),
         ui=UiConfig(login=args.ui_login) if args.ui == "on" else None,
+        ingest=ingest_commands.ingest_config(args),
     )
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
     _configure_connect(args, data_dir)
@@ -936,6 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     voice_commands.add_serve_options(p)
     analytics_commands.add_serve_options(p)
+    ingest_commands.add_serve_options(p)
     p.add_argument(
         "--webhook",
         action="append",
@@ -1083,6 +1086,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     voice_commands.add_commands(sub)
     analytics_commands.add_commands(sub)
+    ingest_commands.add_commands(sub)
     return parser
 
 

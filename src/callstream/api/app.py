@@ -33,6 +33,7 @@ from callstream.web.config import UiConfig
 if TYPE_CHECKING:
     from callstream.analytics.callstore import CallStore
     from callstream.analytics.service import AnalyticsConfig, CallAnalyticsService
+    from callstream.ingest.config import IngestConfig
     from callstream.voice.server import VoiceConfig, VoiceServer
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
@@ -68,6 +69,7 @@ class ServerConfig:
     analytics: AnalyticsConfig | None = None  # the live call transcriber (None: off)
     webhooks: tuple[Webhook, ...] = ()  # call events POSTed to these (cursors in <data>/webhooks)
     ui: UiConfig | None = field(default_factory=UiConfig)  # the web UI at /ui (None: off)
+    ingest: IngestConfig | None = None  # Twilio/AudioHook/AudioSocket/WebSocket gateways
 
 
 def store_config(config: ServerConfig) -> StoreConfig:
@@ -307,6 +309,10 @@ def build_app(
     app[STATE] = state
     for prefix, subapp in (subapps or {}).items():
         app.add_subapp(prefix, subapp)
+    if state.config.ingest is not None:
+        from callstream.ingest.server import mount_ingest
+
+        mount_ingest(app, state)  # /ingest/* and the AudioSocket port
 
     async def store(app: web.Application) -> Any:
         await state.store.start()
