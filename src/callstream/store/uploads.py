@@ -388,7 +388,7 @@ class UploadRunner:
                 continue
             finally:
                 self.room.set()
-            frag.persisted = True
+            frag.mark_persisted()
             self.result.stored.append(frag.number)
             if await self._retained():
                 await self.acks.put(Ack(EventType.PERSISTED, ready.timecode, frag.number))
