@@ -184,6 +184,10 @@ class LiveRelay(Protocol):
     """Carries live fragments between the processes that share a backend (see the module
     docstring). Called from the event loop; the change methods must not block."""
 
+    def bind(self, hub: LiveHub) -> None:
+        """The hub this relay serves (the hub calls this once, as it is made)."""
+        ...
+
     def opened(self, arn: str, frag: LiveFragment) -> None:
         """A local producer opened ``frag`` (later changes come through :meth:`changed`)."""
         ...
@@ -210,6 +214,8 @@ class LiveHub:
     def __init__(self, relay: LiveRelay | None = None) -> None:
         self._streams: dict[str, StreamLive] = {}
         self.relay = relay
+        if relay is not None:
+            relay.bind(self)
 
     def __contains__(self, arn: str) -> bool:
         return arn in self._streams
