@@ -124,7 +124,7 @@ class NatsCatalog:
     async def _entry(self, name: str) -> tuple[StreamRecord, str, bytes, int]:
         """The stream named ``name`` with its key material and KV revision."""
         try:
-            entry = await self._kv.get(names.stream_key(name))
+            entry = await self._store.retrying(self._kv.get, names.stream_key(name))
         except js_errors.KeyNotFoundError:
             raise StreamNotFound(_NOT_FOUND) from None
         except js_errors.InvalidKeyError:
@@ -171,11 +171,11 @@ class NatsCatalog:
         mark = hmac.new(key, _KEYCHECK, hashlib.sha256).hexdigest()
         k = "k." + hashlib.sha256(master_key_id.encode()).hexdigest()[:32]
         try:
-            await self._kv.create(k, mark.encode())
+            await self._store.retrying(self._kv.create, k, mark.encode())
             return
         except js_errors.KeyWrongLastSequenceError:
             pass
-        entry = await self._kv.get(k)
+        entry = await self._store.retrying(self._kv.get, k)
         if (entry.value or b"").decode() != mark:
             raise IntegrityError(
                 f"master key {master_key_id!r} of this node's key file "
@@ -234,7 +234,9 @@ class NatsCatalog:
         # The fragment storage first: a catalog entry never points at nothing.
         await store.log.create_storage(record)
         try:
-            await self._kv.create(names.stream_key(name), _encode(record, master_key_id, wrapped))
+            await self._store.retrying(
+                self._kv.create, names.stream_key(name), _encode(record, master_key_id, wrapped)
+            )
         except js_errors.KeyWrongLastSequenceError:
             await store.log.delete_storage(record)
             raise StreamInUse(f"stream {name} already exists") from None
@@ -248,7 +250,7 @@ class NatsCatalog:
 
     async def _keys(self) -> list[str]:
         try:
-            keys = await self._kv.keys()
+            keys = await self._store.retrying(self._kv.keys)
         except js_errors.NoKeysError:
             return []
         return [k for k in keys if k.startswith("s.")]
@@ -295,8 +297,11 @@ class NatsCatalog:
                 new.tags = validate_tags(changes["tags"])
         new.version = new_stream_version()
         try:
-            await self._kv.update(
-                names.stream_key(old.name), _encode(new, master_key_id, wrapped), last=revision
+            await self._store.retrying(
+                self._kv.update,
+                names.stream_key(old.name),
+                _encode(new, master_key_id, wrapped),
+                last=revision,
             )
         except js_errors.KeyWrongLastSequenceError:
             raise VersionMismatch(f"stream version is not {current_version}") from None
@@ -311,14 +316,16 @@ class NatsCatalog:
         if current_version is not None and record.version != current_version:
             raise VersionMismatch(f"stream version is not {current_version}")
         try:
-            await self._kv.delete(names.stream_key(record.name), last=revision)
+            await self._store.retrying(
+                self._kv.delete, names.stream_key(record.name), last=revision
+            )
         except js_errors.KeyWrongLastSequenceError:
             if current_version is not None:
                 raise VersionMismatch(f"stream version is not {current_version}") from None
-            await self._kv.delete(names.stream_key(record.name))
+            await self._store.retrying(self._kv.delete, names.stream_key(record.name))
         for key in (names.lease_key(record.name), names.reserve_key(record.name)):
             with contextlib.suppress(js_errors.Error):
-                await self._kv.delete(key)
+                await self._store.retrying(self._kv.delete, key)
         await self._store.log.delete_storage(record)
         self._ciphers.pop(arn, None)
         for kind in _READER_KINDS:
@@ -335,9 +342,9 @@ class NatsCatalog:
             value = json.dumps({"arn": arn, "token": token + 1, "last_ns": last_ns}).encode()
             try:
                 if revision:
-                    await self._kv.update(key, value, last=revision)
+                    await self._store.retrying(self._kv.update, key, value, last=revision)
                 else:
-                    await self._kv.create(key, value)
+                    await self._store.retrying(self._kv.create, key, value)
             except js_errors.KeyWrongLastSequenceError:
                 continue  # another node took it meanwhile: take it from that one
             return ProducerLease(arn, token + 1, last_ns)
@@ -345,7 +352,7 @@ class NatsCatalog:
     async def _lease(self, key: str, arn: str) -> tuple[int, int | None, int]:
         """``(token, last frame ns, revision)`` of the lease (zeros when there is none)."""
         try:
-            entry = await self._kv.get(key)
+            entry = await self._store.retrying(self._kv.get, key)
         except js_errors.KeyNotFoundError:
             return 0, None, 0
         doc = json.loads(entry.value or b"{}")
@@ -371,7 +378,7 @@ class NatsCatalog:
                 {"arn": lease.stream_arn, "token": token, "last_ns": last_timestamp_ns}
             ).encode()
             try:
-                await self._kv.update(key, value, last=revision)
+                await self._store.retrying(self._kv.update, key, value, last=revision)
             except js_errors.KeyWrongLastSequenceError:
                 continue
             return True

@@ -175,21 +175,23 @@ class NatsLog:
     async def create_storage(self, record: StreamRecord) -> None:
         """Create the JetStream stream of a new KVS stream."""
         try:
-            await self._store.js.add_stream(self._config(record))
+            await self._store.retrying(self._store.js.add_stream, self._config(record))
         except js_errors.APIError as err:
             raise StoreError(f"cannot create the JetStream stream: {err.description}") from None
 
     async def update_storage(self, record: StreamRecord) -> None:
         """The stream's retention changed: JetStream's ``max_age`` follows."""
         try:
-            await self._store.js.update_stream(self._config(record))
+            await self._store.retrying(self._store.js.update_stream, self._config(record))
         except js_errors.APIError as err:
             raise StoreError(f"cannot update the JetStream stream: {err.description}") from None
 
     async def delete_storage(self, record: StreamRecord) -> None:
         """Delete the stream's fragments (its JetStream stream)."""
         with contextlib.suppress(js_errors.NotFoundError):
-            await self._store.js.delete_stream(names.js_stream(self._store.prefix, record.arn))
+            await self._store.retrying(
+                self._store.js.delete_stream, names.js_stream(self._store.prefix, record.arn)
+            )
         self._indexes.pop(record.arn, None)
         self._stream_locks.pop(record.arn, None)
         event = self._appended.pop(record.arn, None)
@@ -207,7 +209,7 @@ class NatsLog:
             js = self._store.js
             name = names.js_stream(self._store.prefix, stream.arn)
             try:
-                info = await js.stream_info(name)
+                info = await self._store.retrying(js.stream_info, name)
             except js_errors.NotFoundError:
                 self._indexes.pop(stream.arn, None)
                 raise StreamNotFound("The requested stream is not found or not active.") from None
@@ -233,7 +235,7 @@ class NatsLog:
         return index
 
     async def _get(self, name: str, seq: int) -> dict[str, str]:
-        msg = await self._store.js.get_msg(name, seq)
+        msg = await self._store.retrying(self._store.js.get_msg, name, seq)
         return dict(msg.headers or {})
 
     def forget_idle(self, now: float) -> None:
@@ -272,7 +274,7 @@ class NatsLog:
         while True:
             reserved, revision = 0, 0
             try:
-                entry = await kv.get(key)
+                entry = await self._store.retrying(kv.get, key)
                 doc = json.loads(entry.value or b"{}")
                 revision = int(entry.revision or 0)
                 if doc.get("arn") == stream.arn:
@@ -283,9 +285,9 @@ class NatsLog:
             value = json.dumps({"arn": stream.arn, "upto": base + RESERVE_BLOCK}).encode()
             try:
                 if revision:
-                    await kv.update(key, value, last=revision)
+                    await self._store.retrying(kv.update, key, value, last=revision)
                 else:
-                    await kv.create(key, value)
+                    await self._store.retrying(kv.create, key, value)
             except js_errors.KeyWrongLastSequenceError:
                 continue
             index.next_seq = base + 1
@@ -423,7 +425,7 @@ class NatsLog:
             raise FragmentNotFound(f"no fragment {fragment_number}")
         name = names.js_stream(self._store.prefix, stream.arn)
         try:
-            msgs = [await self._store.js.get_msg(name, s) for s in seqs]
+            msgs = [await self._store.retrying(self._store.js.get_msg, name, s) for s in seqs]
         except js_errors.NotFoundError:
             raise FragmentNotFound(f"no fragment {fragment_number} (expired)") from None
         raw = b"".join(m.data or b"" for m in msgs)
@@ -532,8 +534,10 @@ class NatsLog:
             return 0  # out of time order: leave it to JetStream's max_age
         upto = index.parts[expired[-1].fragment_number][-1] + 1
         try:
-            await self._store.js.purge_stream(
-                names.js_stream(self._store.prefix, stream.arn), seq=upto
+            await self._store.retrying(
+                self._store.js.purge_stream,
+                names.js_stream(self._store.prefix, stream.arn),
+                seq=upto,
             )
         except js_errors.NotFoundError:
             raise StreamNotFound("The requested stream is not found or not active.") from None

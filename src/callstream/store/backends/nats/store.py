@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import nats
+import nats.errors
 import nats.js.errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType
 
@@ -30,7 +33,24 @@ if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
 
-__all__ = ["DEFAULT_MAX_PAYLOAD", "NatsStore"]
+__all__ = ["DEFAULT_MAX_PAYLOAD", "OPERATION_DEADLINE_S", "NatsStore"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+OPERATION_DEADLINE_S = 30.0
+"""How long a catalog or index operation is retried while NATS fails over (a server
+died, JetStream elects new leaders) before it fails with :class:`StoreError`."""
+_TRANSIENT = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    js_errors.NoStreamResponseError,
+    js_errors.ServiceUnavailableError,
+)
 
 log = logging.getLogger("callstream.store.nats")
 
@@ -114,6 +134,25 @@ class NatsStore:
         if self._kv is None:
             raise StoreError("the NATS store is not started")
         return self._kv
+
+    async def retrying(
+        self, fn: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """``await fn(*args, **kwargs)``, retried through NATS fail-overs (timeouts, no
+        responders, JetStream without a leader) for :data:`OPERATION_DEADLINE_S`; then
+        :class:`StoreError`. Other errors (not found, wrong revision) pass at once."""
+        deadline = time.monotonic() + OPERATION_DEADLINE_S
+        delay = 0.05
+        while True:
+            try:
+                return await fn(*args, **kwargs)
+            except _TRANSIENT as err:
+                if self.closed:
+                    raise StoreError("the store is closed") from None
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"NATS did not answer: {err!r}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def check_open(self) -> None:
         if self.closed:
