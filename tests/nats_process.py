@@ -22,9 +22,10 @@ MAX_PAYLOAD = 8 * 1024 * 1024
 
 
 def need_nats_server() -> str:
-    """The nats-server executable; skips the test when it is not installed."""
+    """The nats-server executable; skips the test when it (or nats-py) is not installed."""
     if NATS_SERVER is None:
         pytest.skip("nats-server is not installed (apt-get install nats-server)")
+    pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
     return NATS_SERVER
 
 

@@ -53,6 +53,7 @@ def test_nats_urls_open_the_nats_backend_which_says_when_no_server_answers(
 ) -> None:
     import socket
 
+    pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
     from callstream.store.backends.nats import NatsStore
 
     with socket.socket() as sock:  # a port nothing listens on

@@ -147,7 +147,7 @@ def open_backend(
             from callstream.store.backends.nats import DEFAULT_PREFIX, NatsStore
         except ImportError as err:  # pragma: no cover - nats-py is a dependency
             raise BackendNotAvailable(
-                f"the NATS backend needs nats-py (pip install nats-py): {err}"
+                f"the NATS backend needs nats-py (pip install 'callstream[nats]'): {err}"
             ) from None
         return NatsStore(
             kind.urls,
