@@ -18,7 +18,6 @@ from server_helpers import ACCESS_KEY, SECRET_KEY, Kvs, make_client
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 
-
 BACKENDS = ["embedded", "nats"]
 
 
