@@ -219,9 +219,11 @@ class NatsRelay:
         w = self._watches[arn] = _Watch(arn, hub)
         nc = self._store.nc
         try:
-            w.sub = await nc.subscribe(
-                names.live_subject(self._store.prefix, arn), cb=lambda m: self._on_event(w, m)
-            )
+
+            async def on_event(msg: Msg) -> None:
+                await self._on_event(w, msg)
+
+            w.sub = await nc.subscribe(names.live_subject(self._store.prefix, arn), cb=on_event)
             try:
                 reply = await nc.request(
                     names.sync_subject(self._store.prefix, arn), b"", timeout=SYNC_TIMEOUT_S

@@ -1,0 +1,71 @@
+"""Live fragments between two store nodes on one NATS server (in process, real
+nats-server): a GetMedia reader on node B gets the open fragment's Cluster bytes that a
+producer on node A is still sending, before the fragment is complete or stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from callstream.client.producer import connect_producer, produce
+from callstream.kvs.selectors import StartSelector
+from callstream.store.backends import open_backend
+from callstream.store.crypto import Keyring
+from callstream.store.service import MediaStore
+
+CLUSTER_ID = b"\x1f\x43\xb6\x75"
+
+
+def test_reader_on_another_node_gets_the_open_fragments_bytes(
+    nats_url: str, tmp_path: Path
+) -> None:
+    keyring = Keyring(tmp_path / "keys.json")  # one key file, as copied to every node
+    prefix = f"live{time.time_ns() % 10**9}"
+
+    def node(name: str) -> MediaStore:
+        return MediaStore(
+            open_backend(nats_url, tmp_path / name, keyring=keyring, nats_prefix=prefix)
+        )
+
+    chunks = [
+        c.data
+        for c in produce(
+            connect_producer(contact_id="c", instance_id="i"), {1: bytes(32000)}, fragment_ms=1000
+        )
+    ]
+    header, fragment = chunks[0], chunks[1]
+    cut = fragment.index(CLUSTER_ID) + 4000  # the Cluster start and its first frames
+
+    async def main() -> bytes:
+        a, b = node("a"), node("b")
+        await a.start()
+        await b.start()
+        try:
+            stream = await a.create_stream("call", data_retention_hours=1)
+            got = bytearray()
+
+            async def write(data: bytes) -> None:
+                got.extend(data)
+
+            after = await b.start_after(stream, StartSelector.now())
+            reader = asyncio.create_task(b.follow(stream, after, write, live_edge=True))
+            writer = await a.open_writer(stream)
+            await writer.write(header + fragment[:cut])
+            async with asyncio.timeout(30):
+                while fragment[fragment.index(CLUSTER_ID) : cut - 400] not in got:  # whole frames
+                    await asyncio.sleep(0.01)
+            # node A still holds the fragment open: nothing of it is stored yet
+            [open_frag] = a.hub.after(stream.arn, None)
+            assert not open_frag.complete and not open_frag.persisted
+            assert await b.list_fragments(stream) == []
+            await writer.write(fragment[cut:])
+            await writer.close()
+            reader.cancel()
+            return bytes(got)
+        finally:
+            await a.close()
+            await b.close()
+
+    got = asyncio.run(main())
+    assert got.startswith(b"\x1a\x45\xdf\xa3")  # the GetMedia document of the fragment
