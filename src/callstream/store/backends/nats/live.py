@@ -224,6 +224,8 @@ class NatsRelay:
                 await self._on_event(w, msg)
 
             w.sub = await nc.subscribe(names.live_subject(self._store.prefix, arn), cb=on_event)
+            if arn in hub and hub.stream(arn).producer is not None:
+                return  # the producer is this node's: its fragments are here already
             try:
                 reply = await nc.request(
                     names.sync_subject(self._store.prefix, arn), b"", timeout=SYNC_TIMEOUT_S

@@ -189,6 +189,8 @@ class NatsStore:
                 reconnected_cb=reconnected,
                 error_cb=error,
                 name="callstream",
+                # A node's own live events are for the other nodes: not delivered back.
+                no_echo=True,
             )
         except Exception as err:
             raise StoreError(
