@@ -13,6 +13,7 @@ from callstream.kvs.selectors import StartSelector
 from callstream.store.backends import open_backend
 from callstream.store.crypto import Keyring
 from callstream.store.service import MediaStore
+from callstream.store.upload import EndReason
 
 CLUSTER_ID = b"\x1f\x43\xb6\x75"
 
@@ -69,3 +70,43 @@ def test_reader_on_another_node_gets_the_open_fragments_bytes(
 
     got = asyncio.run(main())
     assert got.startswith(b"\x1a\x45\xdf\xa3")  # the GetMedia document of the fragment
+
+
+def test_a_newer_upload_on_another_node_ends_the_older_one(nats_url: str, tmp_path: Path) -> None:
+    """As on KVS, a stream's newer producer wins: also when it connects to another node."""
+    keyring = Keyring(tmp_path / "keys.json")
+    prefix = f"sup{time.time_ns() % 10**9}"
+    chunks = [
+        c.data
+        for c in produce(
+            connect_producer(contact_id="c", instance_id="i"), {1: bytes(64000)}, fragment_ms=1000
+        )
+    ]
+
+    async def main() -> None:
+        a, b = (
+            MediaStore(open_backend(nats_url, tmp_path / n, keyring=keyring, nats_prefix=prefix))
+            for n in "ab"
+        )
+        await a.start()
+        await b.start()
+        try:
+            stream = await a.create_stream("call", data_retention_hours=1)
+            old = await a.open_writer(stream)
+            await old.write(chunks[0] + chunks[1])
+            async with asyncio.timeout(30):
+                while not a.hub.after(stream.arn, None):  # the old upload is under way
+                    await asyncio.sleep(0.01)
+            new = await b.open_writer(stream)
+            await new.write(chunks[0] + chunks[2])
+            async with asyncio.timeout(30):
+                while a.producing(stream.arn):
+                    await asyncio.sleep(0.01)
+            result = await old.close()
+            assert str(result.end_reason) == str(EndReason.SUPERSEDED)
+            await new.close()
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())

@@ -347,6 +347,8 @@ class NatsCatalog:
                     await self._store.retrying(self._kv.create, key, value)
             except js_errors.KeyWrongLastSequenceError:
                 continue  # another node took it meanwhile: take it from that one
+            if token:  # an upload may be running on another node: it ends
+                await self._store.relay.superseding(arn, token + 1)
             return ProducerLease(arn, token + 1, last_ns)
 
     async def _lease(self, key: str, arn: str) -> tuple[int, int | None, int]:

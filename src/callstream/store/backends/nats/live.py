@@ -173,6 +173,26 @@ class NatsRelay:
                 names.live_subject(self._store.prefix, arn), b"", headers={"E": "x"}
             )
 
+    async def superseding(self, arn: str, token: int) -> None:
+        """An upload took the stream's lease ``token``: the producer's node ends an older
+        upload of the stream (a newer upload wins, as on KVS, also across nodes)."""
+        with contextlib.suppress(Exception):
+            await self._store.nc.publish(
+                names.sync_subject(self._store.prefix, arn),
+                b"",
+                headers={"E": "s", "T": str(token)},
+            )
+
+    def _superseded(self, arn: str, token: int) -> None:
+        hub = self._local_hub
+        if hub is None or arn not in hub:
+            return
+        producer = hub.stream(arn).producer
+        lease = getattr(producer, "lease", None)
+        supersede = getattr(producer, "supersede", None)
+        if lease is not None and lease.token < token and callable(supersede):
+            supersede()
+
     def bind(self, hub: LiveHub) -> None:
         """The hub whose local producers' fragments sync requests are answered from."""
         self._local_hub = hub
@@ -184,6 +204,9 @@ class NatsRelay:
 
         async def answer(msg: Msg) -> None:
             hub = self._local_hub
+            if (msg.headers or {}).get("E") == "s":  # a newer upload on another node
+                self._superseded(arn, int((msg.headers or {}).get("T", "0")))
+                return
             frags: list[LiveFragment] = []
             if hub is not None and arn in hub:
                 frags = [f for f in hub.after(arn, None) if f.on_change is not None]
