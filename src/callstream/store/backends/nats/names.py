@@ -14,6 +14,7 @@ Everything one callstream deployment keeps in a NATS cluster lives under a ``pre
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -41,6 +42,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+@functools.lru_cache(maxsize=65536)
 def stream_id(arn: str) -> str:
     """The short id of a KVS stream in NATS names (24 hex digits of its ARN's SHA-256)."""
     return hashlib.sha256(arn.encode()).hexdigest()[:24]
