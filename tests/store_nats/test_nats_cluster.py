@@ -31,6 +31,8 @@ from callstream.mkv.kvs import FragmentReader
 from callstream.store.crypto import Keyring, default_kms_key_id
 from nats_process import NatsNode, free_port, need_nats_server, start_cluster
 
+nats = pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
+
 KEY, SECRET = "AKIDNATS", "nats-secret"
 REGION, ACCOUNT = "us-east-1", "123456789012"
 CLUSTER_ID = b"\x1f\x43\xb6\x75"
@@ -215,6 +217,11 @@ def test_kill_nats_node_and_callstream_node_mid_call_loses_nothing_persisted(
         kv.create_stream(StreamName=call.name, DataRetentionInHours=24)
 
     async def main() -> None:
+        # in a 3-server cluster every stream (and the catalog) has 3 copies by default
+        nc = await nats.connect([n.url for n in deployment.nats])
+        replicas = [info.config.num_replicas async for info in _streams(nc)]
+        await nc.close()
+        assert replicas == [3] * (len(calls) + 1), replicas  # the calls and the KV bucket
         tasks = [
             asyncio.create_task(call_with_failover(c, a if i % 2 == 0 else b, b))
             for i, c in enumerate(calls)
@@ -256,6 +263,12 @@ def test_kill_nats_node_and_callstream_node_mid_call_loses_nothing_persisted(
         limit=len(want),
     )
     assert first + rest == want
+
+
+async def _streams(nc: Any) -> Any:
+    for info in await nc.jetstream().streams_info():
+        if info.config.name.startswith(("callstream_", "KV_callstream_")):
+            yield info
 
 
 def _read_fragments(media: Any, name: str, selector: dict[str, str], limit: int) -> list[str]:

@@ -214,12 +214,12 @@ class NatsStore:
     async def _open_bucket(self) -> KeyValue:
         js = self.js
         name = names.bucket(self.prefix)
-        for _ in range(40):
+        for _ in range(120):  # 30 s
             try:
                 return await js.key_value(name)
             except js_errors.BucketNotFoundError:
                 pass
-            except js_errors.ServiceUnavailableError:
+            except _TRANSIENT:
                 await asyncio.sleep(0.25)  # JetStream (or its meta leader) is not up yet
                 continue
             except js_errors.APIError as err:
@@ -232,8 +232,13 @@ class NatsStore:
                         bucket=name, history=1, storage=StorageType.FILE, replicas=self.replicas
                     )
                 )
+            except _TRANSIENT:
+                await asyncio.sleep(0.25)
+                continue
             except js_errors.APIError as err:
-                if err.code == 503:
+                # 503: no meta leader yet; 10005: the servers of a new cluster do not
+                # know each other yet ("no suitable peers for placement")
+                if err.code == 503 or err.err_code == 10005:
                     await asyncio.sleep(0.25)
                     continue
                 if err.err_code != 10058:  # created by another node meanwhile
