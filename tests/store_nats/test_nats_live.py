@@ -110,3 +110,33 @@ def test_a_newer_upload_on_another_node_ends_the_older_one(nats_url: str, tmp_pa
             await b.close()
 
     asyncio.run(main())
+
+
+def test_a_remote_fragment_missing_live_bytes_ends_its_readers_once_stored() -> None:
+    """Live bytes are at-most-once: when a chunk never reached the reader's node (a NATS
+    reconnect) and the fragment is then stored, its readers end instead of waiting for
+    bytes that will not come, and resume from the log with their continuation token."""
+    from nats.aio.msg import Msg
+
+    from callstream.store.backends.nats.live import NatsRelay, _Watch
+    from callstream.store.live import LiveHub
+
+    relay = NatsRelay(store=None)  # type: ignore[arg-type]  # no connection needed
+    hub = LiveHub()
+    arn = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/s/1"
+    watch = _Watch(arn, hub)
+    number = "9" * 47
+
+    def event(headers: dict[str, str], data: bytes = b"") -> None:
+        msg = Msg(None, subject="x", data=data, headers=headers)  # type: ignore[arg-type]
+        asyncio.run(relay._on_event(watch, msg))
+
+    event({"E": "o", "N": number, "S": "1", "P": "1"}, b"prefix")
+    event({"E": "c", "N": number, "I": "0"}, b"c0")
+    event({"E": "c", "N": number, "I": "2"}, b"c2")  # chunk 1 was lost
+    [frag] = hub.after(arn, None)
+    assert frag.chunks == [b"c0"] and not frag.dropped
+    event({"E": "f", "N": number, "I": "3", "D": "1000"}, b"trailer")
+    assert not frag.complete  # still waiting for chunk 1
+    event({"E": "p", "N": number})
+    assert frag.dropped and frag.persisted

@@ -353,8 +353,13 @@ class NatsRelay:
             if not frag.dropped:
                 frag.drop()
         elif kind == "p":
+            if not frag.complete and not frag.dropped:
+                # Stored, but some of its live bytes never reached this node (a NATS
+                # reconnect): its readers end here and resume from the log by token.
+                frag.drop()
             frag.persisted = True
             w.heard.pop(number, None)
+            w.pending.pop(number, None)
             hub.prune(arn)
         hub.notify(arn)
 
