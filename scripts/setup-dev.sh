@@ -10,6 +10,7 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sipp >/dev/null || need+=(sip-tester)  # SIPp: a real SIPREC client for the voice tests
+command -v nats-server >/dev/null || need+=(nats-server)  # JetStream, for the NATS store backend tests
 # headless Chromium for the web UI tests (driven by playwright through executable_path)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 # real 8 kHz telephone speech with its transcripts, for the analytics accuracy tests

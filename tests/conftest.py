@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+from nats_process import need_nats_server, start_server
 
 # Hypothesis fails an example that runs longer than its deadline (200 ms by default) and
 # a test whose data takes too long to generate: wall-clock limits that a loaded machine
 # breaks. Speed is measured in bench/, not asserted here.
 settings.register_profile("callstream", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("callstream")
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A JetStream nats-server of this test session (one per xdist worker), on a free
+    loopback port with its storage in a temporary directory; skips without nats-server."""
+    need_nats_server()
+    node = start_server(tmp_path_factory.mktemp("nats"))
+    try:
+        yield node.url
+    finally:
+        node.stop()

@@ -105,6 +105,15 @@ def _check_serve_start(args: argparse.Namespace) -> None:
     for flag, value in (("--max-streams", args.max_streams), ("--max-readers", args.max_readers)):
         if value < 1:
             raise CliError(f"{flag} must be at least 1, got {value}")
+    from callstream.store.backends import parse_backend_spec
+    from callstream.store.backends.nats.names import check_prefix
+
+    try:
+        parse_backend_spec(args.store)
+        if args.nats_prefix is not None:
+            check_prefix(args.nats_prefix)
+    except ValueError as err:
+        raise CliError(f"--store: {err}") from None
     data_dir = Path(args.data_dir) if args.data_dir else _data_dir_default()
     if data_dir.exists() and not data_dir.is_dir():
         raise CliError(f"--data-dir {data_dir} is a file, not a directory")
@@ -201,6 +210,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_client_connections=args.max_client_connections,
         memory_trim_interval_s=args.memory_interval,
         store=args.store,
+        store_replicas=args.nats_replicas,
+        store_prefix=args.nats_prefix,
         voice=voice_commands.voice_config(args),
         analytics=analytics_commands.analytics_config(args),
         webhooks=tuple(webhooks),
@@ -888,7 +899,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--store",
         default="embedded",
-        help="store backend: embedded (SQLite + files in --data-dir; the default)",
+        help="store backend: embedded (SQLite + files in --data-dir; the default), or "
+        "nats://host:4222[,host2:4222...] (a NATS JetStream cluster shared by several nodes; "
+        "the master keys in --data-dir/keys.json must be the same file on every node)",
+    )
+    p.add_argument(
+        "--nats-replicas",
+        type=int,
+        choices=range(1, 6),
+        metavar="N",
+        help="--store nats://: copies JetStream keeps of each stream (default: 3 when the "
+        "cluster has 3 or more servers, else 1)",
+    )
+    p.add_argument(
+        "--nats-prefix",
+        help="--store nats://: name of this deployment in the cluster (default: callstream)",
     )
     p.add_argument("--max-streams", type=int, default=10000)
     p.add_argument("--max-readers", type=int, default=3, help="GetMedia readers per stream")

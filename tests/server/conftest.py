@@ -1,8 +1,13 @@
 """Fixtures for the server suite: ``callstream serve`` on a free port in a temporary data
-directory (credentials AKIDTEST/secret) and boto3 clients pointed at it."""
+directory (credentials AKIDTEST/secret) and boto3 clients pointed at it.
+
+Every test that takes ``kvs`` or ``make_kvs`` runs against both store backends: the
+embedded one and NATS JetStream (the session's nats-server, a prefix of its own per
+server; skipped when nats-server is not installed)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +18,23 @@ from server_helpers import ACCESS_KEY, SECRET_KEY, Kvs, make_client
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 
+BACKENDS = ["embedded", "nats"]
 
-def _start(data_dir: Path, **options: Any) -> ServerThread:
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def store_spec(request: pytest.FixtureRequest) -> str:
+    """The ``--store`` of the servers the fixtures start (one session per backend)."""
+    if request.param == "nats":
+        url: str = request.getfixturevalue("nats_url")
+        return url
+    return "embedded"
+
+
+def _start(data_dir: Path, store: str, **options: Any) -> ServerThread:
     max_streams = options.pop("max_streams", 10000)
+    if store != "embedded":
+        options.setdefault("store", store)
+        options.setdefault("store_prefix", "t" + uuid.uuid4().hex[:16])
     config = ServerConfig(
         credentials={ACCESS_KEY: SECRET_KEY},
         live_idle_timeout_s=options.pop("live_idle_timeout_s", 0.5),
@@ -34,9 +53,9 @@ def _kvs(server: ServerThread) -> Kvs:
 
 
 @pytest.fixture(scope="session")
-def kvs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kvs]:
+def kvs(tmp_path_factory: pytest.TempPathFactory, store_spec: str) -> Iterator[Kvs]:
     """The shared server (credentials AKIDTEST/secret, 0.5 s live-idle timeout)."""
-    server = _start(tmp_path_factory.mktemp("kvs-data"))
+    server = _start(tmp_path_factory.mktemp("kvs-data"), store_spec)
     try:
         yield _kvs(server)
     finally:
@@ -44,12 +63,12 @@ def kvs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kvs]:
 
 
 @pytest.fixture
-def make_kvs(tmp_path: Path) -> Iterator[Callable[..., Kvs]]:
+def make_kvs(tmp_path: Path, store_spec: str) -> Iterator[Callable[..., Kvs]]:
     """Start a dedicated server with other settings (``max_streams``, ServerConfig fields)."""
     started: list[ServerThread] = []
 
     def make(**options: Any) -> Kvs:
-        server = _start(tmp_path / f"data{len(started)}", **options)
+        server = _start(tmp_path / f"data{len(started)}", store_spec, **options)
         started.append(server)
         return _kvs(server)
 

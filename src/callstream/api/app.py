@@ -64,7 +64,9 @@ class ServerConfig:
     header_timeout_s: float = 10.0  # a new connection must send its request headers within
     idle_timeout_s: float = 30.0  # an idle keep-alive connection is closed after this
     max_client_connections: int = 0  # per client address; 0: a quarter of the fd limit
-    store: str = "embedded"  # the store backend: "embedded" or a nats:// URL (not yet)
+    store: str = "embedded"  # the store backend: "embedded" or nats://host:4222[,host2...]
+    store_replicas: int | None = None  # NATS: copies of each stream (None: 3 in a cluster)
+    store_prefix: str | None = None  # NATS: names of this deployment (None: "callstream")
     voice: VoiceConfig | None = None  # the SIP recording server (None: off)
     analytics: AnalyticsConfig | None = None  # the live call transcriber (None: off)
     webhooks: tuple[Webhook, ...] = ()  # call events POSTed to these (cursors in <data>/webhooks)

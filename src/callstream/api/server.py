@@ -72,7 +72,11 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
         account_id=config.account_id,
         max_streams=max_streams,
         writer_threads=config.persist_threads,
+        nats_replicas=config.store_replicas,
+        nats_prefix=config.store_prefix,
     )
+    # A backend in a cluster keeps nothing here, so the directory may not exist yet.
+    Path(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     contacts = ContactStore(Path(data_dir) / "contacts.sqlite3")
     events = EventBus(Path(data_dir) / "events")
     store = MediaStore(backend, config=store_config(config), events=events)

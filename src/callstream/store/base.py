@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from callstream.store.live import LiveRelay
+
 
 class StoreError(Exception):
     """Base class of store failures; ``code`` is the KVS error code the API layer returns."""
@@ -374,6 +376,12 @@ class StoreBackend(Protocol):
 
     @property
     def log(self) -> FragmentLog: ...
+
+    @property
+    def relay(self) -> LiveRelay | None:
+        """How live fragments reach the other processes that share this backend (None:
+        one process has the backend to itself, as the embedded one)."""
+        ...
 
     async def start(self) -> None:
         """Start background work (writer threads, connections); call once, before use."""

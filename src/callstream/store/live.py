@@ -9,15 +9,26 @@ resolves. A reader that has caught up with an open fragment can instead attach a
 :class:`LiveSink` to it: the producer then hands each new Cluster chunk straight to the
 sink, and the reader sleeps until the fragment completes or is dropped. That saves the
 reader a wake-up per chunk, which is most of what a live stream costs.
+
+The hub is per process. A backend shared by several processes (NATS JetStream) gives the
+hub a :class:`LiveRelay`: every change a local producer makes to a live fragment is then
+also handed to the relay, which carries it to the other nodes, and a reader's node asks
+the relay (:meth:`LiveHub.watch`) to feed it the changes other nodes' producers make, so
+a reader on any node sees the open fragment's bytes as they arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
-__all__ = ["LiveFragment", "LiveHub", "LiveSink", "StreamLive"]
+__all__ = ["LiveChange", "LiveFragment", "LiveHub", "LiveRelay", "LiveSink", "StreamLive"]
+
+LiveChange = Literal["chunk", "finish", "drop", "persist"]
+"""What happened to a live fragment (see :meth:`LiveRelay.changed`)."""
 
 KEEP_AFTER_PERSIST = 4
 """Completed fragments kept in memory per stream after they were persisted."""
@@ -79,10 +90,14 @@ class LiveFragment:
     dropped: bool = False  # rejected by validation: never served again
     persisted: bool = False
     sinks: list[LiveSink] = field(default_factory=list)
+    on_change: Callable[[LiveFragment, LiveChange, bytes], None] | None = None
+    """Told of every change (the hub's relay, for a fragment a local producer makes)."""
 
     def append(self, data: bytes) -> None:
         """More Cluster bytes."""
         self.chunks.append(data)
+        if self.on_change is not None:
+            self.on_change(self, "chunk", data)
         for sink in self.sinks:
             if not sink.push(data):  # rare (a reader fell behind): rebuild the list
                 kept = self.sinks[: self.sinks.index(sink)]
@@ -104,12 +119,22 @@ class LiveFragment:
         self.trailer = trailer
         self.duration_ms = duration_ms
         self.complete = True
+        if self.on_change is not None:
+            self.on_change(self, "finish", trailer)
         self._release()
 
     def drop(self) -> None:
         """Rejected or abandoned: never served again."""
         self.dropped = True
+        if self.on_change is not None:
+            self.on_change(self, "drop", b"")
         self._release()
+
+    def mark_persisted(self) -> None:
+        """Durably stored (readers may now find it in the fragment log)."""
+        self.persisted = True
+        if self.on_change is not None:
+            self.on_change(self, "persist", b"")
 
     def _release(self) -> None:
         sinks, self.sinks = self.sinks, []
@@ -155,6 +180,29 @@ class StreamLive:
         return True
 
 
+class LiveRelay(Protocol):
+    """Carries live fragments between the processes that share a backend (see the module
+    docstring). Called from the event loop; the change methods must not block."""
+
+    def bind(self, hub: LiveHub) -> None:
+        """The hub this relay serves (the hub calls this once, as it is made)."""
+        ...
+
+    def opened(self, arn: str, frag: LiveFragment) -> None:
+        """A local producer opened ``frag`` (later changes come through :meth:`changed`)."""
+        ...
+
+    def changed(self, arn: str, frag: LiveFragment, change: LiveChange, data: bytes) -> None:
+        """A local producer's fragment changed: Cluster bytes appended (``data``), finished
+        (``data`` is the trailer), dropped, or persisted."""
+        ...
+
+    async def watch(self, arn: str, hub: LiveHub) -> None:
+        """Feed other nodes' live fragments of ``arn`` into ``hub`` from now on (until the
+        hub no longer uses the stream); returns once the fragments open now are in it."""
+        ...
+
+
 class LiveHub:
     """Live state of every stream, keyed by stream ARN. Use from the event loop only.
 
@@ -163,8 +211,20 @@ class LiveHub:
     stream per call (Connect contacts, Chime legs) thus costs memory only during the
     call; what a later upload must know (the last frame's timestamp) is kept apart."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay: LiveRelay | None = None) -> None:
         self._streams: dict[str, StreamLive] = {}
+        self.relay = relay
+        if relay is not None:
+            relay.bind(self)
+
+    def __contains__(self, arn: str) -> bool:
+        return arn in self._streams
+
+    async def watch(self, arn: str) -> None:
+        """Make sure other nodes' live fragments of ``arn`` reach this hub (no-op without
+        a relay)."""
+        if self.relay is not None:
+            await self.relay.watch(arn, self)
 
     def stream(self, arn: str) -> StreamLive:
         """The live state of ``arn`` (created on first use)."""
@@ -208,7 +268,19 @@ class LiveHub:
             live.wake()
 
     def open(self, arn: str, frag: LiveFragment) -> None:
-        """A new fragment starts."""
+        """A new fragment of a local producer starts (told to the relay)."""
+        self.stream(arn).fragments[frag.number] = frag
+        relay = self.relay
+        if relay is not None:
+
+            def changed(f: LiveFragment, change: LiveChange, data: bytes) -> None:
+                relay.changed(arn, f, change, data)
+
+            frag.on_change = changed
+            relay.opened(arn, frag)
+
+    def add_remote(self, arn: str, frag: LiveFragment) -> None:
+        """A fragment another node's producer opened (from the relay: not relayed back)."""
         self.stream(arn).fragments[frag.number] = frag
 
     def after(self, arn: str, number: str | None) -> list[LiveFragment]:

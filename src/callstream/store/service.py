@@ -80,7 +80,8 @@ class MediaStore:
         self.backend = backend
         self.config = config or StoreConfig()
         self.events = events
-        self.hub = LiveHub()
+        # A backend several processes share relays live fragments between them.
+        self.hub = LiveHub(relay=getattr(backend, "relay", None))
         self.uploads: set[UploadRunner] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
@@ -297,6 +298,7 @@ class MediaStore:
     # --- reading ------------------------------------------------------------------------
     async def start_after(self, stream: StreamRecord, selector: StartSelector) -> str | None:
         """The fragment number a reader with ``selector`` starts after (None: earliest)."""
+        await self.hub.watch(stream.arn)
         return await reading.start_after(self.backend.log, self.hub, stream, selector)
 
     async def follow(
@@ -311,6 +313,7 @@ class MediaStore:
         """Write fragments after ``after`` as GetMedia documents, live ones chunk by chunk
         (GetMedia's core; the caller holds a reader slot)."""
         idle = self.config.live_idle_s if live_edge else None
+        await self.hub.watch(stream.arn)
         await reading.follow(
             self.backend.log, self.hub, stream, after=after, write=write, idle_s=idle, sink=sink
         )
@@ -328,6 +331,8 @@ class MediaStore:
         fragment, or the caller stops. Without ``follow``, only what is there now."""
         after = await self.start_after(stream, start)
         limit: float | None = idle_s if follow else 0.0
+        if follow:
+            await self.hub.watch(stream.arn)
         async for fragment in reading.fragments(
             self.backend.log, self.hub, stream, after=after, idle_s=limit
         ):

@@ -129,6 +129,7 @@ class UploadRunner:
         self.task: asyncio.Task[object] | None = None
         self.live: StreamLive | None = None
         self.lifecycle: UploadLifecycle | None = None
+        self.lease: ProducerLease | None = None  # once the upload took the stream
 
     # --- control from outside -----------------------------------------------------------
     def supersede(self) -> None:
@@ -146,6 +147,7 @@ class UploadRunner:
         self.task = asyncio.current_task()
         catalog = self.backend.catalog
         lease: ProducerLease = await catalog.acquire_producer(self.stream.arn)
+        self.lease = lease
         live = self.live = self.hub.stream(self.stream.arn)
         previous = live.producer
         if isinstance(previous, UploadRunner):
@@ -388,7 +390,7 @@ class UploadRunner:
                 continue
             finally:
                 self.room.set()
-            frag.persisted = True
+            frag.mark_persisted()
             self.result.stored.append(frag.number)
             if await self._retained():
                 await self.acks.put(Ack(EventType.PERSISTED, ready.timecode, frag.number))

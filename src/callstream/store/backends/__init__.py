@@ -2,8 +2,8 @@
 
 * ``embedded`` (the default) -- one data directory on local disk
   (:mod:`callstream.store.backends.embedded`);
-* ``nats://host:4222[,host2:4222...]`` -- NATS JetStream (not available yet: the spec is
-  parsed and checked, then refused with :class:`BackendNotAvailable`).
+* ``nats://host:4222[,host2:4222...]`` -- NATS JetStream, shared by several nodes
+  (:mod:`callstream.store.backends.nats`; imported only when chosen).
 
 A second backend is a subpackage here implementing
 :class:`~callstream.store.base.StoreBackend`, a branch in :func:`open_backend`, and one
@@ -124,6 +124,8 @@ def open_backend(
     keyring: Keyring | None = None,
     writer_threads: int = 2,
     io_threads: int = 4,
+    nats_replicas: int | None = None,
+    nats_prefix: str | None = None,
 ) -> StoreBackend:
     """Open the backend ``spec`` names (see :func:`parse_backend_spec`); then ``await
     backend.start()`` on the event loop that will use it, and ``await backend.close()``.
@@ -133,12 +135,30 @@ def open_backend(
     (the embedded backend opens and recovers its files). Raises :class:`ValueError` for
     an unknown spec, :class:`BackendNotAvailable` for a backend not available yet, and
     the backend's own errors (e.g. ``DataDirLocked``).
+
+    A NATS backend connects in ``start()`` (:class:`StoreError` when no server answers);
+    its master keys are in ``keyring`` (default ``<data_dir>/keys.json``: the same file on
+    every node), ``nats_replicas`` copies of each stream (default: 3 in a cluster of 3 or
+    more, else 1), names under ``nats_prefix`` (default ``callstream``).
     """
     kind = parse_backend_spec(spec)
     if isinstance(kind, NatsServers):
-        raise BackendNotAvailable(
-            "the NATS JetStream backend is not available yet "
-            f"(--store {','.join(kind.urls)}); use --store {DEFAULT_BACKEND}"
+        try:
+            from callstream.store.backends.nats import DEFAULT_PREFIX, NatsStore
+        except ImportError as err:  # pragma: no cover - nats-py is a dependency
+            raise BackendNotAvailable(
+                f"the NATS backend needs nats-py (pip install 'callstream[nats]'): {err}"
+            ) from None
+        return NatsStore(
+            kind.urls,
+            keyring=keyring if keyring is not None else NatsStore.default_keyring(data_dir),
+            region=region,
+            account_id=account_id,
+            max_streams=max_streams,
+            replicas=nats_replicas,
+            prefix=nats_prefix or DEFAULT_PREFIX,
+            user=kind.user,
+            password=kind.password,
         )
     return EmbeddedStore.open(
         data_dir,

@@ -123,6 +123,11 @@ class EmbeddedStore:
         """Fragments."""
         return self._log
 
+    @property
+    def relay(self) -> None:
+        """None: the data directory is this process's alone (no other node reads live)."""
+        return None
+
     async def start(self) -> None:
         """Start the writer threads (delivering to the running loop)."""
         if self._started:
