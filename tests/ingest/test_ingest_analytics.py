@@ -119,3 +119,39 @@ def test_a_call_through_each_gateway_is_transcribed_per_channel(
         assert agent_wer <= MAX_WER, (agent_wer, texts(call, "AGENT"))
         assert wer(talk.caller_text, texts(call, "AGENT")) > 0.5  # roles not swapped
     json.dumps(found)  # the API's answer is plain JSON
+
+
+@pytest.fixture(scope="module")
+def chime_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    need_speech()
+    config = ServerConfig(
+        credentials={KEY: SECRET},
+        live_idle_timeout_s=0.5,
+        ui=None,
+        analytics=AnalyticsConfig(workers=2, settings=CallSettings(alert_categories=None)),
+        ingest=IngestConfig(token=TOKEN, shape="chime"),
+    )
+    with ServerThread(tmp_path_factory.mktemp("ingest-asr-chime"), config=config) as srv:
+        yield srv
+
+
+def test_a_chime_shaped_call_is_paired_by_leg_and_transcribed_per_channel(
+    chime_server: ServerThread,
+) -> None:
+    """The chime shape: a stream per leg, STARTED per leg with IsCaller; the analytics
+    pairs the two legs into one call by TransactionId, each on its own channel."""
+    talk = conversation(4, seed=13)  # as the connect-shaped websocket call
+    caller = np.ascontiguousarray(talk.caller, "<i2").tobytes()
+    agent = np.ascontiguousarray(talk.agent, "<i2").tobytes()
+    call_id = str(uuid.uuid4())
+    options = ReplayOptions(
+        "websocket", port=chime_server.port, call_id=call_id, speed=4.0, token=TOKEN
+    )
+    asyncio.run(replay([caller, agent], options))
+    found = transcript(chime_server, call_id)
+    call = found["Call"]
+    assert found["CallSummary"]["Source"] == "VOICE_CONNECTOR"
+    caller_wer = wer(talk.caller_text, texts(call, "CALLER"))
+    agent_wer = wer(talk.agent_text, texts(call, "AGENT"))
+    assert caller_wer <= MAX_WER, (caller_wer, texts(call, "CALLER"))
+    assert agent_wer <= MAX_WER, (agent_wer, texts(call, "AGENT"))
