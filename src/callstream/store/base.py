@@ -18,9 +18,10 @@ the JSON seconds that KVS clients expect.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from callstream.store.live import LiveRelay
 
@@ -261,6 +262,49 @@ class ReaderSlot:
     stream_arn: str
     kind: ReaderKind
     token: int
+
+
+READER_KINDS: frozenset[str] = frozenset(get_args(ReaderKind))
+
+
+def check_reader_kind(kind: str) -> None:
+    """Raise :class:`InvalidArgument` for a reader kind the store does not know."""
+    if kind not in READER_KINDS:
+        raise InvalidArgument(f"unknown reader kind {kind!r}")
+
+
+class ReaderSlots:
+    """The reader slots a process hands out: per stream and kind, the tokens of the
+    readers holding one (what :meth:`StreamCatalog.acquire_reader` counts)."""
+
+    def __init__(self) -> None:
+        self._tokens = itertools.count(1)
+        self._held: dict[tuple[str, ReaderKind], set[int]] = {}
+
+    def acquire(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
+        """A slot, or :class:`ReaderLimitExceeded` when ``limit`` are taken."""
+        held = self._held.setdefault((arn, kind), set())
+        if len(held) >= limit:
+            raise ReaderLimitExceeded(
+                f"stream {arn} already has {len(held)} {kind} connections (limit {limit})"
+            )
+        token = next(self._tokens)
+        held.add(token)
+        return ReaderSlot(arn, kind, token)
+
+    def release(self, slot: ReaderSlot) -> None:
+        """Give a slot back (idempotent)."""
+        key = (slot.stream_arn, slot.kind)
+        held = self._held.get(key)
+        if held is not None:
+            held.discard(slot.token)
+            if not held:
+                del self._held[key]
+
+    def forget(self, arn: str) -> None:
+        """Drop every slot of a deleted stream."""
+        for kind in get_args(ReaderKind):
+            self._held.pop((arn, kind), None)
 
 
 class StreamCatalog(Protocol):

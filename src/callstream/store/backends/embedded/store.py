@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, ParamSpec, TypeVar, get_args
+from typing import Literal, ParamSpec, TypeVar
 
 from callstream.store.backends.embedded.backend import EmbeddedBackend
 from callstream.store.backends.embedded.feeds import Feeds
@@ -35,11 +35,12 @@ from callstream.store.base import (
     InvalidArgument,
     ProducerLease,
     ReaderKind,
-    ReaderLimitExceeded,
     ReaderSlot,
+    ReaderSlots,
     StoreError,
     StreamNotFound,
     StreamRecord,
+    check_reader_kind,
 )
 from callstream.store.crypto import Keyring
 from callstream.store.numbers import (
@@ -52,8 +53,6 @@ __all__ = ["EmbeddedCatalog", "EmbeddedLog", "EmbeddedStore"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-_READER_KINDS = frozenset(get_args(ReaderKind))
 
 
 @dataclass(slots=True)
@@ -168,7 +167,7 @@ class EmbeddedCatalog:
         self._backend = store.backend
         self._tokens = itertools.count(1)
         self._leases: dict[str, _Lease] = {}
-        self._readers: dict[tuple[str, ReaderKind], set[int]] = {}
+        self._readers = ReaderSlots()
 
     async def create_stream(
         self,
@@ -223,8 +222,7 @@ class EmbeddedCatalog:
 
     def _forget(self, arn: str) -> None:
         self._leases.pop(arn, None)
-        for kind in _READER_KINDS:
-            self._readers.pop((arn, kind), None)
+        self._readers.forget(arn)
         self._store._feeds.end_stream(arn)
 
     # --- producers ---------------------------------------------------------------------------
@@ -253,26 +251,13 @@ class EmbeddedCatalog:
     # --- readers -----------------------------------------------------------------------------
     async def acquire_reader(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
         """A reader slot, or :class:`ReaderLimitExceeded` when ``limit`` are taken."""
-        if kind not in _READER_KINDS:
-            raise InvalidArgument(f"unknown reader kind {kind!r}")
+        check_reader_kind(kind)
         await self.get_stream(arn=arn)
-        slots = self._readers.setdefault((arn, kind), set())
-        if len(slots) >= limit:
-            raise ReaderLimitExceeded(
-                f"stream {arn} already has {len(slots)} {kind} connections (limit {limit})"
-            )
-        token = next(self._tokens)
-        slots.add(token)
-        return ReaderSlot(arn, kind, token)
+        return self._readers.acquire(arn, kind, limit)
 
     async def release_reader(self, slot: ReaderSlot) -> None:
         """Give a reader slot back (idempotent)."""
-        key = (slot.stream_arn, slot.kind)
-        slots = self._readers.get(key)
-        if slots is not None:
-            slots.discard(slot.token)
-            if not slots:
-                del self._readers[key]
+        self._readers.release(slot)
 
 
 class EmbeddedLog:

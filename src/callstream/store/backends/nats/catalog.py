@@ -18,11 +18,10 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import itertools
 import json
 import time
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 import nats.js.errors as js_errors
 
@@ -45,8 +44,8 @@ from callstream.store.base import (
     InvalidArgument,
     ProducerLease,
     ReaderKind,
-    ReaderLimitExceeded,
     ReaderSlot,
+    ReaderSlots,
     StoreError,
     StreamInUse,
     StreamLimitExceeded,
@@ -54,6 +53,7 @@ from callstream.store.base import (
     StreamRecord,
     TagsLimitExceeded,
     VersionMismatch,
+    check_reader_kind,
 )
 from callstream.store.crypto import (
     RecordCipher,
@@ -70,7 +70,6 @@ if TYPE_CHECKING:
 __all__ = ["NatsCatalog"]
 
 _NOT_FOUND = "The requested stream is not found or not active."
-_READER_KINDS = frozenset(get_args(ReaderKind))
 _CHANGES = {"device_name", "media_type", "data_retention_hours", "tags"}
 _KEYCHECK = b"callstream/keycheck/v1"
 
@@ -112,8 +111,7 @@ class NatsCatalog:
     def __init__(self, store: NatsStore) -> None:
         self._store = store
         self._ciphers: dict[str, RecordCipher] = {}
-        self._tokens = itertools.count(1)
-        self._readers: dict[tuple[str, ReaderKind], set[int]] = {}
+        self._readers = ReaderSlots()
         self._last_creation_ms = 0
 
     @property
@@ -328,8 +326,7 @@ class NatsCatalog:
                 await self._store.retrying(self._kv.delete, key)
         await self._store.log.delete_storage(record)
         self._ciphers.pop(arn, None)
-        for kind in _READER_KINDS:
-            self._readers.pop((arn, kind), None)
+        self._readers.forget(arn)
         await self._store.relay.deleted(arn)
 
     # --- producers ---------------------------------------------------------------------------
@@ -388,23 +385,10 @@ class NatsCatalog:
     # --- readers (per node) ------------------------------------------------------------------
     async def acquire_reader(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
         """A reader slot of this node, or :class:`ReaderLimitExceeded`."""
-        if kind not in _READER_KINDS:
-            raise InvalidArgument(f"unknown reader kind {kind!r}")
+        check_reader_kind(kind)
         await self.get_stream(arn=arn)
-        slots = self._readers.setdefault((arn, kind), set())
-        if len(slots) >= limit:
-            raise ReaderLimitExceeded(
-                f"stream {arn} already has {len(slots)} {kind} connections (limit {limit})"
-            )
-        token = next(self._tokens)
-        slots.add(token)
-        return ReaderSlot(arn, kind, token)
+        return self._readers.acquire(arn, kind, limit)
 
     async def release_reader(self, slot: ReaderSlot) -> None:
         """Give a reader slot back (idempotent)."""
-        key = (slot.stream_arn, slot.kind)
-        slots = self._readers.get(key)
-        if slots is not None:
-            slots.discard(slot.token)
-            if not slots:
-                del self._readers[key]
+        self._readers.release(slot)
