@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from api_helpers import aws_cli_env
+from api_helpers import aws_cli_env, needs_connect_model
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -246,6 +246,7 @@ def test_media_streams_storage_config(connect: Any) -> None:
 
 
 # --- contact flows -------------------------------------------------------------------------------
+@needs_connect_model
 def test_contact_flow_lifecycle(connect: Any) -> None:
     iid = new_instance(connect)
     created = connect.create_contact_flow(
@@ -281,6 +282,7 @@ def test_contact_flow_lifecycle(connect: Any) -> None:
     connect.delete_instance(InstanceId=iid)
 
 
+@needs_connect_model
 def test_invalid_flow_lists_problems(connect: Any) -> None:
     iid = new_instance(connect)
     for content in (BAD_FLOW, "not json", '{"Version": "2019-10-30"}', "/etc/passwd"):
@@ -310,6 +312,7 @@ def test_invalid_flow_lists_problems(connect: Any) -> None:
     connect.delete_instance(InstanceId=iid)
 
 
+@needs_connect_model
 def test_lca_flow_imports(connect: Any) -> None:
     path = CONNECT_FLOWS / "lca-contact-flow.json"
     if not path.is_file():
@@ -334,6 +337,7 @@ def test_deleting_an_instance_deletes_its_flows(connect: Any) -> None:
 
 
 # --- the AWS CLI ---------------------------------------------------------------------------------
+@needs_connect_model
 def test_aws_cli(server: ServerThread, tmp_path: Path) -> None:
     aws = shutil.which("aws")
     if aws is None:

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import boto3
 import numpy as np
 import pytest
+from api_helpers import needs_connect_model
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
@@ -32,6 +33,8 @@ from callstream.api.server import ServerThread
 from callstream.client.aws import sign_request
 from callstream.flows.connect_client import configure_server
 from callstream.media.wav import read_wav, write_wav
+
+pytestmark = needs_connect_model
 
 KEY, SECRET = "AKIDCONNECTCALLS", "connect-calls-secret"
 REGION = "us-east-1"
