@@ -29,6 +29,7 @@ import contextlib
 import inspect
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,6 +54,7 @@ __all__ = [
     "CallStore",
     "CallStoreError",
     "CallUpload",
+    "FedUpload",
     "HttpCallStore",
     "LocalCallStore",
 ]
@@ -108,6 +110,42 @@ class CallUpload(Protocol):
     async def abort(self) -> None:
         """End the upload now (the call is being torn down)."""
         ...
+
+
+class FedUpload:
+    """A :class:`CallUpload` fed from a real-time loop that must not wait: bytes go
+    straight in while the store keeps up, else queue in order behind one drain task. A
+    failure of the upload is kept in :attr:`failed` (the owner reports it) and what is
+    queued is dropped."""
+
+    def __init__(self, upload: CallUpload) -> None:
+        self.upload = upload
+        self.backlog: deque[bytes] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.failed: BaseException | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Hand ``data`` over now or queue it (never waits)."""
+        if self.failed is not None or not data:
+            return
+        if not self.backlog and self.upload.write_nowait(data):
+            return
+        self.backlog.append(data)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.backlog:
+                await self.upload.write(self.backlog.popleft())
+        except Exception as exc:  # the upload ended under us; the owner reports it
+            self.failed = exc
+            self.backlog.clear()
+
+    async def flush(self) -> None:
+        """Wait until what was queued has been handed over (or the upload failed)."""
+        if self.task is not None:
+            await self.task
 
 
 class CallStore(Protocol):

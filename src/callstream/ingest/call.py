@@ -50,13 +50,11 @@ the other role (as the analytics pairs legs).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -72,7 +70,7 @@ from callstream.flows.store import (
     MEDIA_STREAMING_STARTED,
     MEDIA_STREAMING_STOPPED,
     CallEvents,
-    CallUpload,
+    FedUpload,
     LocalCallStore,
 )
 from callstream.ingest.events import (
@@ -340,37 +338,6 @@ class SinkSettings:
     """The ``InstanceId`` tag of connect-shaped streams."""
 
 
-class _Output:
-    """An upload fed without waiting while the store keeps up (as the voice connector's)."""
-
-    def __init__(self, upload: CallUpload) -> None:
-        self.upload = upload
-        self.backlog: deque[bytes] = deque()
-        self.task: asyncio.Task[None] | None = None
-        self.failed: BaseException | None = None
-
-    def feed(self, data: bytes) -> None:
-        if self.failed is not None or not data:
-            return
-        if not self.backlog and self.upload.write_nowait(data):
-            return
-        self.backlog.append(data)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self.backlog:
-                await self.upload.write(self.backlog.popleft())
-        except Exception as exc:  # the upload ended under us; the call reports it
-            self.failed = exc
-            self.backlog.clear()
-
-    async def flush(self) -> None:
-        if self.task is not None:
-            await self.task
-
-
 @dataclass(slots=True)
 class _Stream:
     """One stream of the call (connect: the call's; chime: one leg's)."""
@@ -379,7 +346,7 @@ class _Stream:
     roles: tuple[Role, ...]
     arn: str = ""
     muxer: FrameMuxer | None = None
-    output: _Output | None = None
+    output: FedUpload | None = None
     start_fragment: str | None = None
     last_fragment: str | None = None
     start_ms: int | None = None
@@ -510,7 +477,7 @@ class CallSink:
                 producer_start_ms=self.t0_ms,
                 on_ack=lambda ack, s=stream: self._on_ack(s, ack),  # type: ignore[misc]
             )
-            stream.output = _Output(upload)
+            stream.output = FedUpload(upload)
 
     def _producer(self, event: CallStarted) -> KvsProducer:
         extra = {"callstream:source": event.source[:256], "callstream:call-id": event.call_id[:256]}

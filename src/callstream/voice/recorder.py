@@ -31,13 +31,12 @@ import contextlib
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from callstream.client.producer import chime_producer
-from callstream.flows.store import CallEvents, CallStore, CallUpload
+from callstream.flows.store import CallEvents, CallStore, FedUpload
 from callstream.kvs.acks import Ack
 from callstream.store.writers import FrameMuxer
 from callstream.voice.calls import Call, Leg
@@ -76,37 +75,6 @@ class LegStats:
     last_arrival_ms: float | None = None
 
 
-@dataclass(slots=True)
-class _Output:
-    """The leg's upload, fed without waiting while the store keeps up."""
-
-    upload: CallUpload
-    backlog: deque[bytes] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
-    failed: BaseException | None = None
-
-    def feed(self, data: bytes) -> None:
-        if self.failed is not None:
-            return
-        if not self.backlog and self.upload.write_nowait(data):
-            return
-        self.backlog.append(data)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self.backlog:
-                await self.upload.write(self.backlog.popleft())
-        except Exception as exc:  # the upload ended under us; the leg reports it
-            self.failed = exc
-            self.backlog.clear()
-
-    async def flush(self) -> None:
-        if self.task is not None:
-            await self.task
-
-
 class LegRecorder:
     """One leg: its RTP socket, jitter buffer, muxer, upload and status events."""
 
@@ -134,7 +102,7 @@ class LegRecorder:
             ),
             fragment_ms=FRAGMENT_MS,
         )
-        self.output: _Output | None = None
+        self.output: FedUpload | None = None
         self.start_fragment: str | None = None
         self.start_ms: int | None = None
         self.end_ms: int | None = None
@@ -222,7 +190,7 @@ class LegRecorder:
         upload = await store.open_upload(
             self.stream_arn, producer_start_ms=int(time.time() * 1000), on_ack=self.on_ack
         )
-        self.output = _Output(upload)
+        self.output = FedUpload(upload)
 
     async def close(self) -> bool:
         """Flush the jitter buffer, end the upload; True when every fragment was stored."""
