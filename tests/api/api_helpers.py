@@ -48,6 +48,5 @@ def connect_model_gap() -> str | None:
     return None
 
 
-needs_connect_model = pytest.mark.skipif(
-    connect_model_gap() is not None, reason=str(connect_model_gap())
-)
+_CONNECT_GAP = connect_model_gap()
+needs_connect_model = pytest.mark.skipif(_CONNECT_GAP is not None, reason=str(_CONNECT_GAP))
