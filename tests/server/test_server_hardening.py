@@ -473,6 +473,60 @@ def test_descriptor_exhaustion_logs_one_line_and_the_server_recovers(tmp_path: A
     assert 1 <= len(lines) <= 4, log
 
 
+_ACCEPT_RETRIES_AFTER_CLOSE = """
+import asyncio, logging, resource, socket
+
+from callstream.api.connections import ConnectionGuard
+
+logging.basicConfig(level=logging.INFO)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    ConnectionGuard().install_exception_handler(loop)
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, backlog=32)
+    port = server.sockets[0].getsockname()[1]
+    filler = []
+    while True:  # every descriptor taken
+        try:
+            filler.append(socket.socket())
+        except OSError:
+            break
+    clients = []
+    for _ in range(8):  # connections waiting in the backlog, no descriptor left to accept
+        filler.pop().close()
+        sock = socket.socket()
+        sock.connect(("127.0.0.1", port))
+        clients.append(sock)
+    await asyncio.sleep(0.3)  # the accepts fail; asyncio schedules its retries
+    server.close()  # ... and the server closes before they fire
+    await asyncio.sleep(1.5)
+    print("done")
+
+
+asyncio.run(main())
+"""
+
+
+def test_accept_retries_pending_when_the_server_closes_log_nothing() -> None:
+    """At the descriptor limit asyncio retries a failed accept a second later, once per
+    failed attempt; a server that closes meanwhile must not log a traceback per retry."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _ACCEPT_RETRIES_AFTER_CLOSE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and "done" in run.stdout, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.count("cannot accept connections") == 1, run.stderr
+
+
 # --- a stream per call: live state ends with the call -----------------------------------
 
 

@@ -10,7 +10,8 @@ logs a full traceback per attempt. :class:`ConnectionGuard` adds, per listening 
   within ``header_timeout_s`` is closed (idle keep-alive connections are closed by
   aiohttp's ``keepalive_timeout``, and slow bodies by the handlers);
 * **descriptor watch**: one warning line when open descriptors pass 80 % of the limit,
-  and one line instead of a traceback when an accept fails for lack of descriptors.
+  and one line instead of a traceback when an accept fails for lack of descriptors
+  (and none for the retries asyncio left pending when the server closes).
 
 The guard wraps each aiohttp :class:`~aiohttp.web.RequestHandler` in a small protocol
 that forwards every call unchanged; nothing of aiohttp's internals is touched.
@@ -242,6 +243,11 @@ class ConnectionGuard:
                     soft,
                 )
                 return
+            if isinstance(exc, ValueError) and _is_accept_retry(context.get("handle")):
+                # asyncio schedules one accept retry per failed accept (up to the
+                # backlog); a retry that fires after the listening socket closed finds
+                # fd -1. The server is gone, so there is nothing left to retry.
+                return
             if previous is not None:
                 previous(loop, context)
             else:
@@ -254,6 +260,12 @@ class ConnectionGuard:
         while True:
             self.check_descriptors()
             await asyncio.sleep(interval_s)
+
+
+def _is_accept_retry(handle: object) -> bool:
+    """Whether an event-loop callback is asyncio's retry of a failed accept."""
+    callback = getattr(handle, "_callback", None)
+    return getattr(callback, "__name__", "") == "_start_serving"
 
 
 class GuardedSite(web.TCPSite):
