@@ -106,7 +106,9 @@ class CallAnalyticsService:
         starts at once; the first utterance waits for the model if it must)."""
         interrupted = await asyncio.to_thread(self._interrupted)
         self._loading = asyncio.create_task(self._load(), name="callstream-asr-load")
-        subscription = self.bus.subscribe(EventFilter(frozenset(_WATCHED)))
+        # a call is analysed on the node it streams to (in a cluster, not where its
+        # events are relayed to)
+        subscription = self.bus.subscribe(EventFilter(frozenset(_WATCHED), local=True))
         self._task = asyncio.create_task(self._listen(subscription), name="callstream-analytics")
         for row, legs in interrupted:
             await self._resume(row, legs)

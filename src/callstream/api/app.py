@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from callstream.analytics.callstore import CallStore
     from callstream.analytics.service import AnalyticsConfig, CallAnalyticsService
     from callstream.ingest.config import IngestConfig
+    from callstream.store.backends.nats.events import ClusterEvents
     from callstream.voice.server import VoiceConfig, VoiceServer
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
@@ -101,6 +102,7 @@ class ServerState:
     voice: VoiceServer | None = None  # the SIP recording server, while the app runs
     calls: CallStore | None = None  # analysed calls (<data_dir>/analytics)
     analytics: CallAnalyticsService | None = None  # the live call transcriber, while running
+    cluster_events: ClusterEvents | None = None  # NATS store: events relayed between nodes
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking call (the contact records' SQLite) off the event loop."""
@@ -321,6 +323,23 @@ def build_app(
         yield
         await state.store.close()
 
+    async def cluster_events(app: web.Application) -> Any:
+        """With the NATS store: the event buses of all nodes relayed to one another."""
+        if not state.config.store.startswith("nats://"):
+            yield
+            return
+        from callstream.store.backends.nats.events import ClusterEvents
+
+        relay = ClusterEvents(
+            state.store.backend,  # type: ignore[arg-type]
+            state.events,
+            state.events.journal.directory.parent / "cluster-events.json",
+        )
+        await relay.start()
+        state.cluster_events = relay
+        yield
+        await relay.close()
+
     async def descriptor_watch(app: web.Application) -> Any:
         task = asyncio.create_task(state.guard.watch()) if state.guard is not None else None
         yield
@@ -376,6 +395,7 @@ def build_app(
     app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
     app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
     app.cleanup_ctx.append(store)
+    app.cleanup_ctx.append(cluster_events)
     app.cleanup_ctx.append(descriptor_watch)
     app.cleanup_ctx.append(call_analytics)
     app.cleanup_ctx.append(voice_server)

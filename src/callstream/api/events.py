@@ -10,7 +10,8 @@ every other call).
   given ``StreamARN`` / ``ContactId`` / ``CallId``; at most ``limit`` (default 100, at
   most 1000). ``type`` and ``detail-type`` may repeat or list names with commas; all
   filters must pass. ``format=eventbridge`` gives each event as its EventBridge event
-  (:func:`~callstream.events.types.to_eventbridge`, the id is ``callstream-<cursor>``)
+  (:func:`~callstream.events.types.to_eventbridge`, the id is ``callstream-<cursor>``,
+  in a cluster ``callstream-<node>-<cursor>`` of the node that published it)
   instead of the wire form (``format=callstream``, the default). Continue with
   ``cursor=NextCursor``; ``HasMore`` says whether the journal holds events after it (a
   filtered page may be short, even empty).
@@ -181,7 +182,10 @@ class Selection:
         """``event`` in the requested format."""
         if self.format == "eventbridge":
             return to_eventbridge(
-                event, account=state.config.account_id, region=state.config.region
+                event,
+                account=state.config.account_id,
+                region=state.config.region,
+                node=state.events.node,
             )
         return event.to_json()
 

@@ -82,6 +82,8 @@ class EventBus:
         max_backlog_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.journal = Journal(Path(directory), retention)
+        self.node: str | None = None
+        """This node's id in a cluster (set by the cluster relay; None on one server)."""
         self.queue_events = max(1, queue_events)
         self.queue_bytes = max(1, queue_bytes)
         self.max_backlog_bytes = max_backlog_bytes
@@ -357,7 +359,7 @@ class Subscription:
         self._queued_bytes = 0
         self._backlog: deque[Event] = deque()  # read from the journal, filtered
         self._wake = asyncio.Event()
-        self._match_all = not filter.types and not filter.fields
+        self._match_all = not filter.types and not filter.fields and not filter.local
 
     @property
     def cursor(self) -> int:

@@ -53,9 +53,11 @@ __all__ = [
     "EventFilter",
     "EventSpec",
     "Field",
+    "Origin",
     "decode",
     "detail_type",
     "encode",
+    "eventbridge_id",
     "eventbridge_name",
     "to_eventbridge",
     "types_with_detail_type",
@@ -65,7 +67,7 @@ Kind = Literal["string", "integer", "number", "boolean", "timestamp", "object", 
 Publisher = Literal["server", "client"]
 
 ENVELOPE = ("Cursor", "EventType", "Time")
-"""Keys every event carries; no field may take these names."""
+"""Keys every event carries; no field may take these names (nor ``Origin``)."""
 
 MAX_EVENT_BYTES = 2 * 1024 * 1024
 """Largest encoded event (a ContactEnded carrying a 1 MiB CTR fits)."""
@@ -396,14 +398,29 @@ EVENT_TYPES: dict[str, EventSpec] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an event relayed from another node of a cluster was published: that node's
+    id and the event's cursor there (wire form ``"Origin": {"Node": ..., "Cursor": ...}``).
+    Events published on this node have none."""
+
+    node: str
+    cursor: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Node": self.node, "Cursor": self.cursor}
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """One event: its type, its fields (wire names), when it happened, and its cursor
-    (0 until the bus published it)."""
+    """One event: its type, its fields (wire names), when it happened, its cursor (0
+    until the bus published it) and, for an event relayed from another node of a
+    cluster, its :class:`Origin`."""
 
     type: str
     fields: Mapping[str, Any]
     time_ms: int
     cursor: int = 0
+    origin: Origin | None = None
 
     @classmethod
     def of(cls, type_name: str, /, *, time_ms: int | None = None, **fields: Any) -> Event:
@@ -426,12 +443,20 @@ class Event:
         return self.fields.get(name, default)
 
     def to_json(self) -> dict[str, Any]:
-        """The wire form: the envelope, then the fields."""
-        return {"Cursor": self.cursor, "EventType": self.type, "Time": self.time_ms, **self.fields}
+        """The wire form: the envelope (with ``Origin`` if relayed), then the fields."""
+        wire: dict[str, Any] = {"Cursor": self.cursor, "EventType": self.type, "Time": self.time_ms}
+        if self.origin is not None:
+            wire["Origin"] = self.origin.to_json()
+        wire.update(self.fields)
+        return wire
 
     def with_cursor(self, cursor: int) -> Event:
         """The same event at ``cursor``."""
-        return Event(self.type, self.fields, self.time_ms, cursor)
+        return Event(self.type, self.fields, self.time_ms, cursor, self.origin)
+
+    def relayed(self, origin: Origin) -> Event:
+        """The same event as imported from ``origin`` (cursor 0 until published here)."""
+        return Event(self.type, self.fields, self.time_ms, 0, origin)
 
 
 def validate(event: Event) -> None:
@@ -507,17 +532,37 @@ def decode(obj: object) -> Event:
         raise EventError("Cursor: expected a non-negative integer")
     if not isinstance(when, int) or isinstance(when, bool):
         raise EventError("Time: expected epoch milliseconds")
-    fields = {k: v for k, v in obj.items() if k not in ENVELOPE}
-    return Event(type_name, fields, when, cursor)
+    origin = _origin(obj.get("Origin"))
+    fields = {k: v for k, v in obj.items() if k not in ENVELOPE and k != "Origin"}
+    return Event(type_name, fields, when, cursor, origin)
+
+
+def _origin(value: object) -> Origin | None:
+    if value is None:
+        return None
+    node = value.get("Node") if isinstance(value, dict) else None
+    cursor = value.get("Cursor") if isinstance(value, dict) else None
+    if (
+        not isinstance(node, str)
+        or not node
+        or not isinstance(cursor, int)
+        or isinstance(cursor, bool)
+        or cursor < 1
+    ):
+        raise EventError('Origin: expected {"Node": id, "Cursor": positive integer}')
+    return Origin(node, cursor)
 
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which events a subscriber or query wants: any of ``types`` (empty: all types),
-    and every ``fields`` pair equal (an event without the field does not match)."""
+    and every ``fields`` pair equal (an event without the field does not match); with
+    ``local``, only events published on this node (not relayed from another node of a
+    cluster: what acts on a call, such as analytics and webhooks, acts where it happened)."""
 
     types: frozenset[str] = frozenset()
     fields: tuple[tuple[str, Any], ...] = ()
+    local: bool = False
 
     @classmethod
     def where(cls, types: Iterable[str] = (), **fields: Any) -> EventFilter:
@@ -529,6 +574,8 @@ class EventFilter:
     def matches(self, event: Event) -> bool:
         """Whether ``event`` passes."""
         if self.types and event.type not in self.types:
+            return False
+        if self.local and event.origin is not None:
             return False
         missing = object()
         return all(event.fields.get(k, missing) == v for k, v in self.fields)
@@ -557,10 +604,24 @@ def types_with_detail_type(name: str) -> frozenset[str]:
     return frozenset(n for n, spec in EVENT_TYPES.items() if detail_type(spec) == name)
 
 
-def to_eventbridge(event: Event, *, account: str, region: str) -> dict[str, Any]:
+def eventbridge_id(event: Event, node: str | None = None) -> str:
+    """The EventBridge ``id`` of an event: ``callstream-<cursor>`` on a single server;
+    in a cluster (``node``: this node's id) ``callstream-<node>-<cursor>`` of the node
+    that published it, the same on every node."""
+    if event.origin is not None:
+        return f"callstream-{event.origin.node}-{event.origin.cursor}"
+    if node is not None:
+        return f"callstream-{node}-{event.cursor}"
+    return f"callstream-{event.cursor}"
+
+
+def to_eventbridge(
+    event: Event, *, account: str, region: str, node: str | None = None
+) -> dict[str, Any]:
     """The event as an EventBridge event: AWS's ``source`` / ``detail-type`` where AWS
     emits one (Connect contact events, Chime streaming status), ``callstream`` and the
-    type name otherwise; detail keys by :func:`eventbridge_name`, timestamps in ISO 8601."""
+    type name otherwise; detail keys by :func:`eventbridge_name`, timestamps in ISO 8601;
+    ``id`` by :func:`eventbridge_id`."""
     spec = event.spec
     detail: dict[str, Any] = {}
     if spec is not None and spec.aws is not None:
@@ -580,7 +641,7 @@ def to_eventbridge(event: Event, *, account: str, region: str) -> dict[str, Any]
     ]
     return {
         "version": "0",
-        "id": f"callstream-{event.cursor}",
+        "id": eventbridge_id(event, node),
         "detail-type": detail_type,
         "source": source,
         "account": account,

@@ -46,7 +46,7 @@ import os
 import random
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -463,7 +463,10 @@ class WebhookRunner:
         if session is None:
             session = aiohttp.ClientSession()
         try:
-            async with self.bus.subscribe(self.webhook.filter, start) as subscription:
+            # in a cluster each node delivers the events published on it: configured on
+            # every node, a webhook gets every event once
+            local = replace(self.webhook.filter, local=True)
+            async with self.bus.subscribe(local, start) as subscription:
                 await self._pump(session, subscription)
         finally:
             if owned:
@@ -498,7 +501,9 @@ class WebhookRunner:
         """The request body for ``event`` in the webhook's format."""
         if self.webhook.format == "callstream":
             return encode(event)
-        envelope = to_eventbridge(event, account=self.account, region=self.region)
+        envelope = to_eventbridge(
+            event, account=self.account, region=self.region, node=self.bus.node
+        )
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
     def headers(self, event: Event, body: bytes) -> dict[str, str]:

@@ -1,0 +1,305 @@
+"""The call-event bus across NATS nodes (real nats-server): every node's bus holds every
+node's events, with their origin; what acts on a call acts where it happened; a node
+that was away catches up; a crash between journaling and saving imports nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.credentials import Credentials
+
+from callstream.api.app import ServerConfig
+from callstream.api.server import ServerThread
+from callstream.cli import signed_request
+from callstream.events import Event, EventBus, EventFilter, Subscription
+from callstream.events.types import Origin, decode, encode, to_eventbridge
+from callstream.events.webhooks import Webhook
+from callstream.store.backends import open_backend
+from callstream.store.crypto import Keyring
+
+pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
+
+from callstream.store.backends.nats.events import ClusterEvents
+
+ACCESS_KEY, SECRET_KEY, REGION = (
+    "AKIDEXAMPLE",
+    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "us-east-1",
+)
+ARN = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/s/1"
+
+
+def created(i: int) -> Event:
+    return Event.of("StreamCreated", StreamARN=f"{ARN}-{i}", StreamName=f"s{i}")
+
+
+async def take(sub: Subscription, n: int, timeout: float = 30.0) -> list[Event]:
+    out: list[Event] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            event = await sub.next()
+            assert event is not None, "subscription ended"
+            out.append(event)
+    return out
+
+
+class Node:
+    """One node's event side in process: its bus, its NATS store, its relay."""
+
+    def __init__(self, nats_url: str, directory: Path, prefix: str, keyring: Keyring) -> None:
+        self.directory = directory
+        self.bus = EventBus(directory / "events")
+        self.backend: Any = open_backend(nats_url, directory, keyring=keyring, nats_prefix=prefix)
+        self.relay: ClusterEvents | None = None
+
+    async def start(self) -> Node:
+        self.bus.bind()
+        await self.backend.start()
+        self.relay = ClusterEvents(self.backend, self.bus, self.directory / "cluster-events.json")
+        await self.relay.start()
+        return self
+
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+        await self.backend.close()
+        self.bus.end_subscriptions()
+        await asyncio.to_thread(self.bus.close)
+
+    def everything(self) -> list[Event]:
+        return self.bus.query(EventFilter(), 0, 1000).events
+
+
+@pytest.fixture
+def cluster(nats_url: str, tmp_path: Path) -> Iterator[Any]:
+    """``make(name)``: a node of one deployment (a fresh prefix per test)."""
+    prefix = f"ev{uuid.uuid4().hex[:10]}"
+    keyring = Keyring(tmp_path / "keys.json")
+
+    def make(name: str) -> Node:
+        return Node(nats_url, tmp_path / name, prefix, keyring)
+
+    yield make
+
+
+def test_each_nodes_events_reach_the_other_with_their_origin(cluster: Any) -> None:
+    async def main() -> None:
+        a, b = await cluster("a").start(), await cluster("b").start()
+        try:
+            assert a.relay and b.relay and a.relay.node != b.relay.node
+            on_b = b.bus.subscribe(EventFilter())
+            local_on_b = b.bus.subscribe(EventFilter(local=True))
+            cursors = [a.bus.publish(created(i)) for i in range(3)]
+            b_cursor = b.bus.publish(created(9))
+            got = await take(on_b, 4)
+            imported = [e for e in got if e.origin is not None]
+            assert [e.get("StreamName") for e in imported] == ["s0", "s1", "s2"]
+            assert [e.origin for e in imported] == [Origin(a.relay.node, c) for c in cursors]
+            # what acts on a call (analytics, webhooks) sees only this node's events
+            assert [e.get("StreamName") for e in await take(local_on_b, 1)] == ["s9"]
+            assert await local_on_b.next(timeout=0.5) is None
+            # ... and the other way round
+            on_a = a.bus.subscribe(EventFilter(), cursors[-1])
+            [back] = await take(on_a, 1)
+            assert back.get("StreamName") == "s9" and back.origin == Origin(b.relay.node, b_cursor)
+            # one EventBridge id for one event, whichever node renders it
+            mine = a.bus.query(EventFilter(), 0, 10).events[0]
+            rendered = [
+                to_eventbridge(e, account="1", region=REGION, node=n.bus.node)["id"]
+                for e, n in ((mine, a), (imported[0], b))
+            ]
+            assert rendered[0] == rendered[1] == f"callstream-{a.relay.node}-{cursors[0]}"
+            # the origin survives the journal and the wire form
+            assert decode(json.loads(encode(imported[0]))).origin == imported[0].origin
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+def test_a_node_that_was_away_catches_up_and_nothing_is_imported_twice(cluster: Any) -> None:
+    async def main() -> None:
+        a, b = await cluster("a").start(), await cluster("b").start()
+        try:
+            sub = b.bus.subscribe(EventFilter())
+            a.bus.publish(created(0))
+            await take(sub, 1)
+            sub.close()
+            state_before = (b.directory / "cluster-events.json").read_bytes()
+            await b.close()
+            for i in range(1, 6):  # published while b is down
+                a.bus.publish(created(i))
+            b = await cluster("b").start()
+            sub = b.bus.subscribe(EventFilter(), b.bus.last_cursor)
+            assert [e.get("StreamName") for e in await take(sub, 5)] == [
+                f"s{i}" for i in range(1, 6)
+            ]
+            sub.close()
+            await b.close()
+            # a crash after the journal took a batch but before the state was saved: the
+            # saved state says less than the journal holds, and JetStream delivers again
+            (b.directory / "cluster-events.json").write_bytes(state_before)
+            relay_state = json.loads(state_before)
+            consumer = f"node-{relay_state['node']}"
+            await a.backend.js.delete_consumer(a.relay.stream, consumer)
+            b = await cluster("b").start()
+            a.bus.publish(created(6))
+            sub = b.bus.subscribe(EventFilter(), b.bus.last_cursor)
+            [after] = await take(sub, 1)
+            assert after.get("StreamName") == "s6"
+            names = [e.get("StreamName") for e in b.everything()]
+            assert names == [f"s{i}" for i in range(7)]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+def test_an_outbox_that_resends_after_a_restart_duplicates_nothing(cluster: Any) -> None:
+    async def main() -> None:
+        a, b = await cluster("a").start(), await cluster("b").start()
+        try:
+            sub = b.bus.subscribe(EventFilter())
+            for i in range(4):
+                a.bus.publish(created(i))
+            await take(sub, 4)
+            await a.close()
+            # a's state as if it crashed before saving what it sent: it sends all again
+            path = a.directory / "cluster-events.json"
+            saved = json.loads(path.read_text())
+            saved["sent"] = 0
+            path.write_text(json.dumps(saved))
+            a = await cluster("a").start()
+            a.bus.publish(created(4))
+            [new] = await take(sub, 1)
+            assert new.get("StreamName") == "s4"
+            assert [e.get("StreamName") for e in b.everything()] == [f"s{i}" for i in range(5)]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+# --- two servers: the events API and webhooks ----------------------------------------------
+
+
+CREDS = Credentials(ACCESS_KEY, SECRET_KEY)
+
+
+def events_of(base: str, **params: Any) -> list[dict[str, Any]]:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    status, body = signed_request(
+        "GET", f"{base}/callstream/events?{query}", region=REGION, credentials=CREDS
+    )
+    assert status == 200, body
+    return list(json.loads(body)["Events"])
+
+
+class Receiver:
+    """A webhook receiver: the bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def test_two_servers_list_each_others_events_and_a_webhook_gets_each_event_once(
+    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLSTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("CALLSTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
+    receiver = Receiver()
+    prefix = f"ev{uuid.uuid4().hex[:10]}"
+    hook = Webhook(receiver.url, event_types=("StreamCreated", "ContactStarted"))
+    config = ServerConfig(store=nats_url, store_prefix=prefix, webhooks=(hook,))
+    a = ServerThread(tmp_path / "a", config=config).start()
+    b: ServerThread | None = None
+    try:
+        a.run(a.store.create_stream("made-on-a", data_retention_hours=1))
+        (tmp_path / "b").mkdir()  # the same master key file on every node
+        shutil.copy(tmp_path / "a" / "keys.json", tmp_path / "b" / "keys.json")
+        b = ServerThread(tmp_path / "b", config=config).start()
+        publish(b.url, "c-on-b")
+        node_a, node_b = a.state.events.node, b.state.events.node
+        [contact] = wait_for_events(a.url, type="ContactStarted")
+        [stream] = wait_for_events(b.url, type="StreamCreated")
+        assert contact["ContactId"] == "c-on-b" and contact["Origin"]["Node"] == node_b
+        assert stream["StreamName"] == "made-on-a" and stream["Origin"]["Node"] == node_a
+        assert "Origin" not in events_of(a.url, type="StreamCreated")[0]
+        # the EventBridge view names the event the same on both nodes
+        ids = {
+            e["id"]
+            for base in (a.url, b.url)
+            for e in events_of(base, type="StreamCreated", format="eventbridge")
+        }
+        assert ids == {f"callstream-{node_a}-{stream['Origin']['Cursor']}"}
+        # a marker published on each node after it holds the other's event: each node's
+        # webhook delivers in its bus's order, so a relayed copy would come before it
+        publish(a.url, "marker-a")
+        publish(b.url, "marker-b")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            contacts = {body["detail"].get("contactId") for body in receiver.bodies}
+            if {"marker-a", "marker-b"} <= contacts:
+                break
+            time.sleep(0.05)
+        delivered = sorted(
+            body["detail"].get("contactId") or body["detail"]["streamName"]
+            for body in receiver.bodies
+        )
+        assert delivered == ["c-on-b", "made-on-a", "marker-a", "marker-b"], receiver.bodies
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+        receiver.server.shutdown()
+
+
+def publish(base: str, contact_id: str) -> None:
+    body = {"Events": [{"EventType": "ContactStarted", "ContactId": contact_id}]}
+    status, answer = signed_request(
+        "POST",
+        f"{base}/callstream/events",
+        region=REGION,
+        credentials=CREDS,
+        body=json.dumps(body).encode(),
+    )
+    assert status == 200, answer
+
+
+def wait_for_events(base: str, **params: Any) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = events_of(base, **params)
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {params} events on {base}")
