@@ -165,19 +165,13 @@ class TwilioStream:
         if event == "stop":
             self.ended = True
             return [CallEnded("stop"), Close(CLOSE_NORMAL, "stream stopped")]
-        if event == "dtmf":
-            body = msg.get("dtmf")
-            digit = body.get("digit") if isinstance(body, dict) else None
-            if not isinstance(digit, str):
-                return failure("dtmf message has no dtmf.digit", CLOSE_PROTOCOL_ERROR)
-            record(self.dtmf, digit)
-            return []
-        if event == "mark":
-            body = msg.get("mark")
-            name = body.get("name") if isinstance(body, dict) else None
-            if not isinstance(name, str):
-                return failure("mark message has no mark.name", CLOSE_PROTOCOL_ERROR)
-            record(self.marks, name)
+        if event in ("dtmf", "mark"):  # recorded: dtmf.digit, mark.name
+            key, entries = ("digit", self.dtmf) if event == "dtmf" else ("name", self.marks)
+            body = msg.get(event)
+            value = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(value, str):
+                return failure(f"{event} message has no {event}.{key}", CLOSE_PROTOCOL_ERROR)
+            record(entries, value)
             return []
         self.ignored_events += 1
         return []
