@@ -317,14 +317,12 @@ class IngestServer:
             self.release()
 
     async def _run_ws(self, ws: web.WebSocketResponse, core: Core, source: str, peer: str) -> None:
-        sink = CallSink(self.target, self.settings(source))
-        self.sinks.add(sink)
-        loop = asyncio.get_running_loop()
-
         def close_idle() -> None:
             self._spawn(ws.close(code=1000, message=b"idle"))
 
-        watch = self._watch(sink, source, close_idle)
+        watch = self._open_call(source, close_idle)
+        sink = watch.sink
+        loop = asyncio.get_running_loop()
         close: Close | None = None
         reason = "disconnected"
         try:
@@ -357,14 +355,7 @@ class IngestServer:
             reason = "disconnected"
             raise
         finally:
-            self.watches.discard(watch)
-            self.sinks.discard(sink)
-            if watch.idle:
-                reason = "idle"
-            await sink.end(reason if not sink.ended else sink.end_reason or reason)
-            if sink.started is not None:
-                log.info("ingest %s call %s from %s ended (%s)", source, sink.call_id, peer,
-                         sink.end_reason)  # fmt: skip
+            await self._end_call(watch, peer, reason)
 
     async def _apply(
         self, ws: web.WebSocketResponse, sink: CallSink, events: list[IngestEvent], source: str
@@ -390,15 +381,31 @@ class IngestServer:
             close = Close(1002, "protocol error")
         return close, failed
 
-    # --- idle peers and pauses ----------------------------------------------------------
-    def _watch(self, sink: CallSink, source: str, close: Callable[[], object]) -> _Watch:
-        """Watch a connection: one task for all of them (not a timer per message)."""
+    # --- a connection's call: idle peers and pauses --------------------------------------
+    def _open_call(self, source: str, close: Callable[[], object]) -> _Watch:
+        """The sink of a new connection's call, watched (``close`` closes the connection
+        when it idles): one watchdog task for all of them, not a timer per message."""
         loop = asyncio.get_running_loop()
+        sink = CallSink(self.target, self.settings(source))
+        self.sinks.add(sink)
         watch = _Watch(sink, source, close, loop.time())
         self.watches.add(watch)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = loop.create_task(self._watch_forever(), name="ingest-watchdog")
         return watch
+
+    async def _end_call(self, watch: _Watch, peer: str, reason: str) -> None:
+        """The connection is done: its call ends with ``reason`` (``idle`` when the
+        watchdog closed it) unless the call ended itself, with one log line if it began."""
+        sink = watch.sink
+        self.watches.discard(watch)
+        self.sinks.discard(sink)
+        if watch.idle:
+            reason = "idle"
+        await sink.end(reason if not sink.ended else sink.end_reason or reason)
+        if sink.started is not None:
+            log.info("ingest %s call %s from %s ended (%s)", watch.source, sink.call_id, peer,
+                     sink.end_reason)  # fmt: skip
 
     async def _watch_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -468,10 +475,9 @@ class IngestServer:
         from callstream.ingest.audiosocket import AudioSocketConnection
 
         core = AudioSocketConnection()
-        sink = CallSink(self.target, self.settings("audiosocket"))
-        self.sinks.add(sink)
+        watch = self._open_call("audiosocket", writer.close)
+        sink = watch.sink
         loop = asyncio.get_running_loop()
-        watch = self._watch(sink, "audiosocket", writer.close)
         reason = "disconnected"
         try:
             while True:
@@ -503,14 +509,7 @@ class IngestServer:
                 if stop or sink.ended:
                     break
         finally:
-            self.watches.discard(watch)
-            self.sinks.discard(sink)
-            if watch.idle:
-                reason = "idle"
-            await sink.end(reason if not sink.ended else sink.end_reason or reason)
-            if sink.started is not None:
-                log.info("ingest audiosocket call %s from %s ended (%s)", sink.call_id, peer,
-                         sink.end_reason)  # fmt: skip
+            await self._end_call(watch, peer, reason)
 
     # --- shutdown -----------------------------------------------------------------------
     async def stop(self) -> None:
