@@ -38,7 +38,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -320,6 +320,13 @@ class IngestServer:
         def close_idle() -> None:
             self._spawn(ws.close(code=1000, message=b"idle"))
 
+        async def send(data: str | bytes) -> None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                if isinstance(data, str):
+                    await ws.send_str(data)
+                else:
+                    await ws.send_bytes(data)
+
         watch = self._open_call(source, close_idle)
         sink = watch.sink
         loop = asyncio.get_running_loop()
@@ -342,7 +349,7 @@ class IngestServer:
                 else:  # CLOSE / CLOSING / CLOSED: the peer is gone
                     await _handle(sink, core.receive_close(), source)
                     break
-                close, failed = await self._apply(ws, sink, events, source)
+                close, failed = await self._apply(events, sink, source, send)
                 if failed is not None:
                     reason = "protocol-error"
                 if sink.failed is not None and close is None:
@@ -357,31 +364,7 @@ class IngestServer:
         finally:
             await self._end_call(watch, peer, reason)
 
-    async def _apply(
-        self, ws: web.WebSocketResponse, sink: CallSink, events: list[IngestEvent], source: str
-    ) -> tuple[Close | None, ProtocolError | None]:
-        close: Close | None = None
-        failed: ProtocolError | None = None
-        for event in events:
-            if isinstance(event, Reply):
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    if isinstance(event.data, str):
-                        await ws.send_str(event.data)
-                    else:
-                        await ws.send_bytes(event.data)
-            elif isinstance(event, Close):
-                close = event
-            elif isinstance(event, ProtocolError):
-                failed = event
-                log.info("ingest %s call %s: protocol error: %s", source, sink.call_id,
-                         event.message)  # fmt: skip
-        if not await _handle(sink, events, source):
-            close = Close(1011, "internal error")
-        if failed is not None and close is None:
-            close = Close(1002, "protocol error")
-        return close, failed
-
-    # --- a connection's call: idle peers and pauses --------------------------------------
+    # --- a connection's call (both transports), idle peers and pauses -------------------
     def _open_call(self, source: str, close: Callable[[], object]) -> _Watch:
         """The sink of a new connection's call, watched (``close`` closes the connection
         when it idles): one watchdog task for all of them, not a timer per message."""
@@ -393,6 +376,33 @@ class IngestServer:
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = loop.create_task(self._watch_forever(), name="ingest-watchdog")
         return watch
+
+    async def _apply(
+        self,
+        events: list[IngestEvent],
+        sink: CallSink,
+        source: str,
+        send: Callable[[str | bytes], Awaitable[None]],
+    ) -> tuple[Close | None, ProtocolError | None]:
+        """A core's events in order: replies are sent, a protocol error is logged, the rest
+        goes to the sink. Returns the close to do (the core's; 1011 when the sink failed on
+        them; 1002 after a protocol error) and the protocol error."""
+        close: Close | None = None
+        failed: ProtocolError | None = None
+        for event in events:
+            if isinstance(event, Reply):
+                await send(event.data)
+            elif isinstance(event, Close):
+                close = event
+            elif isinstance(event, ProtocolError):
+                failed = event
+                log.info("ingest %s call %s: protocol error: %s", source, sink.call_id,
+                         event.message)  # fmt: skip
+        if not await _handle(sink, events, source):
+            close = Close(1011, "internal error")
+        if failed is not None and close is None:
+            close = Close(1002, "protocol error")
+        return close, failed
 
     async def _end_call(self, watch: _Watch, peer: str, reason: str) -> None:
         """The connection is done: its call ends with ``reason`` (``idle`` when the
@@ -474,6 +484,9 @@ class IngestServer:
     ) -> None:
         from callstream.ingest.audiosocket import AudioSocketConnection
 
+        async def send(data: str | bytes) -> None:
+            writer.write(data if isinstance(data, bytes) else data.encode())
+
         core = AudioSocketConnection()
         watch = self._open_call("audiosocket", writer.close)
         sink = watch.sink
@@ -489,24 +502,14 @@ class IngestServer:
                 if not data:
                     await _handle(sink, core.receive_eof(), "audiosocket")
                     break
-                events: list[IngestEvent] = core.receive_bytes(data)
-                stop = False
-                for event in events:
-                    if isinstance(event, Reply):
-                        writer.write(event.data if isinstance(event.data, bytes) else
-                                     event.data.encode())  # fmt: skip
-                    elif isinstance(event, Close):
-                        stop = True
-                    elif isinstance(event, ProtocolError):
-                        log.info("ingest audiosocket call %s: protocol error: %s",
-                                 sink.call_id, event.message)  # fmt: skip
-                        reason, stop = "protocol-error", True
-                if not await _handle(sink, events, "audiosocket"):
-                    stop = True
+                events = core.receive_bytes(data)
+                close, failed = await self._apply(events, sink, "audiosocket", send)
+                if failed is not None:
+                    reason = "protocol-error"
                 if sink.failed is not None:
                     log.warning("ingest audiosocket call %s: %s", sink.call_id, sink.failed)
-                    stop = True
-                if stop or sink.ended:
+                    break
+                if close is not None or sink.ended:
                     break
         finally:
             await self._end_call(watch, peer, reason)
