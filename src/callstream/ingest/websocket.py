@@ -93,6 +93,7 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "SUBPROTOCOLS",
     "CoreState",
+    "MessageRefused",
     "PlainWebSocket",
     "check_shared_token",
     "deinterleave",
@@ -101,6 +102,7 @@ __all__ = [
     "failure",
     "frames",
     "interleave",
+    "load_json_object",
     "parse_json_object",
     "receive_guarded",
     "record",
@@ -188,19 +190,39 @@ def record(entries: list[Any], entry: Any) -> None:
         entries.append(entry[:MAX_RECORDED_CHARS] if isinstance(entry, str) else entry)
 
 
-def parse_json_object(text: str, limit: int) -> dict[str, Any] | list[IngestEvent]:
-    """``text`` as a JSON object, or the failure events (too big, not JSON, not an object)."""
+class MessageRefused(Exception):
+    """A peer's message breaks the protocol: ``info`` says how, ``code`` is the close code."""
+
+    def __init__(self, info: str, code: int = CLOSE_PROTOCOL_ERROR) -> None:
+        super().__init__(info)
+        self.info = info
+        self.code = code
+
+
+def load_json_object(text: str, limit: int) -> dict[str, Any]:
+    """``text`` as a JSON object; :class:`MessageRefused` when it is longer than ``limit``
+    characters (1009), not JSON or not an object (1007)."""
     if len(text) > limit:
-        return failure(
+        raise MessageRefused(
             f"text message of {len(text)} characters exceeds {limit}", CLOSE_MESSAGE_TOO_BIG
         )
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        return failure(f"text message is not JSON: {exc}"[:200], CLOSE_INVALID_PAYLOAD)
+        raise MessageRefused(
+            f"text message is not JSON: {exc}"[:200], CLOSE_INVALID_PAYLOAD
+        ) from None
     if not isinstance(value, dict):
-        return failure("text message is not a JSON object", CLOSE_INVALID_PAYLOAD)
+        raise MessageRefused("text message is not a JSON object", CLOSE_INVALID_PAYLOAD)
     return value
+
+
+def parse_json_object(text: str, limit: int) -> dict[str, Any] | list[IngestEvent]:
+    """``text`` as a JSON object, or the failure events (see :func:`load_json_object`)."""
+    try:
+        return load_json_object(text, limit)
+    except MessageRefused as refused:
+        return failure(refused.info, refused.code)
 
 
 def deinterleave(pcm: bytes, channels: int) -> list[bytes]:
