@@ -1,10 +1,13 @@
 """The mutation loop the fuzz entry points share (``callstream.mkv.fuzz``,
-``callstream.flows.fuzz``, ``callstream.api.fuzz``).
+``callstream.flows.fuzz``, ``callstream.api.fuzz``, ``callstream.voice.fuzz``,
+``callstream.ingest.fuzz``).
 
 Each entry point supplies a target (one input in, an exception out when the code under
 test misbehaves) and a corpus; this module mutates corpus inputs, runs the target on
 them for a time or a number of iterations, saves an input that fails, and runs the
-target under atheris instead when that is installed and asked for.
+target under atheris instead when that is installed and asked for. An entry point with
+several targets names each with a :class:`FuzzTarget` and picks one with ``--target``
+(:func:`targets_main`).
 """
 
 from __future__ import annotations
@@ -14,13 +17,25 @@ import random
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Target", "fuzz_main", "mutate", "run_loop"]
+__all__ = [
+    "FuzzTarget",
+    "Mutator",
+    "Target",
+    "corpus_files",
+    "fuzz_main",
+    "mutate",
+    "run_loop",
+    "targets_main",
+]
 
 Target = Callable[[bytes], None]
 """Runs one input; raises (anything) when the code under test misbehaved on it."""
+Mutator = Callable[[bytes, random.Random, Sequence[bytes]], bytes]
+"""Makes a new input from a corpus input, a random generator and the whole corpus."""
 
 _INTERESTING = (0x00, 0x01, 0x7F, 0x80, 0x81, 0xFF, 0x10, 0x1A, 0x1F, 0xA3, 0xE7)
 DEFAULT_TOKENS: tuple[bytes, ...] = (
@@ -80,6 +95,13 @@ def mutate(
     return bytes(buf)
 
 
+def corpus_files(directory: Path | None) -> list[bytes]:
+    """The files directly in ``directory``, in name order (none without one)."""
+    if directory is None or not directory.is_dir():
+        return []
+    return [path.read_bytes() for path in sorted(directory.iterdir()) if path.is_file()]
+
+
 def run_loop(
     target: Target,
     corpus: Sequence[bytes],
@@ -88,7 +110,7 @@ def run_loop(
     crash_dir: Path,
     seconds: float | None = None,
     iterations: int | None = None,
-    mutator: Callable[[bytes, random.Random, Sequence[bytes]], bytes] = mutate,
+    mutator: Mutator = mutate,
     suffix: str = ".bin",
     log: Callable[[str], None] = print,
 ) -> int:
@@ -125,7 +147,7 @@ def fuzz_main(
     description: str | None,
     target: Target,
     load_corpus: Callable[[Path | None], list[bytes]],
-    mutator: Callable[[bytes, random.Random, Sequence[bytes]], bytes] = mutate,
+    mutator: Mutator = mutate,
     suffix: str = ".bin",
     crash_dir: str = "fuzz-crashes",
 ) -> int:
@@ -168,3 +190,41 @@ def fuzz_main(
     atheris.Setup([sys.argv[0], *limits, *rest], target)
     atheris.Fuzz()
     return 0
+
+
+@dataclass(frozen=True)
+class FuzzTarget:
+    """A named fuzz target: the function run on each input, its corpus loader (given
+    ``--corpus``), its mutator and the suffix of saved crash files."""
+
+    run: Target
+    load_corpus: Callable[[Path | None], list[bytes]]
+    mutator: Mutator = mutate
+    suffix: str = ".bin"
+
+
+def targets_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    targets: Mapping[str, FuzzTarget],
+    default: str,
+    crash_dir: str,
+) -> int:
+    """The command line of an entry point with several targets: ``--target NAME`` (one of
+    ``targets``, else ``default``) plus the options of :func:`fuzz_main`."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--target", choices=sorted(targets), default=default)
+    args, rest = pre.parse_known_args(argv)
+    target = targets[args.target]
+    return fuzz_main(
+        rest,
+        prog=f"{prog} --target {args.target}",
+        description=description,
+        target=target.run,
+        load_corpus=target.load_corpus,
+        mutator=target.mutator,
+        suffix=target.suffix,
+        crash_dir=crash_dir,
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import struct
 import time
@@ -23,8 +24,10 @@ from ingest_helpers import StreamAudio, parse_payload, tone
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.client.aws import boto_client
+from callstream.ingest.audiosocket import audio_frame, hangup_frame, uuid_frame
 from callstream.ingest.config import IngestConfig
 from callstream.ingest.replay import ReplayOptions, ReplayResult, replay
+from callstream.ingest.websocket import end_message, start_message
 from callstream.media.g711 import ulaw_decode, ulaw_encode
 
 KEY, SECRET = "ingest-key", "ingest-secret"
@@ -325,6 +328,60 @@ def test_bad_input_closes_cleanly_and_the_server_keeps_serving(
         assert result.close_code in (None, 1000)
         wait_call(server, result.call_id)
     assert not [r for r in caplog.records if r.exc_info], "no tracebacks"
+
+
+def _end_reason(caplog: pytest.LogCaptureFixture, source: str, call_id: str) -> str:
+    """The reason in the gateway's "call ... ended (reason)" line for ``call_id``."""
+    prefix = f"ingest {source} call {call_id} from 127.0.0.1 ended ("
+    deadline = time.monotonic() + 30
+    while not (lines := [m for r in caplog.records if (m := r.getMessage()).startswith(prefix)]):
+        assert time.monotonic() < deadline, f"no end line for {call_id}"
+        time.sleep(0.05)
+    assert len(lines) == 1, lines
+    return lines[0].removeprefix(prefix).removesuffix(")")
+
+
+def test_each_connection_ends_its_call_once_with_its_reason(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="callstream.ingest")
+    plain = f"ws://127.0.0.1:{server.port}/ingest/ws?token={TOKEN}"
+    ids = [f"reason-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    starts = [start_message(i, roles=("caller",)) for i in ids]
+    audio = bytes(320)
+    assert asyncio.run(_send_raw(plain, [starts[0], audio, b"\x00"], {})) == 1007  # odd size
+    assert asyncio.run(_send_raw(plain, [starts[1], audio, end_message(ids[1])], {})) == 1000
+
+    async def idle_websocket() -> int | None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(plain) as ws:
+                await ws.send_str(starts[2])
+                await ws.send_bytes(audio)
+                async with asyncio.timeout(30):
+                    async for _ in ws:
+                        pass
+                return ws.close_code
+
+    assert asyncio.run(idle_websocket()) == 1000
+    assert _end_reason(caplog, "websocket", ids[0]) == "protocol-error"
+    assert _end_reason(caplog, "websocket", ids[1]) == "end message"
+    # closed for idling, but the core ends the call first, as for a peer's close
+    assert _end_reason(caplog, "websocket", ids[2]) == "peer closed the connection"
+
+    port = server.config.ingest.bound_audiosocket_port  # type: ignore[union-attr]
+    calls = [uuid.uuid4() for _ in range(3)]
+    streams = [
+        uuid_frame(calls[0]) + audio_frame(audio) + uuid_frame(calls[0]),  # a second UUID
+        uuid_frame(calls[1]) + audio_frame(audio) + hangup_frame(),
+        uuid_frame(calls[2]) + audio_frame(audio),  # then nothing
+    ]
+    for stream in streams:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(stream)
+            assert closed_by_peer(sock)
+    assert _end_reason(caplog, "audiosocket", str(calls[0])) == "protocol-error"
+    assert _end_reason(caplog, "audiosocket", str(calls[1])) == "hangup"
+    assert _end_reason(caplog, "audiosocket", str(calls[2])) == "connection closed"  # idle
 
 
 # --- the call bound, idle peers, pause --------------------------------------------------------

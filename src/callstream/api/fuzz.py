@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from callstream.fuzzing import fuzz_main
+from callstream.fuzzing import corpus_files, fuzz_main
 from callstream.fuzzing import mutate as byte_mutate
 
 __all__ = ["builtin_corpus", "fuzz_one", "main", "mutate"]
@@ -237,9 +237,7 @@ def load_corpus(directory: Path | None) -> list[bytes]:
         for data in builtin_corpus()
         for server in ((servers.signed if data[0] % 2 == 0 else servers.open),)
     ]
-    if directory is not None and directory.is_dir():
-        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
-    return corpus
+    return [*corpus, *corpus_files(directory)]
 
 
 _ODD_VALUES: tuple[Any, ...] = (

@@ -68,7 +68,6 @@ from callstream.ingest.events import (
     CallStarted,
     Close,
     IngestEvent,
-    ProtocolError,
     Reply,
     Role,
 )
@@ -78,10 +77,12 @@ from callstream.ingest.websocket import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
-    CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_DATA,
+    MessageRefused,
     deinterleave,
+    failure,
     interleave,
+    load_json_object,
     record,
 )
 from callstream.media.g711 import ulaw_encode
@@ -156,13 +157,6 @@ class _Media:
         }
 
 
-class _Failure(Exception):
-    def __init__(self, info: str, code: int = CLOSE_PROTOCOL_ERROR) -> None:
-        super().__init__(info)
-        self.info = info
-        self.code = code
-
-
 @dataclass
 class AudioHookSession:
     """Sans-I/O core of one AudioHook WebSocket (see the module docstring).
@@ -207,7 +201,7 @@ class AudioHookSession:
             return []
         try:
             return self._text(text)
-        except _Failure as exc:
+        except MessageRefused as exc:
             return self._error(exc.info, exc.code)
         except Exception as exc:  # never let a peer's bytes raise through the edge
             return self._error(f"internal error: {exc!r}", CLOSE_INTERNAL_ERROR)
@@ -218,7 +212,7 @@ class AudioHookSession:
             return []
         try:
             return self._audio(data)
-        except _Failure as exc:
+        except MessageRefused as exc:
             return self._error(exc.info, exc.code)
         except Exception as exc:
             return self._error(f"internal error: {exc!r}", CLOSE_INTERNAL_ERROR)
@@ -274,22 +268,10 @@ class AudioHookSession:
     def _error(self, info: str, code: int) -> list[IngestEvent]:
         reply = self._reply("disconnect", {"reason": "error", "info": info[:500]})
         self.state = "failed"
-        reason = info.encode()[:120].decode("utf-8", "ignore")
-        return [reply, ProtocolError(info), Close(code, reason)]
+        return [reply, *failure(info, code)]
 
     def _text(self, text: str) -> list[IngestEvent]:
-        if len(text) > MAX_TEXT_BYTES:
-            raise _Failure(
-                f"text message of {len(text)} characters exceeds 65535", CLOSE_MESSAGE_TOO_BIG
-            )
-        try:
-            msg = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise _Failure(
-                f"text message is not JSON: {exc}"[:200], CLOSE_INVALID_PAYLOAD
-            ) from None
-        if not isinstance(msg, dict):
-            raise _Failure("text message is not a JSON object", CLOSE_INVALID_PAYLOAD)
+        msg = load_json_object(text, MAX_TEXT_BYTES)
         kind = self._envelope(msg)
         params: dict[str, Any] = msg["parameters"]
         if kind == "open":
@@ -299,7 +281,7 @@ class AudioHookSession:
             if rtt is not None:
                 micros = parse_duration(rtt)
                 if micros is None:
-                    raise _Failure(f"ping rtt {rtt!r} is not a duration")
+                    raise MessageRefused(f"ping rtt {rtt!r} is not a duration")
                 self.rtt_ms = micros / 1000
             return [self._reply("pong", {})]
         if kind == "close":
@@ -314,7 +296,7 @@ class AudioHookSession:
             record(self.client_errors, params)
             return []
         if self.state == "preparing":
-            raise _Failure(f"'{kind}' before the open transaction")
+            raise MessageRefused(f"'{kind}' before the open transaction")
         if kind == "paused":
             if self.state == "active":
                 self.state = "paused"
@@ -323,7 +305,7 @@ class AudioHookSession:
         if kind in ("resumed", "discarded"):
             discarded = parse_duration(params.get("discarded", "PT0S"))
             if discarded is None:
-                raise _Failure(f"{kind} 'discarded' is not a duration")
+                raise MessageRefused(f"{kind} 'discarded' is not a duration")
             self.skipped_samples += discarded * SAMPLE_RATE // 1_000_000
             if kind == "resumed" and self.state == "paused":
                 self.state = "active"
@@ -332,59 +314,61 @@ class AudioHookSession:
         # update
         language = params.get("language")
         if not isinstance(language, str):
-            raise _Failure("update without a 'language' string")
+            raise MessageRefused("update without a 'language' string")
         self.language = language
         return [self._reply("updated", {})]
 
     def _envelope(self, msg: dict[str, Any]) -> str:
         if msg.get("version") != "2":
-            raise _Failure(f"unsupported protocol version {msg.get('version')!r}")
+            raise MessageRefused(f"unsupported protocol version {msg.get('version')!r}")
         kind = msg.get("type")
         seq = _int(msg.get("seq"))
         serverseq = _int(msg.get("serverseq"))
         session_id = msg.get("id")
         if not isinstance(kind, str) or not isinstance(session_id, str):
-            raise _Failure("message without 'type' and 'id' strings")
+            raise MessageRefused("message without 'type' and 'id' strings")
         if seq is None or serverseq is None:
-            raise _Failure("message without integer 'seq' and 'serverseq'")
+            raise MessageRefused("message without integer 'seq' and 'serverseq'")
         if not isinstance(msg.get("parameters"), dict):
-            raise _Failure("message without a 'parameters' object")
+            raise MessageRefused("message without a 'parameters' object")
         if seq != self.clientseq + 1:
-            raise _Failure(
+            raise MessageRefused(
                 f"invalid seq {seq} (expected {self.clientseq + 1}, not monotonically increasing)"
             )
         self.clientseq = seq
         if not 0 <= serverseq <= self.seq:
-            raise _Failure(f"invalid serverseq {serverseq} (last sent {self.seq})")
+            raise MessageRefused(f"invalid serverseq {serverseq} (last sent {self.seq})")
         if self.session_id is None:
             self.session_id = session_id
         elif session_id != self.session_id:
-            raise _Failure("session identifier mismatch")
+            raise MessageRefused("session identifier mismatch")
         position = parse_duration(msg.get("position"))
         if position is None:
-            raise _Failure(f"invalid position {msg.get('position')!r}")
+            raise MessageRefused(f"invalid position {msg.get('position')!r}")
         self.client_position_us = position
         if kind not in _CLIENT_TYPES:
-            raise _Failure(f"'{kind}' is not a supported client message")
+            raise MessageRefused(f"'{kind}' is not a supported client message")
         return kind
 
     def _open(self, params: dict[str, Any]) -> list[IngestEvent]:
         if self.state != "preparing":
-            raise _Failure("second 'open' message")
+            raise MessageRefused("second 'open' message")
         org = params.get("organizationId")
         conversation = params.get("conversationId")
         offered = params.get("media")
         if not isinstance(org, str) or not isinstance(conversation, str) or not conversation:
-            raise _Failure("open without organizationId and conversationId strings")
+            raise MessageRefused("open without organizationId and conversationId strings")
         if not isinstance(offered, list):
-            raise _Failure("open without a 'media' list")
+            raise MessageRefused("open without a 'media' list")
         if self.organization_id is not None and org != self.organization_id:
-            raise _Failure(
+            raise MessageRefused(
                 "organizationId does not match the signed header", CLOSE_POLICY_VIOLATION
             )
         chosen = _choose_media(offered)
         if chosen is None:
-            raise _Failure("no offered media is PCMU or L16 at 8000 Hz", CLOSE_UNSUPPORTED_DATA)
+            raise MessageRefused(
+                "no offered media is PCMU or L16 at 8000 Hz", CLOSE_UNSUPPORTED_DATA
+            )
         self._format = chosen.format
         self._channels = len(chosen.channels)
         self.media = chosen.as_json()
@@ -425,17 +409,17 @@ class AudioHookSession:
 
     def _audio(self, data: bytes) -> list[IngestEvent]:
         if len(data) > MAX_BINARY_BYTES:
-            raise _Failure(
+            raise MessageRefused(
                 f"audio frame of {len(data)} bytes exceeds {MAX_BINARY_BYTES}",
                 CLOSE_MESSAGE_TOO_BIG,
             )
         if self.state == "preparing":
-            raise _Failure("audio before the open transaction completed")
+            raise MessageRefused("audio before the open transaction completed")
         if self.state == "paused":
-            raise _Failure("audio while paused")
+            raise MessageRefused("audio while paused")
         width = _FORMAT_WIDTH[self._format] * self._channels
         if len(data) % width:
-            raise _Failure(
+            raise MessageRefused(
                 f"audio frame of {len(data)} bytes is not whole {self._channels}-channel "
                 f"{self._format} samples",
                 CLOSE_INVALID_PAYLOAD,

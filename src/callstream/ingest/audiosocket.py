@@ -51,7 +51,7 @@ from callstream.ingest.events import (
     IngestEvent,
     ProtocolError,
 )
-from callstream.ingest.websocket import record
+from callstream.ingest.websocket import CLOSE_PROTOCOL_ERROR, failure, record
 
 __all__ = [
     "ASTERISK_ERRORS",
@@ -181,7 +181,7 @@ class AudioSocketConnection:
 
     def _fail(self, message: str) -> list[IngestEvent]:
         self.failed = True
-        return [ProtocolError(message), Close(1002, message[:120])]
+        return failure(message, CLOSE_PROTOCOL_ERROR)
 
     def _check_header(self, kind: int, length: int, at: int) -> list[IngestEvent]:
         if kind not in AUDIO_KIND_RATES and kind not in (

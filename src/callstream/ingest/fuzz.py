@@ -17,14 +17,12 @@ cores' internal-error path (close code 1011), at most one :class:`~callstream.in
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-from callstream.fuzzing import DEFAULT_TOKENS, fuzz_main
+from callstream.fuzzing import DEFAULT_TOKENS, FuzzTarget, corpus_files, targets_main
 from callstream.fuzzing import mutate as byte_mutate
 from callstream.ingest.audiohook import AudioHookClient, AudioHookSession
 from callstream.ingest.audiosocket import AudioSocketConnection, client_stream, dtmf_frame
@@ -75,17 +73,11 @@ def _session(messages: Sequence[str | bytes]) -> bytes:
     return b"\n".join(line.replace(b"\n", b" ") for line in lines)
 
 
-def _with_files(corpus: list[bytes], directory: Path | None) -> list[bytes]:
-    if directory is not None and directory.is_dir():
-        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
-    return corpus
-
-
 def twilio_corpus(directory: Path | None = None) -> list[bytes]:
     """A two-track Media Streams session, a one-track one, and the files in ``directory``."""
     both = client_messages("CA" + "0" * 32, {"inbound": _PCM, "outbound": _PCM[::-1]})
     one = client_messages("CA" + "1" * 32, {"inbound": _PCM}, custom_parameters={"a": "b"})
-    return _with_files([_session(both), _session(one)], directory)
+    return [_session(both), _session(one), *corpus_files(directory)]
 
 
 def audiohook_corpus(directory: Path | None = None) -> list[bytes]:
@@ -118,7 +110,7 @@ def audiohook_corpus(directory: Path | None = None) -> list[bytes]:
         send(text)
     send(client.audio({"external": _PCM[:320]}))
     send(client.close())
-    return _with_files([_session(messages)], directory)
+    return [_session(messages), *corpus_files(directory)]
 
 
 def websocket_corpus(directory: Path | None = None) -> list[bytes]:
@@ -135,13 +127,13 @@ def websocket_corpus(directory: Path | None = None) -> list[bytes]:
         '"mixType": "stereo", "metadata": {"x": 1}}',
         *frames([_PCM, _PCM], sample_rate=16000),
     ]
-    return _with_files([_session(l16), _session(pcmu), _session(jambonz)], directory)
+    return [_session(l16), _session(pcmu), _session(jambonz), *corpus_files(directory)]
 
 
 def audiosocket_corpus(directory: Path | None = None) -> list[bytes]:
     """An AudioSocket call (UUID, audio, DTMF, hangup) and the files in ``directory``."""
     stream = client_stream(_CALL, _PCM)
-    return _with_files([b"".join([*stream[:2], dtmf_frame("5"), *stream[2:]])], directory)
+    return [b"".join([*stream[:2], dtmf_frame("5"), *stream[2:]]), *corpus_files(directory)]
 
 
 def _messages(data: bytes) -> list[str | bytes]:
@@ -208,22 +200,11 @@ def fuzz_audiosocket(data: bytes) -> None:
             raise AssertionError("AudioSocket events depend on the chunking")
 
 
-@dataclass(frozen=True)
-class FuzzTarget:
-    """A named fuzz target: the function run on each input, its corpus loader, its
-    mutator and the suffix of saved crash files."""
-
-    run: Callable[[bytes], None]
-    load_corpus: Callable[[Path | None], list[bytes]]
-    mutator: Callable[[bytes, random.Random, Sequence[bytes]], bytes] = _mutate
-    suffix: str = ".session"
-
-
 TARGETS: dict[str, FuzzTarget] = {
-    "twilio": FuzzTarget(fuzz_twilio, twilio_corpus),
-    "audiohook": FuzzTarget(fuzz_audiohook, audiohook_corpus),
-    "websocket": FuzzTarget(fuzz_websocket, websocket_corpus),
-    "audiosocket": FuzzTarget(fuzz_audiosocket, audiosocket_corpus, suffix=".tcp"),
+    "twilio": FuzzTarget(fuzz_twilio, twilio_corpus, _mutate, ".session"),
+    "audiohook": FuzzTarget(fuzz_audiohook, audiohook_corpus, _mutate, ".session"),
+    "websocket": FuzzTarget(fuzz_websocket, websocket_corpus, _mutate, ".session"),
+    "audiosocket": FuzzTarget(fuzz_audiosocket, audiosocket_corpus, _mutate, ".tcp"),
 }
 """The fuzz targets by name (``--target``)."""
 
@@ -231,18 +212,12 @@ TARGETS: dict[str, FuzzTarget] = {
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``--target NAME`` plus the options of
     :func:`callstream.fuzzing.fuzz_main`."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--target", choices=sorted(TARGETS), default="twilio")
-    args, rest = pre.parse_known_args(argv)
-    target = TARGETS[args.target]
-    return fuzz_main(
-        rest,
-        prog=f"python -m callstream.ingest.fuzz --target {args.target}",
+    return targets_main(
+        argv,
+        prog="python -m callstream.ingest.fuzz",
         description=__doc__,
-        target=target.run,
-        load_corpus=target.load_corpus,
-        mutator=target.mutator,
-        suffix=target.suffix,
+        targets=TARGETS,
+        default="twilio",
         crash_dir="ingest-fuzz-crashes",
     )
 

@@ -38,7 +38,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -317,14 +317,19 @@ class IngestServer:
             self.release()
 
     async def _run_ws(self, ws: web.WebSocketResponse, core: Core, source: str, peer: str) -> None:
-        sink = CallSink(self.target, self.settings(source))
-        self.sinks.add(sink)
-        loop = asyncio.get_running_loop()
-
         def close_idle() -> None:
             self._spawn(ws.close(code=1000, message=b"idle"))
 
-        watch = self._watch(sink, source, close_idle)
+        async def send(data: str | bytes) -> None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                if isinstance(data, str):
+                    await ws.send_str(data)
+                else:
+                    await ws.send_bytes(data)
+
+        watch = self._open_call(source, close_idle)
+        sink = watch.sink
+        loop = asyncio.get_running_loop()
         close: Close | None = None
         reason = "disconnected"
         try:
@@ -344,7 +349,7 @@ class IngestServer:
                 else:  # CLOSE / CLOSING / CLOSED: the peer is gone
                     await _handle(sink, core.receive_close(), source)
                     break
-                close, failed = await self._apply(ws, sink, events, source)
+                close, failed = await self._apply(events, sink, source, send)
                 if failed is not None:
                     reason = "protocol-error"
                 if sink.failed is not None and close is None:
@@ -357,27 +362,36 @@ class IngestServer:
             reason = "disconnected"
             raise
         finally:
-            self.watches.discard(watch)
-            self.sinks.discard(sink)
-            if watch.idle:
-                reason = "idle"
-            await sink.end(reason if not sink.ended else sink.end_reason or reason)
-            if sink.started is not None:
-                log.info("ingest %s call %s from %s ended (%s)", source, sink.call_id, peer,
-                         sink.end_reason)  # fmt: skip
+            await self._end_call(watch, peer, reason)
+
+    # --- a connection's call (both transports), idle peers and pauses -------------------
+    def _open_call(self, source: str, close: Callable[[], object]) -> _Watch:
+        """The sink of a new connection's call, watched (``close`` closes the connection
+        when it idles): one watchdog task for all of them, not a timer per message."""
+        loop = asyncio.get_running_loop()
+        sink = CallSink(self.target, self.settings(source))
+        self.sinks.add(sink)
+        watch = _Watch(sink, source, close, loop.time())
+        self.watches.add(watch)
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = loop.create_task(self._watch_forever(), name="ingest-watchdog")
+        return watch
 
     async def _apply(
-        self, ws: web.WebSocketResponse, sink: CallSink, events: list[IngestEvent], source: str
+        self,
+        events: list[IngestEvent],
+        sink: CallSink,
+        source: str,
+        send: Callable[[str | bytes], Awaitable[None]],
     ) -> tuple[Close | None, ProtocolError | None]:
+        """A core's events in order: replies are sent, a protocol error is logged, the rest
+        goes to the sink. Returns the close to do (the core's; 1011 when the sink failed on
+        them; 1002 after a protocol error) and the protocol error."""
         close: Close | None = None
         failed: ProtocolError | None = None
         for event in events:
             if isinstance(event, Reply):
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    if isinstance(event.data, str):
-                        await ws.send_str(event.data)
-                    else:
-                        await ws.send_bytes(event.data)
+                await send(event.data)
             elif isinstance(event, Close):
                 close = event
             elif isinstance(event, ProtocolError):
@@ -390,15 +404,18 @@ class IngestServer:
             close = Close(1002, "protocol error")
         return close, failed
 
-    # --- idle peers and pauses ----------------------------------------------------------
-    def _watch(self, sink: CallSink, source: str, close: Callable[[], object]) -> _Watch:
-        """Watch a connection: one task for all of them (not a timer per message)."""
-        loop = asyncio.get_running_loop()
-        watch = _Watch(sink, source, close, loop.time())
-        self.watches.add(watch)
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = loop.create_task(self._watch_forever(), name="ingest-watchdog")
-        return watch
+    async def _end_call(self, watch: _Watch, peer: str, reason: str) -> None:
+        """The connection is done: its call ends with ``reason`` (``idle`` when the
+        watchdog closed it) unless the call ended itself, with one log line if it began."""
+        sink = watch.sink
+        self.watches.discard(watch)
+        self.sinks.discard(sink)
+        if watch.idle:
+            reason = "idle"
+        await sink.end(reason if not sink.ended else sink.end_reason or reason)
+        if sink.started is not None:
+            log.info("ingest %s call %s from %s ended (%s)", watch.source, sink.call_id, peer,
+                     sink.end_reason)  # fmt: skip
 
     async def _watch_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -467,11 +484,13 @@ class IngestServer:
     ) -> None:
         from callstream.ingest.audiosocket import AudioSocketConnection
 
+        async def send(data: str | bytes) -> None:
+            writer.write(data if isinstance(data, bytes) else data.encode())
+
         core = AudioSocketConnection()
-        sink = CallSink(self.target, self.settings("audiosocket"))
-        self.sinks.add(sink)
+        watch = self._open_call("audiosocket", writer.close)
+        sink = watch.sink
         loop = asyncio.get_running_loop()
-        watch = self._watch(sink, "audiosocket", writer.close)
         reason = "disconnected"
         try:
             while True:
@@ -483,34 +502,17 @@ class IngestServer:
                 if not data:
                     await _handle(sink, core.receive_eof(), "audiosocket")
                     break
-                events: list[IngestEvent] = core.receive_bytes(data)
-                stop = False
-                for event in events:
-                    if isinstance(event, Reply):
-                        writer.write(event.data if isinstance(event.data, bytes) else
-                                     event.data.encode())  # fmt: skip
-                    elif isinstance(event, Close):
-                        stop = True
-                    elif isinstance(event, ProtocolError):
-                        log.info("ingest audiosocket call %s: protocol error: %s",
-                                 sink.call_id, event.message)  # fmt: skip
-                        reason, stop = "protocol-error", True
-                if not await _handle(sink, events, "audiosocket"):
-                    stop = True
+                events = core.receive_bytes(data)
+                close, failed = await self._apply(events, sink, "audiosocket", send)
+                if failed is not None:
+                    reason = "protocol-error"
                 if sink.failed is not None:
                     log.warning("ingest audiosocket call %s: %s", sink.call_id, sink.failed)
-                    stop = True
-                if stop or sink.ended:
+                    break
+                if close is not None or sink.ended:
                     break
         finally:
-            self.watches.discard(watch)
-            self.sinks.discard(sink)
-            if watch.idle:
-                reason = "idle"
-            await sink.end(reason if not sink.ended else sink.end_reason or reason)
-            if sink.started is not None:
-                log.info("ingest audiosocket call %s from %s ended (%s)", sink.call_id, peer,
-                         sink.end_reason)  # fmt: skip
+            await self._end_call(watch, peer, reason)
 
     # --- shutdown -----------------------------------------------------------------------
     async def stop(self) -> None:

@@ -47,23 +47,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from callstream.ingest.events import (
-    AudioReceived,
-    CallEnded,
-    CallStarted,
-    Close,
-    IngestEvent,
-    ProtocolError,
-    Role,
-)
+from callstream.ingest.events import AudioReceived, CallEnded, CallStarted, Close, IngestEvent, Role
 from callstream.ingest.websocket import (
-    CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_DATA,
+    end_on_close,
     failure,
     parse_json_object,
+    receive_guarded,
     record,
 )
 from callstream.media.g711 import ulaw_encode
@@ -108,6 +101,10 @@ def _int(value: Any) -> int | None:
     return None
 
 
+def _refuse_binary(data: bytes) -> list[IngestEvent]:
+    return failure("Media Streams sends JSON text only", CLOSE_UNSUPPORTED_DATA)
+
+
 @dataclass
 class TwilioStream:
     """Sans-I/O core of one Media Streams WebSocket (see the module docstring).
@@ -133,30 +130,15 @@ class TwilioStream:
 
     def receive_text(self, text: str) -> list[IngestEvent]:
         """One text message from Twilio."""
-        if self.failed or self.ended:
-            return []
-        try:
-            return self._fail_if(self._message(text))
-        except Exception as exc:  # never let a peer's bytes raise through the edge
-            return self._fail_if(failure(f"internal error: {exc!r}", CLOSE_INTERNAL_ERROR))
+        return receive_guarded(self, self._message, text)
 
     def receive_bytes(self, data: bytes) -> list[IngestEvent]:
         """A binary message: Media Streams sends none."""
-        if self.failed or self.ended:
-            return []
-        return self._fail_if(failure("Media Streams sends JSON text only", CLOSE_UNSUPPORTED_DATA))
+        return receive_guarded(self, _refuse_binary, data)
 
     def receive_close(self) -> list[IngestEvent]:
         """The socket closed; without a ``stop`` first the call still ends."""
-        if self.failed or self.ended or self.started is None:
-            return []
-        self.ended = True
-        return [CallEnded("connection closed without stop")]
-
-    def _fail_if(self, events: list[IngestEvent]) -> list[IngestEvent]:
-        if any(isinstance(e, ProtocolError) for e in events):
-            self.failed = True
-        return events
+        return end_on_close(self, "connection closed without stop")
 
     def _message(self, text: str) -> list[IngestEvent]:
         msg = parse_json_object(text, MAX_MESSAGE_BYTES)
@@ -183,19 +165,13 @@ class TwilioStream:
         if event == "stop":
             self.ended = True
             return [CallEnded("stop"), Close(CLOSE_NORMAL, "stream stopped")]
-        if event == "dtmf":
-            body = msg.get("dtmf")
-            digit = body.get("digit") if isinstance(body, dict) else None
-            if not isinstance(digit, str):
-                return failure("dtmf message has no dtmf.digit", CLOSE_PROTOCOL_ERROR)
-            record(self.dtmf, digit)
-            return []
-        if event == "mark":
-            body = msg.get("mark")
-            name = body.get("name") if isinstance(body, dict) else None
-            if not isinstance(name, str):
-                return failure("mark message has no mark.name", CLOSE_PROTOCOL_ERROR)
-            record(self.marks, name)
+        if event in ("dtmf", "mark"):  # recorded: dtmf.digit, mark.name
+            key, entries = ("digit", self.dtmf) if event == "dtmf" else ("name", self.marks)
+            body = msg.get(event)
+            value = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(value, str):
+                return failure(f"{event} message has no {event}.{key}", CLOSE_PROTOCOL_ERROR)
+            record(entries, value)
             return []
         self.ignored_events += 1
         return []

@@ -3,7 +3,9 @@
 This is LCA's generic WebSocket shape (``ingest-protocols.md`` §10), and with the field
 mapping below it also takes jambonz ``listen`` and FreeSWITCH ``mod_audio_fork`` /
 ``mod_audio_stream`` as they send (§4-6). It also holds what the WebSocket cores share:
-the close codes and :data:`MAX_TEXT_BYTES` / :data:`MAX_BINARY_BYTES`.
+the close codes, :data:`MAX_TEXT_BYTES` / :data:`MAX_BINARY_BYTES`, and the guard around
+each message of a core that stops at its end or first failure (:func:`receive_guarded`,
+:func:`end_on_close`, used here and by the Twilio core).
 
 Messages (peer -> callstream)
 
@@ -60,8 +62,8 @@ binary-only data where text is needed or an unsupported encoding/rate/channel co
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -90,14 +92,19 @@ __all__ = [
     "MAX_RECORDED",
     "MAX_TEXT_BYTES",
     "SUBPROTOCOLS",
+    "CoreState",
+    "MessageRefused",
     "PlainWebSocket",
     "check_shared_token",
     "deinterleave",
     "end_message",
+    "end_on_close",
     "failure",
     "frames",
     "interleave",
+    "load_json_object",
     "parse_json_object",
+    "receive_guarded",
     "record",
     "start_message",
 ]
@@ -141,25 +148,81 @@ def failure(message: str, code: int) -> list[IngestEvent]:
     return [ProtocolError(message), Close(code, reason)]
 
 
+class CoreState(Protocol):
+    """The call state :func:`receive_guarded` and :func:`end_on_close` read and set."""
+
+    started: CallStarted | None
+    ended: bool
+    failed: bool
+
+
+_Message = TypeVar("_Message", str, bytes)
+
+
+def receive_guarded(
+    core: CoreState, handle: Callable[[_Message], list[IngestEvent]], message: _Message
+) -> list[IngestEvent]:
+    """``handle(message)`` for a core that stops at its end or its first failure: nothing
+    once ``core`` ended or failed, a :class:`ProtocolError` among the events marks it
+    failed, and an exception becomes a failure that closes with 1011."""
+    if core.failed or core.ended:
+        return []
+    try:
+        events = handle(message)
+    except Exception as exc:  # never let a peer's bytes raise through the edge
+        events = failure(f"internal error: {exc!r}", CLOSE_INTERNAL_ERROR)
+    if any(isinstance(e, ProtocolError) for e in events):
+        core.failed = True
+    return events
+
+
+def end_on_close(core: CoreState, reason: str) -> list[IngestEvent]:
+    """The socket closed: a started call that has not ended or failed ends (``reason``)."""
+    if core.failed or core.ended or core.started is None:
+        return []
+    core.ended = True
+    return [CallEnded(reason)]
+
+
 def record(entries: list[Any], entry: Any) -> None:
     """Append ``entry`` (text truncated) to a diagnostic list unless it is full."""
     if len(entries) < MAX_RECORDED:
         entries.append(entry[:MAX_RECORDED_CHARS] if isinstance(entry, str) else entry)
 
 
-def parse_json_object(text: str, limit: int) -> dict[str, Any] | list[IngestEvent]:
-    """``text`` as a JSON object, or the failure events (too big, not JSON, not an object)."""
+class MessageRefused(Exception):
+    """A peer's message breaks the protocol: ``info`` says how, ``code`` is the close code."""
+
+    def __init__(self, info: str, code: int = CLOSE_PROTOCOL_ERROR) -> None:
+        super().__init__(info)
+        self.info = info
+        self.code = code
+
+
+def load_json_object(text: str, limit: int) -> dict[str, Any]:
+    """``text`` as a JSON object; :class:`MessageRefused` when it is longer than ``limit``
+    characters (1009), not JSON or not an object (1007)."""
     if len(text) > limit:
-        return failure(
+        raise MessageRefused(
             f"text message of {len(text)} characters exceeds {limit}", CLOSE_MESSAGE_TOO_BIG
         )
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        return failure(f"text message is not JSON: {exc}"[:200], CLOSE_INVALID_PAYLOAD)
+        raise MessageRefused(
+            f"text message is not JSON: {exc}"[:200], CLOSE_INVALID_PAYLOAD
+        ) from None
     if not isinstance(value, dict):
-        return failure("text message is not a JSON object", CLOSE_INVALID_PAYLOAD)
+        raise MessageRefused("text message is not a JSON object", CLOSE_INVALID_PAYLOAD)
     return value
+
+
+def parse_json_object(text: str, limit: int) -> dict[str, Any] | list[IngestEvent]:
+    """``text`` as a JSON object, or the failure events (see :func:`load_json_object`)."""
+    try:
+        return load_json_object(text, limit)
+    except MessageRefused as refused:
+        return failure(refused.info, refused.code)
 
 
 def deinterleave(pcm: bytes, channels: int) -> list[bytes]:
@@ -254,35 +317,17 @@ class PlainWebSocket:
 
     def receive_text(self, text: str) -> list[IngestEvent]:
         """One text message."""
-        if self.failed or self.ended:
-            return []
-        try:
-            return self._fail_if(self._text(text))
-        except Exception as exc:  # never let a peer's bytes raise through the edge
-            return self._fail_if(failure(f"internal error: {exc!r}", CLOSE_INTERNAL_ERROR))
+        return receive_guarded(self, self._text, text)
 
     def receive_bytes(self, data: bytes) -> list[IngestEvent]:
         """One binary message (audio)."""
-        if self.failed or self.ended:
-            return []
-        try:
-            return self._fail_if(self._bytes(data))
-        except Exception as exc:
-            return self._fail_if(failure(f"internal error: {exc!r}", CLOSE_INTERNAL_ERROR))
+        return receive_guarded(self, self._bytes, data)
 
     def receive_close(self) -> list[IngestEvent]:
         """The peer closed the socket (how jambonz and mod_audio_fork end a call)."""
-        if self.failed or self.ended or self.started is None:
-            return []
-        self.ended = True
-        return [CallEnded("peer closed the connection")]
+        return end_on_close(self, "peer closed the connection")
 
     # -- internals ----------------------------------------------------------------------
-
-    def _fail_if(self, events: list[IngestEvent]) -> list[IngestEvent]:
-        if any(isinstance(e, ProtocolError) for e in events):
-            self.failed = True
-        return events
 
     def _text(self, text: str) -> list[IngestEvent]:
         obj = parse_json_object(text, MAX_TEXT_BYTES)

@@ -15,14 +15,12 @@ not depend on the chunking.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-from callstream.fuzzing import DEFAULT_TOKENS, fuzz_main
+from callstream.fuzzing import DEFAULT_TOKENS, FuzzTarget, corpus_files, targets_main
 from callstream.fuzzing import mutate as byte_mutate
 from callstream.voice.codecs import decode_pcma, decode_pcmu
 from callstream.voice.errors import SipError, SiprecError
@@ -202,10 +200,8 @@ def _mutate(data: bytes, rng: random.Random, corpus: Sequence[bytes]) -> bytes:
 def sip_corpus(directory: Path | None = None) -> list[bytes]:
     """:data:`SIP_CORPUS`, two of its messages pipelined with keep-alives (a stream
     input), and the files in ``directory``."""
-    corpus = [*SIP_CORPUS, b"\r\n\r\n" + SIP_CORPUS[2] + b"\r\n" + SIP_CORPUS[3] + b"\r\n\r\n"]
-    if directory is not None and directory.is_dir():
-        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
-    return corpus
+    pipelined = b"\r\n\r\n" + SIP_CORPUS[2] + b"\r\n" + SIP_CORPUS[3] + b"\r\n\r\n"
+    return [*SIP_CORPUS, pipelined, *corpus_files(directory)]
 
 
 def _stream_outcome(chunks: list[bytes]) -> tuple[list[bytes], int | None]:
@@ -257,10 +253,8 @@ def siprec_corpus(directory: Path | None = None) -> list[bytes]:
     files in ``directory``. The first line of an input is its Content-Type."""
     content_type, body = _recording_body()
     sdp = body.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
-    corpus = [content_type.encode() + b"\n" + body, b"application/sdp\n" + sdp]
-    if directory is not None and directory.is_dir():
-        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
-    return corpus
+    offer = content_type.encode() + b"\n" + body
+    return [offer, b"application/sdp\n" + sdp, *corpus_files(directory)]
 
 
 def fuzz_siprec(data: bytes) -> None:
@@ -297,9 +291,7 @@ def rtp_corpus(directory: Path | None = None) -> list[bytes]:
             csrc=(1, 2), extension=(0xBEDE, b"\x00" * 4), padding=4, marker=True,
         ),
     ]  # fmt: skip
-    if directory is not None and directory.is_dir():
-        corpus += [p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()]
-    return corpus
+    return [*corpus, *corpus_files(directory)]
 
 
 def fuzz_rtp(data: bytes) -> None:
@@ -330,17 +322,6 @@ def _contiguous(chunks: Sequence[Chunk], end: int | None) -> int | None:
     return end
 
 
-@dataclass(frozen=True)
-class FuzzTarget:
-    """A named fuzz target: the function run on each input, its corpus loader, its
-    mutator and the suffix of saved crash files."""
-
-    run: Callable[[bytes], None]
-    load_corpus: Callable[[Path | None], list[bytes]]
-    mutator: Callable[[bytes, random.Random, Sequence[bytes]], bytes] = byte_mutate
-    suffix: str = ".bin"
-
-
 TARGETS: dict[str, FuzzTarget] = {
     "sip": FuzzTarget(fuzz_sip, sip_corpus, _mutate, ".sip"),
     "siprec": FuzzTarget(fuzz_siprec, siprec_corpus, suffix=".body"),
@@ -352,18 +333,12 @@ TARGETS: dict[str, FuzzTarget] = {
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``--target NAME`` plus the options of
     :func:`callstream.fuzzing.fuzz_main`."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--target", choices=sorted(TARGETS), default="sip")
-    args, rest = pre.parse_known_args(argv)
-    target = TARGETS[args.target]
-    return fuzz_main(
-        rest,
-        prog=f"python -m callstream.voice.fuzz --target {args.target}",
+    return targets_main(
+        argv,
+        prog="python -m callstream.voice.fuzz",
         description=__doc__,
-        target=target.run,
-        load_corpus=target.load_corpus,
-        mutator=target.mutator,
-        suffix=target.suffix,
+        targets=TARGETS,
+        default="sip",
         crash_dir="voice-fuzz-crashes",
     )
 
