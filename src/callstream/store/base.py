@@ -18,11 +18,23 @@ the JSON seconds that KVS clients expect.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, get_args
 
+from callstream.kvs.model import (
+    InvalidValue,
+    TooManyTags,
+    new_stream_version,
+    validate_device_name,
+    validate_kms_key_id,
+    validate_media_type,
+    validate_retention_hours,
+    validate_stream_name,
+    validate_tags,
+)
 from callstream.store.live import LiveRelay
 
 
@@ -38,6 +50,10 @@ class StoreError(Exception):
 
 class StreamNotFound(StoreError):
     code = "ResourceNotFoundException"
+
+
+STREAM_NOT_FOUND = "The requested stream is not found or not active."
+"""KVS's message for a stream that is not there."""
 
 
 class FragmentNotFound(StoreError):
@@ -102,6 +118,108 @@ class StreamRecord:
     kms_key_id: str | None = None
     data_retention_hours: int = 0
     tags: dict[str, str] = field(default_factory=dict)
+
+
+# --- stream records: the rules every catalog keeps ----------------------------------------
+
+STREAM_CHANGES = frozenset({"device_name", "media_type", "data_retention_hours", "tags"})
+"""The fields UpdateStream may change."""
+
+
+@contextlib.contextmanager
+def _kvs_rules() -> Iterator[None]:
+    """Validation by :mod:`callstream.kvs.model`, its errors raised as the store's."""
+    try:
+        yield
+    except TooManyTags as exc:
+        raise TagsLimitExceeded(exc.message) from None
+    except InvalidValue as exc:
+        raise InvalidArgument(exc.message) from None
+
+
+@dataclass(frozen=True, slots=True)
+class NewStream:
+    """A CreateStream request whose values passed KVS's checks (:meth:`checked`)."""
+
+    name: str
+    device_name: str | None
+    media_type: str | None
+    kms_key_id: str | None
+    """As the creator gave it (None: the account's default key)."""
+    data_retention_hours: int
+    tags: dict[str, str]
+
+    @classmethod
+    def checked(
+        cls,
+        name: str,
+        *,
+        device_name: str | None,
+        media_type: str | None,
+        kms_key_id: str | None,
+        data_retention_hours: int,
+        tags: dict[str, str],
+    ) -> NewStream:
+        """The request; :class:`InvalidArgument` (:class:`TagsLimitExceeded` past 50
+        tags) for the first value KVS would reject."""
+        with _kvs_rules():
+            return cls(
+                name=validate_stream_name(name),
+                device_name=validate_device_name(device_name),
+                media_type=validate_media_type(media_type),
+                kms_key_id=validate_kms_key_id(kms_key_id),
+                data_retention_hours=validate_retention_hours(data_retention_hours),
+                tags=validate_tags(tags),
+            )
+
+    def record(self, *, arn: str, creation_time_ms: int, kms_key_id: str) -> StreamRecord:
+        """The new stream's record: ACTIVE, a fresh version, ``kms_key_id`` the key it
+        reports."""
+        return StreamRecord(
+            name=self.name,
+            arn=arn,
+            creation_time_ms=creation_time_ms,
+            version=new_stream_version(),
+            status="ACTIVE",
+            device_name=self.device_name,
+            media_type=self.media_type,
+            kms_key_id=kms_key_id,
+            data_retention_hours=self.data_retention_hours,
+            tags=dict(self.tags),
+        )
+
+
+def check_stream_changes(changes: Mapping[str, object]) -> None:
+    """:class:`InvalidArgument` naming the fields of ``changes`` that UpdateStream cannot
+    change (:data:`STREAM_CHANGES` are those it can)."""
+    unknown = set(changes) - STREAM_CHANGES
+    if unknown:
+        raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}")
+
+
+def changed_stream(old: StreamRecord, changes: Mapping[str, object]) -> StreamRecord:
+    """A copy of ``old`` with UpdateStream's ``changes`` (each value checked as KVS checks
+    it: :class:`InvalidArgument`, :class:`TagsLimitExceeded`) and a new version; ``tags``
+    is the complete new tag set."""
+    new = copy_stream(old)
+    with _kvs_rules():
+        if "device_name" in changes:
+            new.device_name = validate_device_name(changes["device_name"])
+        if "media_type" in changes:
+            new.media_type = validate_media_type(changes["media_type"])
+        if "data_retention_hours" in changes:
+            new.data_retention_hours = validate_retention_hours(changes["data_retention_hours"])
+        if "tags" in changes:
+            new.tags = validate_tags(changes["tags"])
+    new.version = new_stream_version()
+    while new.version == old.version:  # pragma: no cover - 62**20 odds
+        new.version = new_stream_version()
+    return new
+
+
+def copy_stream(record: StreamRecord) -> StreamRecord:
+    """A copy of ``record`` the caller may change (tags included)."""
+    return replace(record, tags=dict(record.tags))
 
 
 @dataclass(slots=True)

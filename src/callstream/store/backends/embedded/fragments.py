@@ -46,6 +46,7 @@ from callstream.store.backends.embedded.sequences import Sequences
 from callstream.store.backends.embedded.space import Reserve, freeing_txn, is_full
 from callstream.store.backends.embedded.streams import StreamEntry, StreamTable
 from callstream.store.base import (
+    STREAM_NOT_FOUND,
     FragmentAppend,
     FragmentData,
     FragmentNotFound,
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 
 _HOUR_MS = 3_600_000
 _DELETE_CHUNK_ROWS = 2000  # index rows deleted per transaction (WAL: well under 1 MiB)
-_NOT_FOUND = "The requested stream is not found or not active."
 
 
 class FragmentStore:
@@ -194,7 +194,7 @@ class FragmentStore:
                 if error is None:
                     self.sequences.observe(stream_id, row_seq, persist=False)
                 elif stream_id not in self._streams.by_id:  # deleted meanwhile
-                    results[slot] = StreamNotFound(_NOT_FOUND)
+                    results[slot] = StreamNotFound(STREAM_NOT_FOUND)
                 elif isinstance(error, sqlite3.IntegrityError):
                     number = results[slot].fragment_number  # type: ignore[union-attr]
                     results[slot] = InvalidArgument(f"duplicate fragment number {number}")
@@ -211,7 +211,7 @@ class FragmentStore:
     ) -> None:
         with self._lock:
             if st.id not in self._streams.by_id:
-                raise StreamNotFound(_NOT_FOUND)
+                raise StreamNotFound(STREAM_NOT_FOUND)
             buf = self._mem.setdefault(st.id, MemBuffer())
             if record.fragment_number in buf.by_number:
                 raise InvalidArgument(f"duplicate fragment number {record.fragment_number}")
@@ -228,7 +228,7 @@ class FragmentStore:
         writer = self.writer(st.id)
         with writer.lock:
             if writer.deleted:
-                raise StreamNotFound(_NOT_FOUND)
+                raise StreamNotFound(STREAM_NOT_FOUND)
             self._check_open()
             file_no, offset = self._files.append(
                 st.id,

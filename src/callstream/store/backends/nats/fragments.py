@@ -54,6 +54,7 @@ from callstream.store.backends.embedded.records import (
 )
 from callstream.store.backends.nats import names
 from callstream.store.base import (
+    STREAM_NOT_FOUND,
     FragmentAppend,
     FragmentData,
     FragmentNotFound,
@@ -213,7 +214,7 @@ class NatsLog:
                 info = await self._store.retrying(js.stream_info, name)
             except js_errors.NotFoundError:
                 self._indexes.pop(stream.arn, None)
-                raise StreamNotFound("The requested stream is not found or not active.") from None
+                raise StreamNotFound(STREAM_NOT_FOUND) from None
             state = info.state
             first, last = int(state.first_seq or 0), int(state.last_seq or 0)
             index.expire(first)
@@ -388,9 +389,7 @@ class NatsLog:
                     await asyncio.sleep(0.25)
                     continue
                 if err.err_code == 10060:  # wrong expected stream: it was deleted
-                    raise StreamNotFound(
-                        "The requested stream is not found or not active."
-                    ) from None
+                    raise StreamNotFound(STREAM_NOT_FOUND) from None
                 raise StoreError(f"JetStream refused the fragment: {err.description}") from None
             except (
                 TimeoutError,
@@ -537,7 +536,7 @@ class NatsLog:
         doc = json.loads(reply.data)
         if "error" in doc:
             if doc["error"].get("code") == 404:
-                raise StreamNotFound("The requested stream is not found or not active.")
+                raise StreamNotFound(STREAM_NOT_FOUND)
             raise StoreError(f"cannot read the stream: {doc['error'].get('description')}")
         state = doc.get("state", {})
         first, last = int(state.get("first_seq", 0)), int(state.get("last_seq", 0))
@@ -571,7 +570,7 @@ class NatsLog:
         try:
             await self._store.retrying(js.purge_stream, name, seq=upto)
         except js_errors.NotFoundError:
-            raise StreamNotFound("The requested stream is not found or not active.") from None
+            raise StreamNotFound(STREAM_NOT_FOUND) from None
         except js_errors.APIError as err:
             raise StoreError(f"cannot purge: {err.description}") from None
         index = self._indexes.get(stream.arn)
