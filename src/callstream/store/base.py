@@ -399,8 +399,14 @@ class ReaderSlots:
         self._tokens = itertools.count(1)
         self._held: dict[tuple[str, ReaderKind], set[int]] = {}
 
-    def acquire(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
-        """A slot, or :class:`ReaderLimitExceeded` when ``limit`` are taken."""
+    async def acquire(
+        self, catalog: StreamCatalog, arn: str, kind: ReaderKind, limit: int
+    ) -> ReaderSlot:
+        """A slot on ``catalog``'s stream ``arn``: :class:`InvalidArgument` for a kind the
+        store does not know, :class:`StreamNotFound` when there is no such stream,
+        :class:`ReaderLimitExceeded` when ``limit`` are taken."""
+        check_reader_kind(kind)
+        await catalog.get_stream(arn=arn)
         held = self._held.setdefault((arn, kind), set())
         if len(held) >= limit:
             raise ReaderLimitExceeded(

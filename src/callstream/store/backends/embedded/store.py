@@ -40,7 +40,6 @@ from callstream.store.base import (
     StoreError,
     StreamNotFound,
     StreamRecord,
-    check_reader_kind,
 )
 from callstream.store.crypto import Keyring
 from callstream.store.numbers import (
@@ -251,9 +250,7 @@ class EmbeddedCatalog:
     # --- readers -----------------------------------------------------------------------------
     async def acquire_reader(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
         """A reader slot, or :class:`ReaderLimitExceeded` when ``limit`` are taken."""
-        check_reader_kind(kind)
-        await self.get_stream(arn=arn)
-        return self._readers.acquire(arn, kind, limit)
+        return await self._readers.acquire(self, arn, kind, limit)
 
     async def release_reader(self, slot: ReaderSlot) -> None:
         """Give a reader slot back (idempotent)."""

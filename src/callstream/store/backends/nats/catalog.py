@@ -43,7 +43,6 @@ from callstream.store.base import (
     StreamRecord,
     VersionMismatch,
     changed_stream,
-    check_reader_kind,
     check_stream_changes,
     copy_stream,
 )
@@ -337,9 +336,7 @@ class NatsCatalog:
     # --- readers (per node) ------------------------------------------------------------------
     async def acquire_reader(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
         """A reader slot of this node, or :class:`ReaderLimitExceeded`."""
-        check_reader_kind(kind)
-        await self.get_stream(arn=arn)
-        return self._readers.acquire(arn, kind, limit)
+        return await self._readers.acquire(self, arn, kind, limit)
 
     async def release_reader(self, slot: ReaderSlot) -> None:
         """Give a reader slot back (idempotent)."""
