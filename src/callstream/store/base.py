@@ -244,6 +244,11 @@ class FragmentData:
     trailer: bytes  # producer elements that followed the Cluster (Tags, Cues)
     ebml_header: bytes  # the producer's EBML header element
 
+    @property
+    def size(self) -> int:
+        """Bytes of the four parts (a fragment's size as served)."""
+        return len(self.ebml_header) + len(self.header) + len(self.cluster) + len(self.trailer)
+
 
 @dataclass(frozen=True, slots=True)
 class FragmentAppend:
@@ -258,6 +263,19 @@ class FragmentAppend:
     cluster_timecode: int
     fragment_number: str
     size: int | None = None
+
+    def record(self) -> FragmentRecord:
+        """The fragment's index entry; its size is ``size``, by default the bytes of the
+        four :class:`FragmentData` parts."""
+        return FragmentRecord(
+            stream_arn=self.stream.arn,
+            fragment_number=self.fragment_number,
+            server_timestamp_ms=self.server_timestamp_ms,
+            producer_timestamp_ms=self.producer_timestamp_ms,
+            duration_ms=self.duration_ms,
+            size=self.data.size if self.size is None else self.size,
+            cluster_timecode=self.cluster_timecode,
+        )
 
 
 class Backend(Protocol):

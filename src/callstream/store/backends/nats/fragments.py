@@ -48,7 +48,6 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from callstream.store.backends.embedded.memory import MEMORY_BUFFER_MS
 from callstream.store.backends.embedded.records import (
     RECORD_HEADER_SIZE,
-    fragment_data_size,
     open_record,
     seal_record,
 )
@@ -327,16 +326,7 @@ class NatsLog:
             raise InvalidArgument(f"fragment number {number} is already stored")
         cipher = await self._store.catalog.cipher(stream)
         record = seal_record(cipher, number, item.data)
-        size = item.size if item.size is not None else fragment_data_size(item.data)
-        rec = FragmentRecord(
-            stream_arn=stream.arn,
-            fragment_number=number,
-            server_timestamp_ms=item.server_timestamp_ms,
-            producer_timestamp_ms=item.producer_timestamp_ms,
-            duration_ms=item.duration_ms,
-            size=size,
-            cluster_timecode=item.cluster_timecode,
-        )
+        rec = item.record()
         subject = names.fragment_subject(self._store.prefix, stream.arn)
         limit = max(4096, self._store.max_payload - _PART_HEADROOM)
         pieces = [record[i : i + limit] for i in range(0, len(record), limit)] or [b""]
