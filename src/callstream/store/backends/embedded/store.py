@@ -32,7 +32,6 @@ from callstream.store.base import (
     FragmentAppend,
     FragmentData,
     FragmentRecord,
-    InvalidArgument,
     ProducerLease,
     ReaderKind,
     ReaderSlot,
@@ -43,7 +42,7 @@ from callstream.store.base import (
 )
 from callstream.store.crypto import Keyring
 from callstream.store.numbers import (
-    MAX_SERVER_TIMESTAMP_MS,
+    check_server_timestamp,
     make_fragment_number,
     parse_fragment_number,
 )
@@ -267,11 +266,7 @@ class EmbeddedLog:
     async def allocate(self, stream: StreamRecord, server_timestamp_ms: int) -> str:
         """The stream's next fragment number (inline: the counter is in memory)."""
         self._store._check_open()
-        if (
-            type(server_timestamp_ms) is not int
-            or not 0 <= server_timestamp_ms <= MAX_SERVER_TIMESTAMP_MS
-        ):
-            raise InvalidArgument(f"server timestamp out of range: {server_timestamp_ms!r}")
+        check_server_timestamp(server_timestamp_ms)
         seq = self._backend.next_sequence(stream)
         return make_fragment_number(seq, server_timestamp_ms)
 

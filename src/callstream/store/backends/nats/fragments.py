@@ -64,7 +64,7 @@ from callstream.store.base import (
     StreamRecord,
 )
 from callstream.store.numbers import (
-    MAX_SERVER_TIMESTAMP_MS,
+    check_server_timestamp,
     make_fragment_number,
     parse_fragment_number,
 )
@@ -249,11 +249,7 @@ class NatsLog:
     async def allocate(self, stream: StreamRecord, server_timestamp_ms: int) -> str:
         """The stream's next fragment number (see the module docstring)."""
         self._store.check_open()
-        if (
-            type(server_timestamp_ms) is not int
-            or not 0 <= server_timestamp_ms <= MAX_SERVER_TIMESTAMP_MS
-        ):
-            raise InvalidArgument(f"server timestamp out of range: {server_timestamp_ms!r}")
+        check_server_timestamp(server_timestamp_ms)
         index = self._indexes.get(stream.arn)
         if index is None or index.next_seq is None or index.next_seq > index.reserved:
             index = await self._index(stream)
