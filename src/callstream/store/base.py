@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, get_args
@@ -36,6 +37,11 @@ from callstream.kvs.model import (
     validate_tags,
 )
 from callstream.store.live import LiveRelay
+
+
+def now_ms() -> int:
+    """The current time as the store keeps times (integer epoch milliseconds)."""
+    return time.time_ns() // 1_000_000
 
 
 class StoreError(Exception):

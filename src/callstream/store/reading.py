@@ -15,7 +15,6 @@ being persisted while it catches up.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +28,7 @@ from callstream.store.base import (
     FragmentRecord,
     InvalidArgument,
     StreamRecord,
+    now_ms,
 )
 from callstream.store.live import LiveFragment, LiveHub, LiveSink, StreamLive
 from callstream.store.numbers import is_valid_fragment_number
@@ -40,10 +40,6 @@ TIMESTAMP_WINDOW_MS = 60_000
 at most this much earlier."""
 
 Write = Callable[[bytes], Awaitable[None]]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +59,7 @@ class MediaFragment:
         and its CONTINUATION_TOKEN), or as GetMediaForFragmentList does (no end tags)."""
         if not end_tags:
             return self.body
-        behind = max(0, _now_ms() - self.server_timestamp_ms - self.duration_ms)
+        behind = max(0, now_ms() - self.server_timestamp_ms - self.duration_ms)
         return self.body + kvs_end_tags(behind, self.number)
 
     def parse(self) -> Fragment:
@@ -268,7 +264,7 @@ async def _follow_live(
             await write(chunks[sent])
             sent += 1
         if frag.complete:
-            behind = max(0, _now_ms() - frag.server_timestamp_ms - frag.duration_ms)
+            behind = max(0, now_ms() - frag.server_timestamp_ms - frag.duration_ms)
             await write(frag.trailer + kvs_end_tags(behind, frag.number))
             return
         if frag.dropped:

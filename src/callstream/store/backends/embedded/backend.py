@@ -21,7 +21,6 @@ import functools
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +59,7 @@ from callstream.store.base import (
     changed_stream,
     check_stream_changes,
     copy_stream,
+    now_ms,
 )
 from callstream.store.crypto import Keyring, RecordCipher, new_data_key, stream_key_ids
 
@@ -68,10 +68,6 @@ __all__ = ["DataDirLocked", "EmbeddedBackend"]
 
 class DataDirLocked(StoreError):
     """Another store (in this or another process) has the data directory open."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class EmbeddedBackend:
@@ -216,7 +212,7 @@ class EmbeddedBackend:
                     raise StreamLimitExceeded(
                         f"the account already has {len(self._streams)} streams"
                     )
-                creation_ms = max(_now_ms(), self._streams.last_creation_ms + 1)
+                creation_ms = max(now_ms(), self._streams.last_creation_ms + 1)
             arn = stream_arn(self.region, self.account_id, name, creation_ms)
             wrapped = self.keyring.wrap_data_key(master_key_id, data_key, context=arn)
             record = new.record(arn=arn, creation_time_ms=creation_ms, kms_key_id=reported_kms)

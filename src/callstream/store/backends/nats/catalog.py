@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,7 @@ from callstream.store.base import (
     changed_stream,
     check_stream_changes,
     copy_stream,
+    now_ms,
 )
 from callstream.store.crypto import RecordCipher, new_data_key, stream_key_ids
 
@@ -56,10 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["NatsCatalog"]
 
 _KEYCHECK = b"callstream/keycheck/v1"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _encode(record: StreamRecord, master_key_id: str, wrapped: bytes) -> bytes:
@@ -185,7 +181,7 @@ class NatsCatalog:
             raise StreamInUse(f"stream {name} already exists")
         master = await asyncio.to_thread(store.keyring.master_key, master_key_id)
         await self._check_master_key(master_key_id, master)
-        creation_ms = self._last_creation_ms = max(_now_ms(), self._last_creation_ms + 1)
+        creation_ms = self._last_creation_ms = max(now_ms(), self._last_creation_ms + 1)
         arn = stream_arn(store.region, store.account_id, name, creation_ms)
         data_key = new_data_key()
         wrapped = await asyncio.to_thread(
