@@ -118,9 +118,7 @@ async def start_after(
         open_now = [f for f in pending if not f.complete]
         if open_now:
             return before(open_now[0].number)
-        newest = await log.last(stream)
-        numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
-        return max(numbers, default=None)
+        return await _newest(log, stream, pending)
     if kind in ("FRAGMENT_NUMBER", "CONTINUATION_TOKEN"):
         number = (
             selector.fragment_number if kind == "FRAGMENT_NUMBER" else selector.continuation_token
@@ -165,6 +163,13 @@ async def _containing(
     live_later = [f for f in pending if key(f) >= ts]
     if live_later:
         return before(live_later[0].number)
+    return await _newest(log, stream, pending)
+
+
+async def _newest(
+    log: FragmentLog, stream: StreamRecord, pending: list[LiveFragment]
+) -> str | None:
+    """The number of the stream's newest fragment, stored or ``pending`` (None: none)."""
     newest = await log.last(stream)
     numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
     return max(numbers, default=None)
