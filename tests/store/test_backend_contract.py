@@ -36,7 +36,12 @@ from callstream.store.base import (
     TagsLimitExceeded,
     VersionMismatch,
 )
-from callstream.store.numbers import is_valid_fragment_number, make_fragment_number
+from callstream.store.crypto import default_kms_key_id
+from callstream.store.numbers import (
+    MAX_SERVER_TIMESTAMP_MS,
+    is_valid_fragment_number,
+    make_fragment_number,
+)
 
 T0 = 1_700_000_000_000  # a server clock origin (ms)
 HOUR = 3_600_000
@@ -288,6 +293,47 @@ def test_tag_and_stream_limits(backend: Case) -> None:
     backend.run(body, max_streams=3)
 
 
+def test_kms_key_ids_and_the_answers_kvs_gives(backend: Case) -> None:
+    """The KmsKeyId a stream reports (the account's default key when none is given), and
+    the answers as KVS gives them: a missing stream, a request checked before its stream
+    is looked up, an invalid new value that changes nothing."""
+
+    async def body(b: StoreBackend) -> None:
+        cat = b.catalog
+        plain = await create(b, "plain")
+        assert plain.kms_key_id == default_kms_key_id(REGION, ACCOUNT)
+        keyed = await cat.create_stream(
+            "keyed",
+            device_name=None,
+            media_type=None,
+            kms_key_id="alias/calls",
+            data_retention_hours=1,
+            tags={},
+        )
+        assert keyed.kms_key_id == "alias/calls"
+        stored = await append(b, keyed, 0)
+        assert await b.log.read(keyed, stored.fragment_number) == payload(0)
+
+        with pytest.raises(StreamNotFound) as missing:
+            await cat.get_stream(name="nope")
+        assert missing.value.message == "The requested stream is not found or not active."
+        with pytest.raises(InvalidArgument, match="cannot update name"):
+            await cat.update_stream(plain.arn + "0", plain.version, name="x")
+        with pytest.raises(InvalidArgument):
+            await cat.acquire_reader(plain.arn + "0", "GET_NOTHING", 3)  # type: ignore[arg-type]
+        for changes in (
+            {"device_name": "bad/name"},
+            {"media_type": "audio"},
+            {"data_retention_hours": -1},
+            {"tags": {"": "v"}},
+        ):
+            with pytest.raises(InvalidArgument):
+                await cat.update_stream(plain.arn, plain.version, **changes)
+        assert await cat.get_stream(arn=plain.arn) == plain
+
+    backend.run(body)
+
+
 # --- fragment numbers ------------------------------------------------------------------------
 
 
@@ -303,8 +349,9 @@ def test_allocate_increases_and_never_repeats(backend: Case) -> None:
         assert len(set(concurrent)) == 200
         with pytest.raises(StreamNotFound):
             await b.log.allocate(StreamRecord("ghost", a.arn + "0", T0, "v"), T0)
-        with pytest.raises(InvalidArgument):
-            await b.log.allocate(a, -1)
+        for bad in (-1, MAX_SERVER_TIMESTAMP_MS + 1, True, 1.5):
+            with pytest.raises(InvalidArgument):
+                await b.log.allocate(a, bad)  # type: ignore[arg-type]
         return [*sequential, *concurrent]
 
     backend.run(body)

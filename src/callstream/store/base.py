@@ -18,12 +18,30 @@ the JSON seconds that KVS clients expect.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, get_args
 
+from callstream.kvs.model import (
+    InvalidValue,
+    TooManyTags,
+    new_stream_version,
+    validate_device_name,
+    validate_kms_key_id,
+    validate_media_type,
+    validate_retention_hours,
+    validate_stream_name,
+    validate_tags,
+)
 from callstream.store.live import LiveRelay
+
+
+def now_ms() -> int:
+    """The current time as the store keeps times (integer epoch milliseconds)."""
+    return time.time_ns() // 1_000_000
 
 
 class StoreError(Exception):
@@ -38,6 +56,10 @@ class StoreError(Exception):
 
 class StreamNotFound(StoreError):
     code = "ResourceNotFoundException"
+
+
+STREAM_NOT_FOUND = "The requested stream is not found or not active."
+"""KVS's message for a stream that is not there."""
 
 
 class FragmentNotFound(StoreError):
@@ -104,6 +126,108 @@ class StreamRecord:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+# --- stream records: the rules every catalog keeps ----------------------------------------
+
+STREAM_CHANGES = frozenset({"device_name", "media_type", "data_retention_hours", "tags"})
+"""The fields UpdateStream may change."""
+
+
+@contextlib.contextmanager
+def _kvs_rules() -> Iterator[None]:
+    """Validation by :mod:`callstream.kvs.model`, its errors raised as the store's."""
+    try:
+        yield
+    except TooManyTags as exc:
+        raise TagsLimitExceeded(exc.message) from None
+    except InvalidValue as exc:
+        raise InvalidArgument(exc.message) from None
+
+
+@dataclass(frozen=True, slots=True)
+class NewStream:
+    """A CreateStream request whose values passed KVS's checks (:meth:`checked`)."""
+
+    name: str
+    device_name: str | None
+    media_type: str | None
+    kms_key_id: str | None
+    """As the creator gave it (None: the account's default key)."""
+    data_retention_hours: int
+    tags: dict[str, str]
+
+    @classmethod
+    def checked(
+        cls,
+        name: str,
+        *,
+        device_name: str | None,
+        media_type: str | None,
+        kms_key_id: str | None,
+        data_retention_hours: int,
+        tags: dict[str, str],
+    ) -> NewStream:
+        """The request; :class:`InvalidArgument` (:class:`TagsLimitExceeded` past 50
+        tags) for the first value KVS would reject."""
+        with _kvs_rules():
+            return cls(
+                name=validate_stream_name(name),
+                device_name=validate_device_name(device_name),
+                media_type=validate_media_type(media_type),
+                kms_key_id=validate_kms_key_id(kms_key_id),
+                data_retention_hours=validate_retention_hours(data_retention_hours),
+                tags=validate_tags(tags),
+            )
+
+    def record(self, *, arn: str, creation_time_ms: int, kms_key_id: str) -> StreamRecord:
+        """The new stream's record: ACTIVE, a fresh version, ``kms_key_id`` the key it
+        reports."""
+        return StreamRecord(
+            name=self.name,
+            arn=arn,
+            creation_time_ms=creation_time_ms,
+            version=new_stream_version(),
+            status="ACTIVE",
+            device_name=self.device_name,
+            media_type=self.media_type,
+            kms_key_id=kms_key_id,
+            data_retention_hours=self.data_retention_hours,
+            tags=dict(self.tags),
+        )
+
+
+def check_stream_changes(changes: Mapping[str, object]) -> None:
+    """:class:`InvalidArgument` naming the fields of ``changes`` that UpdateStream cannot
+    change (:data:`STREAM_CHANGES` are those it can)."""
+    unknown = set(changes) - STREAM_CHANGES
+    if unknown:
+        raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}")
+
+
+def changed_stream(old: StreamRecord, changes: Mapping[str, object]) -> StreamRecord:
+    """A copy of ``old`` with UpdateStream's ``changes`` (each value checked as KVS checks
+    it: :class:`InvalidArgument`, :class:`TagsLimitExceeded`) and a new version; ``tags``
+    is the complete new tag set."""
+    new = copy_stream(old)
+    with _kvs_rules():
+        if "device_name" in changes:
+            new.device_name = validate_device_name(changes["device_name"])
+        if "media_type" in changes:
+            new.media_type = validate_media_type(changes["media_type"])
+        if "data_retention_hours" in changes:
+            new.data_retention_hours = validate_retention_hours(changes["data_retention_hours"])
+        if "tags" in changes:
+            new.tags = validate_tags(changes["tags"])
+    new.version = new_stream_version()
+    while new.version == old.version:  # pragma: no cover - 62**20 odds
+        new.version = new_stream_version()
+    return new
+
+
+def copy_stream(record: StreamRecord) -> StreamRecord:
+    """A copy of ``record`` the caller may change (tags included)."""
+    return replace(record, tags=dict(record.tags))
+
+
 @dataclass(slots=True)
 class FragmentRecord:
     """Index entry of one stored fragment (one Cluster)."""
@@ -126,6 +250,11 @@ class FragmentData:
     trailer: bytes  # producer elements that followed the Cluster (Tags, Cues)
     ebml_header: bytes  # the producer's EBML header element
 
+    @property
+    def size(self) -> int:
+        """Bytes of the four parts (a fragment's size as served)."""
+        return len(self.ebml_header) + len(self.header) + len(self.cluster) + len(self.trailer)
+
 
 @dataclass(frozen=True, slots=True)
 class FragmentAppend:
@@ -140,6 +269,19 @@ class FragmentAppend:
     cluster_timecode: int
     fragment_number: str
     size: int | None = None
+
+    def record(self) -> FragmentRecord:
+        """The fragment's index entry; its size is ``size``, by default the bytes of the
+        four :class:`FragmentData` parts."""
+        return FragmentRecord(
+            stream_arn=self.stream.arn,
+            fragment_number=self.fragment_number,
+            server_timestamp_ms=self.server_timestamp_ms,
+            producer_timestamp_ms=self.producer_timestamp_ms,
+            duration_ms=self.duration_ms,
+            size=self.data.size if self.size is None else self.size,
+            cluster_timecode=self.cluster_timecode,
+        )
 
 
 class Backend(Protocol):
@@ -281,8 +423,14 @@ class ReaderSlots:
         self._tokens = itertools.count(1)
         self._held: dict[tuple[str, ReaderKind], set[int]] = {}
 
-    def acquire(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
-        """A slot, or :class:`ReaderLimitExceeded` when ``limit`` are taken."""
+    async def acquire(
+        self, catalog: StreamCatalog, arn: str, kind: ReaderKind, limit: int
+    ) -> ReaderSlot:
+        """A slot on ``catalog``'s stream ``arn``: :class:`InvalidArgument` for a kind the
+        store does not know, :class:`StreamNotFound` when there is no such stream,
+        :class:`ReaderLimitExceeded` when ``limit`` are taken."""
+        check_reader_kind(kind)
+        await catalog.get_stream(arn=arn)
         held = self._held.setdefault((arn, kind), set())
         if len(held) >= limit:
             raise ReaderLimitExceeded(

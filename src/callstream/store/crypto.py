@@ -84,6 +84,13 @@ def normalize_kms_key_id(key_id: str, region: str, account_id: str) -> str:
     return key_id
 
 
+def stream_key_ids(kms_key_id: str | None, region: str, account_id: str) -> tuple[str, str]:
+    """``(the KmsKeyId a new stream reports, the keyring entry of its master key)`` for
+    the KmsKeyId its creator gave (None: the account's default key)."""
+    reported = kms_key_id or default_kms_key_id(region, account_id)
+    return reported, normalize_kms_key_id(reported, region, account_id)
+
+
 def new_data_key() -> bytes:
     """A fresh random 256-bit data key."""
     return AESGCM.generate_key(bit_length=8 * DATA_KEY_BYTES)

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_SEQUENCE",
     "MAX_SERVER_TIMESTAMP_MS",
     "InvalidFragmentNumber",
+    "check_server_timestamp",
     "is_valid_fragment_number",
     "make_fragment_number",
     "parse_fragment_number",
@@ -52,6 +53,16 @@ _DIGITS_RE = re.compile(r"[0-9]{47}")
 
 class InvalidFragmentNumber(InvalidArgument, ValueError):
     """A string that is not a 47-digit fragment number with the KVS layout."""
+
+
+def check_server_timestamp(server_timestamp_ms: int) -> None:
+    """:class:`InvalidArgument` unless ``server_timestamp_ms`` is an integer a fragment
+    number can carry (``0 .. MAX_SERVER_TIMESTAMP_MS``)."""
+    if (
+        type(server_timestamp_ms) is not int
+        or not 0 <= server_timestamp_ms <= MAX_SERVER_TIMESTAMP_MS
+    ):
+        raise InvalidArgument(f"server timestamp out of range: {server_timestamp_ms!r}")
 
 
 def make_fragment_number(seq: int, server_ts_ms: int, rand: int | None = None) -> str:

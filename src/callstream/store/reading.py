@@ -15,7 +15,6 @@ being persisted while it catches up.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +28,7 @@ from callstream.store.base import (
     FragmentRecord,
     InvalidArgument,
     StreamRecord,
+    now_ms,
 )
 from callstream.store.live import LiveFragment, LiveHub, LiveSink, StreamLive
 from callstream.store.numbers import is_valid_fragment_number
@@ -40,10 +40,6 @@ TIMESTAMP_WINDOW_MS = 60_000
 at most this much earlier."""
 
 Write = Callable[[bytes], Awaitable[None]]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +59,7 @@ class MediaFragment:
         and its CONTINUATION_TOKEN), or as GetMediaForFragmentList does (no end tags)."""
         if not end_tags:
             return self.body
-        behind = max(0, _now_ms() - self.server_timestamp_ms - self.duration_ms)
+        behind = max(0, now_ms() - self.server_timestamp_ms - self.duration_ms)
         return self.body + kvs_end_tags(behind, self.number)
 
     def parse(self) -> Fragment:
@@ -122,9 +118,7 @@ async def start_after(
         open_now = [f for f in pending if not f.complete]
         if open_now:
             return before(open_now[0].number)
-        newest = await log.last(stream)
-        numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
-        return max(numbers, default=None)
+        return await _newest(log, stream, pending)
     if kind in ("FRAGMENT_NUMBER", "CONTINUATION_TOKEN"):
         number = (
             selector.fragment_number if kind == "FRAGMENT_NUMBER" else selector.continuation_token
@@ -169,6 +163,13 @@ async def _containing(
     live_later = [f for f in pending if key(f) >= ts]
     if live_later:
         return before(live_later[0].number)
+    return await _newest(log, stream, pending)
+
+
+async def _newest(
+    log: FragmentLog, stream: StreamRecord, pending: list[LiveFragment]
+) -> str | None:
+    """The number of the stream's newest fragment, stored or ``pending`` (None: none)."""
     newest = await log.last(stream)
     numbers = [f.number for f in pending] + ([newest.fragment_number] if newest else [])
     return max(numbers, default=None)
@@ -268,7 +269,7 @@ async def _follow_live(
             await write(chunks[sent])
             sent += 1
         if frag.complete:
-            behind = max(0, _now_ms() - frag.server_timestamp_ms - frag.duration_ms)
+            behind = max(0, now_ms() - frag.server_timestamp_ms - frag.duration_ms)
             await write(frag.trailer + kvs_end_tags(behind, frag.number))
             return
         if frag.dropped:

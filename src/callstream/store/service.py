@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
@@ -37,6 +36,7 @@ from callstream.store.base import (
     StoreBackend,
     StoreError,
     StreamRecord,
+    now_ms,
 )
 from callstream.store.live import LiveHub, LiveSink
 from callstream.store.numbers import is_valid_fragment_number, parse_fragment_number
@@ -61,10 +61,6 @@ class EventSink(Protocol):
     """Where the store reports what happens to streams (the call-event bus)."""
 
     def publish(self, event: Event) -> object: ...
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class MediaStore:
@@ -119,7 +115,7 @@ class MediaStore:
     async def _reap_forever(self) -> None:
         while True:
             try:
-                freed = await self.backend.log.reap(_now_ms())
+                freed = await self.backend.log.reap(now_ms())
                 if freed:
                     log.info("retention reaper freed %d bytes", freed)
             except StoreError as err:
@@ -202,7 +198,7 @@ class MediaStore:
             raise ValueError("timecode_type must be ABSOLUTE or RELATIVE")
         start = producer_start_ms
         if start is None:
-            start = _now_ms() if timecode_type == "RELATIVE" else 0
+            start = now_ms() if timecode_type == "RELATIVE" else 0
         return UploadRunner(
             self.backend,
             self.hub,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +32,7 @@ from callstream.store.base import (
     StoreError,
     StreamNotFound,
     StreamRecord,
+    now_ms,
 )
 from callstream.store.ingest import (
     ClusterBytes,
@@ -89,10 +89,6 @@ class UploadResult:
     errors: list[Ack] = field(default_factory=list)
     acks_sent: bool = True
     """Every ack reached ``send_ack`` (False: the producer stopped taking them)."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class UploadRunner:
@@ -303,7 +299,7 @@ class UploadRunner:
 
     async def _open(self, ev: FragmentOpened) -> bool:
         """Number a new fragment and open it for live readers; False if that failed."""
-        now = _now_ms()
+        now = now_ms()
         try:
             number = await self.backend.log.allocate(self.stream, now)
         except StreamNotFound:  # deleted while we were ingesting

@@ -16,30 +16,16 @@ fragments are :class:`~.fragments.FragmentStore`'s.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import functools
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from callstream.kvs.model import (
-    InvalidValue,
-    TooManyTags,
-    new_stream_version,
-    stream_arn,
-    validate_device_name,
-    validate_kms_key_id,
-    validate_media_type,
-    validate_retention_hours,
-    validate_stream_name,
-    validate_tags,
-)
+from callstream.kvs.model import stream_arn
 from callstream.store.backends.embedded.files import (
     DEFAULT_FILE_SIZE_LIMIT,
     O_CLOEXEC,
@@ -56,50 +42,32 @@ from callstream.store.backends.embedded.space import (
     Reserve,
     freeing_txn,
 )
-from callstream.store.backends.embedded.streams import StreamEntry, StreamTable, copy_stream
+from callstream.store.backends.embedded.streams import StreamEntry, StreamTable
 from callstream.store.base import (
+    STREAM_NOT_FOUND,
     FragmentAppend,
     FragmentData,
     FragmentRecord,
     InvalidArgument,
+    NewStream,
     StoreError,
     StreamInUse,
     StreamLimitExceeded,
     StreamNotFound,
     StreamRecord,
-    TagsLimitExceeded,
     VersionMismatch,
+    changed_stream,
+    check_stream_changes,
+    copy_stream,
+    now_ms,
 )
-from callstream.store.crypto import (
-    Keyring,
-    RecordCipher,
-    default_kms_key_id,
-    new_data_key,
-    normalize_kms_key_id,
-)
+from callstream.store.crypto import Keyring, RecordCipher, new_data_key, stream_key_ids
 
 __all__ = ["DataDirLocked", "EmbeddedBackend"]
-
-_NOT_FOUND = "The requested stream is not found or not active."
 
 
 class DataDirLocked(StoreError):
     """Another store (in this or another process) has the data directory open."""
-
-
-@contextlib.contextmanager
-def _kvs_rules() -> Iterator[None]:
-    """Validation by :mod:`callstream.kvs.model`, its errors raised as the store's."""
-    try:
-        yield
-    except TooManyTags as exc:
-        raise TagsLimitExceeded(exc.message) from None
-    except InvalidValue as exc:
-        raise InvalidArgument(exc.message) from None
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class EmbeddedBackend:
@@ -224,15 +192,15 @@ class EmbeddedBackend:
         """Create an ACTIVE stream; :class:`StreamInUse` if the name exists,
         :class:`StreamLimitExceeded` past ``max_streams``, :class:`TagsLimitExceeded` past
         50 tags, :class:`InvalidArgument` for values KVS would reject."""
-        with _kvs_rules():
-            validate_stream_name(name)
-            device_name = validate_device_name(device_name)
-            media_type = validate_media_type(media_type)
-            kms_key_id = validate_kms_key_id(kms_key_id)
-            retention = validate_retention_hours(data_retention_hours)
-            checked_tags = validate_tags(tags)
-        reported_kms = kms_key_id or default_kms_key_id(self.region, self.account_id)
-        master_key_id = normalize_kms_key_id(reported_kms, self.region, self.account_id)
+        new = NewStream.checked(
+            name,
+            device_name=device_name,
+            media_type=media_type,
+            kms_key_id=kms_key_id,
+            data_retention_hours=data_retention_hours,
+            tags=tags,
+        )
+        reported_kms, master_key_id = stream_key_ids(new.kms_key_id, self.region, self.account_id)
         data_key = new_data_key()
 
         with self._index.db_lock:
@@ -244,21 +212,10 @@ class EmbeddedBackend:
                     raise StreamLimitExceeded(
                         f"the account already has {len(self._streams)} streams"
                     )
-                creation_ms = max(_now_ms(), self._streams.last_creation_ms + 1)
+                creation_ms = max(now_ms(), self._streams.last_creation_ms + 1)
             arn = stream_arn(self.region, self.account_id, name, creation_ms)
             wrapped = self.keyring.wrap_data_key(master_key_id, data_key, context=arn)
-            record = StreamRecord(
-                name=name,
-                arn=arn,
-                creation_time_ms=creation_ms,
-                version=new_stream_version(),
-                status="ACTIVE",
-                device_name=device_name,
-                media_type=media_type,
-                kms_key_id=reported_kms,
-                data_retention_hours=retention,
-                tags=checked_tags,
-            )
+            record = new.record(arn=arn, creation_time_ms=creation_ms, kms_key_id=reported_kms)
             try:
                 stream_id = self._index.insert_stream(record, master_key_id, wrapped)
             except sqlite3.IntegrityError:
@@ -280,7 +237,7 @@ class EmbeddedBackend:
             self._check_open()
             st = self._streams.find(name=name, arn=arn)
             if st is None:
-                raise StreamNotFound(_NOT_FOUND)
+                raise StreamNotFound(STREAM_NOT_FOUND)
             return copy_stream(st.record)
 
     def list_streams(
@@ -297,33 +254,16 @@ class EmbeddedBackend:
         """Apply ``changes`` (``device_name``, ``media_type``, ``data_retention_hours``,
         ``tags`` — the complete new tag set) if ``current_version`` matches; assigns a new
         version. :class:`VersionMismatch` on a stale version."""
-        unknown = set(changes) - {"device_name", "media_type", "data_retention_hours", "tags"}
-        if unknown:
-            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}")
+        check_stream_changes(changes)
         with self._index.db_lock:
             self._check_open()
             with self._lock:
                 st = self._streams.by_arn.get(arn)
             if st is None:
-                raise StreamNotFound(_NOT_FOUND)
+                raise StreamNotFound(STREAM_NOT_FOUND)
             if st.record.version != current_version:
                 raise VersionMismatch(f"stream version is not {current_version}")
-            old = st.record
-            new = replace(old, tags=dict(old.tags))
-            with _kvs_rules():
-                if "device_name" in changes:
-                    new.device_name = validate_device_name(changes["device_name"])
-                if "media_type" in changes:
-                    new.media_type = validate_media_type(changes["media_type"])
-                if "data_retention_hours" in changes:
-                    new.data_retention_hours = validate_retention_hours(
-                        changes["data_retention_hours"]
-                    )
-                if "tags" in changes:
-                    new.tags = validate_tags(changes["tags"])
-            new.version = new_stream_version()
-            while new.version == old.version:  # pragma: no cover - 62**20 odds
-                new.version = new_stream_version()
+            new = changed_stream(st.record, changes)
             self._index.update_stream(st.id, new)
             with self._lock:
                 st.record = new
@@ -342,14 +282,14 @@ class EmbeddedBackend:
             self._check_open()
             st = self._streams.by_arn.get(arn)
         if st is None:
-            raise StreamNotFound(_NOT_FOUND)
+            raise StreamNotFound(STREAM_NOT_FOUND)
         writer = self._fragments.writer(st.id)
         db_lock = self._index.db_lock
         with writer.lock:
             with db_lock:
                 self._check_open()
                 if st.id not in self._streams.by_id:
-                    raise StreamNotFound(_NOT_FOUND)
+                    raise StreamNotFound(STREAM_NOT_FOUND)
                 if current_version is not None and st.record.version != current_version:
                     raise VersionMismatch(f"stream version is not {current_version}")
             self._fragments.drop_stream_files(st.id, writer)

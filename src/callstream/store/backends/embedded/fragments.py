@@ -37,15 +37,12 @@ from callstream.store.backends.embedded.index import (
     fragment_filter,
 )
 from callstream.store.backends.embedded.memory import MemBuffer, MemEntry, select
-from callstream.store.backends.embedded.records import (
-    fragment_data_size,
-    open_record,
-    seal_record,
-)
+from callstream.store.backends.embedded.records import open_record, seal_record
 from callstream.store.backends.embedded.sequences import Sequences
 from callstream.store.backends.embedded.space import Reserve, freeing_txn, is_full
 from callstream.store.backends.embedded.streams import StreamEntry, StreamTable
 from callstream.store.base import (
+    STREAM_NOT_FOUND,
     FragmentAppend,
     FragmentData,
     FragmentNotFound,
@@ -66,7 +63,6 @@ log = logging.getLogger(__name__)
 
 _HOUR_MS = 3_600_000
 _DELETE_CHUNK_ROWS = 2000  # index rows deleted per transaction (WAL: well under 1 MiB)
-_NOT_FOUND = "The requested stream is not found or not active."
 
 
 class FragmentStore:
@@ -156,18 +152,9 @@ class FragmentStore:
                 seq, _, _ = parse_fragment_number(item.fragment_number)
                 check_fragment_fields(item)
                 st = self.resolve(item.stream)
-                nbytes = fragment_data_size(item.data)
-                record = FragmentRecord(
-                    stream_arn=st.record.arn,
-                    fragment_number=item.fragment_number,
-                    server_timestamp_ms=item.server_timestamp_ms,
-                    producer_timestamp_ms=item.producer_timestamp_ms,
-                    duration_ms=item.duration_ms,
-                    size=nbytes if item.size is None else item.size,
-                    cluster_timecode=item.cluster_timecode,
-                )
+                record = item.record()
                 if st.record.data_retention_hours == 0:
-                    self._append_memory(st, record, item.data, nbytes)
+                    self._append_memory(st, record, item.data)
                     self.sequences.observe(st.id, seq, persist=True)
                 else:
                     blob = seal_record(self._cipher(st), item.fragment_number, item.data)
@@ -194,7 +181,7 @@ class FragmentStore:
                 if error is None:
                     self.sequences.observe(stream_id, row_seq, persist=False)
                 elif stream_id not in self._streams.by_id:  # deleted meanwhile
-                    results[slot] = StreamNotFound(_NOT_FOUND)
+                    results[slot] = StreamNotFound(STREAM_NOT_FOUND)
                 elif isinstance(error, sqlite3.IntegrityError):
                     number = results[slot].fragment_number  # type: ignore[union-attr]
                     results[slot] = InvalidArgument(f"duplicate fragment number {number}")
@@ -206,17 +193,15 @@ class FragmentStore:
                     results[slot] = StoreError(f"cannot index fragment: {error}")
         return results
 
-    def _append_memory(
-        self, st: StreamEntry, record: FragmentRecord, data: FragmentData, nbytes: int
-    ) -> None:
+    def _append_memory(self, st: StreamEntry, record: FragmentRecord, data: FragmentData) -> None:
         with self._lock:
             if st.id not in self._streams.by_id:
-                raise StreamNotFound(_NOT_FOUND)
+                raise StreamNotFound(STREAM_NOT_FOUND)
             buf = self._mem.setdefault(st.id, MemBuffer())
             if record.fragment_number in buf.by_number:
                 raise InvalidArgument(f"duplicate fragment number {record.fragment_number}")
             buf.add(
-                MemEntry(record, data, nbytes),
+                MemEntry(record, data, data.size),
                 window_ms=self._memory_buffer_ms,
                 max_bytes=self._memory_buffer_bytes,
             )
@@ -228,7 +213,7 @@ class FragmentStore:
         writer = self.writer(st.id)
         with writer.lock:
             if writer.deleted:
-                raise StreamNotFound(_NOT_FOUND)
+                raise StreamNotFound(STREAM_NOT_FOUND)
             self._check_open()
             file_no, offset = self._files.append(
                 st.id,

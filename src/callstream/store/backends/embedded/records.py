@@ -22,7 +22,6 @@ __all__ = [
     "RECORD_MAGIC",
     "decode_fragment_data",
     "encode_fragment_data",
-    "fragment_data_size",
     "open_record",
     "seal_record",
 ]
@@ -60,11 +59,6 @@ def decode_fragment_data(plaintext: bytes) -> FragmentData:
         out.append(bytes(view[pos : pos + n]))
         pos += n
     return FragmentData(ebml_header=out[0], header=out[1], cluster=out[2], trailer=out[3])
-
-
-def fragment_data_size(data: FragmentData) -> int:
-    """Bytes of the four parts (a fragment's size as served)."""
-    return len(data.ebml_header) + len(data.header) + len(data.cluster) + len(data.trailer)
 
 
 def seal_record(cipher: RecordCipher, fragment_number: str, data: FragmentData) -> bytes:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from callstream.store.backends.embedded.index import Index
 from callstream.store.backends.embedded.space import is_full
-from callstream.store.base import StorageFull, StreamNotFound
+from callstream.store.base import STREAM_NOT_FOUND, StorageFull, StreamNotFound
 
 __all__ = ["SEQ_BLOCK", "Sequences"]
 
@@ -53,7 +53,7 @@ class Sequences:
         with self.lock:
             state = self._state.get(stream_id)
             if state is None:
-                raise StreamNotFound("The requested stream is not found or not active.")
+                raise StreamNotFound(STREAM_NOT_FOUND)
             seq = state.last + 1
             if seq > state.reserved:
                 self._reserve(stream_id, state, state.last + SEQ_BLOCK)

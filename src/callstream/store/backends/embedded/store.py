@@ -32,7 +32,6 @@ from callstream.store.base import (
     FragmentAppend,
     FragmentData,
     FragmentRecord,
-    InvalidArgument,
     ProducerLease,
     ReaderKind,
     ReaderSlot,
@@ -40,11 +39,10 @@ from callstream.store.base import (
     StoreError,
     StreamNotFound,
     StreamRecord,
-    check_reader_kind,
 )
 from callstream.store.crypto import Keyring
 from callstream.store.numbers import (
-    MAX_SERVER_TIMESTAMP_MS,
+    check_server_timestamp,
     make_fragment_number,
     parse_fragment_number,
 )
@@ -251,9 +249,7 @@ class EmbeddedCatalog:
     # --- readers -----------------------------------------------------------------------------
     async def acquire_reader(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
         """A reader slot, or :class:`ReaderLimitExceeded` when ``limit`` are taken."""
-        check_reader_kind(kind)
-        await self.get_stream(arn=arn)
-        return self._readers.acquire(arn, kind, limit)
+        return await self._readers.acquire(self, arn, kind, limit)
 
     async def release_reader(self, slot: ReaderSlot) -> None:
         """Give a reader slot back (idempotent)."""
@@ -270,11 +266,7 @@ class EmbeddedLog:
     async def allocate(self, stream: StreamRecord, server_timestamp_ms: int) -> str:
         """The stream's next fragment number (inline: the counter is in memory)."""
         self._store._check_open()
-        if (
-            type(server_timestamp_ms) is not int
-            or not 0 <= server_timestamp_ms <= MAX_SERVER_TIMESTAMP_MS
-        ):
-            raise InvalidArgument(f"server timestamp out of range: {server_timestamp_ms!r}")
+        check_server_timestamp(server_timestamp_ms)
         seq = self._backend.next_sequence(stream)
         return make_fragment_number(seq, server_timestamp_ms)
 

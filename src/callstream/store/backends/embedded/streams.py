@@ -10,12 +10,12 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from callstream.store.base import StreamRecord
+from callstream.store.base import StreamRecord, copy_stream
 
-__all__ = ["StreamEntry", "StreamTable", "copy_stream"]
+__all__ = ["StreamEntry", "StreamTable"]
 
 
 @dataclass(slots=True)
@@ -44,11 +44,6 @@ class StreamEntry:
             tags=json.loads(row[11]),
         )
         return cls(id=row[0], record=record, master_key_id=row[9], wrapped_key=row[12])
-
-
-def copy_stream(record: StreamRecord) -> StreamRecord:
-    """A copy of ``record`` the caller may change (tags included)."""
-    return replace(record, tags=dict(record.tags))
 
 
 class StreamTable:

@@ -19,29 +19,18 @@ import contextlib
 import hashlib
 import hmac
 import json
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import nats.js.errors as js_errors
 
-from callstream.kvs.model import (
-    InvalidValue,
-    TooManyTags,
-    new_stream_version,
-    parse_stream_arn,
-    stream_arn,
-    validate_device_name,
-    validate_kms_key_id,
-    validate_media_type,
-    validate_retention_hours,
-    validate_stream_name,
-    validate_tags,
-)
+from callstream.kvs.model import InvalidValue, parse_stream_arn, stream_arn
 from callstream.store.backends.nats import names
 from callstream.store.base import (
+    STREAM_NOT_FOUND,
     IntegrityError,
     InvalidArgument,
+    NewStream,
     ProducerLease,
     ReaderKind,
     ReaderSlot,
@@ -51,16 +40,13 @@ from callstream.store.base import (
     StreamLimitExceeded,
     StreamNotFound,
     StreamRecord,
-    TagsLimitExceeded,
     VersionMismatch,
-    check_reader_kind,
+    changed_stream,
+    check_stream_changes,
+    copy_stream,
+    now_ms,
 )
-from callstream.store.crypto import (
-    RecordCipher,
-    default_kms_key_id,
-    new_data_key,
-    normalize_kms_key_id,
-)
+from callstream.store.crypto import RecordCipher, new_data_key, stream_key_ids
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -69,13 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NatsCatalog"]
 
-_NOT_FOUND = "The requested stream is not found or not active."
-_CHANGES = {"device_name", "media_type", "data_retention_hours", "tags"}
 _KEYCHECK = b"callstream/keycheck/v1"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _encode(record: StreamRecord, master_key_id: str, wrapped: bytes) -> bytes:
@@ -93,16 +73,6 @@ def _decode(raw: bytes | None) -> tuple[StreamRecord, str, bytes]:
         return StreamRecord(**doc), master_key_id, wrapped
     except (ValueError, KeyError, TypeError) as err:
         raise StoreError(f"malformed stream entry in the NATS catalog: {err}") from None
-
-
-class _Rules(contextlib.AbstractContextManager[None]):
-    """Validation errors of :mod:`callstream.kvs.model` raised as the store's."""
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, TooManyTags):
-            raise TagsLimitExceeded(exc.message) from None
-        if isinstance(exc, InvalidValue):
-            raise InvalidArgument(exc.message) from None
 
 
 class NatsCatalog:
@@ -124,9 +94,9 @@ class NatsCatalog:
         try:
             entry = await self._store.retrying(self._kv.get, names.stream_key(name))
         except js_errors.KeyNotFoundError:
-            raise StreamNotFound(_NOT_FOUND) from None
+            raise StreamNotFound(STREAM_NOT_FOUND) from None
         except js_errors.InvalidKeyError:
-            raise StreamNotFound(_NOT_FOUND) from None
+            raise StreamNotFound(STREAM_NOT_FOUND) from None
         record, master_key_id, wrapped = _decode(entry.value)
         return record, master_key_id, wrapped, int(entry.revision or 0)
 
@@ -139,16 +109,16 @@ class NatsCatalog:
             try:
                 arn_name = parse_stream_arn(arn).name
             except InvalidValue:
-                raise StreamNotFound(_NOT_FOUND) from None
+                raise StreamNotFound(STREAM_NOT_FOUND) from None
             if name is not None and name != arn_name:
-                raise StreamNotFound(_NOT_FOUND)
+                raise StreamNotFound(STREAM_NOT_FOUND)
             name = arn_name
         assert name is not None
         if not name or len(name) > 256:
-            raise StreamNotFound(_NOT_FOUND)
+            raise StreamNotFound(STREAM_NOT_FOUND)
         found = await self._entry(name)
         if arn is not None and found[0].arn != arn:
-            raise StreamNotFound(_NOT_FOUND)
+            raise StreamNotFound(STREAM_NOT_FOUND)
         return found
 
     async def cipher(self, stream: StreamRecord) -> RecordCipher:
@@ -194,15 +164,15 @@ class NatsCatalog:
     ) -> StreamRecord:
         """A new ACTIVE stream: its catalog entry, then its fragment storage."""
         store = self._store
-        with _Rules():
-            validate_stream_name(name)
-            device_name = validate_device_name(device_name)
-            media_type = validate_media_type(media_type)
-            kms_key_id = validate_kms_key_id(kms_key_id)
-            retention = validate_retention_hours(data_retention_hours)
-            checked_tags = validate_tags(tags)
-        reported_kms = kms_key_id or default_kms_key_id(store.region, store.account_id)
-        master_key_id = normalize_kms_key_id(reported_kms, store.region, store.account_id)
+        new = NewStream.checked(
+            name,
+            device_name=device_name,
+            media_type=media_type,
+            kms_key_id=kms_key_id,
+            data_retention_hours=data_retention_hours,
+            tags=tags,
+        )
+        reported_kms, master_key_id = stream_key_ids(new.kms_key_id, store.region, store.account_id)
         count = len(await self._keys())
         if count >= store.max_streams:
             raise StreamLimitExceeded(f"the account already has {count} streams")
@@ -211,24 +181,13 @@ class NatsCatalog:
             raise StreamInUse(f"stream {name} already exists")
         master = await asyncio.to_thread(store.keyring.master_key, master_key_id)
         await self._check_master_key(master_key_id, master)
-        creation_ms = self._last_creation_ms = max(_now_ms(), self._last_creation_ms + 1)
+        creation_ms = self._last_creation_ms = max(now_ms(), self._last_creation_ms + 1)
         arn = stream_arn(store.region, store.account_id, name, creation_ms)
         data_key = new_data_key()
         wrapped = await asyncio.to_thread(
             store.keyring.wrap_data_key, master_key_id, data_key, context=arn
         )
-        record = StreamRecord(
-            name=name,
-            arn=arn,
-            creation_time_ms=creation_ms,
-            version=new_stream_version(),
-            status="ACTIVE",
-            device_name=device_name,
-            media_type=media_type,
-            kms_key_id=reported_kms,
-            data_retention_hours=retention,
-            tags=checked_tags,
-        )
+        record = new.record(arn=arn, creation_time_ms=creation_ms, kms_key_id=reported_kms)
         # The fragment storage first: a catalog entry never points at nothing.
         await store.log.create_storage(record)
         try:
@@ -239,7 +198,7 @@ class NatsCatalog:
             await store.log.delete_storage(record)
             raise StreamInUse(f"stream {name} already exists") from None
         self._ciphers[arn] = RecordCipher(data_key, arn)
-        return replace(record, tags=dict(record.tags))
+        return copy_stream(record)
 
     async def get_stream(self, *, name: str | None = None, arn: str | None = None) -> StreamRecord:
         """The stream; :class:`StreamNotFound` when absent."""
@@ -277,23 +236,11 @@ class NatsCatalog:
         self, arn: str, current_version: str, **changes: object
     ) -> StreamRecord:
         """Apply ``changes`` if the version matches, as one compare-and-set."""
-        unknown = set(changes) - _CHANGES
-        if unknown:
-            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}")
+        check_stream_changes(changes)
         old, master_key_id, wrapped, revision = await self._find(None, arn)
         if old.version != current_version:
             raise VersionMismatch(f"stream version is not {current_version}")
-        new = replace(old, tags=dict(old.tags))
-        with _Rules():
-            if "device_name" in changes:
-                new.device_name = validate_device_name(changes["device_name"])
-            if "media_type" in changes:
-                new.media_type = validate_media_type(changes["media_type"])
-            if "data_retention_hours" in changes:
-                new.data_retention_hours = validate_retention_hours(changes["data_retention_hours"])
-            if "tags" in changes:
-                new.tags = validate_tags(changes["tags"])
-        new.version = new_stream_version()
+        new = changed_stream(old, changes)
         try:
             await self._store.retrying(
                 self._kv.update,
@@ -305,7 +252,7 @@ class NatsCatalog:
             raise VersionMismatch(f"stream version is not {current_version}") from None
         if new.data_retention_hours != old.data_retention_hours:
             await self._store.log.update_storage(new)
-        return replace(new, tags=dict(new.tags))
+        return copy_stream(new)
 
     async def delete_stream(self, arn: str, current_version: str | None) -> None:
         """Delete the catalog entry (compare-and-set), then the fragments; the stream's
@@ -385,9 +332,7 @@ class NatsCatalog:
     # --- readers (per node) ------------------------------------------------------------------
     async def acquire_reader(self, arn: str, kind: ReaderKind, limit: int) -> ReaderSlot:
         """A reader slot of this node, or :class:`ReaderLimitExceeded`."""
-        check_reader_kind(kind)
-        await self.get_stream(arn=arn)
-        return self._readers.acquire(arn, kind, limit)
+        return await self._readers.acquire(self, arn, kind, limit)
 
     async def release_reader(self, slot: ReaderSlot) -> None:
         """Give a reader slot back (idempotent)."""

@@ -48,12 +48,12 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from callstream.store.backends.embedded.memory import MEMORY_BUFFER_MS
 from callstream.store.backends.embedded.records import (
     RECORD_HEADER_SIZE,
-    fragment_data_size,
     open_record,
     seal_record,
 )
 from callstream.store.backends.nats import names
 from callstream.store.base import (
+    STREAM_NOT_FOUND,
     FragmentAppend,
     FragmentData,
     FragmentNotFound,
@@ -64,7 +64,7 @@ from callstream.store.base import (
     StreamRecord,
 )
 from callstream.store.numbers import (
-    MAX_SERVER_TIMESTAMP_MS,
+    check_server_timestamp,
     make_fragment_number,
     parse_fragment_number,
 )
@@ -213,7 +213,7 @@ class NatsLog:
                 info = await self._store.retrying(js.stream_info, name)
             except js_errors.NotFoundError:
                 self._indexes.pop(stream.arn, None)
-                raise StreamNotFound("The requested stream is not found or not active.") from None
+                raise StreamNotFound(STREAM_NOT_FOUND) from None
             state = info.state
             first, last = int(state.first_seq or 0), int(state.last_seq or 0)
             index.expire(first)
@@ -249,11 +249,7 @@ class NatsLog:
     async def allocate(self, stream: StreamRecord, server_timestamp_ms: int) -> str:
         """The stream's next fragment number (see the module docstring)."""
         self._store.check_open()
-        if (
-            type(server_timestamp_ms) is not int
-            or not 0 <= server_timestamp_ms <= MAX_SERVER_TIMESTAMP_MS
-        ):
-            raise InvalidArgument(f"server timestamp out of range: {server_timestamp_ms!r}")
+        check_server_timestamp(server_timestamp_ms)
         index = self._indexes.get(stream.arn)
         if index is None or index.next_seq is None or index.next_seq > index.reserved:
             index = await self._index(stream)
@@ -326,16 +322,7 @@ class NatsLog:
             raise InvalidArgument(f"fragment number {number} is already stored")
         cipher = await self._store.catalog.cipher(stream)
         record = seal_record(cipher, number, item.data)
-        size = item.size if item.size is not None else fragment_data_size(item.data)
-        rec = FragmentRecord(
-            stream_arn=stream.arn,
-            fragment_number=number,
-            server_timestamp_ms=item.server_timestamp_ms,
-            producer_timestamp_ms=item.producer_timestamp_ms,
-            duration_ms=item.duration_ms,
-            size=size,
-            cluster_timecode=item.cluster_timecode,
-        )
+        rec = item.record()
         subject = names.fragment_subject(self._store.prefix, stream.arn)
         limit = max(4096, self._store.max_payload - _PART_HEADROOM)
         pieces = [record[i : i + limit] for i in range(0, len(record), limit)] or [b""]
@@ -388,9 +375,7 @@ class NatsLog:
                     await asyncio.sleep(0.25)
                     continue
                 if err.err_code == 10060:  # wrong expected stream: it was deleted
-                    raise StreamNotFound(
-                        "The requested stream is not found or not active."
-                    ) from None
+                    raise StreamNotFound(STREAM_NOT_FOUND) from None
                 raise StoreError(f"JetStream refused the fragment: {err.description}") from None
             except (
                 TimeoutError,
@@ -537,7 +522,7 @@ class NatsLog:
         doc = json.loads(reply.data)
         if "error" in doc:
             if doc["error"].get("code") == 404:
-                raise StreamNotFound("The requested stream is not found or not active.")
+                raise StreamNotFound(STREAM_NOT_FOUND)
             raise StoreError(f"cannot read the stream: {doc['error'].get('description')}")
         state = doc.get("state", {})
         first, last = int(state.get("first_seq", 0)), int(state.get("last_seq", 0))
@@ -571,7 +556,7 @@ class NatsLog:
         try:
             await self._store.retrying(js.purge_stream, name, seq=upto)
         except js_errors.NotFoundError:
-            raise StreamNotFound("The requested stream is not found or not active.") from None
+            raise StreamNotFound(STREAM_NOT_FOUND) from None
         except js_errors.APIError as err:
             raise StoreError(f"cannot purge: {err.description}") from None
         index = self._indexes.get(stream.arn)
