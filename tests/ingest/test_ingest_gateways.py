@@ -365,8 +365,7 @@ def test_each_connection_ends_its_call_once_with_its_reason(
     assert asyncio.run(idle_websocket()) == 1000
     assert _end_reason(caplog, "websocket", ids[0]) == "protocol-error"
     assert _end_reason(caplog, "websocket", ids[1]) == "end message"
-    # closed for idling, but the core ends the call first, as for a peer's close
-    assert _end_reason(caplog, "websocket", ids[2]) == "peer closed the connection"
+    assert _end_reason(caplog, "websocket", ids[2]) == "idle"  # closed by the watchdog
 
     port = server.config.ingest.bound_audiosocket_port  # type: ignore[union-attr]
     calls = [uuid.uuid4() for _ in range(3)]
@@ -381,7 +380,7 @@ def test_each_connection_ends_its_call_once_with_its_reason(
             assert closed_by_peer(sock)
     assert _end_reason(caplog, "audiosocket", str(calls[0])) == "protocol-error"
     assert _end_reason(caplog, "audiosocket", str(calls[1])) == "hangup"
-    assert _end_reason(caplog, "audiosocket", str(calls[2])) == "connection closed"  # idle
+    assert _end_reason(caplog, "audiosocket", str(calls[2])) == "idle"
 
 
 # --- the call bound, idle peers, pause --------------------------------------------------------

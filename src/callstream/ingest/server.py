@@ -46,7 +46,7 @@ from aiohttp import WSMsgType, web
 
 from callstream.ingest.call import CallSink, IngestTarget, SinkSettings
 from callstream.ingest.config import IngestConfig
-from callstream.ingest.events import Close, IngestEvent, ProtocolError, Reply
+from callstream.ingest.events import CallEnded, Close, IngestEvent, ProtocolError, Reply
 
 if TYPE_CHECKING:
     from callstream.api.app import ServerState
@@ -343,11 +343,11 @@ class IngestServer:
                 elif msg.type == WSMsgType.ERROR:
                     exc = ws.exception()
                     log.info("ingest %s call %s: %s", source, sink.call_id, exc)
-                    await _handle(sink, core.receive_close(), source)
+                    await _handle(sink, _peer_gone(core.receive_close(), watch), source)
                     reason = "error"
                     break
-                else:  # CLOSE / CLOSING / CLOSED: the peer is gone
-                    await _handle(sink, core.receive_close(), source)
+                else:  # CLOSE / CLOSING / CLOSED: the peer is gone (or idled and was closed)
+                    await _handle(sink, _peer_gone(core.receive_close(), watch), source)
                     break
                 close, failed = await self._apply(events, sink, source, send)
                 if failed is not None:
@@ -500,7 +500,7 @@ class IngestServer:
                     data = b""
                 watch.last = loop.time()
                 if not data:
-                    await _handle(sink, core.receive_eof(), "audiosocket")
+                    await _handle(sink, _peer_gone(core.receive_eof(), watch), "audiosocket")
                     break
                 events = core.receive_bytes(data)
                 close, failed = await self._apply(events, sink, "audiosocket", send)
@@ -533,6 +533,14 @@ class IngestServer:
             await asyncio.sleep(0.05)
         for sink in list(self.sinks):
             await sink.end("server stopping")
+
+
+def _peer_gone(events: list[IngestEvent], watch: _Watch) -> list[IngestEvent]:
+    """A core's events for a connection that closed: when the watchdog closed it, the
+    call the core ends there ended for idling, whatever the core calls a close."""
+    if not watch.idle:
+        return events
+    return [CallEnded("idle") if isinstance(e, CallEnded) else e for e in events]
 
 
 async def _handle(sink: CallSink, events: list[IngestEvent], source: str) -> bool:
