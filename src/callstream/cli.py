@@ -918,7 +918,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-streams", type=int, default=10000)
     p.add_argument("--max-readers", type=int, default=3, help="GetMedia readers per stream")
     p.add_argument("--credentials-file", help="file of access keys (AWS INI or KEY:SECRET lines)")
-    p.add_argument("--public-url", help="base URL GetDataEndpoint returns (default: as reached)")
+    p.add_argument(
+        "--public-url",
+        help="base URL clients reach this server at, which GetDataEndpoint returns (default: as "
+        "reached; with --store nats:// other nodes send live readers of streams this node "
+        "ingests here)",
+    )
     p.add_argument("--tls-cert", help="serve https with this certificate (PEM, chain after it)")
     p.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
     p.add_argument(

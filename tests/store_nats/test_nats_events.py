@@ -303,3 +303,66 @@ def wait_for_events(base: str, **params: Any) -> list[dict[str, Any]]:
             return found
         time.sleep(0.05)
     raise AssertionError(f"no {params} events on {base}")
+
+
+# --- GetDataEndpoint: live readers go to the node that ingests -----------------------------
+
+
+def test_get_data_endpoint_sends_live_readers_to_the_node_that_ingests(
+    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from callstream.client.producer import connect_producer, produce
+    from nats_process import free_port
+
+    monkeypatch.setenv("CALLSTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("CALLSTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
+    prefix = f"ep{uuid.uuid4().hex[:10]}"
+    ports = free_port(), free_port()
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+
+    def node(i: int) -> ServerThread:
+        config = ServerConfig(store=nats_url, store_prefix=prefix, public_url=urls[i])
+        return ServerThread(tmp_path / "ab"[i], config=config, port=ports[i]).start()
+
+    def endpoint(i: int, api: str) -> str:
+        kv = boto3.client(
+            "kinesisvideo",
+            endpoint_url=urls[i],
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+        return str(kv.get_data_endpoint(StreamName="call", APIName=api)["DataEndpoint"])
+
+    header, fragment = [
+        c.data
+        for c in produce(
+            connect_producer(contact_id="c", instance_id="i"), {1: bytes(32000)}, fragment_ms=1000
+        )
+    ][:2]
+    a = node(0)
+    b: ServerThread | None = None
+    try:
+        stream = a.run(a.store.create_stream("call", data_retention_hours=1))
+        (tmp_path / "b").mkdir()
+        shutil.copy(tmp_path / "a" / "keys.json", tmp_path / "b" / "keys.json")
+        b = node(1)
+        assert endpoint(1, "GET_MEDIA") == urls[1]  # nobody ingests: the node asked
+        writer = a.run(a.store.open_writer(stream))
+        a.run(writer.write(header + fragment[: len(fragment) // 2]))  # a fragment is open
+        assert endpoint(1, "GET_MEDIA") == urls[0]  # the live reader goes to the producer's
+        assert endpoint(0, "GET_MEDIA") == urls[0]
+        assert endpoint(1, "PUT_MEDIA") == urls[1]  # everything else: any node
+        assert endpoint(1, "GET_MEDIA_FOR_FRAGMENT_LIST") == urls[1]
+        a.run(writer.write(fragment[len(fragment) // 2 :]))
+        a.run(writer.close())
+        deadline = time.monotonic() + 30
+        while endpoint(1, "GET_MEDIA") != urls[1]:  # the upload ended
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()

@@ -49,7 +49,7 @@ API_NAMES = (
     "GET_CLIP",
     "GET_IMAGES",
 )
-"""GetDataEndpoint ``APIName`` values; one server serves them all."""
+"""GetDataEndpoint ``APIName`` values; every node serves them all."""
 
 # --- shapes (botocore kinesisvideo 2017-09-30) ----------------------------------------------
 STREAM_NAME = String(1, 256, r"[a-zA-Z0-9_.-]+")
@@ -226,8 +226,14 @@ async def delete_stream(request: web.Request, state: ServerState, body: Body) ->
 async def get_data_endpoint(
     request: web.Request, state: ServerState, body: Body
 ) -> web.StreamResponse:
-    """``POST /getDataEndpoint``: this server serves every data-plane API."""
-    await state.stream(body)
+    """``POST /getDataEndpoint``: this server serves every data-plane API; in a cluster,
+    a live GetMedia reader is sent to the node that ingests the stream (if it advertises
+    its URL), so the live bytes need not cross nodes."""
+    rec = await state.stream(body)
+    if body["APIName"] == "GET_MEDIA":
+        owner = await state.store.live_ingest_url(rec.arn)
+        if owner is not None:
+            return json_response({"DataEndpoint": owner})
     return json_response({"DataEndpoint": state.endpoint(request)})
 
 

@@ -74,6 +74,7 @@ def make_state(data_dir: Path, config: ServerConfig, *, max_streams: int = 10000
         writer_threads=config.persist_threads,
         nats_replicas=config.store_replicas,
         nats_prefix=config.store_prefix,
+        nats_advertise_url=config.public_url,
     )
     # A backend in a cluster keeps nothing here, so the directory may not exist yet.
     Path(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -202,6 +202,11 @@ class LiveRelay(Protocol):
         hub no longer uses the stream); returns once the fragments open now are in it."""
         ...
 
+    async def owner_url(self, arn: str) -> str | None:
+        """Where clients reach the other process whose producer writes ``arn`` now (None:
+        this one, none, or unknown): what GetDataEndpoint gives live readers."""
+        ...
+
 
 class LiveHub:
     """Live state of every stream, keyed by stream ARN. Use from the event loop only.

@@ -291,6 +291,12 @@ class MediaStore:
         """Whether an upload (PutMedia, or an in-process writer) is writing to ``arn``."""
         return any(upload.stream.arn == arn for upload in self.uploads)
 
+    async def live_ingest_url(self, arn: str) -> str | None:
+        """Where clients reach the other node that ingests ``arn`` live now, when the
+        backend is shared by several nodes and that node advertises a URL; else None."""
+        relay = self.hub.relay
+        return None if relay is None else await relay.owner_url(arn)
+
     # --- reading ------------------------------------------------------------------------
     async def start_after(self, stream: StreamRecord, selector: StartSelector) -> str | None:
         """The fragment number a reader with ``selector`` starts after (None: earliest)."""

@@ -126,6 +126,7 @@ def open_backend(
     io_threads: int = 4,
     nats_replicas: int | None = None,
     nats_prefix: str | None = None,
+    nats_advertise_url: str | None = None,
 ) -> StoreBackend:
     """Open the backend ``spec`` names (see :func:`parse_backend_spec`); then ``await
     backend.start()`` on the event loop that will use it, and ``await backend.close()``.
@@ -139,7 +140,9 @@ def open_backend(
     A NATS backend connects in ``start()`` (:class:`StoreError` when no server answers);
     its master keys are in ``keyring`` (default ``<data_dir>/keys.json``: the same file on
     every node), ``nats_replicas`` copies of each stream (default: 3 in a cluster of 3 or
-    more, else 1), names under ``nats_prefix`` (default ``callstream``).
+    more, else 1), names under ``nats_prefix`` (default ``callstream``);
+    ``nats_advertise_url`` is the URL clients reach this node at, given to GetMedia
+    readers on other nodes of a stream this node ingests live.
     """
     kind = parse_backend_spec(spec)
     if isinstance(kind, NatsServers):
@@ -159,6 +162,7 @@ def open_backend(
             prefix=nats_prefix or DEFAULT_PREFIX,
             user=kind.user,
             password=kind.password,
+            advertise_url=nats_advertise_url,
         )
     return EmbeddedStore.open(
         data_dir,

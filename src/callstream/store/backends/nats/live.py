@@ -47,6 +47,8 @@ SILENCE_S = 10.0
 LINGER_S = 5.0
 """A node keeps watching a stream this long after its last reader left."""
 SYNC_TIMEOUT_S = 1.0
+OWNER_TIMEOUT_S = 0.25
+"""How long GetDataEndpoint waits for the node of a live producer to name itself."""
 _SWEEP_S = 1.0
 _LEN = struct.Struct(">I")
 
@@ -207,6 +209,12 @@ class NatsRelay:
             if (msg.headers or {}).get("E") == "s":  # a newer upload on another node
                 self._superseded(arn, int((msg.headers or {}).get("T", "0")))
                 return
+            if (msg.headers or {}).get("E") == "w":  # who ingests it? (only a producer says)
+                url = self._store.advertise_url
+                if url and msg.reply and self._producing(arn):
+                    with contextlib.suppress(Exception):
+                        await self._store.nc.publish(msg.reply, b"", headers={"U": url})
+                return
             frags: list[LiveFragment] = []
             if hub is not None and arn in hub:
                 frags = [f for f in hub.after(arn, None) if f.on_change is not None]
@@ -230,6 +238,26 @@ class NatsRelay:
         sub = await self._store.nc.subscribe(names.sync_subject(self._store.prefix, arn), cb=answer)
         _, _, used = self._local.get(arn, (None, None, time.monotonic()))
         self._local[arn] = (None, sub, used)
+
+    def _producing(self, arn: str) -> bool:
+        hub = self._local_hub
+        return hub is not None and arn in hub and hub.stream(arn).producer is not None
+
+    async def owner_url(self, arn: str) -> str | None:
+        """The URL of the other node whose producer writes ``arn`` now, if it advertises
+        one; None when this node ingests it, nobody does, or NATS does not answer."""
+        if self._producing(arn):
+            return None
+        try:
+            reply = await self._store.nc.request(
+                names.sync_subject(self._store.prefix, arn),
+                b"",
+                timeout=OWNER_TIMEOUT_S,
+                headers={"E": "w"},
+            )
+        except Exception:  # no producer anywhere (no responders, a timeout), NATS down
+            return None
+        return (reply.headers or {}).get("U") or None
 
     # --- the reader's side -------------------------------------------------------------------
     async def watch(self, arn: str, hub: LiveHub) -> None:

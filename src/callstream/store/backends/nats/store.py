@@ -65,7 +65,9 @@ class NatsStore:
     cluster from them and fails over between them); ``replicas`` is the copies JetStream
     keeps of each stream (None: 3 when the cluster has at least 3 servers, else 1);
     ``prefix`` names this deployment's bucket, streams and subjects; ``keyring`` holds
-    the master keys (the same file on every node).
+    the master keys (the same file on every node); ``advertise_url`` is where clients
+    reach this node (``serve --public-url``): GetDataEndpoint on another node sends live
+    GetMedia readers of a stream this node ingests here.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class NatsStore:
         user: str | None = None,
         password: str | None = None,
         connect_timeout_s: float = 5.0,
+        advertise_url: str | None = None,
     ) -> None:
         if replicas is not None and not 1 <= replicas <= 5:
             raise ValueError(f"NATS replicas must be 1..5, got {replicas}")
@@ -90,6 +93,7 @@ class NatsStore:
         self.account_id = account_id
         self.max_streams = max_streams
         self.prefix = names.check_prefix(prefix)
+        self.advertise_url = advertise_url.rstrip("/") if advertise_url else None
         self._replicas = replicas
         self._user = user
         self._password = password
