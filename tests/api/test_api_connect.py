@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from api_helpers import aws_cli_env, needs_connect_model
+from api_helpers import SHARED, aws_cli_env, needs_connect_model
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -30,7 +30,7 @@ ACCESS_KEY = "AKIDCONNECT"
 SECRET_KEY = "connect-secret"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-CONNECT_FLOWS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "connect-flows"
+CONNECT_FLOWS = SHARED / "testdata" / "connect-flows"
 FLOW = json.dumps(
     {
         "Version": "2019-10-30",

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import boto3
 import numpy as np
 import pytest
-from api_helpers import needs_connect_model
+from api_helpers import SHARED, needs_connect_model
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
@@ -41,9 +41,6 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 RATE = 8000
 SRC = Path(__file__).resolve().parents[2] / "src"
-SHARED = Path(
-    os.environ.get("CALLSTREAM_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared"
-)
 LCA_FLOW = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
 requires_lca = pytest.mark.skipif(
     not LCA_FLOW.is_file(),
