@@ -38,6 +38,7 @@ from callstream.flows.model import Flow
 from callstream.flows.store import (
     CALL_EVENTS,
     CallStore,
+    CallStoreError,
     CallUpload,
     HttpCallStore,
     LocalCallStore,
@@ -471,3 +472,45 @@ def test_the_local_store_reuses_pooled_streams_and_may_leave_records_to_the_even
     assert sum("no contact-record store" in line for line in bare) == 1
     assert via_events.ctr_stored
     assert seen == ["ContactStarted", "ContactEnded"]
+
+
+def test_the_http_store_names_what_failed_for_each_post() -> None:
+    async def scenario() -> list[str]:
+        async def refuse(request: web.Request) -> web.Response:
+            return web.Response(status=500, text="broken " * 100)
+
+        app = web.Application()
+        app.router.add_post("/callstream/contacts", refuse)
+        app.router.add_post("/callstream/events", refuse)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        messages: list[str] = []
+        store = HttpCallStore(url, region=REGION, credentials=CREDS)
+        try:
+            for post in (
+                store.store_contact_record({"ContactId": "c"}),
+                store.publish("ContactStarted", {"ContactId": "c"}),
+            ):
+                with pytest.raises(CallStoreError) as err:
+                    await post
+                messages.append(str(err.value))
+        finally:
+            await store.close()
+            await runner.cleanup()
+        # the server is gone: the connection itself fails
+        store = HttpCallStore(url, region=REGION, credentials=CREDS)
+        try:
+            with pytest.raises(CallStoreError) as err:
+                await store.publish("ContactStarted", {"ContactId": "c"})
+            messages.append(str(err.value))
+        finally:
+            await store.close()
+        return messages
+
+    stored, published, refused = asyncio.run(scenario())
+    assert stored == "storing the CTR failed: HTTP 500 " + ("broken " * 100)[:200]
+    assert published == "publishing ContactStarted failed: HTTP 500 " + ("broken " * 100)[:200]
+    assert refused.startswith("publishing ContactStarted failed: ") and "HTTP" not in refused
