@@ -309,6 +309,35 @@ class ResourcesMixin:
         ):
             self._db.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))
 
+    # -- ARNs (instances and phone numbers are account-level resources) ---------------------
+    def _connect_arn(self, resource: str) -> str:
+        """``arn:aws:connect:<region>:<account>:<resource>`` (``instance/<id>``, ...)."""
+        return f"arn:aws:connect:{self.region}:{self.account_id}:{resource}"
+
+    def _by_id_or_arn(
+        self,
+        table: str,
+        columns: str,
+        kind: str,
+        ref: str,
+        what: str,
+        *,
+        or_column: str | None = None,
+    ) -> tuple[Any, ...]:
+        """The row of ``table`` that ``ref`` names by its id, its ARN (``kind``: the ARN's
+        resource type) or the value of ``or_column``; ``ResourceNotFoundException`` naming
+        ``what`` when there is none."""
+        where = "id = ? OR ? = (? || id)"
+        params: tuple[str, ...] = (ref, ref, self._connect_arn(f"{kind}/"))
+        if or_column is not None:
+            where += f" OR {or_column} = ?"
+            params += (ref,)
+        sql = f"SELECT {columns} FROM {table} WHERE {where}"
+        row: tuple[Any, ...] | None = self._db.execute(sql, params).fetchone()
+        if row is None:
+            raise not_found(f"{what} {ref} not found.")
+        return row
+
     # -- settings ---------------------------------------------------------------------------
     def set_phone_pool(self, spec: str) -> None:
         """The pool ClaimPhoneNumber takes numbers from (:func:`parse_phone_pool`)."""
@@ -405,17 +434,14 @@ class ResourcesMixin:
         return [LambdaBinding(r[0], r[1]) for r in rows]
 
     # -- phone numbers ----------------------------------------------------------------------
-    def _number_arn(self, number_id: str) -> str:
-        return f"arn:aws:connect:{self.region}:{self.account_id}:phone-number/{number_id}"
-
     def _number_of(self, row: tuple[Any, ...]) -> PhoneNumber:
         nid, number, iid, description, flow_id, tags = row
         return PhoneNumber(
             id=nid,
-            arn=self._number_arn(nid),
+            arn=self._connect_arn(f"phone-number/{nid}"),
             number=number,
             instance_id=iid,
-            instance_arn=f"arn:aws:connect:{self.region}:{self.account_id}:instance/{iid}",
+            instance_arn=self._connect_arn(f"instance/{iid}"),
             description=description,
             flow_id=flow_id,
             tags=json.loads(tags),
@@ -424,13 +450,14 @@ class ResourcesMixin:
     _NUMBER_COLUMNS = "id, number, instance_id, description, flow_id, tags"
 
     def _number(self, ref: str) -> PhoneNumber:
-        row = self._db.execute(
-            f"SELECT {self._NUMBER_COLUMNS} FROM phone_numbers WHERE id = ? OR number = ? "
-            "OR ? = ('arn:aws:connect:' || ? || ':' || ? || ':phone-number/' || id)",
-            (ref, ref, ref, self.region, self.account_id),
-        ).fetchone()
-        if row is None:
-            raise not_found(f"Phone number {ref} not found.")
+        row = self._by_id_or_arn(
+            "phone_numbers",
+            self._NUMBER_COLUMNS,
+            "phone-number",
+            ref,
+            "Phone number",
+            or_column="number",
+        )
         return self._number_of(row)
 
     def available_numbers(
@@ -663,7 +690,7 @@ class ResourcesMixin:
 
     # -- tags -------------------------------------------------------------------------------
     def _check_arn(self, arn: str) -> None:
-        prefix = f"arn:aws:connect:{self.region}:{self.account_id}:"
+        prefix = self._connect_arn("")
         if not arn.startswith(prefix):
             raise not_found(f"Resource {arn} not found.")
         rest = arn[len(prefix) :]

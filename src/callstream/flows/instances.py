@@ -181,15 +181,12 @@ class InstanceRegistry(ResourcesMixin):
             self._db.execute(statement)
         self._create_resource_tables()
 
-    def _arn(self, instance_id: str) -> str:
-        return f"arn:aws:connect:{self.region}:{self.account_id}:instance/{instance_id}"
-
     # -- instances -------------------------------------------------------------------------
     def _instance(self, row: tuple[Any, ...]) -> Instance:
         iid, alias, identity, inbound, outbound, created, role, extra = row
         return Instance(
             id=iid,
-            arn=self._arn(iid),
+            arn=self._connect_arn(f"instance/{iid}"),
             identity_management_type=identity,
             instance_alias=alias,
             inbound_calls_enabled=bool(inbound),
@@ -202,13 +199,9 @@ class InstanceRegistry(ResourcesMixin):
     _INSTANCE_COLUMNS = "id, alias, identity, inbound, outbound, created_ms, service_role, extra"
 
     def _find(self, instance_id: str) -> Instance:
-        row = self._db.execute(
-            f"SELECT {self._INSTANCE_COLUMNS} FROM instances WHERE id = ? OR ? = "
-            "('arn:aws:connect:' || ? || ':' || ? || ':instance/' || id)",
-            (instance_id, instance_id, self.region, self.account_id),
-        ).fetchone()
-        if row is None:
-            raise _not_found(f"Instance {instance_id} not found.")
+        row = self._by_id_or_arn(
+            "instances", self._INSTANCE_COLUMNS, "instance", instance_id, "Instance"
+        )
         return self._instance(row)
 
     def create_instance(
