@@ -37,7 +37,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -262,6 +262,18 @@ class ContactRow:
     instance_id: str
     initial_contact_id: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+_Named = TypeVar("_Named", QueueRow, HoursRow)
+
+
+def _by_ref(rows: Iterable[_Named], ref: str, what: str) -> _Named:
+    """The queue or hours of ``rows`` whose id or ARN is ``ref``; ``ResourceNotFoundException``
+    naming ``what`` when there is none."""
+    for row in rows:
+        if ref in (row.id, row.arn):
+            return row
+    raise not_found(f"{what} {ref} not found.")
 
 
 _BASIC_HOURS_CONFIG = [
@@ -614,24 +626,26 @@ class ResourcesMixin:
                 ) from None
             return self._hours(instance, hid)
 
-    def _hours(self, instance: Instance, ref: str) -> HoursRow:
-        for hours in self._hours_list(instance):
-            if ref in (hours.id, hours.arn):
-                return hours
-        raise not_found(f"Hours of operation {ref} not found.")
-
-    def _hours_list(self, instance: Instance) -> builtins.list[HoursRow]:
+    def _stored(
+        self, instance: Instance, table: str, kind: str, row_type: type[_Named]
+    ) -> builtins.list[_Named]:
+        """The queues or hours of operation (``table``) created in ``instance``, oldest
+        first; ``kind``: their type in the ARN ``<instance ARN>/<kind>/<id>``."""
         rows = self._db.execute(
-            "SELECT id, name, data FROM hours_of_operation WHERE instance_id = ? "
-            "ORDER BY created_ms, id",
+            f"SELECT id, name, data FROM {table} WHERE instance_id = ? ORDER BY created_ms, id",
             (instance.id,),
         ).fetchall()
-        return [self._builtin_hours(instance)] + [
-            HoursRow(
-                r[0], f"{instance.arn}/operating-hours/{r[0]}", instance.id, r[1], json.loads(r[2])
-            )
+        return [
+            row_type(r[0], f"{instance.arn}/{kind}/{r[0]}", instance.id, r[1], json.loads(r[2]))
             for r in rows
         ]
+
+    def _hours(self, instance: Instance, ref: str) -> HoursRow:
+        return _by_ref(self._hours_list(instance), ref, "Hours of operation")
+
+    def _hours_list(self, instance: Instance) -> builtins.list[HoursRow]:
+        stored = self._stored(instance, "hours_of_operation", "operating-hours", HoursRow)
+        return [self._builtin_hours(instance), *stored]
 
     def get_hours(self, instance_id: str, hours_id: str) -> HoursRow:
         """Hours of operation by id or ARN."""
@@ -663,20 +677,10 @@ class ResourcesMixin:
             return self._queue(instance, qid)
 
     def _queues(self, instance: Instance) -> builtins.list[QueueRow]:
-        rows = self._db.execute(
-            "SELECT id, name, data FROM queues WHERE instance_id = ? ORDER BY created_ms, id",
-            (instance.id,),
-        ).fetchall()
-        return [self._builtin_queue(instance)] + [
-            QueueRow(r[0], f"{instance.arn}/queue/{r[0]}", instance.id, r[1], json.loads(r[2]))
-            for r in rows
-        ]
+        return [self._builtin_queue(instance), *self._stored(instance, "queues", "queue", QueueRow)]
 
     def _queue(self, instance: Instance, ref: str) -> QueueRow:
-        for queue in self._queues(instance):
-            if ref in (queue.id, queue.arn):
-                return queue
-        raise not_found(f"Queue {ref} not found.")
+        return _by_ref(self._queues(instance), ref, "Queue")
 
     def get_queue(self, instance_id: str, queue_id: str) -> QueueRow:
         """A queue by id or ARN."""
