@@ -536,6 +536,25 @@ def test_queues_and_hours(connect: Any) -> None:
         for q in p["QueueSummaryList"]
     ]
     assert names == ["BasicQueue", "Support"]
+    # the summaries and descriptions: what names the resource, and where it was modified
+    summary = connect.list_queues(InstanceId=iid)["QueueSummaryList"][1]
+    assert {k: summary[k] for k in ("Id", "Arn", "Name", "QueueType", "LastModifiedRegion")} == {
+        "Id": queue["QueueId"],
+        "Arn": queue["QueueArn"],
+        "Name": "Support",
+        "QueueType": "STANDARD",
+        "LastModifiedRegion": REGION,
+    }
+    assert connect.list_queues(InstanceId=iid, QueueTypes=["AGENT"])["QueueSummaryList"] == []
+    listed = connect.list_hours_of_operations(InstanceId=iid)["HoursOfOperationSummaryList"]
+    assert [(h["Id"], h["Name"], h["LastModifiedRegion"]) for h in listed][1:] == [
+        (hours["HoursOfOperationId"], "Office", REGION)
+    ]
+    assert listed[1]["Arn"] == hours["HoursOfOperationArn"] == got["HoursOfOperationArn"]
+    for item in (summary, *listed, described, got):
+        assert item["LastModifiedRegion"] == REGION
+        assert isinstance(item["LastModifiedTime"], datetime)
+    assert described["QueueArn"] == queue["QueueArn"] and described["Status"] == "ENABLED"
     connect.delete_instance(InstanceId=iid)
 
 
