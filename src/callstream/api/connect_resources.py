@@ -7,6 +7,7 @@ List operations page with ``NextToken`` / ``MaxResults`` as Connect does.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from callstream.api.app import ServerState
@@ -20,12 +21,6 @@ def paged(p: dict[str, Any], items: list[Any], key: str, *, default: int = 100) 
     from callstream.api.connect import paged as paged_
 
     return paged_(p, items, key, default=default)
-
-
-def _epoch(ms: int | None = None) -> float:
-    import time
-
-    return (ms if ms is not None else time.time_ns() // 1_000_000) / 1000
 
 
 # --- Lambda functions ---------------------------------------------------------------------------
@@ -180,9 +175,10 @@ async def disassociate_number_flow(state: ServerState, p: dict[str, Any]) -> dic
 
 # --- queues and hours ---------------------------------------------------------------------------
 def _last_modified(arn: str) -> dict[str, Any]:
-    """``LastModifiedTime`` (now: no modification time is kept) and ``LastModifiedRegion``
-    (the region of ``arn``)."""
-    return {"LastModifiedTime": _epoch(), "LastModifiedRegion": arn.split(":")[3]}
+    """``LastModifiedTime`` (now, in whole ms: no modification time is kept) and
+    ``LastModifiedRegion`` (the region of ``arn``)."""
+    now_s = time.time_ns() // 1_000_000 / 1000
+    return {"LastModifiedTime": now_s, "LastModifiedRegion": arn.split(":")[3]}
 
 
 def _summary(row: QueueRow | HoursRow, **members: Any) -> dict[str, Any]:
