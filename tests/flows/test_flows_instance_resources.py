@@ -144,3 +144,51 @@ def test_resources_are_found_by_id_or_arn(registry: InstanceRegistry) -> None:
     unknown = f"{instance.arn}/agent/a"
     assert _missing(lambda: registry.list_tags(unknown)) == f"Resource {unknown} not found."
     registry.close()
+
+
+def test_storage_configs_are_checked_and_stored_without_their_association_id(
+    registry: InstanceRegistry,
+) -> None:
+    instance = registry.create_instance(
+        identity_management_type="CONNECT_MANAGED",
+        inbound_calls_enabled=True,
+        outbound_calls_enabled=True,
+    )
+    kvs = {"Prefix": "p", "EncryptionConfig": {"EncryptionType": "KMS", "KeyId": "k"}}
+    config = {"StorageType": "KINESIS_VIDEO_STREAM", "KinesisVideoStreamConfig": kvs}
+    stored = registry.associate_storage(
+        instance.id, "MEDIA_STREAMS", {"AssociationId": "mine", **config}
+    )
+    assert stored.config == config and len(stored.association_id) == 64
+    bad = {
+        "ResourceType CALL_RECORDINGS is not supported yet (only MEDIA_STREAMS).": (
+            "CALL_RECORDINGS",
+            config,
+        ),
+        "MEDIA_STREAMS takes StorageType KINESIS_VIDEO_STREAM with a config.": (
+            "MEDIA_STREAMS",
+            {"StorageType": "S3", "KinesisVideoStreamConfig": kvs},
+        ),
+        "RetentionPeriodHours must be at least 0.": (
+            "MEDIA_STREAMS",
+            {**config, "KinesisVideoStreamConfig": {**kvs, "RetentionPeriodHours": -1}},
+        ),
+        "EncryptionConfig.EncryptionType must be KMS.": (
+            "MEDIA_STREAMS",
+            {**config, "KinesisVideoStreamConfig": {"Prefix": "p"}},
+        ),
+    }
+    for message, (resource_type, refused) in bad.items():
+        with pytest.raises(ConnectError) as err:
+            registry.associate_storage(instance.id, resource_type, refused)
+        assert (err.value.code, err.value.message) == ("InvalidParameterException", message)
+        with pytest.raises(ConnectError) as err:
+            registry.update_storage(instance.id, stored.association_id, resource_type, refused)
+        assert (err.value.code, err.value.message) == ("InvalidParameterException", message)
+    assert registry.list_storage(instance.id, "MEDIA_STREAMS") == [stored]
+    renamed = {**config, "KinesisVideoStreamConfig": {**kvs, "Prefix": "q"}}
+    updated = registry.update_storage(
+        instance.id, stored.association_id, "MEDIA_STREAMS", {"AssociationId": "x", **renamed}
+    )
+    assert updated.config == renamed and updated.association_id == stored.association_id
+    registry.close()
