@@ -176,6 +176,25 @@ def test_bad_input_is_invalid_parameter(connect: Any, server: ServerThread) -> N
         unchecked.create_instance(IdentityManagementType="SAML", InboundCallsEnabled=True)
 
 
+def test_error_responses_are_the_model_shapes_with_their_status() -> None:
+    from callstream.api.connect import error_response
+    from callstream.flows.connect_errors import ConnectError
+
+    missing = error_response(ConnectError("ResourceNotFoundException", "gone"))
+    assert (missing.status, missing.body, missing.content_type) == (
+        404,
+        b'{"Message":"gone"}',
+        "application/json",
+    )
+    assert missing.headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
+    invalid = error_response(ConnectError("InvalidContactFlowException", "bad", ("a", "b")))
+    assert (invalid.status, json.loads(invalid.body)) == (
+        400,
+        {"message": "bad", "problems": [{"message": "a"}, {"message": "b"}]},
+    )
+    assert invalid.headers["x-amzn-ErrorType"] == "InvalidContactFlowException"
+
+
 def test_wrong_secret_is_refused(server: ServerThread) -> None:
     with pytest.raises(ClientError) as err:
         client(server, secret="wrong").list_instances()

@@ -136,13 +136,9 @@ def error_response(err: VoiceConnectorError) -> web.Response:
     """A chime-sdk-voice error: the model's status, ``x-amzn-ErrorType`` and
     ``{"Code", "Message"}``."""
     status, code = CHIME_ERRORS.get(err.code, CHIME_ERRORS["ServiceFailureException"])
-    body = json.dumps({"Code": code, "Message": err.message}, separators=(",", ":"))
-    return web.Response(
-        status=status,
-        body=body.encode(),
-        content_type="application/json",
-        headers={"x-amzn-ErrorType": err.code},
-    )
+    response = json_response({"Code": code, "Message": err.message}, status=status)
+    response.headers["x-amzn-ErrorType"] = err.code
+    return response
 
 
 def iso8601(ms: int) -> str:

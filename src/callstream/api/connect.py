@@ -77,12 +77,9 @@ def error_response(err: ConnectError) -> web.Response:
     body: dict[str, Any] = {"Message": err.message}
     if err.problems:
         body = {"message": err.message, "problems": [{"message": p} for p in err.problems]}
-    return web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type="application/json",
-        headers={"x-amzn-ErrorType": err.code},
-    )
+    response = json_response(body, status=status)
+    response.headers["x-amzn-ErrorType"] = err.code
+    return response
 
 
 def _epoch(ms: int) -> float:
