@@ -356,6 +356,36 @@ def test_wire_format(server: ServerThread) -> None:
     assert (status, body) == (204, b"")
 
 
+def test_a_body_that_is_not_a_json_object_gets_each_apis_error_shape(
+    server: ServerThread,
+) -> None:
+    why = {
+        b"{not json": "The request body is not valid JSON.",
+        b"[1, 2]": "The request body must be a JSON object.",
+        b'"text"': "The request body must be a JSON object.",
+    }
+    for body, message in why.items():
+        status, headers, answer = signed(server, "POST", "/voice-connectors", body)
+        assert (status, headers["x-amzn-errortype"], json.loads(answer)) == (
+            400,
+            "BadRequestException",
+            {"Code": "BadRequest", "Message": message},
+        )
+        status, headers, answer = signed(server, "PUT", "/instance", body, service="connect")
+        assert (status, headers["x-amzn-errortype"], json.loads(answer)) == (
+            400,
+            "InvalidParameterException",
+            {"Message": message},
+        )
+    # an empty body is no body: the model's required members are what is missing
+    status, headers, answer = signed(server, "PUT", "/instance", b"", service="connect")
+    assert (status, headers["x-amzn-errortype"]) == (400, "InvalidParameterException")
+    assert "IdentityManagementType" in json.loads(answer)["Message"]
+    status, headers, answer = signed(server, "POST", "/voice-connectors", b" ")
+    assert (status, headers["x-amzn-errortype"]) == (400, "BadRequestException")
+    assert "Name" in json.loads(answer)["Message"]
+
+
 def test_unknown_routes_keep_the_kvs_error_shape(server: ServerThread) -> None:
     for method, path in (
         ("PATCH", "/voice-connectors"),

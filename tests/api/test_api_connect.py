@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from api_helpers import aws_cli_env, needs_connect_model
+from api_helpers import SHARED, aws_cli_env, needs_connect_model
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -30,7 +30,7 @@ ACCESS_KEY = "AKIDCONNECT"
 SECRET_KEY = "connect-secret"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-CONNECT_FLOWS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "connect-flows"
+CONNECT_FLOWS = SHARED / "testdata" / "connect-flows"
 FLOW = json.dumps(
     {
         "Version": "2019-10-30",
@@ -174,6 +174,25 @@ def test_bad_input_is_invalid_parameter(connect: Any, server: ServerThread) -> N
     assert "IdentityManagementType" in err.value.response["Error"]["Message"]
     with pytest.raises(unchecked.exceptions.InvalidParameterException):
         unchecked.create_instance(IdentityManagementType="SAML", InboundCallsEnabled=True)
+
+
+def test_error_responses_are_the_model_shapes_with_their_status() -> None:
+    from callstream.api.connect import error_response
+    from callstream.flows.connect_errors import ConnectError
+
+    missing = error_response(ConnectError("ResourceNotFoundException", "gone"))
+    assert (missing.status, missing.body, missing.content_type) == (
+        404,
+        b'{"Message":"gone"}',
+        "application/json",
+    )
+    assert missing.headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
+    invalid = error_response(ConnectError("InvalidContactFlowException", "bad", ("a", "b")))
+    assert (invalid.status, json.loads(invalid.body)) == (
+        400,
+        {"message": "bad", "problems": [{"message": "a"}, {"message": "b"}]},
+    )
+    assert invalid.headers["x-amzn-ErrorType"] == "InvalidContactFlowException"
 
 
 def test_wrong_secret_is_refused(server: ServerThread) -> None:

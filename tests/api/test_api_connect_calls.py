@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import boto3
 import numpy as np
 import pytest
-from api_helpers import needs_connect_model
+from api_helpers import SHARED, needs_connect_model
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
@@ -41,9 +41,6 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 RATE = 8000
 SRC = Path(__file__).resolve().parents[2] / "src"
-SHARED = Path(
-    os.environ.get("CALLSTREAM_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared"
-)
 LCA_FLOW = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
 requires_lca = pytest.mark.skipif(
     not LCA_FLOW.is_file(),
@@ -539,6 +536,25 @@ def test_queues_and_hours(connect: Any) -> None:
         for q in p["QueueSummaryList"]
     ]
     assert names == ["BasicQueue", "Support"]
+    # the summaries and descriptions: what names the resource, and where it was modified
+    summary = connect.list_queues(InstanceId=iid)["QueueSummaryList"][1]
+    assert {k: summary[k] for k in ("Id", "Arn", "Name", "QueueType", "LastModifiedRegion")} == {
+        "Id": queue["QueueId"],
+        "Arn": queue["QueueArn"],
+        "Name": "Support",
+        "QueueType": "STANDARD",
+        "LastModifiedRegion": REGION,
+    }
+    assert connect.list_queues(InstanceId=iid, QueueTypes=["AGENT"])["QueueSummaryList"] == []
+    listed = connect.list_hours_of_operations(InstanceId=iid)["HoursOfOperationSummaryList"]
+    assert [(h["Id"], h["Name"], h["LastModifiedRegion"]) for h in listed][1:] == [
+        (hours["HoursOfOperationId"], "Office", REGION)
+    ]
+    assert listed[1]["Arn"] == hours["HoursOfOperationArn"] == got["HoursOfOperationArn"]
+    for item in (summary, *listed, described, got):
+        assert item["LastModifiedRegion"] == REGION
+        assert isinstance(item["LastModifiedTime"], datetime)
+    assert described["QueueArn"] == queue["QueueArn"] and described["Status"] == "ENABLED"
     connect.delete_instance(InstanceId=iid)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,11 +49,14 @@ from callstream.flows.samples import flow_doc as flow_doc
 from callstream.media.wav import write_wav
 from callstream.store.numbers import make_fragment_number
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = Path(
+    os.environ.get("CALLSTREAM_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared"
+)
 LCA_FLOW = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
 
 requires_lca = pytest.mark.skipif(
-    not LCA_FLOW.is_file(), reason=f"shared test data not found at {LCA_FLOW}"
+    not LCA_FLOW.is_file(),
+    reason=f"shared test data not found at {LCA_FLOW} (set CALLSTREAM_SHARED_DIR)",
 )
 
 # LCA identifiers (connect-flows.md §5)

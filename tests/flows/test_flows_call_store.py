@@ -38,6 +38,7 @@ from callstream.flows.model import Flow
 from callstream.flows.store import (
     CALL_EVENTS,
     CallStore,
+    CallStoreError,
     CallUpload,
     HttpCallStore,
     LocalCallStore,
@@ -127,10 +128,12 @@ def assert_call_events(events: list[dict[str, Any]], result: CallResult) -> None
 
 class Recorder:
     """A small server standing in for a callstream server's contact and event APIs: it
-    records the signed JSON POSTs it gets (``routes``: the paths it has; others are 404)."""
+    records the signed JSON POSTs it gets (``routes``: the paths it has; others are 404) and
+    answers them with an empty object, or with HTTP 500 and ``refusal`` when given."""
 
-    def __init__(self, routes: tuple[str, ...]) -> None:
+    def __init__(self, routes: tuple[str, ...], refusal: str | None = None) -> None:
         self.routes = routes
+        self.refusal = refusal
         self.posts: list[tuple[str, Any]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -140,6 +143,8 @@ class Recorder:
         assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={KEY}/"), auth
         assert request.content_type == "application/json"
         self.posts.append((request.path, await request.json()))
+        if self.refusal is not None:
+            return web.Response(status=500, text=self.refusal)
         return web.json_response({})
 
     async def __aenter__(self) -> Recorder:
@@ -471,3 +476,36 @@ def test_the_local_store_reuses_pooled_streams_and_may_leave_records_to_the_even
     assert sum("no contact-record store" in line for line in bare) == 1
     assert via_events.ctr_stored
     assert seen == ["ContactStarted", "ContactEnded"]
+
+
+def test_the_http_store_names_what_failed_for_each_post() -> None:
+    async def scenario() -> list[str]:
+        messages: list[str] = []
+        paths = ("/callstream/events", "/callstream/contacts")
+        async with Recorder(paths, refusal="broken " * 100) as recorder:
+            url = recorder.url
+            store = HttpCallStore(url, region=REGION, credentials=CREDS)
+            try:
+                for post in (
+                    store.store_contact_record({"ContactId": "c"}),
+                    store.publish("ContactStarted", {"ContactId": "c"}),
+                ):
+                    with pytest.raises(CallStoreError) as err:
+                        await post
+                    messages.append(str(err.value))
+            finally:
+                await store.close()
+        # the server is gone: the connection itself fails
+        store = HttpCallStore(url, region=REGION, credentials=CREDS)
+        try:
+            with pytest.raises(CallStoreError) as err:
+                await store.publish("ContactStarted", {"ContactId": "c"})
+            messages.append(str(err.value))
+        finally:
+            await store.close()
+        return messages
+
+    stored, published, refused = asyncio.run(scenario())
+    assert stored == "storing the CTR failed: HTTP 500 " + ("broken " * 100)[:200]
+    assert published == "publishing ContactStarted failed: HTTP 500 " + ("broken " * 100)[:200]
+    assert refused.startswith("publishing ContactStarted failed: ") and "HTTP" not in refused

@@ -28,7 +28,6 @@ TagResource, UntagResource, ListTagsForResource. The state lives in
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -36,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from callstream.api.app import VERIFIED_BODY, Handler, ServerState, json_response
+from callstream.api.app import Handler, ServerState, json_response, read_json
 from callstream.api.errors import KvsError
 from callstream.api.shapes import Boolean, Enum, Integer, ListOf, String, Structure
 from callstream.voice.connectors import (
@@ -136,13 +135,9 @@ def error_response(err: VoiceConnectorError) -> web.Response:
     """A chime-sdk-voice error: the model's status, ``x-amzn-ErrorType`` and
     ``{"Code", "Message"}``."""
     status, code = CHIME_ERRORS.get(err.code, CHIME_ERRORS["ServiceFailureException"])
-    body = json.dumps({"Code": code, "Message": err.message}, separators=(",", ":"))
-    return web.Response(
-        status=status,
-        body=body.encode(),
-        content_type="application/json",
-        headers={"x-amzn-ErrorType": err.code},
-    )
+    response = json_response({"Code": code, "Message": err.message}, status=status)
+    response.headers["x-amzn-ErrorType"] = err.code
+    return response
 
 
 def iso8601(ms: int) -> str:
@@ -193,17 +188,11 @@ def _check(shape: Structure, body: Any) -> None:
         )
 
 
-def _body(request: web.Request) -> dict[str, Any]:
-    raw: bytes = request[VERIFIED_BODY]
-    if not raw.strip():
-        return {}
+async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise _bad_request("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise _bad_request("The request body must be a JSON object.")
-    return body
+        return await read_json(request)
+    except KvsError as err:  # not JSON, or not an object
+        raise _bad_request(err.message) from None
 
 
 def _connector_id(request: web.Request) -> str:
@@ -421,7 +410,7 @@ OPERATIONS: tuple[ChimeOperation, ...] = (
 def _bind(op: ChimeOperation) -> Handler:
     async def handle(request: web.Request, state: ServerState) -> web.StreamResponse:
         try:
-            body = _body(request) if request.method in ("POST", "PUT") else {}
+            body = await _body(request) if request.method in ("POST", "PUT") else {}
             if op.input is not EMPTY_INPUT:
                 _check(op.input, body)
             payload = await op.handler(request, state, body)

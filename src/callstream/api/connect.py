@@ -25,7 +25,6 @@ hours and tags are in :mod:`callstream.api.connect_resources`; contacts (and cal
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,7 +33,8 @@ from aiohttp import web
 from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
 
-from callstream.api.app import VERIFIED_BODY, Handler, ServerState, json_response
+from callstream.api.app import Handler, ServerState, json_response, read_json
+from callstream.api.errors import KvsError
 from callstream.flows.instance_resources import page
 from callstream.flows.instances import ConnectError, ContactFlow, Instance, StorageConfig
 
@@ -77,12 +77,9 @@ def error_response(err: ConnectError) -> web.Response:
     body: dict[str, Any] = {"Message": err.message}
     if err.problems:
         body = {"message": err.message, "problems": [{"message": p} for p in err.problems]}
-    return web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type="application/json",
-        headers={"x-amzn-ErrorType": err.code},
-    )
+    response = json_response(body, status=status)
+    response.headers["x-amzn-ErrorType"] = err.code
+    return response
 
 
 def _epoch(ms: int) -> float:
@@ -167,22 +164,16 @@ def _check_enums(shape: Shape, value: Any, where: str) -> None:
             _check_enums(shape.member, item, where)
 
 
-def _params(op: OperationModel, request: web.Request) -> dict[str, Any]:
+async def _params(op: OperationModel, request: web.Request) -> dict[str, Any]:
     shape = op.input_shape
     params: dict[str, Any] = {}
     if shape is None:
         return params
-    raw: bytes = request[VERIFIED_BODY]
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise _invalid("The request body is not valid JSON.") from None
-        if not isinstance(body, dict):
-            raise _invalid("The request body must be a JSON object.")
-        params.update(
-            {k: v for k, v in body.items() if k in shape.members and not _located(shape, k)}
-        )
+    try:
+        body = await read_json(request)
+    except KvsError as err:  # not JSON, or not an object
+        raise _invalid(err.message) from None
+    params.update({k: v for k, v in body.items() if k in shape.members and not _located(shape, k)})
     for name, member in shape.members.items():
         location = member.serialization.get("location")
         wire = member.serialization.get("name", name)
@@ -365,7 +356,7 @@ OPERATIONS: dict[str, ConnectHandler] = {
 def _bind(op: OperationModel, handler: ConnectHandler) -> Handler:
     async def handle(request: web.Request, state: ServerState) -> web.StreamResponse:
         try:
-            payload = await handler(state, _params(op, request))
+            payload = await handler(state, await _params(op, request))
         except ConnectError as err:
             return error_response(err)
         return json_response(payload, status=int(op.http.get("responseCode", 200)))

@@ -7,6 +7,7 @@ List operations page with ``NextToken`` / ``MaxResults`` as Connect does.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from callstream.api.app import ServerState
@@ -20,12 +21,6 @@ def paged(p: dict[str, Any], items: list[Any], key: str, *, default: int = 100) 
     from callstream.api.connect import paged as paged_
 
     return paged_(p, items, key, default=default)
-
-
-def _epoch(ms: int | None = None) -> float:
-    import time
-
-    return (ms if ms is not None else time.time_ns() // 1_000_000) / 1000
 
 
 # --- Lambda functions ---------------------------------------------------------------------------
@@ -179,6 +174,18 @@ async def disassociate_number_flow(state: ServerState, p: dict[str, Any]) -> dic
 
 
 # --- queues and hours ---------------------------------------------------------------------------
+def _last_modified(arn: str) -> dict[str, Any]:
+    """``LastModifiedTime`` (now, in whole ms: no modification time is kept) and
+    ``LastModifiedRegion`` (the region of ``arn``)."""
+    now_s = time.time_ns() // 1_000_000 / 1000
+    return {"LastModifiedTime": now_s, "LastModifiedRegion": arn.split(":")[3]}
+
+
+def _summary(row: QueueRow | HoursRow, **members: Any) -> dict[str, Any]:
+    """A list operation's summary of a queue or hours of operation, with ``members``."""
+    return {"Id": row.id, "Arn": row.arn, "Name": row.name, **members, **_last_modified(row.arn)}
+
+
 def queue_json(queue: QueueRow) -> dict[str, Any]:
     """The model's ``Queue``."""
     data = queue.data
@@ -189,8 +196,7 @@ def queue_json(queue: QueueRow) -> dict[str, Any]:
         "HoursOfOperationId": data.get("HoursOfOperationId"),
         "Status": data.get("Status", "ENABLED"),
         "Tags": data.get("Tags") or {},
-        "LastModifiedTime": _epoch(),
-        "LastModifiedRegion": queue.arn.split(":")[3],
+        **_last_modified(queue.arn),
     }
     for key in ("Description", "OutboundCallerConfig", "MaxContacts"):
         if data.get(key) is not None:
@@ -208,8 +214,7 @@ def hours_json(hours: HoursRow) -> dict[str, Any]:
         "TimeZone": data.get("TimeZone", "UTC"),
         "Config": data.get("Config", []),
         "Tags": data.get("Tags") or {},
-        "LastModifiedTime": _epoch(),
-        "LastModifiedRegion": hours.arn.split(":")[3],
+        **_last_modified(hours.arn),
     }
     if data.get("Description") is not None:
         out["Description"] = data["Description"]
@@ -244,16 +249,7 @@ async def list_queues(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
     queues = await state.run(state.connect.list_queues, p["InstanceId"])
     types = p.get("QueueTypes")
     summaries = [
-        {
-            "Id": q.id,
-            "Arn": q.arn,
-            "Name": q.name,
-            "QueueType": "STANDARD",
-            "LastModifiedTime": _epoch(),
-            "LastModifiedRegion": q.arn.split(":")[3],
-        }
-        for q in queues
-        if not types or "STANDARD" in types
+        _summary(q, QueueType="STANDARD") for q in queues if not types or "STANDARD" in types
     ]
     return paged(p, summaries, "QueueSummaryList")
 
@@ -274,17 +270,7 @@ async def describe_hours(state: ServerState, p: dict[str, Any]) -> dict[str, Any
 async def list_hours(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
     """``GET /hours-of-operations-summary/{InstanceId}``."""
     hours = await state.run(state.connect.list_hours, p["InstanceId"])
-    summaries = [
-        {
-            "Id": h.id,
-            "Arn": h.arn,
-            "Name": h.name,
-            "LastModifiedTime": _epoch(),
-            "LastModifiedRegion": h.arn.split(":")[3],
-        }
-        for h in hours
-    ]
-    return paged(p, summaries, "HoursOfOperationSummaryList")
+    return paged(p, [_summary(h) for h in hours], "HoursOfOperationSummaryList")
 
 
 # --- tags ---------------------------------------------------------------------------------------

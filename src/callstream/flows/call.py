@@ -323,18 +323,7 @@ class _Call:
     def contact_started(self) -> None:
         """Publish ContactStarted."""
         contact = self.contact
-        self.events.publish(
-            CONTACT_STARTED,
-            {
-                "ContactId": contact.contact_id,
-                "Channel": contact.channel,
-                "InitiationMethod": contact.initiation_method,
-                "InstanceARN": contact.instance_arn or self.instance.arn,
-                "InitiationTimestamp": _epoch_ms(contact.initiation_timestamp),
-                "InitialContactId": contact.initial_contact_id,
-                "PreviousContactId": contact.previous_contact_id,
-            },
-        )
+        self.events.publish(CONTACT_STARTED, self._contact_fields())
         if self.contact_events and contact.channel == "VOICE":
             self.events.publish(
                 CONTACT_CONNECTED_TO_SYSTEM,

@@ -37,7 +37,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -264,6 +264,18 @@ class ContactRow:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+_Named = TypeVar("_Named", QueueRow, HoursRow)
+
+
+def _by_ref(rows: Iterable[_Named], ref: str, what: str) -> _Named:
+    """The queue or hours of ``rows`` whose id or ARN is ``ref``; ``ResourceNotFoundException``
+    naming ``what`` when there is none."""
+    for row in rows:
+        if ref in (row.id, row.arn):
+            return row
+    raise not_found(f"{what} {ref} not found.")
+
+
 _BASIC_HOURS_CONFIG = [
     {
         "Day": day,
@@ -308,6 +320,35 @@ class ResourcesMixin:
             "contacts",
         ):
             self._db.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))
+
+    # -- ARNs (instances and phone numbers are account-level resources) ---------------------
+    def _connect_arn(self, resource: str) -> str:
+        """``arn:aws:connect:<region>:<account>:<resource>`` (``instance/<id>``, ...)."""
+        return f"arn:aws:connect:{self.region}:{self.account_id}:{resource}"
+
+    def _by_id_or_arn(
+        self,
+        table: str,
+        columns: str,
+        kind: str,
+        ref: str,
+        what: str,
+        *,
+        or_column: str | None = None,
+    ) -> tuple[Any, ...]:
+        """The row of ``table`` that ``ref`` names by its id, its ARN (``kind``: the ARN's
+        resource type) or the value of ``or_column``; ``ResourceNotFoundException`` naming
+        ``what`` when there is none."""
+        where = "id = ? OR ? = (? || id)"
+        params: tuple[str, ...] = (ref, ref, self._connect_arn(f"{kind}/"))
+        if or_column is not None:
+            where += f" OR {or_column} = ?"
+            params += (ref,)
+        sql = f"SELECT {columns} FROM {table} WHERE {where}"
+        row: tuple[Any, ...] | None = self._db.execute(sql, params).fetchone()
+        if row is None:
+            raise not_found(f"{what} {ref} not found.")
+        return row
 
     # -- settings ---------------------------------------------------------------------------
     def set_phone_pool(self, spec: str) -> None:
@@ -405,17 +446,14 @@ class ResourcesMixin:
         return [LambdaBinding(r[0], r[1]) for r in rows]
 
     # -- phone numbers ----------------------------------------------------------------------
-    def _number_arn(self, number_id: str) -> str:
-        return f"arn:aws:connect:{self.region}:{self.account_id}:phone-number/{number_id}"
-
     def _number_of(self, row: tuple[Any, ...]) -> PhoneNumber:
         nid, number, iid, description, flow_id, tags = row
         return PhoneNumber(
             id=nid,
-            arn=self._number_arn(nid),
+            arn=self._connect_arn(f"phone-number/{nid}"),
             number=number,
             instance_id=iid,
-            instance_arn=f"arn:aws:connect:{self.region}:{self.account_id}:instance/{iid}",
+            instance_arn=self._connect_arn(f"instance/{iid}"),
             description=description,
             flow_id=flow_id,
             tags=json.loads(tags),
@@ -424,13 +462,14 @@ class ResourcesMixin:
     _NUMBER_COLUMNS = "id, number, instance_id, description, flow_id, tags"
 
     def _number(self, ref: str) -> PhoneNumber:
-        row = self._db.execute(
-            f"SELECT {self._NUMBER_COLUMNS} FROM phone_numbers WHERE id = ? OR number = ? "
-            "OR ? = ('arn:aws:connect:' || ? || ':' || ? || ':phone-number/' || id)",
-            (ref, ref, ref, self.region, self.account_id),
-        ).fetchone()
-        if row is None:
-            raise not_found(f"Phone number {ref} not found.")
+        row = self._by_id_or_arn(
+            "phone_numbers",
+            self._NUMBER_COLUMNS,
+            "phone-number",
+            ref,
+            "Phone number",
+            or_column="number",
+        )
         return self._number_of(row)
 
     def available_numbers(
@@ -587,24 +626,26 @@ class ResourcesMixin:
                 ) from None
             return self._hours(instance, hid)
 
-    def _hours(self, instance: Instance, ref: str) -> HoursRow:
-        for hours in self._hours_list(instance):
-            if ref in (hours.id, hours.arn):
-                return hours
-        raise not_found(f"Hours of operation {ref} not found.")
-
-    def _hours_list(self, instance: Instance) -> builtins.list[HoursRow]:
+    def _stored(
+        self, instance: Instance, table: str, kind: str, row_type: type[_Named]
+    ) -> builtins.list[_Named]:
+        """The queues or hours of operation (``table``) created in ``instance``, oldest
+        first; ``kind``: their type in the ARN ``<instance ARN>/<kind>/<id>``."""
         rows = self._db.execute(
-            "SELECT id, name, data FROM hours_of_operation WHERE instance_id = ? "
-            "ORDER BY created_ms, id",
+            f"SELECT id, name, data FROM {table} WHERE instance_id = ? ORDER BY created_ms, id",
             (instance.id,),
         ).fetchall()
-        return [self._builtin_hours(instance)] + [
-            HoursRow(
-                r[0], f"{instance.arn}/operating-hours/{r[0]}", instance.id, r[1], json.loads(r[2])
-            )
+        return [
+            row_type(r[0], f"{instance.arn}/{kind}/{r[0]}", instance.id, r[1], json.loads(r[2]))
             for r in rows
         ]
+
+    def _hours(self, instance: Instance, ref: str) -> HoursRow:
+        return _by_ref(self._hours_list(instance), ref, "Hours of operation")
+
+    def _hours_list(self, instance: Instance) -> builtins.list[HoursRow]:
+        stored = self._stored(instance, "hours_of_operation", "operating-hours", HoursRow)
+        return [self._builtin_hours(instance), *stored]
 
     def get_hours(self, instance_id: str, hours_id: str) -> HoursRow:
         """Hours of operation by id or ARN."""
@@ -636,20 +677,10 @@ class ResourcesMixin:
             return self._queue(instance, qid)
 
     def _queues(self, instance: Instance) -> builtins.list[QueueRow]:
-        rows = self._db.execute(
-            "SELECT id, name, data FROM queues WHERE instance_id = ? ORDER BY created_ms, id",
-            (instance.id,),
-        ).fetchall()
-        return [self._builtin_queue(instance)] + [
-            QueueRow(r[0], f"{instance.arn}/queue/{r[0]}", instance.id, r[1], json.loads(r[2]))
-            for r in rows
-        ]
+        return [self._builtin_queue(instance), *self._stored(instance, "queues", "queue", QueueRow)]
 
     def _queue(self, instance: Instance, ref: str) -> QueueRow:
-        for queue in self._queues(instance):
-            if ref in (queue.id, queue.arn):
-                return queue
-        raise not_found(f"Queue {ref} not found.")
+        return _by_ref(self._queues(instance), ref, "Queue")
 
     def get_queue(self, instance_id: str, queue_id: str) -> QueueRow:
         """A queue by id or ARN."""
@@ -663,7 +694,7 @@ class ResourcesMixin:
 
     # -- tags -------------------------------------------------------------------------------
     def _check_arn(self, arn: str) -> None:
-        prefix = f"arn:aws:connect:{self.region}:{self.account_id}:"
+        prefix = self._connect_arn("")
         if not arn.startswith(prefix):
             raise not_found(f"Resource {arn} not found.")
         rest = arn[len(prefix) :]

@@ -152,7 +152,10 @@ def check_flow_content(content: str, flow_type: str) -> None:
         ) from None
 
 
-def _validate_kvs(storage_type: str, config: dict[str, Any], resource_type: str) -> None:
+def _storable(config: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    """A storage config as stored (without its ``AssociationId``), once it is one callstream
+    takes: ``MEDIA_STREAMS`` on ``KINESIS_VIDEO_STREAM`` with KMS encryption."""
+    storage_type = config.get("StorageType", "")
     if resource_type != MEDIA_STREAMS:
         raise _invalid(f"ResourceType {resource_type} is not supported yet (only MEDIA_STREAMS).")
     if storage_type != KINESIS_VIDEO_STREAM or "KinesisVideoStreamConfig" not in config:
@@ -162,6 +165,7 @@ def _validate_kvs(storage_type: str, config: dict[str, Any], resource_type: str)
         raise _invalid("RetentionPeriodHours must be at least 0.")
     if kvs.get("EncryptionConfig", {}).get("EncryptionType") != "KMS":
         raise _invalid("EncryptionConfig.EncryptionType must be KMS.")
+    return {k: v for k, v in config.items() if k != "AssociationId"}
 
 
 class InstanceRegistry(ResourcesMixin):
@@ -181,15 +185,12 @@ class InstanceRegistry(ResourcesMixin):
             self._db.execute(statement)
         self._create_resource_tables()
 
-    def _arn(self, instance_id: str) -> str:
-        return f"arn:aws:connect:{self.region}:{self.account_id}:instance/{instance_id}"
-
     # -- instances -------------------------------------------------------------------------
     def _instance(self, row: tuple[Any, ...]) -> Instance:
         iid, alias, identity, inbound, outbound, created, role, extra = row
         return Instance(
             id=iid,
-            arn=self._arn(iid),
+            arn=self._connect_arn(f"instance/{iid}"),
             identity_management_type=identity,
             instance_alias=alias,
             inbound_calls_enabled=bool(inbound),
@@ -202,13 +203,9 @@ class InstanceRegistry(ResourcesMixin):
     _INSTANCE_COLUMNS = "id, alias, identity, inbound, outbound, created_ms, service_role, extra"
 
     def _find(self, instance_id: str) -> Instance:
-        row = self._db.execute(
-            f"SELECT {self._INSTANCE_COLUMNS} FROM instances WHERE id = ? OR ? = "
-            "('arn:aws:connect:' || ? || ':' || ? || ':instance/' || id)",
-            (instance_id, instance_id, self.region, self.account_id),
-        ).fetchone()
-        if row is None:
-            raise _not_found(f"Instance {instance_id} not found.")
+        row = self._by_id_or_arn(
+            "instances", self._INSTANCE_COLUMNS, "instance", instance_id, "Instance"
+        )
         return self._instance(row)
 
     def create_instance(
@@ -296,9 +293,8 @@ class InstanceRegistry(ResourcesMixin):
     ) -> StorageConfig:
         """Associate a storage config (``ResourceConflictException`` if the instance has
         one for this resource type already)."""
-        _validate_kvs(config.get("StorageType", ""), config, resource_type)
+        stored = _storable(config, resource_type)
         association_id = secrets.token_hex(32)
-        stored = {k: v for k, v in config.items() if k != "AssociationId"}
         with self._lock:
             iid = self._find(instance_id).id
             taken = self._db.execute(
@@ -338,8 +334,7 @@ class InstanceRegistry(ResourcesMixin):
         self, instance_id: str, association_id: str, resource_type: str, config: dict[str, Any]
     ) -> StorageConfig:
         """Replace a storage config's settings."""
-        _validate_kvs(config.get("StorageType", ""), config, resource_type)
-        stored = {k: v for k, v in config.items() if k != "AssociationId"}
+        stored = _storable(config, resource_type)
         with self._lock:
             iid = self._find(instance_id).id
             self._storage(iid, association_id, resource_type)

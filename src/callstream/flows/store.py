@@ -414,28 +414,35 @@ class HttpCallStore:
         return upload
 
     # contact records and events --------------------------------------------------------
-    async def _post(self, path: str, document: Mapping[str, Any]) -> tuple[int, str]:
+    async def _post(self, path: str, document: Mapping[str, Any], doing: str, on_404: str) -> None:
+        """POST ``document`` as JSON to ``path``; a failure is a :class:`CallStoreError`
+        saying ``doing`` failed, or ``on_404`` when the server has no such API."""
         url = self.endpoint_url.rstrip("/") + path
         body = json.dumps(document).encode("utf-8")
-        creds = self.credentials or _chain_credentials()
-        headers = {"Content-Type": "application/json"}
-        if creds is not None:
-            headers = sign_request(
-                "POST", url, credentials=creds, region=self.region, headers=headers, body=body
-            )
-        async with self._http().post(url, data=body, headers=headers) as resp:
-            return resp.status, await resp.text()
+        try:
+            creds = self.credentials or _chain_credentials()
+            headers = {"Content-Type": "application/json"}
+            if creds is not None:
+                headers = sign_request(
+                    "POST", url, credentials=creds, region=self.region, headers=headers, body=body
+                )
+            async with self._http().post(url, data=body, headers=headers) as resp:
+                status, text = resp.status, await resp.text()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise CallStoreError(f"{doing} failed: {exc}") from exc
+        if status == 404:
+            raise CallStoreError(on_404)
+        if status >= 300:
+            raise CallStoreError(f"{doing} failed: HTTP {status} {text[:200]}")
 
     async def store_contact_record(self, ctr: Mapping[str, Any]) -> None:
         """POST the CTR to ``/callstream/contacts``."""
-        try:
-            status, text = await self._post(CONTACTS_PATH, ctr)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise CallStoreError(f"storing the CTR failed: {exc}") from exc
-        if status == 404:
-            raise CallStoreError("the server has no contact API (404); CTR not stored")
-        if status >= 300:
-            raise CallStoreError(f"storing the CTR failed: HTTP {status} {text[:200]}")
+        await self._post(
+            CONTACTS_PATH,
+            ctr,
+            "storing the CTR",
+            "the server has no contact API (404); CTR not stored",
+        )
         self._recorded.add(str(ctr.get("ContactId")))
 
     async def publish(self, event_type: str, detail: Mapping[str, Any]) -> None:
@@ -445,14 +452,12 @@ class HttpCallStore:
         if event_type == CONTACT_ENDED and str(detail.get("ContactId")) in self._recorded:
             return
         document = {"Events": [{"EventType": event_type, **detail}]}
-        try:
-            status, text = await self._post(EVENTS_PATH, document)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise CallStoreError(f"publishing {event_type} failed: {exc}") from exc
-        if status == 404:
-            raise CallStoreError("the server has no event API (404); call events not published")
-        if status >= 300:
-            raise CallStoreError(f"publishing {event_type} failed: HTTP {status} {text[:200]}")
+        await self._post(
+            EVENTS_PATH,
+            document,
+            f"publishing {event_type}",
+            "the server has no event API (404); call events not published",
+        )
 
     async def close(self) -> None:
         """Abort uploads still open; close the session when it is this store's own."""
