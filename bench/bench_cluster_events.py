@@ -30,7 +30,6 @@ from typing import Any
 from bench_common import free_port
 from bench_server import OUT, table
 from bench_store_nats import Nats
-
 from callstream.events import Event, EventBus, EventFilter
 from callstream.store.backends import open_backend
 from callstream.store.backends.nats.events import ClusterEvents
