@@ -193,6 +193,9 @@ def test_error_responses_are_the_model_shapes_with_their_status() -> None:
         {"message": "bad", "problems": [{"message": "a"}, {"message": "b"}]},
     )
     assert invalid.headers["x-amzn-ErrorType"] == "InvalidContactFlowException"
+    # a code an older botocore's model lacks is still an answer, not a crash
+    unknown = error_response(ConnectError("NotInTheModelException", "odd"))
+    assert (unknown.status, unknown.headers["x-amzn-ErrorType"]) == (500, "NotInTheModelException")
 
 
 def test_wrong_secret_is_refused(server: ServerThread) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import botocore.session
 from aiohttp import web
-from botocore.model import OperationModel, Shape
+from botocore.model import NoShapeFoundError, OperationModel, Shape
 from botocore.validate import ParamValidator
 
 from callstream.api.app import Handler, ServerState, json_response, read_json
@@ -72,7 +72,7 @@ def error_response(err: ConnectError) -> web.Response:
     """A Connect error: the shape's status from the model, ``x-amzn-ErrorType``, body."""
     try:
         status = MODEL.shape_for(err.code).metadata["error"]["httpStatusCode"]
-    except (KeyError, LookupError):
+    except (KeyError, LookupError, NoShapeFoundError):  # a code the model lacks
         status = 500
     body: dict[str, Any] = {"Message": err.message}
     if err.problems:
