@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import free_port
 from bench_server import OUT, table
-from bench_store_nats import Nats
+from bench_store_nats import Nats, start_cluster
 from callstream.events import Event, EventBus, EventFilter
 from callstream.store.backends import open_backend
 from callstream.store.backends.nats.events import ClusterEvents
@@ -138,11 +137,7 @@ def main() -> None:
     cluster: list[Nats] = []
     results = []
     try:
-        ports = [(free_port(), free_port()) for _ in range(3)]
-        cluster = [
-            Nats(i, p, c, [c2 for j, (_, c2) in enumerate(ports) if j != i], root)
-            for i, (p, c) in enumerate(ports)
-        ]
+        cluster = start_cluster(root)
         Keyring(root / "keys.json").master_key(default_kms_key_id("us-east-1", "123456789012"))
         store = ",".join(x.url for x in cluster)
         for rate in (int(x) for x in args.rates.split(",")):

@@ -83,6 +83,15 @@ class Nats(ServerProcess):
         self.url = f"nats://127.0.0.1:{port}"
 
 
+def start_cluster(root: Path, size: int = 3) -> list[Nats]:
+    """``size`` nats-servers routed to one another, on free loopback ports."""
+    ports = [(free_port(), free_port()) for _ in range(size)]
+    return [
+        Nats(i, p, c, [c2 for j, (_, c2) in enumerate(ports) if j != i], root)
+        for i, (p, c) in enumerate(ports)
+    ]
+
+
 class Node(ServerProcess):
     """``callstream serve`` with the given ``--store``."""
 
@@ -199,11 +208,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     cluster: list[Nats] = []
     try:
-        ports = [(free_port(), free_port()) for _ in range(3)]
-        cluster = [
-            Nats(i, p, c, [c2 for j, (_, c2) in enumerate(ports) if j != i], root)
-            for i, (p, c) in enumerate(ports)
-        ]
+        cluster = start_cluster(root)
         store = ",".join(x.url for x in cluster)
         nats_pids = [x.pid for x in cluster]
         dirs = [root / "node-a", root / "node-b", root / "embedded"]

@@ -352,7 +352,12 @@ def test_get_data_endpoint_sends_live_readers_to_the_node_that_ingests(
         assert endpoint(1, "GET_MEDIA") == urls[1]  # nobody ingests: the node asked
         writer = a.run(a.store.open_writer(stream))
         a.run(writer.write(header + fragment[: len(fragment) // 2]))  # a fragment is open
-        assert endpoint(1, "GET_MEDIA") == urls[0]  # the live reader goes to the producer's
+        # the live reader goes to the producer's node (once A answers on NATS: it starts
+        # to as its first fragment opens; a loaded machine may take a moment)
+        deadline = time.monotonic() + 30
+        while endpoint(1, "GET_MEDIA") != urls[0]:
+            assert time.monotonic() < deadline, "B never named A for the live stream"
+            time.sleep(0.05)
         assert endpoint(0, "GET_MEDIA") == urls[0]
         assert endpoint(1, "PUT_MEDIA") == urls[1]  # everything else: any node
         assert endpoint(1, "GET_MEDIA_FOR_FRAGMENT_LIST") == urls[1]
