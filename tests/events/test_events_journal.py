@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -81,6 +82,22 @@ def test_the_directory_is_locked_and_keeps_its_identity(tmp_path: Path) -> None:
     fresh = Journal(tmp_path)
     assert fresh.journal_id != first_id
     fresh.close()
+
+
+def test_a_bad_identity_file_is_replaced_whole_leaving_no_temporary_file(tmp_path: Path) -> None:
+    meta = tmp_path / "journal.json"
+    meta.write_text('{"JournalId": ' + " " * 1000)
+    meta.chmod(0o600)
+    old_umask = os.umask(0o022)
+    try:
+        journal = Journal(tmp_path)
+    finally:
+        os.umask(old_umask)
+    journal.close()
+    assert json.loads(meta.read_text()) == {"JournalId": journal.journal_id, "Format": 1}
+    assert stat.S_IMODE(meta.stat().st_mode) == 0o644  # the mode open() gives, less the umask
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["00000000000000000001.jsonl", "LOCK", "journal.json"]
 
 
 @pytest.mark.parametrize(

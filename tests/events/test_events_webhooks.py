@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -307,6 +308,8 @@ def test_a_restarted_runner_resumes_after_the_last_acknowledged_event(tmp_path: 
     assert got_after == [*missed, *sent_after]
     (saved,) = hooks.glob("*.json")
     assert json.loads(saved.read_text())["Cursor"] == sent_after[-1]
+    assert os.listdir(hooks) == [saved.name]  # no temporary file left behind
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
 
 
 def test_an_event_in_flight_when_the_runner_stops_is_sent_again(tmp_path: Path) -> None:

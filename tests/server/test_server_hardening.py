@@ -384,6 +384,9 @@ def test_boto3_over_tls_with_the_development_ca(tmp_path: Any) -> None:
     # The CA is kept: a second call reuses it (clients keep trusting the same file).
     again = development_certificates(tmp_path / "tls")
     assert again.ca_file.read_bytes() == certs.ca_file.read_bytes()
+    files = sorted((tmp_path / "tls").iterdir())  # keys and certificates, no temporary file
+    assert [f.name for f in files] == ["ca-key.pem", "ca.pem", "server-key.pem", "server.pem"]
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
 
 
 # --- as a process: memory given back, descriptors ---------------------------------------

@@ -55,8 +55,11 @@ def test_keyring_created_on_first_use_mode_0600(tmp_path: Path) -> None:
     k2 = ring.master_key("alias/b")
     assert k1 != k2
     assert ring.master_key("alias/a") == k1
-    doc = json.loads(path.read_text())
+    text = path.read_text()
+    doc = json.loads(text)
+    assert text == json.dumps(doc, indent=1, sort_keys=True) + "\n"
     assert doc["format"] == "callstream-keyring-v1"
+    assert sorted(os.listdir(path.parent)) == ["keys.json", "keys.json.lock"]
     assert sorted(doc["keys"]) == ["alias/a", "alias/b"]
     # A second keyring on the same file sees the same keys.
     other = Keyring(path)
@@ -79,6 +82,8 @@ def test_keyring_concurrent_creation_keeps_every_key(tmp_path: Path) -> None:
         t.join()
     fresh = Keyring(path)
     assert fresh.key_ids() == sorted(results)
+    assert sorted(os.listdir(tmp_path)) == ["keys.json", "keys.json.lock"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     for kid, key in results.items():
         assert fresh.master_key(kid, create=False) == key
 

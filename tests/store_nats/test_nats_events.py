@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -29,7 +31,7 @@ from callstream.store.crypto import Keyring
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
 
-from callstream.store.backends.nats.events import ClusterEvents
+from callstream.store.backends.nats.events import ClusterEvents, RelayState
 
 ACCESS_KEY, SECRET_KEY, REGION = (
     "AKIDEXAMPLE",
@@ -90,6 +92,21 @@ def cluster(nats_url: str, tmp_path: Path) -> Iterator[Any]:
         return Node(nats_url, tmp_path / name, prefix, keyring)
 
     yield make
+
+
+def test_the_relay_state_is_saved_whole_and_a_failed_save_leaves_no_temporary_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cluster-events.json"
+    path.write_text("x" * 1000)
+    state = RelayState(node="n1", sent=5, checkpoint=3, imported={"n2": 7})
+    state.save(path)
+    assert RelayState.load(path, journal_head=0) == state
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    (tmp_path / "a-directory").mkdir()
+    with pytest.raises(IsADirectoryError):
+        state.save(tmp_path / "a-directory")
+    assert sorted(os.listdir(tmp_path)) == ["a-directory", "cluster-events.json"]
 
 
 def test_each_nodes_events_reach_the_other_with_their_origin(cluster: Any) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import urllib.parse
@@ -30,6 +31,7 @@ from voice_helpers import (
 from callstream.cli import signed_request
 from callstream.media.g711 import ulaw_decode, ulaw_encode
 from callstream.voice.client import SiprecCallError, place_call
+from callstream.voice.sdr import LegRecord, write_sdr
 
 
 @pytest.fixture(scope="module")
@@ -437,3 +439,39 @@ def test_a_call_whose_streams_cannot_be_made_is_refused_with_failed(tmp_path: Pa
         assert failed[0]["VoiceConnectorId"] == lab.connector_id
     finally:
         lab.server.stop()
+
+
+def test_an_sdr_is_written_whole_with_the_mode_open_gives(tmp_path: Path) -> None:
+    start = 1_700_000_000_000
+    legs = [
+        LegRecord(
+            "arn:aws:kinesisvideo:us-east-1:1:stream/a/1", True, start, start + 3500, True, ""
+        ),
+        LegRecord(
+            "arn:aws:kinesisvideo:us-east-1:1:stream/b/1", False, start, start + 900, False, "x"
+        ),
+    ]
+
+    def write(n: int) -> Path:
+        return write_sdr(
+            tmp_path,
+            voice_connector_id="vc1",
+            transaction_id="t1",
+            call_id="c1",
+            call_start_ms=start,
+            legs=legs[:n],
+            account_id="123456789012",
+            region="us-east-1",
+        )
+
+    old_umask = os.umask(0o022)
+    try:
+        path = write(2)
+        assert [r["IsCaller"] for r in sdr_lines(tmp_path)] == [True, False]
+        assert write(1) == path
+    finally:
+        os.umask(old_umask)
+    assert [r["StreamArn"] for r in sdr_lines(tmp_path)] == [legs[0].stream_arn]
+    assert path.read_text().count("\n") == 1
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert os.listdir(path.parent) == [path.name]

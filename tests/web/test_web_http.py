@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -243,6 +245,30 @@ def test_session_cookies_are_signed_expire_and_end_with_their_key(tmp_path: Path
     key_file.unlink()
     fresh = Sessions(key_file, lambda: creds, lifetime_s=60)
     assert fresh.verify(cookie, now=1001.0) is None
+
+
+def test_servers_creating_one_session_key_at_once_leave_one_whole_key(tmp_path: Path) -> None:
+    key_file = tmp_path / "web" / "session.key"
+    sessions = [Sessions(key_file, lambda: {KEY: SECRET}, lifetime_s=60) for _ in range(8)]
+    start = threading.Barrier(len(sessions))
+    errors: list[BaseException] = []
+
+    def first_use(s: Sessions) -> None:
+        try:
+            start.wait()
+            s.key()
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=first_use, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert key_file.read_bytes() in {s.key() for s in sessions}
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert os.listdir(key_file.parent) == ["session.key"]
 
 
 def test_failed_logins_are_counted_per_client_within_a_window() -> None:

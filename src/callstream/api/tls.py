@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import socket
 import ssl
 from collections.abc import Iterable
@@ -25,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from callstream.durable import replace_file
 
 __all__ = ["DevCertificates", "development_certificates", "server_context"]
 
@@ -76,13 +77,13 @@ def development_certificates(tls_dir: Path, names: Iterable[str] = ()) -> DevCer
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _ca_certificate(ca_key, now)
-        _write(ca_key_file, _key_pem(ca_key))
-        _write(ca_file, ca_cert.public_bytes(serialization.Encoding.PEM))
+        replace_file(ca_key_file, _key_pem(ca_key))
+        replace_file(ca_file, ca_cert.public_bytes(serialization.Encoding.PEM))
     if not _usable(cert_file, key_file, wanted, now):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _server_certificate(key, ca_key, ca_cert, wanted, now)
-        _write(key_file, _key_pem(key))
-        _write(cert_file, cert.public_bytes(serialization.Encoding.PEM))
+        replace_file(key_file, _key_pem(key))
+        replace_file(cert_file, cert.public_bytes(serialization.Encoding.PEM))
     return DevCertificates(ca_file, cert_file, key_file)
 
 
@@ -108,16 +109,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.Certificate:

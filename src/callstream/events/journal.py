@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from callstream.durable import replace_file, sync_directory
 from callstream.events.types import Event, EventError, decode
 
 __all__ = ["Journal", "JournalLocked", "Retention"]
@@ -83,14 +84,6 @@ class _Segment:
     @property
     def last(self) -> int:
         return self.first + self.count - 1
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _segment_name(first: int) -> str:
@@ -140,13 +133,8 @@ class Journal:
         except (ValueError, KeyError, TypeError):
             log.warning("%s is unreadable; the journal gets a new identity", meta)
         journal_id = str(uuid.uuid4())
-        tmp = meta.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"JournalId": journal_id, "Format": 1}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, meta)
-        _fsync_dir(self.directory)
+        data = json.dumps({"JournalId": journal_id, "Format": 1}).encode()
+        replace_file(meta, data, mode=0o666, sync_parent=True)
         return journal_id
 
     def _load(self) -> list[_Segment]:
@@ -159,7 +147,7 @@ class Journal:
         if not found:
             path = self.directory / _segment_name(1)
             path.touch(mode=0o600)
-            _fsync_dir(self.directory)
+            sync_directory(self.directory)
             found = [(1, path)]
         segments: list[_Segment] = []
         now = time.time()
@@ -284,7 +272,7 @@ class Journal:
         active = self._segments[-1]
         path = self.directory / _segment_name(active.last + 1)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, 0o600)
-        _fsync_dir(self.directory)
+        sync_directory(self.directory)
         seg = _Segment(active.last + 1, path, 0, 0, now, now, [])
         old = self._fd
         with self._lock:

@@ -42,9 +42,7 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +52,7 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 
 from callstream import __version__
+from callstream.durable import replace_file
 from callstream.events.bus import EventBus, Subscription
 from callstream.events.types import (
     EVENT_TYPES,
@@ -375,17 +374,7 @@ def load_webhooks(
 
 def _save_cursor(path: Path, url: str, journal_id: str, cursor: int) -> None:
     data = json.dumps({"Url": url, "JournalId": journal_id, "Cursor": cursor}).encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fdatasync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, data, mode=0o600)
 
 
 def _load_cursor(path: Path, journal_id: str) -> int | None:

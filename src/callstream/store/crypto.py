@@ -18,12 +18,10 @@ records per key — 136 years of one fragment per second).
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import json
 import os
 import re
-import secrets
 import stat
 import threading
 import time
@@ -32,6 +30,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from callstream.durable import replace_file
 from callstream.store.base import IntegrityError, StoreError
 
 __all__ = [
@@ -94,14 +93,6 @@ def stream_key_ids(kms_key_id: str | None, region: str, account_id: str) -> tupl
 def new_data_key() -> bytes:
     """A fresh random 256-bit data key."""
     return AESGCM.generate_key(bit_length=8 * DATA_KEY_BYTES)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Keyring:
@@ -235,21 +226,10 @@ class Keyring:
             os.close(lock_fd)  # releases the flock
 
     def _write(self, entries: dict[str, dict[str, object]]) -> None:
+        # the caller holds the key file's flock: no other process rewrites it meanwhile
         doc = {"format": _KEYRING_FORMAT, "keys": entries}
-        tmp = self._path.with_name(f".{self._path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=1, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(self._path.parent)
+        text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+        replace_file(self._path, text.encode("utf-8"), mode=0o600, sync_parent=True)
 
 
 def _decode_key(key_id: str, entry: dict[str, object]) -> bytes:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from callstream.durable import replace_file
 
 __all__ = ["SDR_PREFIX", "LegRecord", "sdr_key", "write_sdr"]
 
@@ -105,10 +106,5 @@ def write_sdr(
         )
     path = root / sdr_key(voice_connector_id, transaction_id, call_start_ms)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_file(path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o666)
     return path

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from pathlib import Path
 
+from callstream.durable import sync_directory
 from callstream.store.backends.embedded.space import is_full
 from callstream.store.base import StorageFull, StoreError
 
@@ -41,7 +42,6 @@ __all__ = [
     "file_name",
     "file_span_ms",
     "parse_file_name",
-    "sync_dir",
     "sync_fd",
     "write_all",
 ]
@@ -80,15 +80,6 @@ def sync_fd(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
     else:
         os.fsync(fd)
-
-
-def sync_dir(path: Path) -> None:
-    """Make the entries of directory ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -222,10 +213,10 @@ class StreamFiles:
             for file_no in file_ends:
                 log.error("%s is missing", Path(entry.path) / file_name(file_no))
             if changed:
-                sync_dir(Path(entry.path))
+                sync_directory(Path(entry.path))
             self.writers[sid].next_file_no = highest + 1
         if removed_dirs:
-            sync_dir(self.streams_dir)
+            sync_directory(self.streams_dir)
 
     # --- appending -------------------------------------------------------------------------
     def append(
@@ -343,7 +334,7 @@ class StreamFiles:
         if not stream_dir.is_dir():
             stream_dir.mkdir(mode=0o700, exist_ok=True)
             try:
-                sync_dir(self.streams_dir)
+                sync_directory(self.streams_dir)
             except OSError:
                 self._remove_empty_dir(stream_dir)
                 raise
@@ -363,7 +354,7 @@ class StreamFiles:
         writer.file_no = file_no
         writer.size = 0
         try:
-            sync_dir(stream_dir)
+            sync_directory(stream_dir)
         except OSError:
             self.cut_tail(stream_id, writer, 0)
             writer.close_file()
@@ -376,7 +367,7 @@ class StreamFiles:
         except OSError:  # not empty, or already gone
             return
         with contextlib.suppress(OSError):
-            sync_dir(self.streams_dir)
+            sync_directory(self.streams_dir)
 
     def cut_tail(self, stream_id: int, writer: StreamFile, offset: int) -> None:
         """Cut the writer's current file back to ``offset`` bytes, where a record that
@@ -388,7 +379,7 @@ class StreamFiles:
             if offset == 0:
                 writer.suspend()
                 path.unlink()
-                sync_dir(path.parent)
+                sync_directory(path.parent)
                 writer.close_file()
                 self._remove_empty_dir(path.parent)
                 return
@@ -421,7 +412,7 @@ class StreamFiles:
             except FileNotFoundError:
                 pass
         if file_nos:
-            sync_dir(stream_dir)
+            sync_directory(stream_dir)
         return freed
 
     def remove_stream(self, stream_id: int) -> None:
@@ -429,7 +420,7 @@ class StreamFiles:
         stream_dir = self.stream_dir(stream_id)
         if stream_dir.exists():
             shutil.rmtree(stream_dir, ignore_errors=True)
-            sync_dir(self.streams_dir)
+            sync_directory(self.streams_dir)
 
     def close_all(self) -> None:
         """Close every descriptor (the store is closing)."""

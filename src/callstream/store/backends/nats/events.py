@@ -29,9 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +38,7 @@ import nats.errors
 import nats.js.errors as js_errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
+from callstream.durable import replace_file
 from callstream.events.bus import EventBus, EventBusError
 from callstream.events.types import Event, EventError, EventFilter, Origin, decode, encode
 
@@ -111,13 +110,7 @@ class RelayState:
                 "imported": self.imported,
             }
         ).encode()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cluster-events")
-        try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace_file(path, body, mode=0o600)
 
 
 class ClusterEvents:
