@@ -18,9 +18,9 @@ import pytest
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.media.wav import read_wav, write_wav
+from shared_data import SHARED
 
 KEY, SECRET = "AKIDCLITEST", "cli-secret"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def lca_flow() -> Path:

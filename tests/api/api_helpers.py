@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-SHARED = Path(
-    os.environ.get("CALLSTREAM_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared"
-)
-"""The shared reference and test data (``/work/shared``; CALLSTREAM_SHARED_DIR elsewhere)."""
+from shared_data import SHARED as SHARED  # re-exported for the API tests
 
 
 def aws_cli_env(access_key: str, secret_key: str, region: str) -> dict[str, str]:

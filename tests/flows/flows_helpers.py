@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,10 +47,8 @@ from callstream.flows.samples import action as action
 from callstream.flows.samples import flow_doc as flow_doc
 from callstream.media.wav import write_wav
 from callstream.store.numbers import make_fragment_number
+from shared_data import SHARED
 
-SHARED = Path(
-    os.environ.get("CALLSTREAM_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared"
-)
 LCA_FLOW = SHARED / "testdata" / "connect-flows" / "lca-contact-flow.json"
 
 requires_lca = pytest.mark.skipif(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from callstream.mkv import ID, EbmlReader, Fragment, FragmentReader, Start
+from shared_data import SHARED
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 KVS_DIR = SHARED / "testdata" / "kvs"
 YACCHI_DIR = KVS_DIR / "yacchi"
 

@@ -34,12 +34,12 @@ from botocore.credentials import Credentials
 from callstream.api.server import ServerThread
 from callstream.mkv.ebml import ID, MkvError
 from callstream.mkv.reader import EbmlReader, End, Start
+from shared_data import SHARED
 
 ACCESS_KEY = "AKIDTEST"
 SECRET_KEY = "secret"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 KVS_TESTDATA = SHARED / "testdata" / "kvs"
 
 

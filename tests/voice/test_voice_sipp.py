@@ -21,16 +21,17 @@ from voice_helpers import (
 )
 
 from callstream.media.g711 import alaw_decode
+from shared_data import SHARED
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "siprec"
-SCENARIO = SHARED / "uac_siprec_pcap.xml"
-PCAP = SHARED / "pcap" / "g711a.pcap"
+SIPREC_DATA = SHARED / "testdata" / "siprec"
+SCENARIO = SIPREC_DATA / "uac_siprec_pcap.xml"
+PCAP = SIPREC_DATA / "pcap" / "g711a.pcap"
 
 pytestmark = [
     pytest.mark.skipif(
         shutil.which("sipp") is None, reason="SIPp (Debian sip-tester) not installed"
     ),
-    pytest.mark.skipif(not SCENARIO.exists(), reason=f"shared test data absent ({SHARED})"),
+    pytest.mark.skipif(not SCENARIO.exists(), reason=f"shared test data absent ({SIPREC_DATA})"),
     pytest.mark.skipif(
         hasattr(os, "geteuid") and os.geteuid() != 0,
         reason="SIPp's play_pcap_audio needs root (raw sockets)",

@@ -24,6 +24,7 @@ from callstream.voice.uas import (
     SendRequest,
     UasConfig,
 )
+from shared_data import SHARED
 
 SRC = ("127.0.0.1", 5999)
 
@@ -282,11 +283,11 @@ def test_session_timer_expiry_sends_bye(uas: RecordingUas) -> None:
     assert uas.poll(100.0 + 95.0) == []
 
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "siprec"
+SIPREC_DATA = SHARED / "testdata" / "siprec"
 
 
 def _shared_body(name: str, boundary: str | None) -> tuple[str, bytes]:
-    path = SHARED / name
+    path = SIPREC_DATA / name
     if not path.exists():
         pytest.skip(f"shared test data absent ({path})")
     body = path.read_bytes().lstrip(b"\n").replace(b"\n", b"\r\n")
