@@ -19,6 +19,8 @@ CLEAN = [
     "I need 2 items returned, order number 55512",
     "Thank you so much, you've been really helpful",
     "This stupid form keeps logging me out",
+    "let's wait and see what happens when I restart the router",
+    "you deserve a raise for sorting this out",
 ]
 ABUSIVE = [
     "This is fucking ridiculous, I've called five times",
@@ -31,6 +33,11 @@ ABUSIVE = [
     "This is bullshit and you know it",
     "Stop being such a f**king moron",
     "You absolute c*nt",
+    "keep laughing and see what happens when I come in tomorrow",
+    "i hope you get sacked for this",
+    "you're nothing but a glorified answering machine",
+    "is there anyone there with half a brain",
+    "mate you're a total drongo",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callstream.analytics.report import analyze_transcript
-from callstream.analytics.sentiment import score_text, trend, weighted_score
+from callstream.analytics.sentiment import score_text, trend, vader_text, weighted_score
 from callstream.analytics.transcript import parse_transcript
 
 FURIOUS_THEN_CALM = """\
@@ -108,3 +108,40 @@ def test_talk_time_merges_overlaps() -> None:
     summary = analyze_transcript(segs, "c")["Summary"]
     assert summary["TalkTimeSeconds"] == {"CALLER": 6, "AGENT": 2}
     assert summary["DurationSeconds"] == 12 and summary["NonTalkTimeSeconds"] == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        # thanks, and sarcasm that reads like it
+        ("perfect that's exactly what i needed", "POSITIVE"),
+        ("oh great another recorded message exactly what i needed today", "NEGATIVE"),
+        ("great so i paid for express delivery and it's coming in ten days lovely", "NEGATIVE"),
+        # spoken fillers and answers are not feelings
+        ("yeah no that's not good enough", "NEGATIVE"),
+        ("yeah cheers for nothing i suppose", "NEGATIVE"),
+        ("the bill's gone up by like thirty quid and no one told me", "NEGATIVE"),
+        # resignation, broken promises, repeated contact
+        ("so i'm just supposed to sit here without heating then", "NEGATIVE"),
+        ("this is the fourth time i've had to ring about the same bill", "NEGATIVE"),
+        ("i've repeated my date of birth like six times now", "NEGATIVE"),
+        ("the broadband speed is nowhere near what you advertised", "NEGATIVE"),
+    ],
+)
+def test_spoken_complaints_and_sarcasm(text: str, label: str) -> None:
+    assert score_text(text)[0] == label, vader_text(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "we've got the fire alarm test on thursday so could the engineer come after eleven",
+        "the house is at the dead end of the lane",
+        "i'm after the number for the lost property office",
+        "i need to shoot off in ten minutes so can we do the quick version",
+        "the engine is dead i think it's the battery can you send someone out",
+        "damn where did i put it ok here's the card",
+    ],
+)
+def test_harmless_words_that_sound_alarming_are_not_negative(text: str) -> None:
+    assert score_text(text)[0] != "NEGATIVE", vader_text(text)

@@ -205,6 +205,16 @@ _add(
     "buffoons",
     "pillock",
     "plonker",
+    "drongo",
+    "drongos",
+    "eejit",
+    "eejits",
+    "nincompoop",
+    "dunce",
+    "bozo",
+    "dingbat",
+    "dingbats",
+    "dipstick",
 )
 # words that are only mildly rude unless aimed at someone ("this stupid form" vs "you're stupid")
 _add(
@@ -234,6 +244,7 @@ _DIRECTED_ONLY = (
     "snotty", "know it all", "know-it-all", "smart arse", "smartass", "bloodsuckers", "rats",
     "crooked", "vermin", "hyenas", "swindlers", "leech", "parasite", "slobs", "slob",
     "bludgers", "bludger", "gobshites", "gobshite", "halfwits", "clown show", "circus",
+    "galah", "wally", "div", "dope", "glorified answering machine", "glorified robot",
 )
 # fmt: on
 
@@ -378,7 +389,8 @@ EXCLAMATION = re.compile(
     r"(?!\s+(?:you|off))"
     r"|\bfor\s+(?:fuck|fuck['\u2019]?s|god['\u2019]?s|christ['\u2019]?s|pete['\u2019]?s)"
     r"\s+sake\b"
-    r"|^\s*(?:shit|damn|crap)\s*,?\s+(?=sorry|wait|hang\s+on|hold\s+on|i\b)",
+    r"|^\s*(?:shit|damn|crap)\s*,?\s+(?=sorry|wait|hang\s+on|hold\s+on|i\b|where\b"
+    r"|one\s+sec|just\s+a\s+(?:sec|second|minute|moment))",
     re.I,
 )
 """Profanity as an exclamation at a mishap, aimed at nobody ("oh shit", "for fuck's sake",
@@ -408,7 +420,9 @@ _PHRASES = [
             r"|\bare\s+you\s+even\s+(?:human|awake|listening|trained|qualified)\b"
             r"|\bwhat\s+an?\s+(?:absolute\s+|total\s+|complete\s+)?(?:clown\s+show|circus"
             r"|shitshow|joke\s+of\s+a\s+company)\b"
-            r"|\bdo\s+your\s+(?:damn|bloody|fucking|effing|flipping|goddamn)\s+job\b",
+            r"|\bdo\s+your\s+(?:damn|bloody|fucking|effing|flipping|goddamn)\s+job\b"
+            r"|\byou(?:['\u2019]re|\s+are)\s+(?:just\s+)?nothing\s+but\s+an?\b"
+            r"|\bhalf\s+a\s+brain\b|\b(?:one|two|a\s+single)\s+brain\s+cells?\b",
             re.I,
         ),
         "INSULT",
@@ -461,7 +475,7 @@ _PHRASES = [
     (
         re.compile(
             r"\bi\s+hope\s+(?:you|your\s+\w+)\s+(?:die|dies|rot|rots|get\s+(?:cancer|run\s+over"
-            r"|hit\s+by))\b",
+            r"|hit\s+by|sacked|fired|the\s+sack|what(?:['\u2019]s|\s+is)\s+coming))\b",
             re.I,
         ),
         "INSULT",
@@ -550,6 +564,12 @@ _THREATS = [
         re.I,
     ),
     re.compile(r"\bwatch\s+your\s+back\b", re.I),
+    # a taunt and a dare: "keep laughing and see what happens", "try me and see what happens"
+    re.compile(
+        r"\b(?:keep|carry\s+on|go\s+on|try\s+(?:it|me|that))\b[\w\s']{0,30}?\band\s+see\s+what\s+"
+        r"happens\b",
+        re.I,
+    ),
     re.compile(r"\byou(?:['\u2019]re|\s+are)\s+(?:a\s+)?dead(?:\s+(?:man|woman|meat))?\b", re.I),
     re.compile(r"\bi(?:['\u2019]ll|\s+will)\s+(?:find|come\s+for|get)\s+you\b", re.I),
     re.compile(

@@ -171,6 +171,14 @@ LEXICON_SUPPLEMENT: dict[str, float] = {
     "charlatans": -2.5,
     "cowboys": -1.5,
     "amateurs": -1.5,
+    "slowest": -1.5,
+    "supposedly": -1.0,
+    "nonexistent": -1.5,
+    "stains": -1.2,
+    # polite formulas and service words that carry no feeling in a complaint
+    "kindly": 0.0,
+    "needful": 0.0,
+    "resolution": 0.0,
     # praise
     "sorted": 1.5,
     "legend": 2.5,
@@ -189,6 +197,10 @@ LEXICON_SUPPLEMENT: dict[str, float] = {
     "sorry": 0.0,
     "no": 0.0,  # an answer ("no, that's the old address"); VADER still negates with it
     "well": 0.0,  # mostly a discourse marker in speech ("well, thanks for nothing")
+    "yeah": 0.0,  # an answer or a filler ("yeah cheers for nothing"), not approval
+    "yes": 0.0,
+    "okay": 0.0,
+    "ok": 0.0,
 }
 
 
@@ -206,7 +218,7 @@ _NOT = _any(
     "not|no|never|isn't|is not|hasn't|has not|haven't|have not|doesn't|does not|don't|didn't"
     "|did not|can't|cannot|won't|wasn't|aren't|still hasn't"
 )
-_NOBODY = _any("nobody|no one|no-one|noone")
+_NOBODY = _any("nobody's|no one's|nobody|no one|no-one|noone")
 _ITS_BEEN = _any("it's|it has|it's now|that's|that was")
 
 # (name, valence, alternatives): phrases customers use when unhappy (or pleased). A match of
@@ -287,11 +299,12 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + r"\s+time\s+(?:that\s+)?"
             + r"(?:"
             + _any("i've|i have|i'm|i am|i|we've|we're")
-            + r"\s+)?"
+            + r"\s+)?(?:had\s+to\s+)?"
             + _any(
                 "called|calling|rung|ringing|rang|phoned|phoning|contacted|contacting|chased"
                 "|chasing"
-                "|asked|asking|explained|explaining|told|been"
+                "|asked|asking|explained|explaining|told|been|call|ring|phone|contact|chase|ask"
+                "|explain|email|write|complain|come"
             )
             + r"\b",
         ),
@@ -303,9 +316,12 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             r"\b"
             + _any(
                 "called|rung|rang|phoned|contacted|chased|explained|told|asked|emailed|written"
-                "|complained"
+                "|complained|repeated|sent|given|provided|submitted|uploaded|resent|re-sent"
             )
-            + rf"\b(?:\s+[\w']+){{0,3}}?\s+(?:twice|{_N}\s+times)\b",
+            + rf"\b(?:\s+[\w']+){{0,5}}?\s+(?:twice|{_N}\s+times)\b",
+            r"\b(?:twice|"
+            + _any(r"two|three|four|five|six|several|multiple|many|\d+")
+            + r"\s+times)\s+now\b",
         ),
     ),
     (
@@ -325,7 +341,8 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + _any(
                 "down|broken|failed|crashed|happened|happening|dropped|dropping|off|wrong|missing"
                 "|late"
-                "|charged|locked out|cut off|gone|stopped|declined|rejected"
+                "|charged|locked out|cut off|gone|stopped|declined|rejected|packed in|packed up"
+                "|gave up|conked out|broke|broken down|playing up|leaking|tripped"
             )
             + r"(?:\s+[\w']+)?\s+again\b",
         ),
@@ -367,8 +384,8 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         (
             rf"\b{_NOT}\s+(?:even\s+)?"
             + _any(
-                "work|working|load|loading|connect|connecting|turn(?:ed)? up|show(?:ed)? up"
-                "|go through"
+                "work|worked|working|load|loading|connect|connecting|turn(?:ed)? up"
+                "|show(?:ed)? up|go through"
             )
             + r"\b",
         ),
@@ -400,7 +417,8 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
                 "has|have|had|ever|bothered|told|tells|called|calls|rang|rings|answers|answered"
                 "|got back|gets back|came|comes|turned up|showed up|fixed|fixes|seems|cares|listens"
                 "|knows|helped|helps|explained|replied|responds|responded|picks up|picked up|will"
-                "|wants|wanted|would|was willing|seemed|took|takes"
+                "|wants|wanted|would|was willing|seemed|took|takes|looked|checked|mentioned|warned"
+                "|said|updated|bothered"
             )
             + r"\b",
         ),
@@ -615,7 +633,10 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
     (
         "how_you_treat",
         -2.2,
-        (r"\b" + _any("this is|that is|that's|is this") + r"\s+how\s+you\s+treat\b",),
+        (
+            r"\b" + _any("this is|that is|that's|is this") + r"\s+how\s+you\s+treat\b",
+            r"\bhow\s+(?:i|we|your\s+customers)\s+(?:get|am|are|'m|'re)\s+treated\b",
+        ),
     ),
     ("promised", -1.5, (r"\byou\s+promised\s+(?:me|us)\b",)),
     (
@@ -674,7 +695,65 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + r"\b",
         ),
     ),
-    ("thanks_for_nothing", -2.5, (r"\bthanks\s+(?:a\s+(?:bunch|lot)\s+)?for\s+nothing\b",)),
+    (
+        "resigned",
+        -1.8,
+        (
+            r"\b" + _any("i am|i have|we are|we have|i'm|we're|i've") + r"\s+(?:just\s+)?"
+            rf"{_any('supposed|meant|expected|got')}\s+to\s+(?:just\s+)?"
+            rf"{_any('sit|wait|go|live|manage|cope|put up|pay|accept|keep|believe')}\b",
+            rf"\b(?:sit|sitting|be|stay|live|living|manage|cope)\s+(?:here\s+|there\s+)?"
+            rf"without\s+(?:any\s+)?"
+            rf"{_any('hot water|heating|heat|power|electricity|gas|water|internet|broadband|a phone|signal')}\b",
+            r"\bso\s+you(?:'re|\s+are)\s+(?:telling|saying)\b",
+            r"\band\s+now\s+(?:you're|you\s+are|they're|they\s+are)\s+(?:telling|saying)\b",
+            r"\byou\s+keep\s+(?:on\s+)?(?:saying|telling|promising)\b",
+            r"\band\s+it\s+never\s+(?:is|does|did|has|happens|comes|arrives|works)\b",
+            r"\btrying\s+to\s+(?:charge|bill|blame|make)\s+(?:me|us)\b",
+            r"\bhad\s+to\s+find\s+out\b",
+            r"\bno\s+offen[cs]e\s+but\b",
+        ),
+    ),
+    (
+        "another_wait",
+        -1.5,
+        (
+            r"\banother\s+(?:\w+\s+)?(?:week|fortnight|month|day|hour|wait|delay)s?\s+"
+            r"(?:then|of|to\s+wait|on\s+hold)\b",
+            rf"\bwait\s+(?:{_any('another|a further|even longer')})\b",
+        ),
+    ),
+    (
+        "broken_promise",
+        -1.8,
+        (
+            r"\bnowhere\s+near\b",
+            r"\bnon[-\s]existent\b",
+            r"\b(?:than|what|as)\s+(?:you\s+|was\s+|it\s+was\s+|they\s+)?"
+            r"(?:advertised|promised|sold\s+(?:me|us|it))\b",
+            r"\bshould(?:n't|\s+not)\s+(?:have\s+)?been\s+"
+            r"(?:charged|billed|debited|taken|cut\s+off|disconnected|cancelled)\b",
+            r"\b(?:charges?|payments?|transactions?|debits?|fees?)\b(?:\s+[\w']+){0,4}\s+"
+            r"(?:i\s+)?(?:don't|do\s+not|didn't)\s+recogni[sz]e\b",
+            r"\b(?:won't|will\s+not|wouldn't|refuse\s+to|refused\s+to|refusing\s+to)\s+"
+            r"(?:cover|pay\s+out|refund|honou?r|accept)\b",
+            r"\b(?:hours?|minutes|day|days|time)\s+of\s+my\s+life\b",
+            r"\bread(?:ing)?\s+(?:me\s+)?(?:from\s+|off\s+)?(?:a|the|your)\s+script\b",
+            r"\b(?:someone|somebody|anyone)\s+(?:who\s+can\s+|to\s+)actually\b",
+            r"\bsitting\s+(?:there|here|in\s+a\s+queue|on\s+(?:someone's|a)\s+desk)\s+for\b",
+            r"\b(?:arrived|is|was|came)\s+in\s+(?:bits|pieces)\b|\bsmashed\b",
+            r"\ball\s+i(?:'ve|\s+have)?\s+(?:got|get|had|received)\s+is\b",
+            r"\b(?:gone|went|shot|jumped)\s+up\s+by\b",
+            rf"\b(?:this|that|these|those)\s+"
+            rf"{_any('bloody|damn|damned|stupid|effing|flipping|freaking|blasted|wretched|godforsaken|useless|rubbish')}"
+            r"\s+\w+",
+        ),
+    ),
+    (
+        "thanks_for_nothing",
+        -2.5,
+        (r"\b(?:thanks|cheers)\s+(?:a\s+(?:bunch|lot)\s+)?for\s+nothing\b",),
+    ),
     # praise
     (
         "you_star",
@@ -732,9 +811,36 @@ NEUTRAL_SENSES: list[tuple[str, str]] = [
         "cancel",
     ),
     (r"\brisk\s+assessment\b", "assessment"),
+    (r"\b(?:fire|smoke|burglar|intruder|house|car|carbon\s+monoxide)\s+alarms?\b", "detector"),
+    (r"\balarm\s+(?=(?:clock|system|panel|test|code|company)s?\b)", ""),
+    (r"\bdead[-\s]end\b", "end"),
+    (r"\bshoot\s+off\b", "leave"),
+    (r"\blost\s+property\b", "property"),
+    (
+        r"\b(?:engine|car|van|motor|bike|scooter)\s+(?:\w+\s+)?"
+        r"(?:died|is\s+dead|was\s+dead|went\s+dead|won't\s+start)\b",
+        "vehicle stopped",
+    ),
+    (
+        r"\bmy\s+(?:own\s+)?(?:hard\s+drive|computer|laptop|pc|mac|tablet|ipad)\s+"
+        r"(?:has\s+|had\s+|just\s+)?crashed\b",
+        "my device stopped",
+    ),
+    # a leading "no" answers; it does not negate what follows ("no, that's not good enough")
+    (r"^\s*(?:(?:yeah|oh|um|uh|well)\s+)?no\s+(?=(?:that's|that\s+is|it's|it\s+is|you|i)\b)", ""),
+    # filler "like" before an amount ("by like thirty quid"): not the verb VADER scores
+    (
+        rf"(?<!\bi\s)(?<!\bwe\s)(?<!\byou\s)(?<!\bthey\s)(?<!would\s)(?<!'d\s)(?<!\bdo\s)"
+        rf"\blike\s+(?={_N}\b|half\b|about\b|around\b|literally\b)",
+        "",
+    ),
+    (
+        r"\bpretty\s+(?=(?:poor|bad|rubbish|awful|terrible|shocking|disappointing|useless)\b)",
+        "really ",
+    ),
     (
         r"\bkiller\s+(?=(?:feature|deal|app|price|offer|combo|workout|class|classes|view|tune"
-        r"|show)s?\b)",
+        r"|show|question|combination)s?\b)",
         "great ",
     ),
     (r"\bsmart\s+(?=(?:meter|tv|watch|phone|speaker|plug|card|home|thermostat)s?\b)", ""),
@@ -793,6 +899,16 @@ _SARCASM = re.compile(
     rf"|[,.]?\s+(?:just\s+)?{_SARCASTIC_PRAISE}[.!]*\s*$",
     re.IGNORECASE,
 )
+# what makes praise markers sarcastic without negative words around them: an "oh great"
+# opening, "just what I needed", "brilliant, another ...", a lone "lovely" to end on
+# ("perfect, that's exactly what I needed" is thanks)
+_SARCASM_LEAD = re.compile(
+    rf"^\s*(?:oh|well|yeah)\s+(?:{_SARCASTIC_PRAISE}|super|terrific|excellent|just\s+great)\b"
+    rf"|\bjust\s+(?:{_SARCASTIC_PRAISE}|what\s+i\s+(?:needed|wanted))\b"
+    rf"|\b{_SARCASTIC_PRAISE}\s*,?\s+another\b"
+    rf"|[,.]?\s+(?:just\s+)?{_SARCASTIC_PRAISE}[.!]*\s*$",
+    re.IGNORECASE,
+)
 _CUES = [(name, re.compile("|".join(alts), re.IGNORECASE)) for name, _, alts in PHRASE_CUES]
 _SENSES = [(re.compile(pattern, re.IGNORECASE), repl) for pattern, repl in NEUTRAL_SENSES]
 
@@ -848,7 +964,9 @@ def _polarity(rewritten: str) -> dict[str, float]:
     markers = len(_SARCASM.findall(rewritten))
     if markers:
         rest = analyzer.polarity_scores(_SARCASM.sub(" ", rewritten))
-        if rest["compound"] <= NEGATIVE_COMPOUND or markers > 1:
+        if rest["compound"] <= NEGATIVE_COMPOUND or (
+            markers > 1 and _SARCASM_LEAD.search(rewritten)
+        ):
             polarity = analyzer.polarity_scores(_SARCASM.sub(" cue_sarcasm ", rewritten))
     return polarity
 
