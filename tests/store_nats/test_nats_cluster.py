@@ -217,13 +217,13 @@ def test_kill_nats_node_and_callstream_node_mid_call_loses_nothing_persisted(
         kv.create_stream(StreamName=call.name, DataRetentionInHours=24)
 
     async def main() -> None:
-        # in a 3-server cluster every stream (and the catalog, and the events) has 3
+        # in a 3-server cluster every stream (and the buckets, and the events) has 3
         # copies by default
         nc = await nats.connect([n.url for n in deployment.nats])
         replicas = [info.config.num_replicas async for info in _streams(nc)]
         await nc.close()
-        # the calls, the KV bucket and the cluster's call events
-        assert replicas == [3] * (len(calls) + 2), replicas
+        # the calls, the catalog bucket, the cluster's call events, its voice connectors
+        assert replicas == [3] * (len(calls) + 3), replicas
         tasks = [
             asyncio.create_task(call_with_failover(c, a if i % 2 == 0 else b, b))
             for i, c in enumerate(calls)

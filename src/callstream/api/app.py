@@ -9,6 +9,7 @@ the error wire format. The handlers live in ``control.py`` (streams), ``media.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -323,21 +324,28 @@ def build_app(
         yield
         await state.store.close()
 
-    async def cluster_events(app: web.Application) -> Any:
-        """With the NATS store: the event buses of all nodes relayed to one another."""
+    async def cluster(app: web.Application) -> Any:
+        """With the NATS store: the event buses of all nodes relayed to one another, and
+        their voice connectors kept the same."""
         if not state.config.store.startswith("nats://"):
             yield
             return
         from callstream.store.backends.nats.events import ClusterEvents
+        from callstream.store.backends.nats.voice_connectors import ClusterVoiceConnectors
 
+        backend: Any = state.store.backend
         relay = ClusterEvents(
-            state.store.backend,  # type: ignore[arg-type]
-            state.events,
-            state.events.journal.directory.parent / "cluster-events.json",
+            backend, state.events, state.events.journal.directory.parent / "cluster-events.json"
         )
         await relay.start()
         state.cluster_events = relay
+        connectors = ClusterVoiceConnectors(backend, state.voice_connectors)
+        await connectors.start()
+        with contextlib.suppress(TimeoutError):  # serve with the cluster's connectors
+            async with asyncio.timeout(10):
+                await connectors.ready.wait()
         yield
+        await connectors.close()
         await relay.close()
 
     async def descriptor_watch(app: web.Application) -> Any:
@@ -395,7 +403,7 @@ def build_app(
     app.on_shutdown.append(events.end_streams)  # SSE responses end before the server waits
     app.cleanup_ctx.append(events.lifecycle)  # first in, last out: the bus outlives the rest
     app.cleanup_ctx.append(store)
-    app.cleanup_ctx.append(cluster_events)
+    app.cleanup_ctx.append(cluster)
     app.cleanup_ctx.append(descriptor_watch)
     app.cleanup_ctx.append(call_analytics)
     app.cleanup_ctx.append(voice_server)

@@ -36,7 +36,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,20 @@ CREATE TABLE IF NOT EXISTS voice_connectors (
     extra TEXT NOT NULL DEFAULT '{}'
 )
 """
+
+
+_COLUMNS = (
+    "id",
+    "name",
+    "aws_region",
+    "require_encryption",
+    "created_ms",
+    "updated_ms",
+    "swap_roles",
+    "streaming",
+    "tags",
+    "extra",
+)
 
 
 class VoiceConnectorError(Exception):
@@ -289,6 +303,9 @@ class VoiceConnectorRegistry:
         self._db.execute(_SCHEMA)
         self._cache: dict[str, VoiceConnector] | None = None
         self._version: int | None = None
+        self.on_change: Callable[[], None] | None = None
+        """Called after every change made through this registry (from the writing thread,
+        under the registry's lock: it must only signal, as a cluster sync's wake-up does)."""
 
     # -- reading ---------------------------------------------------------------------------
     def _row(self, row: tuple[Any, ...]) -> VoiceConnector:
@@ -378,8 +395,44 @@ class VoiceConnectorRegistry:
         try:
             cursor = self._db.execute(sql, params)
         finally:
-            self._cache = None  # our own commits do not move data_version
+            self._changed()
         return cursor.rowcount
+
+    def _changed(self) -> None:
+        self._cache = None  # our own commits do not move data_version
+        if self.on_change is not None:
+            self.on_change()
+
+    # -- replication (a cluster keeps every node's registry the same) ------------------------
+    def documents(self) -> dict[str, dict[str, Any]]:
+        """Every connector as stored (column -> value, JSON types), by id."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM voice_connectors ORDER BY id"
+            ).fetchall()
+        return {row[0]: dict(zip(_COLUMNS, row, strict=True)) for row in rows}
+
+    def apply(self, voice_connector_id: str, document: Mapping[str, Any] | None) -> None:
+        """Store another node's version of a connector as it is (None: it was deleted),
+        without calling :attr:`on_change`. :class:`ValueError` for a malformed document."""
+        if document is not None:
+            missing = [c for c in _COLUMNS if c not in document]
+            if missing or document["id"] != voice_connector_id:
+                raise ValueError(f"not a voice connector document (missing {missing})")
+        with self._lock:
+            try:
+                if document is None:
+                    self._db.execute(
+                        "DELETE FROM voice_connectors WHERE id = ?", (voice_connector_id,)
+                    )
+                else:
+                    self._db.execute(
+                        f"INSERT OR REPLACE INTO voice_connectors ({', '.join(_COLUMNS)}) "
+                        f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
+                        tuple(document[c] for c in _COLUMNS),
+                    )
+            finally:
+                self._cache = None
 
     def create(
         self,
@@ -517,7 +570,7 @@ class VoiceConnectorRegistry:
             self._db.execute("ROLLBACK")
             raise
         finally:
-            self._cache = None
+            self._changed()
         return self._find(voice_connector_id)
 
     def tag(self, voice_connector_id: str, tags: Iterable[tuple[str, str]]) -> VoiceConnector:

@@ -129,6 +129,7 @@ class ClusterEvents:
         """Events of other nodes imported into this node's bus since start."""
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox_sub: Any = None
+        self._psub: Any = None  # the inbox's pull subscription
         self._closed = False
         self._saving = asyncio.Lock()
         self._too_big_warned = False
@@ -158,6 +159,9 @@ class ClusterEvents:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._psub is not None:  # it would hold up the store's drain
+            with contextlib.suppress(Exception):
+                await self._psub.unsubscribe()
         await self._save()
 
     # --- setup ----------------------------------------------------------------------------
@@ -257,7 +261,7 @@ class ClusterEvents:
         while not self._closed:
             try:
                 if psub is None:
-                    psub = await self.store.js.pull_subscribe(
+                    psub = self._psub = await self.store.js.pull_subscribe(
                         events_subject(self.store.prefix),
                         durable=consumer,
                         stream=self.stream,

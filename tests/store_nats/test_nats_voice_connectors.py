@@ -1,0 +1,126 @@
+"""Voice connectors the same on every node of a NATS cluster: made, configured, renamed
+and deleted with boto3's ``chime-sdk-voice`` (or the CLI) on any node, seen on every other
+one (and by its SIP side), also by a node that joins later."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from callstream.api.app import ServerConfig
+from callstream.api.server import ServerThread
+from callstream.voice.connectors import open_registry
+
+pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
+
+ACCESS_KEY, SECRET_KEY, REGION = (
+    "AKIDEXAMPLE",
+    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "us-east-1",
+)
+
+
+def chime(server: ServerThread) -> Any:
+    return boto3.client(
+        "chime-sdk-voice",
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def not_found(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except ClientError as err:
+        return bool(err.response["Error"]["Code"] == "NotFoundException")
+    return False
+
+
+def test_a_voice_connector_made_on_one_node_is_on_every_node(
+    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLSTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("CALLSTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
+    config = ServerConfig(store=nats_url, store_prefix=f"vc{uuid.uuid4().hex[:10]}")
+    nodes = [ServerThread(tmp_path / "a", config=config).start()]
+    try:
+        nodes.append(ServerThread(tmp_path / "b", config=config).start())
+        a, b = chime(nodes[0]), chime(nodes[1])
+        made = a.create_voice_connector(Name="lca", RequireEncryption=False, AwsRegion=REGION)
+        vc_id = made["VoiceConnector"]["VoiceConnectorId"]
+        a.put_voice_connector_streaming_configuration(
+            VoiceConnectorId=vc_id,
+            StreamingConfiguration={"DataRetentionInHours": 24, "Disabled": False},
+        )
+
+        def streaming_on_b() -> bool:
+            try:
+                got = b.get_voice_connector_streaming_configuration(VoiceConnectorId=vc_id)
+            except ClientError:
+                return False
+            return bool(got["StreamingConfiguration"]["DataRetentionInHours"] == 24)
+
+        eventually(streaming_on_b, "the streaming configuration never reached node B")
+        assert b.get_voice_connector(VoiceConnectorId=vc_id)["VoiceConnector"]["Name"] == "lca"
+        # B's SIP side takes the connector's calls
+        found = nodes[1].state.voice_connectors.resolve(f"{vc_id}.voiceconnector.chime.aws")
+        assert found is not None and found.voice_connector_id == vc_id
+        # changed on B: A follows
+        b.update_voice_connector(VoiceConnectorId=vc_id, Name="renamed", RequireEncryption=True)
+        eventually(
+            lambda: (
+                a.get_voice_connector(VoiceConnectorId=vc_id)["VoiceConnector"]["Name"] == "renamed"
+            ),
+            "the rename never reached node A",
+        )
+        # a node that joins later has them all at once
+        other = a.create_voice_connector(Name="second", RequireEncryption=False)
+        other_id = other["VoiceConnector"]["VoiceConnectorId"]
+        eventually(
+            lambda: not not_found(lambda: b.get_voice_connector(VoiceConnectorId=other_id)),
+            "the second connector never reached node B",
+        )
+        # made with `callstream voice-connectors create` on A's data directory (another
+        # process writing the registry file): published too
+        cli = open_registry(tmp_path / "a", region=REGION, account_id="123456789012")
+        try:
+            third_id = cli.create("from-the-cli", require_encryption=False).voice_connector_id
+        finally:
+            cli.close()
+        eventually(
+            lambda: not not_found(lambda: b.get_voice_connector(VoiceConnectorId=third_id)),
+            "the connector made by the CLI never reached node B",
+        )
+        nodes.append(ServerThread(tmp_path / "c", config=config).start())
+        c = chime(nodes[2])
+        listed = {v["VoiceConnectorId"] for v in c.list_voice_connectors()["VoiceConnectors"]}
+        assert listed == {vc_id, other_id, third_id}
+        # deleted on A: gone everywhere
+        a.delete_voice_connector(VoiceConnectorId=vc_id)
+        for client in (b, c):
+            eventually(
+                lambda client=client: not_found(
+                    lambda: client.get_voice_connector(VoiceConnectorId=vc_id)
+                ),
+                "the deletion never reached every node",
+            )
+        assert nodes[1].state.voice_connectors.resolve(f"{vc_id}.voiceconnector.chime.aws") is None
+    finally:
+        for node in nodes:
+            node.stop()
