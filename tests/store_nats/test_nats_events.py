@@ -168,7 +168,7 @@ def test_a_node_that_was_away_catches_up_and_nothing_is_imported_twice(cluster: 
             # saved state says less than the journal holds, and JetStream delivers again
             (b.directory / "cluster-events.json").write_bytes(state_before)
             relay_state = json.loads(state_before)
-            consumer = f"node-{relay_state['node']}"
+            consumer = f"events-{relay_state['node']}"
             await a.backend.js.delete_consumer(a.relay.stream, consumer)
             b = await cluster("b").start()
             a.bus.publish(created(6))

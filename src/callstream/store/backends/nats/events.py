@@ -6,7 +6,7 @@ With the NATS store, :class:`ClusterEvents` joins them:
 * the **outbox** publishes every event of this node's bus that was published here (no
   :class:`~callstream.events.types.Origin`) to the JetStream stream ``<prefix>_events``,
   subject ``<prefix>.events.<node>``, message id ``<node>.<cursor>``;
-* the **inbox** (a durable JetStream consumer named after the node) takes the other
+* the **inbox** (a durable JetStream push consumer named after the node) takes the other
   nodes' events from it and publishes them into this node's bus with their Origin.
 
 So ``GET /callstream/events``, the SSE stream and the contact records on any node see the
@@ -129,7 +129,7 @@ class ClusterEvents:
         """Events of other nodes imported into this node's bus since start."""
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox_sub: Any = None
-        self._psub: Any = None  # the inbox's pull subscription
+        self._psub: Any = None  # the inbox's subscription
         self._closed = False
         self._saving = asyncio.Lock()
         self._too_big_warned = False
@@ -256,15 +256,18 @@ class ClusterEvents:
     # --- the other nodes' events -> this node -----------------------------------------------
 
     async def _inbox(self) -> None:
-        consumer = f"node-{self.node}"
-        psub = None
+        # a push consumer: events arrive as they are published (a pull consumer's batch
+        # fetch lingers for its batch), each batch is what is waiting at that moment
+        consumer = f"events-{self.node}"
+        sub = None
         while not self._closed:
             try:
-                if psub is None:
-                    psub = self._psub = await self.store.js.pull_subscribe(
+                if sub is None:
+                    sub = self._psub = await self.store.js.subscribe(
                         events_subject(self.store.prefix),
                         durable=consumer,
                         stream=self.stream,
+                        manual_ack=True,
                         config=ConsumerConfig(
                             ack_policy=AckPolicy.EXPLICIT,
                             deliver_policy=DeliverPolicy.ALL,
@@ -274,9 +277,11 @@ class ClusterEvents:
                         ),
                     )
                 try:
-                    msgs = await psub.fetch(BATCH, timeout=SAVE_EVERY_S)
+                    msgs = [await sub.next_msg(timeout=SAVE_EVERY_S)]
                 except nats.errors.TimeoutError:
                     continue
+                while sub.pending_msgs and len(msgs) < BATCH:
+                    msgs.append(await sub.next_msg(timeout=SAVE_EVERY_S))
                 await self._import(msgs)
             except asyncio.CancelledError:
                 raise
@@ -284,7 +289,10 @@ class ClusterEvents:
                 if self._closed:
                     return
                 log.warning("cluster events: cannot read the cluster's events (%s); retrying", err)
-                psub = None
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                sub = None
                 await asyncio.sleep(RETRY_S)
 
     async def _import(self, msgs: list[Msg]) -> None:
