@@ -99,9 +99,14 @@ def test_the_relay_state_is_saved_whole_and_a_failed_save_leaves_no_temporary_fi
 ) -> None:
     path = tmp_path / "cluster-events.json"
     path.write_text("x" * 1000)
-    state = RelayState(node="n1", sent=5, checkpoint=3, imported={"n2": 7})
+    state = RelayState(
+        node="n1", journal_id="j1", sent=5, checkpoint=3, imported={"n2": 7}, stream_seq=9
+    )
     state.save(path)
-    assert RelayState.load(path, journal_head=0) == state
+    assert RelayState.load(path, journal_id="j1", journal_head=0) == state
+    # a journal made anew: a new node id, so its cursors are not taken for repeats
+    fresh = RelayState.load(path, journal_id="j2", journal_head=0)
+    assert fresh.node != "n1" and fresh.imported == {"n2": 7} and fresh.sent == 0
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     (tmp_path / "a-directory").mkdir()
     with pytest.raises(IsADirectoryError):
@@ -165,11 +170,9 @@ def test_a_node_that_was_away_catches_up_and_nothing_is_imported_twice(cluster: 
             sub.close()
             await b.close()
             # a crash after the journal took a batch but before the state was saved: the
-            # saved state says less than the journal holds, and JetStream delivers again
+            # saved state says less than the journal holds, and the stream is read again
+            # from the older position
             (b.directory / "cluster-events.json").write_bytes(state_before)
-            relay_state = json.loads(state_before)
-            consumer = f"events-{relay_state['node']}"
-            await a.backend.js.delete_consumer(a.relay.stream, consumer)
             b = await cluster("b").start()
             a.bus.publish(created(6))
             sub = b.bus.subscribe(EventFilter(), b.bus.last_cursor)

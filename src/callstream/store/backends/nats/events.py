@@ -6,8 +6,9 @@ With the NATS store, :class:`ClusterEvents` joins them:
 * the **outbox** publishes every event of this node's bus that was published here (no
   :class:`~callstream.events.types.Origin`) to the JetStream stream ``<prefix>_events``,
   subject ``<prefix>.events.<node>``, message id ``<node>.<cursor>``;
-* the **inbox** (a durable JetStream push consumer named after the node) takes the other
-  nodes' events from it and publishes them into this node's bus with their Origin.
+* the **inbox** (an ordered JetStream consumer from the last message it imported) takes
+  the other nodes' events from it and publishes them into this node's bus with their
+  Origin.
 
 So ``GET /callstream/events``, the SSE stream and the contact records on any node see the
 whole cluster's calls, in the order each node published its own, while what acts on a
@@ -15,12 +16,15 @@ call (analytics, webhooks: subscribers with ``EventFilter(local=True)``) acts on
 that has it. Cursors stay per node; an event's EventBridge ``id``
 (``callstream-<node>-<cursor>``) is the same on every node.
 
-Exactly once: the outbox resends from its last saved cursor after a restart (JetStream
-drops a repeat within its duplicate window), and the inbox skips an event whose origin
-cursor it already holds. What it holds (per origin node, the last origin cursor) is saved
-with the local cursor it is true at; on start the journal after that cursor is read
-back, so a batch journaled before a crash is not imported twice. JetStream messages are
-acknowledged only once their events are durable in the local journal.
+Exactly once: the outbox publishes one event at a time, each acknowledged by JetStream
+before the next (so a node's events are in the stream in its order), and resends from its
+last saved cursor after a restart (JetStream drops a repeat within its duplicate window).
+The inbox reads the stream strictly in order from the last message it imported and skips
+an event whose origin cursor it already holds. What it holds (per origin node, the last
+origin cursor; the last stream message) is saved only once the batch is durable in the
+journal, with the local cursor it is true at; on start the journal after that cursor is
+read back, so a batch journaled before a crash is not imported twice. A journal made anew
+gives the node a new id, so its restarted cursors are not taken for repeats.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors as js_errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from callstream.durable import replace_file
 from callstream.events.bus import EventBus, EventBusError
@@ -74,40 +78,59 @@ class RelayState:
     """What the relay of one node keeps in ``<data dir>/cluster-events.json``."""
 
     node: str
+    journal_id: str = ""
+    """The journal the cursors below count in (a new journal: a new node id)."""
     sent: int = 0
     """The last local cursor the outbox had acknowledged by JetStream."""
     checkpoint: int = 0
     """The local cursor up to which :attr:`imported` is known to be complete."""
     imported: dict[str, int] = field(default_factory=dict)
     """Per origin node, the last origin cursor imported into this node's bus."""
+    stream_seq: int = 0
+    """The last message of the cluster's event stream imported (durable in the journal)."""
 
     @classmethod
-    def load(cls, path: Path, *, journal_head: int) -> RelayState:
+    def load(cls, path: Path, *, journal_id: str, journal_head: int) -> RelayState:
         """The saved state, or a new node id (outbox from the journal's head: events
-        from before the node joined a cluster stay on it)."""
+        from before the node joined a cluster stay on it). A journal made anew since
+        gets a new node id too: its cursors start again, and the cluster must not take
+        them for repeats of the old ones."""
         try:
             raw = json.loads(path.read_text())
-            return cls(
+            state = cls(
                 node=str(raw["node"]),
+                journal_id=str(raw.get("journal_id", journal_id)),
                 sent=int(raw["sent"]),
                 checkpoint=int(raw["checkpoint"]),
                 imported={str(k): int(v) for k, v in raw["imported"].items()},
+                stream_seq=int(raw.get("stream_seq", 0)),
             )
         except FileNotFoundError:
-            state = cls(node=secrets.token_hex(6), sent=journal_head, checkpoint=journal_head)
-            state.save(path)
-            return state
+            state = cls(node="")
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path}: not a cluster-events state file ({err})") from None
+        if not state.node or state.journal_id != journal_id:
+            state = cls(
+                node=secrets.token_hex(6),
+                journal_id=journal_id,
+                sent=journal_head,
+                checkpoint=0,  # imports in the journal are read back from its start
+                imported=state.imported,
+                stream_seq=state.stream_seq,
+            )
+            state.save(path)
+        return state
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, fsync, rename)."""
         body = json.dumps(
             {
                 "node": self.node,
+                "journal_id": self.journal_id,
                 "sent": self.sent,
                 "checkpoint": self.checkpoint,
                 "imported": self.imported,
+                "stream_seq": self.stream_seq,
             }
         ).encode()
         replace_file(path, body, mode=0o600)
@@ -121,7 +144,9 @@ class ClusterEvents:
         self.store = store
         self.bus = bus
         self.state_path = state_path
-        self.state = RelayState.load(state_path, journal_head=bus.last_cursor)
+        self.state = RelayState.load(
+            state_path, journal_id=bus.journal_id, journal_head=bus.last_cursor
+        )
         self.node = self.state.node
         self.sent = 0
         """Events this node published to the cluster since start."""
@@ -256,25 +281,20 @@ class ClusterEvents:
     # --- the other nodes' events -> this node -----------------------------------------------
 
     async def _inbox(self) -> None:
-        # a push consumer: events arrive as they are published (a pull consumer's batch
-        # fetch lingers for its batch), each batch is what is waiting at that moment
-        consumer = f"events-{self.node}"
+        # An ordered consumer from the last message imported: strictly in stream order
+        # (each node's events in the order it published them), re-created by nats-py on a
+        # gap; the state file, saved once a batch is durable, stands in for acks.
         sub = None
         while not self._closed:
             try:
                 if sub is None:
+                    after = self.state.stream_seq
                     sub = self._psub = await self.store.js.subscribe(
                         events_subject(self.store.prefix),
-                        durable=consumer,
                         stream=self.stream,
-                        manual_ack=True,
-                        config=ConsumerConfig(
-                            ack_policy=AckPolicy.EXPLICIT,
-                            deliver_policy=DeliverPolicy.ALL,
-                            ack_wait=60.0,
-                            max_ack_pending=4 * BATCH,
-                            inactive_threshold=MAX_AGE_S,  # a node gone for good
-                        ),
+                        ordered_consumer=True,
+                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else None,
+                        config=ConsumerConfig(opt_start_seq=after + 1) if after else None,
                     )
                 try:
                     msgs = [await sub.next_msg(timeout=SAVE_EVERY_S)]
@@ -292,20 +312,23 @@ class ClusterEvents:
                 if sub is not None:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
-                sub = None
+                sub = None  # again from the last message imported
                 await asyncio.sleep(RETRY_S)
 
     async def _import(self, msgs: list[Msg]) -> None:
+        """Publish the batch's new events into the bus; the state moves on only once they
+        are durable there."""
         state = self.state
+        taken: dict[str, int] = {}
         last = 0
         for msg in msgs:
             event = self._relayed(msg)
             if event is None or event.origin is None:
                 continue
             node, cursor = event.origin.node, event.origin.cursor
-            if node == self.node or cursor <= state.imported.get(node, 0):
+            if node == self.node or cursor <= taken.get(node, state.imported.get(node, 0)):
                 continue
-            while True:
+            while not self._closed:
                 try:
                     last = self.bus.publish(event)
                     break
@@ -314,16 +337,17 @@ class ClusterEvents:
                         "cluster events: %s from node %s dropped: %s", event.type, node, err
                     )
                     break
-                except EventBusError:  # the journal is behind: wait, the messages keep
+                except EventBusError:  # the journal is behind: wait (nothing is acked)
                     await asyncio.sleep(RETRY_S)
-            state.imported[node] = cursor
+            taken[node] = cursor
             self.imported += 1
         if last:
             await self.bus.committed(last)
+        state.imported.update(taken)
+        state.stream_seq = max(state.stream_seq, msgs[-1].metadata.sequence.stream)
+        if last:
             state.checkpoint = max(state.checkpoint, last)
-            await self._save()
-        for msg in msgs:
-            await msg.ack()
+        await self._save()
 
     def _relayed(self, msg: Msg) -> Event | None:
         headers = msg.headers or {}
