@@ -124,3 +124,57 @@ def test_a_voice_connector_made_on_one_node_is_on_every_node(
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_change_made_while_a_node_was_stopped_is_not_undone_when_it_starts(
+    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLSTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("CALLSTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
+    config = ServerConfig(store=nats_url, store_prefix=f"vc{uuid.uuid4().hex[:10]}")
+    a = ServerThread(tmp_path / "a", config=config).start()
+    b: ServerThread | None = ServerThread(tmp_path / "b", config=config).start()
+    try:
+        client_a = chime(a)
+        ids = [
+            client_a.create_voice_connector(Name=name, RequireEncryption=False)["VoiceConnector"][
+                "VoiceConnectorId"
+            ]
+            for name in ("gone", "renamed", "kept")
+        ]
+        assert b is not None
+        eventually(
+            lambda: set(b.state.voice_connectors.documents()) == set(ids),  # type: ignore[union-attr]
+            "the connectors never reached node B",
+        )
+        b.stop()
+        b = None
+        # with B stopped: deleted and renamed with the CLI on B's data directory
+        cli = open_registry(tmp_path / "b", region=REGION, account_id="123456789012")
+        try:
+            cli.delete(ids[0])
+            cli.update(ids[1], name="renamed-offline", require_encryption=False)
+        finally:
+            cli.close()
+        b = ServerThread(tmp_path / "b", config=config).start()
+        client_b = chime(b)
+        eventually(
+            lambda: not_found(lambda: client_a.get_voice_connector(VoiceConnectorId=ids[0])),
+            "the offline deletion never reached node A",
+        )
+        eventually(
+            lambda: (
+                client_a.get_voice_connector(VoiceConnectorId=ids[1])["VoiceConnector"]["Name"]
+                == "renamed-offline"
+            ),
+            "the offline rename never reached node A",
+        )
+        assert not_found(lambda: client_b.get_voice_connector(VoiceConnectorId=ids[0]))
+        got = client_b.get_voice_connector(VoiceConnectorId=ids[1])["VoiceConnector"]["Name"]
+        assert got == "renamed-offline"
+        kept = client_b.get_voice_connector(VoiceConnectorId=ids[2])["VoiceConnector"]["Name"]
+        assert kept == "kept"
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()

@@ -9,6 +9,13 @@ bucket, and every node applies what the bucket holds to its registry. So a conne
 created with boto3 on one node takes SIPREC calls on every node, and its streaming
 configuration, tags and deletion follow. Concurrent changes of one connector on two nodes:
 the bucket's last write wins on every node.
+
+What the bucket held when this node last saw it (document and revision per connector) is
+kept beside the registry (``voice-connectors-cluster.json``), so a node that starts again
+tells a change made to its registry while it was stopped (``callstream voice-connectors
+delete`` with the server down) from a change the cluster made meanwhile: the first is
+published, the second applied. An entry older than what the node already has (an echo of
+its own put, a late delivery) is never applied.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nats.js.errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType
 
+from callstream.durable import replace_file
 from callstream.voice.connectors import VoiceConnectorRegistry
 
 if TYPE_CHECKING:
@@ -36,8 +46,6 @@ log = logging.getLogger("callstream.voice")
 RECONCILE_S = 2.0
 """Changes written to the registry file by another process (the CLI) are published
 within this; changes made through the server's registry at once."""
-INITIAL_S = 10.0
-"""How long a starting node waits for the bucket's contents before it publishes its own."""
 _PREFIX = "vc."
 _OPS_DELETED = ("DEL", "PURGE")
 
@@ -53,10 +61,11 @@ class ClusterVoiceConnectors:
     def __init__(self, store: NatsStore, registry: VoiceConnectorRegistry) -> None:
         self.store = store
         self.registry = registry
+        self.state_path = Path(registry.path).with_name("voice-connectors-cluster.json")
         self._kv: KeyValue | None = None
-        self._known: dict[str, dict[str, Any]] = {}  # what the bucket holds, as last seen
-        # revisions this node put: their echo must not undo a change made here since
-        self._mine: set[int] = set()
+        # what the bucket holds, as last seen: document and revision per connector
+        self._known: dict[str, dict[str, Any]] = {}
+        self._rev: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -77,18 +86,23 @@ class ClusterVoiceConnectors:
 
     async def _run(self) -> None:
         """Take what the bucket holds, publish what only this node has, then follow both."""
+        saved = await asyncio.to_thread(self._load_state)
         while True:
             try:
                 self._kv = await self.store.retrying(self._open_bucket)
-                watcher = self._watcher = await self.store.retrying(self._kv.watchall)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(INITIAL_S):
-                        async for entry in watcher:
-                            if entry is None:  # the bucket's current contents are in
-                                break
-                            await self._take(
-                                entry.key, entry.value, entry.operation, entry.revision
-                            )
+                watcher = await self._watch()
+                local = await asyncio.to_thread(self.registry.documents)
+                async for entry in watcher:
+                    if entry is None:  # the bucket's current contents are in
+                        break
+                    vc_id = entry.key[len(_PREFIX) :]
+                    base = saved.get(vc_id)
+                    if base is not None and local.get(vc_id) != base:
+                        continue  # changed here while stopped: this node's change is published
+                    await self._take(entry.key, entry.value, entry.operation, entry.revision)
+                for vc_id, base in saved.items():  # deleted here while stopped
+                    if vc_id not in local and vc_id not in self._known:
+                        self._known[vc_id] = base
                 await self._publish_local()
                 break
             except asyncio.CancelledError:
@@ -108,9 +122,19 @@ class ClusterVoiceConnectors:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._watcher is not None:  # its subscription would hold up the store's drain
+        await self._stop_watching()
+
+    async def _watch(self) -> Any:
+        await self._stop_watching()
+        assert self._kv is not None
+        self._watcher = await self.store.retrying(self._kv.watchall)
+        return self._watcher
+
+    async def _stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:  # its subscription would hold up the store's drain
             with contextlib.suppress(Exception):
-                await self._watcher.stop()
+                await watcher.stop()
 
     async def _open_bucket(self) -> KeyValue:
         js, name = self.store.js, bucket(self.store.prefix)
@@ -128,6 +152,21 @@ class ClusterVoiceConnectors:
                 raise
             return await js.key_value(name)
 
+    # --- what this node last saw of the bucket -----------------------------------------------
+    def _load_state(self) -> dict[str, dict[str, Any]]:
+        try:
+            raw = json.loads(self.state_path.read_text())
+            return {str(k): dict(v) for k, v in raw["known"].items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            log.warning("%s is unreadable (%s): the cluster's connectors win", self.state_path, err)
+            return {}
+
+    def _save_state(self, known: dict[str, dict[str, Any]]) -> None:
+        body = json.dumps({"known": known}, separators=(",", ":")).encode()
+        replace_file(self.state_path, body, mode=0o600)
+
     # --- the bucket -> this registry ----------------------------------------------------------
     async def _take(
         self, key: str, value: bytes | None, operation: str | None, revision: int | None
@@ -136,19 +175,25 @@ class ClusterVoiceConnectors:
             return
         vc_id = key[len(_PREFIX) :]
         async with self._lock:
-            if revision in self._mine:
-                self._mine.discard(revision)
-                return
+            if revision is not None and revision <= self._rev.get(vc_id, 0):
+                return  # this node's own put, or older than what it has
             try:
                 if operation in _OPS_DELETED or not value:
                     await asyncio.to_thread(self.registry.apply, vc_id, None)
                     self._known.pop(vc_id, None)
-                    return
-                document = json.loads(value)
-                await asyncio.to_thread(self.registry.apply, vc_id, document)
-                self._known[vc_id] = document
+                else:
+                    document = json.loads(value)
+                    await asyncio.to_thread(self.registry.apply, vc_id, document)
+                    self._known[vc_id] = document
+                if revision is not None:
+                    self._rev[vc_id] = revision
+                await asyncio.to_thread(self._save_state, dict(self._known))
             except (ValueError, TypeError) as err:
                 log.warning("voice connector %s from the cluster is malformed: %s", vc_id, err)
+            except (sqlite3.Error, OSError) as err:  # the registry is busy: the next pass
+                log.warning(
+                    "voice connector %s: cannot apply the cluster's change (%s)", vc_id, err
+                )
 
     async def _follow(self, watcher: Any) -> None:
         while True:
@@ -162,8 +207,7 @@ class ClusterVoiceConnectors:
                 log.warning("voice connectors: cluster watch failed (%s); retrying", err)
             await asyncio.sleep(1.0)
             with contextlib.suppress(Exception):
-                assert self._kv is not None
-                watcher = self._watcher = await self._kv.watchall()
+                watcher = await self._watch()
 
     # --- this registry -> the bucket ----------------------------------------------------------
     async def _publish_forever(self) -> None:
@@ -187,11 +231,17 @@ class ClusterVoiceConnectors:
         kv = self._kv
         async with self._lock:
             local = await asyncio.to_thread(self.registry.documents)
+            changed = False
             for vc_id, document in local.items():
                 if self._known.get(vc_id) != document:
                     payload = json.dumps(document, separators=(",", ":")).encode()
-                    self._mine.add(await self.store.retrying(kv.put, _PREFIX + vc_id, payload))
+                    revision = await self.store.retrying(kv.put, _PREFIX + vc_id, payload)
+                    self._rev[vc_id] = max(self._rev.get(vc_id, 0), revision)
                     self._known[vc_id] = document
+                    changed = True
             for vc_id in [v for v in self._known if v not in local]:
                 await self.store.retrying(kv.delete, _PREFIX + vc_id)
                 del self._known[vc_id]
+                changed = True
+            if changed:
+                await asyncio.to_thread(self._save_state, dict(self._known))
