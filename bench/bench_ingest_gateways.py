@@ -52,7 +52,7 @@ import bench_server as bs
 from bench_common import ServerProcess, free_port, rss_kb
 from callstream.ingest.signatures import twilio_signature
 from callstream.ingest.twilio import TwilioClient
-from callstream.mkv.reader import Block, BlockRun, EbmlReader
+from callstream.mkv.reader import EbmlReader
 from callstream.voice.codecs import decode_pcmu
 
 HERE = Path(__file__).resolve().parent
@@ -235,16 +235,7 @@ async def _read(
                     lat.append(now - sent_ns)
                     call.seen.add((track, k))
 
-            async for chunk in resp.content.iter_any():
-                now = time.time_ns()
-                reader.feed(chunk)
-                for ev in reader.events():
-                    if type(ev) is BlockRun:
-                        flat = ev.flat
-                        for i in range(0, len(flat), 5):
-                            frame(flat[i + 1], flat[i + 4], now)  # type: ignore[arg-type]
-                    elif type(ev) is Block:
-                        frame(ev.track, ev.frames[0], now)
+            await bs.feed_frames(resp, reader, frame)
     except (aiohttp.ClientError, ConnectionError, ValueError) as err:
         call.reader_error = f"{type(err).__name__}: {err}"
 
@@ -315,12 +306,7 @@ async def twilio_run(srv: Server, n: int, seconds: float, warmup: float) -> bs.R
             call.queue.put_nowait(None)
         await asyncio.wait([t for t in tasks[:n]], timeout=15)
     finally:
-        ticker.running = False
-        tick.cancel()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, tick, return_exceptions=True)
-        await sess.close()
+        await bs.stop_load(ticker, tick, tasks, sess)
     res.frames_sent = sum(c.sent_in_window for c in objs)
     res.frames_received = sum(len(c.seen) for c in objs)
     res.latency = bs.summary_ms(lat)

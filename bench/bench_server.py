@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -401,6 +402,38 @@ class RunResult:
         return p99 is not None and p99 < P99_LIMIT_MS and self.lost == 0 and not self.errors
 
 
+async def feed_frames(
+    resp: aiohttp.ClientResponse, reader: EbmlReader, frame: Callable[[int, bytes, int], None]
+) -> None:
+    """Parse a GetMedia response as it arrives: ``frame(track, payload, arrival ns)`` per
+    block (``reader`` batches runs of blocks, so the generator's own CPU stays low)."""
+    async for chunk in resp.content.iter_any():
+        now = time.time_ns()
+        reader.feed(chunk)
+        for ev in reader.events():
+            if type(ev) is BlockRun:
+                flat = ev.flat
+                for i in range(0, len(flat), 5):
+                    frame(flat[i + 1], flat[i + 4], now)  # type: ignore[arg-type]
+            elif type(ev) is Block:
+                frame(ev.track, ev.frames[0], now)
+
+
+async def stop_load(
+    ticker: Ticker,
+    tick: asyncio.Task[Any],
+    tasks: list[asyncio.Task[Any]],
+    sess: aiohttp.ClientSession,
+) -> None:
+    """End a load run: stop the ticker, cancel the producers and readers, close the session."""
+    ticker.running = False
+    tick.cancel()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, tick, return_exceptions=True)
+    await sess.close()
+
+
 async def _reader(
     sess: aiohttp.ClientSession,
     base: str,
@@ -440,16 +473,7 @@ async def _reader(
                     if seq % FRAMES_PER_CLUSTER < HEAD_FRAMES:
                         head_append(now - ts)
 
-            async for chunk in resp.content.iter_any():
-                now = time.time_ns()
-                reader.feed(chunk)
-                for ev in reader.events():
-                    if type(ev) is BlockRun:
-                        flat = ev.flat
-                        for i in range(0, len(flat), 5):
-                            frame(flat[i + 1], flat[i + 4], now)  # type: ignore[arg-type]
-                    elif type(ev) is Block:
-                        frame(ev.track, ev.frames[0], now)
+            await feed_frames(resp, reader, frame)
     except (aiohttp.ClientError, ConnectionError, ValueError) as err:
         st.reader_error = f"GetMedia: {type(err).__name__}: {err}"
     finally:
@@ -597,12 +621,7 @@ async def realtime_run(
                 break
             await asyncio.sleep(0.1)
     finally:
-        ticker.running = False
-        tick_task.cancel()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, tick_task, return_exceptions=True)
-        await sess.close()
+        await stop_load(ticker, tick_task, tasks, sess)
     res.frames_sent = sum(s.sent for s in streams)
     res.frames_received = sum(s.received for s in streams) if readers else res.frames_sent
     res.gaps = sum(s.gaps for s in streams)

@@ -56,6 +56,7 @@ from bench_server import (
     fmt,
     new_session,
     run_async,
+    stop_load,
     summary_ms,
     table,
 )
@@ -172,12 +173,7 @@ async def run(
                 break
             await asyncio.sleep(0.1)
     finally:
-        ticker.running = False
-        tick.cancel()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, tick, return_exceptions=True)
-        await sess.close()
+        await stop_load(ticker, tick, tasks, sess)
     sent = sum(s.sent for s in streams)
     received = sum(s.received for s in streams)
     errors = [e for s in streams for e in (s.reader_error, s.producer_error) if e]
