@@ -14,11 +14,10 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from botocore.credentials import Credentials
 from callstream.api.server import ServerThread
 from callstream.mkv.ebml import ID, MkvError
 from callstream.mkv.reader import EbmlReader, End, Start
+from polling import wait_for as wait_for  # re-exported for the server tests
 from shared_data import SHARED
 
 ACCESS_KEY = "AKIDTEST"
@@ -289,15 +289,6 @@ def make_client(
         aws_secret_access_key=secret_key,
         config=base.merge(config) if config is not None else base,
     )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until ``predicate()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def ramp(n_samples: int, seed: int) -> bytes:

@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from callstream.events.types import Origin, decode, encode, to_eventbridge
 from callstream.events.webhooks import Webhook
 from callstream.store.backends import open_backend
 from callstream.store.crypto import Keyring
+from polling import wait_for
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
 
@@ -285,12 +285,14 @@ def test_two_servers_list_each_others_events_and_a_webhook_gets_each_event_once(
         # webhook delivers in its bus's order, so a relayed copy would come before it
         publish(a.url, "marker-a")
         publish(b.url, "marker-b")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            contacts = {body["detail"].get("contactId") for body in receiver.bodies}
-            if {"marker-a", "marker-b"} <= contacts:
-                break
-            time.sleep(0.05)
+        wait_for(
+            lambda: (
+                {"marker-a", "marker-b"}
+                <= {body["detail"].get("contactId") for body in receiver.bodies}
+            ),
+            60,
+            "the markers never reached the webhook",
+        )
         delivered = sorted(
             body["detail"].get("contactId") or body["detail"]["streamName"]
             for body in receiver.bodies
@@ -316,13 +318,7 @@ def publish(base: str, contact_id: str) -> None:
 
 
 def wait_for_events(base: str, **params: Any) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = events_of(base, **params)
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no {params} events on {base}")
+    return wait_for(lambda: events_of(base, **params), 60, f"no {params} events on {base}")
 
 
 # --- GetDataEndpoint: live readers go to the node that ingests -----------------------------
@@ -374,19 +370,13 @@ def test_get_data_endpoint_sends_live_readers_to_the_node_that_ingests(
         a.run(writer.write(header + fragment[: len(fragment) // 2]))  # a fragment is open
         # the live reader goes to the producer's node (once A answers on NATS: it starts
         # to as its first fragment opens; a loaded machine may take a moment)
-        deadline = time.monotonic() + 30
-        while endpoint(1, "GET_MEDIA") != urls[0]:
-            assert time.monotonic() < deadline, "B never named A for the live stream"
-            time.sleep(0.05)
+        wait_for(lambda: endpoint(1, "GET_MEDIA") == urls[0], 30, "B never named A")
         assert endpoint(0, "GET_MEDIA") == urls[0]
         assert endpoint(1, "PUT_MEDIA") == urls[1]  # everything else: any node
         assert endpoint(1, "GET_MEDIA_FOR_FRAGMENT_LIST") == urls[1]
         a.run(writer.write(fragment[len(fragment) // 2 :]))
         a.run(writer.close())
-        deadline = time.monotonic() + 30
-        while endpoint(1, "GET_MEDIA") != urls[1]:  # the upload ended
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: endpoint(1, "GET_MEDIA") == urls[1], 30, "still sent to A")  # ended
     finally:
         a.stop()
         if b is not None:

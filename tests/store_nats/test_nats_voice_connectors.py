@@ -4,7 +4,6 @@ one (and by its SIP side), also by a node that joins later."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from botocore.exceptions import ClientError
 from callstream.api.app import ServerConfig
 from callstream.api.server import ServerThread
 from callstream.voice.connectors import open_registry
+from polling import wait_for
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[dev]')")
 
@@ -38,10 +38,7 @@ def chime(server: ServerThread) -> Any:
 
 
 def eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+    wait_for(check, 30, what)
 
 
 def not_found(call: Callable[[], object]) -> bool:
