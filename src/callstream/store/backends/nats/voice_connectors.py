@@ -99,11 +99,14 @@ class ClusterVoiceConnectors:
                     base = saved.get(vc_id)
                     if base is not None and local.get(vc_id) != base:
                         continue  # changed here while stopped: this node's change is published
-                    await self._take(entry.key, entry.value, entry.operation, entry.revision)
+                    await self._take(
+                        entry.key, entry.value, entry.operation, entry.revision, save=False
+                    )
                 for vc_id, base in saved.items():  # deleted here while stopped
                     if vc_id not in local and vc_id not in self._known:
                         self._known[vc_id] = base
                 await self._publish_local()
+                await asyncio.to_thread(self._save_state, dict(self._known))
                 break
             except asyncio.CancelledError:
                 raise
@@ -169,7 +172,13 @@ class ClusterVoiceConnectors:
 
     # --- the bucket -> this registry ----------------------------------------------------------
     async def _take(
-        self, key: str, value: bytes | None, operation: str | None, revision: int | None
+        self,
+        key: str,
+        value: bytes | None,
+        operation: str | None,
+        revision: int | None,
+        *,
+        save: bool = True,
     ) -> None:
         if not key.startswith(_PREFIX):
             return
@@ -187,7 +196,8 @@ class ClusterVoiceConnectors:
                     self._known[vc_id] = document
                 if revision is not None:
                     self._rev[vc_id] = revision
-                await asyncio.to_thread(self._save_state, dict(self._known))
+                if save:  # joining saves once, after the bucket's contents are in
+                    await asyncio.to_thread(self._save_state, dict(self._known))
             except (ValueError, TypeError) as err:
                 log.warning("voice connector %s from the cluster is malformed: %s", vc_id, err)
             except (sqlite3.Error, OSError) as err:  # the registry is busy: the next pass
