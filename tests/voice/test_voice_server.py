@@ -21,6 +21,7 @@ from voice_helpers import (
     ACCESS_KEY,
     SECRET_KEY,
     VoiceLab,
+    assert_leg_audio,
     leg_fragments,
     leg_pcm,
     sdr_lines,
@@ -30,7 +31,7 @@ from voice_helpers import (
 
 from callstream.cli import signed_request
 from callstream.media.g711 import ulaw_decode, ulaw_encode
-from callstream.voice.client import SiprecCallError, place_call
+from callstream.voice.client import CallResult, SiprecCallError, place_call
 from callstream.voice.sdr import LegRecord, write_sdr
 
 
@@ -71,6 +72,7 @@ def test_siprec_call_becomes_two_leg_streams_with_events_and_sdr(lab: VoiceLab) 
         )
         assert event["EndTime"] >= event["StartTime"]
         assert event["InviteHeaders"]["call-id"] == result.call_id
+        leg = 0 if event["IsCaller"] else 1
         expected = caller if event["IsCaller"] else agent
         data = lab.get_media(event["StreamARN"])
         fragments = leg_fragments(data)
@@ -80,7 +82,7 @@ def test_siprec_call_becomes_two_leg_streams_with_events_and_sdr(lab: VoiceLab) 
             assert fragment.tags["VoiceConnectorId"] == lab.connector_id
             assert fragment.tags["CallId"] == result.call_id
         # loss-free loopback: the stream is the G.711-decoded RTP, sample for sample
-        assert leg_pcm(data) == g711_roundtrip(expected)
+        assert_leg_audio(leg_pcm(data), g711_roundtrip(expected), result.send_times[leg])
         info = lab.kv.describe_stream(StreamARN=event["StreamARN"])["StreamInfo"]
         assert info["DataRetentionInHours"] == 24
 
@@ -193,7 +195,7 @@ def test_a_leg_read_the_parser_library_way_and_with_get_audio(
     assert [f.fragment_number for f in after] == [f.fragment_number for f in whole[1:]]
     assert all(f.tags.get("TransactionId") == leg["TransactionId"] for f in after)
     pcm = b"".join(bytes(fr.data) for f in whole for fr in f.frames)
-    assert pcm == g711_roundtrip(caller)
+    assert_leg_audio(pcm, g711_roundtrip(caller), result.send_times[0])
 
     out = tmp_path / "leg.wav"
     env = {
@@ -274,7 +276,8 @@ def test_a_flood_of_garbage_and_invites_does_not_disturb_a_call(lab: VoiceLab) -
     ended = lab.wait_events("ENDED", 2, call_id=result.call_id)  # type: ignore[attr-defined]
     for event in ended:
         expected = caller if event["IsCaller"] else agent
-        assert leg_pcm(lab.get_media(event["StreamARN"])) == g711_roundtrip(expected)
+        sent = result.send_times[0 if event["IsCaller"] else 1]  # type: ignore[attr-defined]
+        assert_leg_audio(leg_pcm(lab.get_media(event["StreamARN"])), g711_roundtrip(expected), sent)
 
 
 def test_standalone_voice_connector_writes_legs_over_putmedia(
@@ -295,7 +298,7 @@ def test_standalone_voice_connector_writes_legs_over_putmedia(
     )
     caller = tone(1.5, 480, seed=9)
 
-    async def main() -> str:
+    async def main() -> CallResult:
         store = HttpCallStore(lab.server.url, credentials=Creds(ACCESS_KEY, SECRET_KEY))
         await store.prepare()
         server = VoiceServer(
@@ -309,18 +312,19 @@ def test_standalone_voice_connector_writes_legs_over_putmedia(
         finally:
             await server.stop()
             await store.close()
-        return result.call_id
+        return result
 
     try:
-        call_id = asyncio.run(main())
+        result = asyncio.run(main())
     finally:
         registry.close()
-    ended = lab.wait_events("ENDED", 2, call_id=call_id)
+    ended = lab.wait_events("ENDED", 2, call_id=result.call_id)
     leg = next(e for e in ended if e["IsCaller"])
     assert leg["VoiceConnectorId"] == vc.voice_connector_id
     info = lab.kv.describe_stream(StreamARN=leg["StreamARN"])["StreamInfo"]
     assert info["DataRetentionInHours"] == 2
-    assert leg_pcm(lab.get_media(leg["StreamARN"])) == g711_roundtrip(caller)
+    pcm = leg_pcm(lab.get_media(leg["StreamARN"]))
+    assert_leg_audio(pcm, g711_roundtrip(caller), result.send_times[0])
     assert len(list(sdr_lines(tmp_path))) == 2
 
 

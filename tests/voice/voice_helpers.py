@@ -27,6 +27,7 @@ __all__ = [
     "ACCESS_KEY",
     "SECRET_KEY",
     "VoiceLab",
+    "assert_leg_audio",
     "leg_fragments",
     "leg_pcm",
     "pcap_udp_payloads",
@@ -127,6 +128,35 @@ def leg_fragments(data: bytes) -> list[Any]:
 def leg_pcm(data: bytes) -> bytes:
     """The leg stream's PCM, block after block."""
     return b"".join(bytes(f.data) for frag in leg_fragments(data) for f in frag.frames)
+
+
+SENDER_STALL_S = 0.4
+"""How far behind its 20 ms schedule the test's RTP sender may fall and the leg must still be
+sample-exact: the jitter buffer places packets by arrival when their timestamps and arrival
+disagree by more than a second (its resync rule, as Asterisk's ``jbresyncthreshold``)."""
+
+
+def assert_leg_audio(pcm: bytes, expected: bytes, send_times: list[float]) -> None:
+    """A leg stream holds exactly the audio sent on it.
+
+    The sender runs in the test process; on a loaded machine it can stall for a second or
+    more and then catch up in a burst. Those packets arrive late for their timestamps, so
+    the jitter buffer resyncs (by design) and writes silence before them. Then the leg must
+    still hold every sent sample, in order, with only whole runs of inserted silence."""
+    lateness = max(
+        (sent - send_times[0] - i * 0.02 for i, sent in enumerate(send_times)), default=0.0
+    )
+    if lateness <= SENDER_STALL_S:
+        assert pcm == expected
+        return
+    samples = np.frombuffer(pcm, dtype="<i2")
+    zero = samples == 0
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], zero.view(np.int8), [0]))))
+    keep = np.ones(len(samples), dtype=bool)
+    for begin, end in zip(edges[::2], edges[1::2], strict=True):
+        if end - begin >= 160:  # a packet or more of digital silence: inserted, not sent
+            keep[begin:end] = False
+    assert samples[keep].tobytes() == expected, f"sender fell {lateness:.2f} s behind"
 
 
 def tone(seconds: float, freq: float, *, seed: int = 0) -> bytes:
