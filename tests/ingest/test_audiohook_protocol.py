@@ -719,3 +719,41 @@ def test_recorded_client_errors_are_bounded() -> None:
     for seq in range(2, 1502):
         session.receive_text(_msg("error", seq, {"code": 500, "message": "x"}, serverseq=1))
     assert len(session.client_errors) == 1000 and session.state == "active"
+
+
+def test_reconnect_moves_the_conversation_to_a_new_session() -> None:
+    """The server asks for a reconnect; the client announces it, closes the old session
+    with reason ``reconnect`` and opens a new one listing the old in continuedSessions."""
+    old, _ = _opened()
+    assert _replies(old.reconnect()) == [
+        {
+            "version": "2",
+            "id": SESSION,
+            "type": "reconnect",
+            "seq": 2,
+            "clientseq": 1,
+            "parameters": {},
+        }
+    ]
+    assert old.receive_text(_msg("reconnecting", 2, serverseq=2)) == []
+    events = old.receive_text(_msg("close", 3, {"reason": "reconnect"}, serverseq=2))
+    assert CallEnded("reconnect") in events
+    assert old.reconnect_notices == 1
+
+    new_id = "5d0b1e3a-7c1e-4a43-9a51-0d2a5b0c7e11"
+    continued = [{"id": SESSION, "serverseq": 3, "clientseq": 3}]
+    new = AudioHookSession()
+    events = new.receive_text(
+        _msg("open", 1, {**OPEN_PARAMS, "continuedSessions": continued}, session=new_id)
+    )
+    started = next(e for e in events if isinstance(e, CallStarted))
+    assert started.call_id == CONVERSATION
+    assert started.metadata["continuedSessions"] == SESSION
+    assert new.receive_text(_msg("reconnected", 2, serverseq=1, session=new_id)) == []
+    assert new.state == "active"
+
+
+def test_reconnect_messages_need_an_open_session() -> None:
+    session = AudioHookSession()
+    _, message, _ = _failure(session.receive_text(_msg("reconnecting", 1)))
+    assert "before the open" in message

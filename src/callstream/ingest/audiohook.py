@@ -26,14 +26,20 @@ paused         the client paused (on hold, or answering a server ``pause``) ->
 resumed        audio again -> :class:`CallResumed`; ``discarded`` advances the position
 discarded      the client dropped audio -> the position advances by ``discarded``
 update         ``language`` changed -> replies ``updated``
+reconnecting,  the client is moving the conversation to a new session (after a server
+reconnected    ``reconnect`` or on its own) -> counted in
+               :attr:`AudioHookSession.reconnect_notices`; the old session then closes
+               with reason ``reconnect``, and the new session's ``open`` lists the old one
+               in ``continuedSessions`` (kept as the call metadata ``continuedSessions``)
 error          the client reports an error (``code``, ``message``) -> kept in
                :attr:`AudioHookSession.client_errors`; the client closes next
 close          replies ``closed``, emits :class:`CallEnded` (``reason``) and a normal close
 =============  ========================================================================
 
 The server may send ``pause`` / ``resume`` (:meth:`AudioHookSession.pause`,
-:meth:`~AudioHookSession.resume`), ``event`` (:meth:`~AudioHookSession.send_event`) and
-``disconnect`` (:meth:`~AudioHookSession.disconnect`).
+:meth:`~AudioHookSession.resume`), ``event`` (:meth:`~AudioHookSession.send_event`),
+``reconnect`` (:meth:`~AudioHookSession.reconnect`) and ``disconnect``
+(:meth:`~AudioHookSession.disconnect`).
 
 Roles: ``media.channels`` names ``external`` (the customer) -> caller and ``internal``
 (the agent) -> agent, in the order the chosen media lists them.
@@ -108,8 +114,21 @@ SAMPLE_RATE: Final = 8000
 _CHANNEL_ROLES: Final[dict[str, Role]] = {"external": "caller", "internal": "agent"}
 _FORMAT_WIDTH: Final = {"PCMU": 1, "L16": 2}
 _CLIENT_TYPES: Final = frozenset(
-    {"open", "close", "discarded", "error", "ping", "update", "paused", "resumed"}
+    {
+        "open",
+        "close",
+        "discarded",
+        "error",
+        "ping",
+        "update",
+        "paused",
+        "resumed",
+        "reconnecting",
+        "reconnected",
+    }
 )
+_MAX_CONTINUED: Final = 6
+"""Continued session ids kept (six UUIDs fit one 256-character tag value)."""
 _DURATION_RE: Final = re.compile(r"PT([0-9]{0,12})(?:\.([0-9]{1,18}))?S")
 NULL_UUID: Final = "00000000-0000-0000-0000-000000000000"
 """The conversation id of Genesys's connection probe (an open that is no call)."""
@@ -190,6 +209,8 @@ class AudioHookSession:
     """Samples per channel received so far."""
     skipped_samples: int = 0
     """Samples the client reported discarded (``discarded``, ``resumed``)."""
+    reconnect_notices: int = 0
+    """``reconnecting`` / ``reconnected`` messages the client sent."""
     _format: str = "PCMU"
     _channels: int = 0
 
@@ -238,6 +259,12 @@ class AudioHookSession:
     def send_event(self, entities: list[dict[str, Any]]) -> list[IngestEvent]:
         """An ``event`` message (e.g. transcript entities) to the client."""
         return self._server_only("event", {"entities": entities})
+
+    def reconnect(self) -> list[IngestEvent]:
+        """Ask the client to move the conversation to a new session (server draining):
+        it opens one with ``continuedSessions`` and closes this one (reason
+        ``reconnect``)."""
+        return self._server_only("reconnect", {})
 
     def disconnect(self, reason: str = "completed", info: str | None = None) -> list[IngestEvent]:
         """Ask the client to end the session (it runs a close transaction next)."""
@@ -301,6 +328,9 @@ class AudioHookSession:
             if self.state == "active":
                 self.state = "paused"
                 return [] if self.probe else [CallPaused()]
+            return []
+        if kind in ("reconnecting", "reconnected"):
+            self.reconnect_notices += 1
             return []
         if kind in ("resumed", "discarded"):
             discarded = parse_duration(params.get("discarded", "PT0S"))
@@ -389,6 +419,15 @@ class AudioHookSession:
         if isinstance(params.get("language"), str):
             self.language = params["language"]
             metadata["language"] = params["language"]
+        continued = params.get("continuedSessions")
+        if isinstance(continued, list):
+            ids = [
+                c["id"]
+                for c in continued[:_MAX_CONTINUED]
+                if isinstance(c, dict) and isinstance(c.get("id"), str)
+            ]
+            if ids:
+                metadata["continuedSessions"] = ",".join(ids)
         custom = params.get("customConfig")
         if isinstance(custom, dict):
             for key, value in custom.items():
