@@ -9,12 +9,12 @@ the error wire format. The handlers live in ``control.py`` (streams), ``media.py
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -24,7 +24,7 @@ from callstream.api.errors import KvsError, error_response_parts
 from callstream.events.bus import EventBus
 from callstream.events.webhooks import Webhook
 from callstream.flows.instances import InstanceRegistry
-from callstream.store.base import StoreError, StreamRecord
+from callstream.store.base import Membership, NodeState, StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
 from callstream.store.uploads import StoreConfig
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from callstream.analytics.callstore import CallStore
     from callstream.analytics.service import AnalyticsConfig, CallAnalyticsService
     from callstream.ingest.config import IngestConfig
-    from callstream.store.backends.nats.events import ClusterEvents
     from callstream.voice.server import VoiceConfig, VoiceServer
 
 __all__ = ["Handler", "ServerConfig", "ServerState", "build_app", "json_response", "read_json"]
@@ -103,7 +102,12 @@ class ServerState:
     voice: VoiceServer | None = None  # the SIP recording server, while the app runs
     calls: CallStore | None = None  # analysed calls (<data_dir>/analytics)
     analytics: CallAnalyticsService | None = None  # the live call transcriber, while running
-    cluster_events: ClusterEvents | None = None  # NATS store: events relayed between nodes
+    membership: Membership | None = None  # a shared (NATS) store: this node's part in it
+
+    @property
+    def data_dir(self) -> Path:
+        """The node's data directory (the event journal's parent)."""
+        return self.events.journal.directory.parent
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking call (the contact records' SQLite) off the event loop."""
@@ -325,28 +329,18 @@ def build_app(
         await state.store.close()
 
     async def cluster(app: web.Application) -> Any:
-        """With the NATS store: the event buses of all nodes relayed to one another, and
-        their voice connectors kept the same."""
-        if not state.config.store.startswith("nats://"):
+        """A backend that other nodes share (NATS) keeps this node's events and voice
+        connectors the same as theirs."""
+        node = NodeState(state.events, state.voice_connectors, state.data_dir)
+        membership = state.store.backend.join(node)
+        if membership is None:
             yield
             return
-        from callstream.store.backends.nats.events import ClusterEvents
-        from callstream.store.backends.nats.voice_connectors import ClusterVoiceConnectors
-
-        backend: Any = state.store.backend
-        relay = ClusterEvents(
-            backend, state.events, state.events.journal.directory.parent / "cluster-events.json"
-        )
-        await relay.start()
-        state.cluster_events = relay
-        connectors = ClusterVoiceConnectors(backend, state.voice_connectors)
-        await connectors.start()
-        with contextlib.suppress(TimeoutError):  # serve with the cluster's connectors
-            async with asyncio.timeout(10):
-                await connectors.ready.wait()
+        await membership.start()
+        state.membership = membership
         yield
-        await connectors.close()
-        await relay.close()
+        state.membership = None
+        await membership.close()
 
     async def descriptor_watch(app: web.Application) -> Any:
         task = asyncio.create_task(state.guard.watch()) if state.guard is not None else None

@@ -23,7 +23,8 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, get_args
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from callstream.kvs.model import (
     InvalidValue,
@@ -37,6 +38,10 @@ from callstream.kvs.model import (
     validate_tags,
 )
 from callstream.store.live import LiveRelay
+
+if TYPE_CHECKING:
+    from callstream.events.bus import EventBus
+    from callstream.voice.connectors import VoiceConnectorRegistry
 
 
 def now_ms() -> int:
@@ -560,6 +565,25 @@ class FragmentLog(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """What a ``callstream serve`` node keeps of its own besides the store: a backend that
+    several nodes share keeps it the same on all of them (:meth:`StoreBackend.join`)."""
+
+    events: EventBus
+    voice_connectors: VoiceConnectorRegistry
+    directory: Path
+    """Where the node keeps what it knows of the other nodes (its data directory)."""
+
+
+class Membership(Protocol):
+    """A node's part in a shared backend: started after the store, closed before it."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class StoreBackend(Protocol):
     """A backend: its catalog and fragment log, opened and closed together."""
 
@@ -581,4 +605,9 @@ class StoreBackend(Protocol):
 
     async def close(self) -> None:
         """Finish what is in flight and release everything (idempotent)."""
+        ...
+
+    def join(self, node: NodeState) -> Membership | None:
+        """What keeps ``node``'s events and voice connectors the same as those of the other
+        nodes sharing this backend (None: the backend is this process's alone)."""
         ...

@@ -330,7 +330,7 @@ async def session_info(request: web.Request) -> web.StreamResponse:
 def build_web_app(state: ServerState, *, listen_host: str | None) -> web.Application:
     """The UI sub-application for a server listening on ``listen_host``."""
     config = state.config.ui if state.config.ui is not None else UiConfig()
-    data_dir = state.events.journal.directory.parent
+    data_dir = state.data_dir
     ui = WebUi(
         state=state,
         config=config,

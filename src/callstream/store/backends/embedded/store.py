@@ -32,6 +32,7 @@ from callstream.store.base import (
     FragmentAppend,
     FragmentData,
     FragmentRecord,
+    NodeState,
     ProducerLease,
     ReaderKind,
     ReaderSlot,
@@ -123,6 +124,10 @@ class EmbeddedStore:
     @property
     def relay(self) -> None:
         """None: the data directory is this process's alone (no other node reads live)."""
+        return None
+
+    def join(self, node: NodeState) -> None:
+        """None: nothing to share, the data directory is this process's alone."""
         return None
 
     async def start(self) -> None:

@@ -25,13 +25,15 @@ from callstream.store.backends.nats import names
 from callstream.store.backends.nats.catalog import NatsCatalog
 from callstream.store.backends.nats.fragments import NatsLog
 from callstream.store.backends.nats.live import NatsRelay
-from callstream.store.base import StoreError
+from callstream.store.base import NodeState, StoreError
 from callstream.store.crypto import Keyring
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
+
+    from callstream.store.backends.nats.membership import NatsMembership
 
 __all__ = ["DEFAULT_MAX_PAYLOAD", "OPERATION_DEADLINE_S", "NatsStore"]
 
@@ -120,6 +122,13 @@ class NatsStore:
     @property
     def relay(self) -> NatsRelay:
         return self._relay
+
+    def join(self, node: NodeState) -> NatsMembership:
+        """The node's events relayed between the nodes and its voice connectors shared
+        (:mod:`~callstream.store.backends.nats.membership`); start it after the store."""
+        from callstream.store.backends.nats.membership import NatsMembership
+
+        return NatsMembership(self, node)
 
     @property
     def nc(self) -> Client:
