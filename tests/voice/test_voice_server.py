@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import stat
@@ -20,6 +21,7 @@ from botocore.credentials import Credentials
 from voice_helpers import (
     ACCESS_KEY,
     SECRET_KEY,
+    SENDER_STALL_S,
     VoiceLab,
     assert_leg_audio,
     leg_fragments,
@@ -33,6 +35,7 @@ from callstream.cli import signed_request
 from callstream.media.g711 import ulaw_decode, ulaw_encode
 from callstream.voice.client import CallResult, SiprecCallError, place_call
 from callstream.voice.sdr import LegRecord, write_sdr
+from polling import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +93,34 @@ def test_siprec_call_becomes_two_leg_streams_with_events_and_sdr(lab: VoiceLab) 
     assert len(records) == 2
     assert {r["StreamArn"] for r in records} == {e["StreamARN"] for e in ours}
     assert all(r["Status"] == "Completed" and r["SchemaVersion"] == "1.0" for r in records)
+
+
+def test_lost_packets_become_silence_of_their_length_and_are_logged(
+    lab: VoiceLab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RTP lost on the way (sequence numbers and timestamps skip them) becomes silence of
+    exactly their length in the leg stream, and the call's end log counts them."""
+    caller, agent = tone(1.2, 520, seed=11), tone(1.2, 610, seed=12)
+    lose = {10, 11, 40}
+    caplog.set_level(logging.INFO, logger="callstream.voice")
+    result = asyncio.run(place_call(lab.sip, [caller, agent], lose=lose))
+    assert result.packets_sent == [57, 57]
+    ended = lab.wait_events("ENDED", 2, call_id=result.call_id)
+    wait_for(lambda: any(result.call_id in r.getMessage() for r in caplog.records))
+    line = next(r.getMessage() for r in caplog.records if result.call_id in r.getMessage())
+    assert line.count("(3 lost") == 2, line
+    sent = [n for n in range(60) if n not in lose]
+    lateness = max(
+        t - result.send_times[0][0] - n * 0.02
+        for n, t in zip(sent, result.send_times[0], strict=True)
+    )
+    for event in ended:
+        expected = bytearray(g711_roundtrip(caller if event["IsCaller"] else agent))
+        for n in lose:
+            expected[n * 320 : (n + 1) * 320] = bytes(320)
+        pcm = leg_pcm(lab.get_media(event["StreamARN"]))
+        if lateness <= SENDER_STALL_S:  # else the jitter buffer resynced (see assert_leg_audio)
+            assert pcm == bytes(expected)
 
 
 def test_unknown_host_goes_to_the_only_connector_and_nbr_is_recorded(lab: VoiceLab) -> None:

@@ -26,6 +26,7 @@ from callstream.voice.server import VoiceConfig
 __all__ = [
     "ACCESS_KEY",
     "SECRET_KEY",
+    "SENDER_STALL_S",
     "VoiceLab",
     "assert_leg_audio",
     "leg_fragments",

@@ -19,7 +19,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -180,8 +180,12 @@ async def place_call(
     realtime: bool = True,
     nbr: bool = False,
     extra_headers: Sequence[tuple[str, str]] = (),
+    lose: Collection[int] = (),
 ) -> CallResult:
-    """Place a recording session sending ``legs`` (16-bit LE PCM at 8 kHz, one per leg)."""
+    """Place a recording session sending ``legs`` (16-bit LE PCM at 8 kHz, one per leg).
+
+    ``lose`` are packet numbers (0 = each leg's first) not sent on any leg: network loss,
+    as the recorder sees it (the sequence numbers and timestamps skip them)."""
     loop = asyncio.get_running_loop()
     transport, sock = await loop.create_datagram_endpoint(_SipSocket, local_addr=(local_ip, 0))
     rtp_sockets = []
@@ -236,7 +240,7 @@ async def place_call(
         answer_sdp = parse_sdp(answer.body)
         ports = [m.port for m in answer_sdp.media]
         result = CallResult(call_id=call_id, answer=answer, ports=ports)
-        await _send_media(result, answer_sdp, legs, rtp_sockets, codec, realtime)
+        await _send_media(result, answer_sdp, legs, rtp_sockets, codec, realtime, lose)
         cseq += 1
         bye = await _transact(sock, server, request("BYE", cseq, to_tag))
         result.bye_status = bye.status
@@ -254,6 +258,7 @@ async def _send_media(
     sockets: Sequence[asyncio.DatagramTransport],
     codec: str,
     realtime: bool,
+    lose: Collection[int] = (),
 ) -> None:
     from callstream.voice.sdp import SessionDescription
 
@@ -273,7 +278,7 @@ async def _send_media(
     start = time.monotonic()
     for n in range(max(counts, default=0)):
         for i, sock in enumerate(sockets):
-            if n >= counts[i] or targets[i][1] == 0:
+            if n >= counts[i] or targets[i][1] == 0 or n in lose:
                 continue
             packet = build_rtp(
                 payload_type=pt,

@@ -192,6 +192,24 @@ class LegRecorder:
         )
         self.output = FedUpload(upload)
 
+    def summary(self) -> str:
+        """One line for the call's end log: packets, and what the jitter buffer had to do
+        about loss, lateness and timing (only the counters that are not zero)."""
+        jitter = self.jitter
+        counters = [
+            ("lost", jitter.lost),
+            ("late", jitter.late),
+            ("duplicates", jitter.duplicates),
+            ("reordered", jitter.reordered),
+            ("resyncs", jitter.resyncs),
+            ("malformed", self.stats.malformed),
+            ("foreign", self.stats.foreign),
+        ]
+        shown = ", ".join(f"{value} {name}" for name, value in counters if value)
+        return f"{self.leg.stream_name} {self.stats.packets} packets" + (
+            f" ({shown})" if shown else ""
+        )
+
     async def close(self) -> bool:
         """Flush the jitter buffer, end the upload; True when every fragment was stored."""
         self.poll(self.recorder.loop.time() * 1000.0)  # what arrived before the BYE

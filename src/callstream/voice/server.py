@@ -377,7 +377,7 @@ class VoiceServer:
             "call %s ended (%s): %s",
             call.call_id,
             call.ended_reason,
-            ", ".join(f"{r.leg.stream_name} {r.stats.packets} packets" for r, _ in results),
+            "; ".join(r.summary() for r, _ in results),
         )
         if not sdr or self.config.sdr_dir is None or recorder.t0_ms is None:
             return
