@@ -137,6 +137,37 @@ def test_instance_lifecycle(server: ServerThread, connect: Any) -> None:
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
+def test_instance_attributes(connect: Any) -> None:
+    """Describe/Update/ListInstanceAttributes: a new instance's defaults, a set value kept,
+    INBOUND_CALLS / OUTBOUND_CALLS being the instance's own switches."""
+    iid = new_instance(connect)
+    logs = connect.describe_instance_attribute(InstanceId=iid, AttributeType="CONTACTFLOW_LOGS")
+    assert logs["Attribute"] == {"AttributeType": "CONTACTFLOW_LOGS", "Value": "false"}
+    connect.update_instance_attribute(
+        InstanceId=iid, AttributeType="CONTACTFLOW_LOGS", Value="true"
+    )
+    logs = connect.describe_instance_attribute(InstanceId=iid, AttributeType="CONTACTFLOW_LOGS")
+    assert logs["Attribute"]["Value"] == "true"
+
+    connect.update_instance_attribute(InstanceId=iid, AttributeType="OUTBOUND_CALLS", Value="true")
+    connect.update_instance_attribute(InstanceId=iid, AttributeType="INBOUND_CALLS", Value="false")
+    instance = connect.describe_instance(InstanceId=iid)["Instance"]
+    assert instance["InboundCallsEnabled"] is False and instance["OutboundCallsEnabled"] is True
+
+    pages = connect.get_paginator("list_instance_attributes").paginate(InstanceId=iid)
+    listed = {a["AttributeType"]: a["Value"] for page in pages for a in page["Attributes"]}
+    assert listed["INBOUND_CALLS"] == "false" and listed["OUTBOUND_CALLS"] == "true"
+    assert listed["CONTACTFLOW_LOGS"] == "true"
+    assert set(listed) == set(connect.meta.service_model.shape_for("InstanceAttributeType").enum)
+
+    for kind, value in (("CONTACTFLOW_LOGS", "yes"), ("NO_SUCH_ATTRIBUTE", "true")):
+        with pytest.raises(connect.exceptions.InvalidParameterException):
+            connect.update_instance_attribute(InstanceId=iid, AttributeType=kind, Value=value)
+    with pytest.raises(connect.exceptions.ResourceNotFoundException):
+        connect.describe_instance_attribute(InstanceId="nope", AttributeType="EARLY_MEDIA")
+    connect.delete_instance(InstanceId=iid)
+
+
 def test_unknown_instance(connect: Any) -> None:
     for call in (
         lambda: connect.describe_instance(InstanceId="00000000-0000-0000-0000-000000000000"),

@@ -246,6 +246,29 @@ async def delete_instance(state: ServerState, p: dict[str, Any]) -> dict[str, An
     return {}
 
 
+async def describe_attribute(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
+    """``GET /instance/{InstanceId}/attribute/{AttributeType}``."""
+    values = await state.run(state.connect.instance_attributes, p["InstanceId"])
+    kind = p["AttributeType"]
+    return {"Attribute": {"AttributeType": kind, "Value": values.get(kind, "false")}}
+
+
+async def update_attribute(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
+    """``POST /instance/{InstanceId}/attribute/{AttributeType}``."""
+    await state.run(
+        state.connect.update_instance_attribute, p["InstanceId"], p["AttributeType"], p["Value"]
+    )
+    return {}
+
+
+async def list_attributes(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
+    """``GET /instance/{InstanceId}/attributes``: the attribute types this model knows."""
+    values = await state.run(state.connect.instance_attributes, p["InstanceId"])
+    known = MODEL.shape_for("InstanceAttributeType").enum
+    attributes = [{"AttributeType": k, "Value": values.get(k, "false")} for k in known]
+    return paged(p, attributes, "Attributes", default=7)
+
+
 async def associate_storage(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
     """``PUT /instance/{InstanceId}/storage-config``."""
     config = await state.run(
@@ -339,6 +362,9 @@ OPERATIONS: dict[str, ConnectHandler] = {
     "DescribeInstance": describe_instance,
     "ListInstances": list_instances,
     "DeleteInstance": delete_instance,
+    "DescribeInstanceAttribute": describe_attribute,
+    "UpdateInstanceAttribute": update_attribute,
+    "ListInstanceAttributes": list_attributes,
     "AssociateInstanceStorageConfig": associate_storage,
     "DescribeInstanceStorageConfig": describe_storage,
     "ListInstanceStorageConfigs": list_storage,

@@ -57,6 +57,22 @@ REGISTRY_FILE = "connect.sqlite3"
 MEDIA_STREAMS = "MEDIA_STREAMS"
 KINESIS_VIDEO_STREAM = "KINESIS_VIDEO_STREAM"
 
+INSTANCE_ATTRIBUTE_DEFAULTS: dict[str, str] = {
+    "CONTACTFLOW_LOGS": "false",
+    "CONTACT_LENS": "true",
+    "AUTO_RESOLVE_BEST_VOICES": "false",
+    "USE_CUSTOM_TTS_VOICES": "false",
+    "EARLY_MEDIA": "true",
+    "MULTI_PARTY_CONFERENCE": "false",
+    "HIGH_VOLUME_OUTBOUND": "false",
+    "ENHANCED_CONTACT_MONITORING": "false",
+    "ENHANCED_CHAT_MONITORING": "false",
+    "MULTI_PARTY_CHAT_CONFERENCE": "false",
+    "MESSAGE_STREAMING": "false",
+}
+"""Instance attributes of a new instance, other than its inbound and outbound calls (what
+DescribeInstanceAttribute answers until UpdateInstanceAttribute sets one)."""
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS instances (
         id TEXT PRIMARY KEY,
@@ -245,6 +261,36 @@ class InstanceRegistry(ResourcesMixin):
                     f"An instance with the alias {instance_alias} already exists.",
                 ) from None
             return self._find(iid)
+
+    def instance_attributes(self, instance_id: str) -> dict[str, str]:
+        """Every instance attribute (``ListInstanceAttributes``): ``INBOUND_CALLS`` and
+        ``OUTBOUND_CALLS`` as the instance has them, the rest as set or their defaults."""
+        instance = self.get_instance(instance_id)
+        values = {**INSTANCE_ATTRIBUTE_DEFAULTS, **instance.extra.get("Attributes", {})}
+        values["INBOUND_CALLS"] = str(instance.inbound_calls_enabled).lower()
+        values["OUTBOUND_CALLS"] = str(instance.outbound_calls_enabled).lower()
+        return values
+
+    def update_instance_attribute(self, instance_id: str, attribute: str, value: str) -> None:
+        """Set one attribute (``UpdateInstanceAttribute``); the boolean ones take
+        ``true`` / ``false``. ``INBOUND_CALLS`` / ``OUTBOUND_CALLS`` turn the instance's
+        inbound and outbound calls on or off."""
+        if value not in ("true", "false"):
+            raise _invalid(f"Value '{value[:64]}' for {attribute} must be 'true' or 'false'.")
+        with self._lock:
+            instance = self._find(instance_id)
+            if attribute in ("INBOUND_CALLS", "OUTBOUND_CALLS"):
+                column = "inbound" if attribute == "INBOUND_CALLS" else "outbound"
+                self._db.execute(
+                    f"UPDATE instances SET {column} = ? WHERE id = ?",
+                    (int(value == "true"), instance.id),
+                )
+                return
+            extra = dict(instance.extra)
+            extra["Attributes"] = {**extra.get("Attributes", {}), attribute: value}
+            self._db.execute(
+                "UPDATE instances SET extra = ? WHERE id = ?", (json.dumps(extra), instance.id)
+            )
 
     def get_instance(self, instance_id: str) -> Instance:
         """The instance with this id (or ARN); ``ResourceNotFoundException`` if none."""
