@@ -336,6 +336,76 @@ def test_contact_flow_lifecycle(connect: Any) -> None:
 
 
 @needs_connect_model
+def test_flow_name_description_and_archiving(connect: Any) -> None:
+    """UpdateContactFlowName and UpdateContactFlowMetadata, as a deployment script renames,
+    redescribes and archives the flows it replaces."""
+    iid = new_instance(connect)
+    fid = connect.create_contact_flow(
+        InstanceId=iid, Name="Inbound v1", Type="CONTACT_FLOW", Content=FLOW, Description="old"
+    )["ContactFlowId"]
+    connect.create_contact_flow(
+        InstanceId=iid, Name="Inbound v2", Type="CONTACT_FLOW", Content=FLOW
+    )
+    connect.update_contact_flow_name(InstanceId=iid, ContactFlowId=fid, Name="Inbound (retired)")
+    flow = connect.describe_contact_flow(InstanceId=iid, ContactFlowId=fid)["ContactFlow"]
+    assert (flow["Name"], flow["Description"], flow["State"]) == (
+        "Inbound (retired)",
+        "old",
+        "ACTIVE",
+    )
+    connect.update_contact_flow_metadata(
+        InstanceId=iid, ContactFlowId=fid, Description="replaced by v2", ContactFlowState="ARCHIVED"
+    )
+    flow = connect.describe_contact_flow(InstanceId=iid, ContactFlowId=fid)["ContactFlow"]
+    assert (flow["Name"], flow["Description"], flow["State"]) == (
+        "Inbound (retired)",
+        "replaced by v2",
+        "ARCHIVED",
+    )
+    summaries = connect.list_contact_flows(InstanceId=iid)["ContactFlowSummaryList"]
+    assert {s["Name"]: s["ContactFlowState"] for s in summaries} == {
+        "Inbound (retired)": "ARCHIVED",
+        "Inbound v2": "ACTIVE",
+    }
+    with pytest.raises(connect.exceptions.DuplicateResourceException):
+        connect.update_contact_flow_name(InstanceId=iid, ContactFlowId=fid, Name="Inbound v2")
+    with pytest.raises(connect.exceptions.InvalidParameterException):
+        connect.update_contact_flow_metadata(
+            InstanceId=iid, ContactFlowId=fid, ContactFlowState="GONE"
+        )
+    with pytest.raises(connect.exceptions.ResourceNotFoundException):
+        connect.update_contact_flow_name(InstanceId=iid, ContactFlowId="nope", Name="x")
+    connect.delete_instance(InstanceId=iid)
+
+
+def test_a_registry_from_before_flow_states_opens_with_active_flows(tmp_path: Path) -> None:
+    """A data directory whose flows table has no state column (made before flows could be
+    archived) opens, and its flows are ACTIVE."""
+    import sqlite3
+
+    path = tmp_path / REGISTRY_FILE
+    registry = InstanceRegistry(path, region=REGION, account_id=ACCOUNT)
+    instance = registry.create_instance(
+        identity_management_type="CONNECT_MANAGED",
+        inbound_calls_enabled=True,
+        outbound_calls_enabled=False,
+    )
+    flow = registry.create_flow(instance.id, name="Main", flow_type="CONTACT_FLOW", content=FLOW)
+    registry.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE contact_flows DROP COLUMN state")
+    db.commit()
+    db.close()
+    registry = InstanceRegistry(path, region=REGION, account_id=ACCOUNT)
+    try:
+        assert registry.get_flow(instance.id, flow.id).state == "ACTIVE"
+        registry.update_flow_metadata(instance.id, flow.id, state="ARCHIVED")
+        assert registry.get_flow(instance.id, flow.id).state == "ARCHIVED"
+    finally:
+        registry.close()
+
+
+@needs_connect_model
 def test_invalid_flow_lists_problems(connect: Any) -> None:
     iid = new_instance(connect)
     for content in (BAD_FLOW, "not json", '{"Version": "2019-10-30"}', "/etc/passwd"):

@@ -118,7 +118,7 @@ def flow_json(flow: ContactFlow) -> dict[str, Any]:
         "Id": flow.id,
         "Name": flow.name,
         "Type": flow.type,
-        "State": "ACTIVE",
+        "State": flow.state,
         "Status": flow.status,
         "Content": flow.content,
         "Tags": flow.tags,
@@ -137,7 +137,7 @@ def flow_summary_json(flow: ContactFlow) -> dict[str, Any]:
         "Arn": flow.arn,
         "Name": flow.name,
         "ContactFlowType": flow.type,
-        "ContactFlowState": "ACTIVE",
+        "ContactFlowState": flow.state,
         "ContactFlowStatus": flow.status,
     }
 
@@ -351,6 +351,31 @@ async def update_flow_content(state: ServerState, p: dict[str, Any]) -> dict[str
     return {}
 
 
+async def update_flow_name(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
+    """``POST /contact-flows/{InstanceId}/{ContactFlowId}/name``."""
+    await state.run(
+        state.connect.update_flow_metadata,
+        p["InstanceId"],
+        p["ContactFlowId"],
+        name=p.get("Name"),
+        description=p.get("Description"),
+    )
+    return {}
+
+
+async def update_flow_metadata(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
+    """``POST /contact-flows/{InstanceId}/{ContactFlowId}/metadata``."""
+    await state.run(
+        state.connect.update_flow_metadata,
+        p["InstanceId"],
+        p["ContactFlowId"],
+        name=p.get("Name"),
+        description=p.get("Description"),
+        state=p.get("ContactFlowState"),
+    )
+    return {}
+
+
 async def delete_flow(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
     """``DELETE /contact-flows/{InstanceId}/{ContactFlowId}``."""
     await state.run(state.connect.delete_flow, p["InstanceId"], p["ContactFlowId"])
@@ -374,6 +399,8 @@ OPERATIONS: dict[str, ConnectHandler] = {
     "DescribeContactFlow": describe_flow,
     "ListContactFlows": list_flows,
     "UpdateContactFlowContent": update_flow_content,
+    "UpdateContactFlowName": update_flow_name,
+    "UpdateContactFlowMetadata": update_flow_metadata,
     "DeleteContactFlow": delete_flow,
 }
 """The operations served, by the model's operation name."""

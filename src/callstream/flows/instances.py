@@ -100,8 +100,13 @@ _SCHEMA = (
         content TEXT NOT NULL,
         tags TEXT NOT NULL DEFAULT '{}',
         modified_ms INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'ACTIVE',
         UNIQUE (instance_id, name)
     )""",
+)
+_MIGRATIONS = (
+    # (table, column, definition): columns added after a registry could have been made
+    ("contact_flows", "state", "TEXT NOT NULL DEFAULT 'ACTIVE'"),
 )
 
 
@@ -150,6 +155,8 @@ class ContactFlow:
     content: str
     tags: dict[str, str]
     modified_ms: int
+    state: str = "ACTIVE"
+    """``ACTIVE`` or ``ARCHIVED`` (UpdateContactFlowMetadata)."""
 
     @property
     def content_sha256(self) -> str:
@@ -199,6 +206,10 @@ class InstanceRegistry(ResourcesMixin):
         self._db = open_registry_db(self.path)
         for statement in _SCHEMA:
             self._db.execute(statement)
+        for table, column, definition in _MIGRATIONS:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         self._create_resource_tables()
 
     # -- instances -------------------------------------------------------------------------
@@ -402,7 +413,9 @@ class InstanceRegistry(ResourcesMixin):
             )
 
     # -- contact flows ---------------------------------------------------------------------
-    _FLOW_COLUMNS = "id, instance_id, name, type, status, description, content, tags, modified_ms"
+    _FLOW_COLUMNS = (
+        "id, instance_id, name, type, status, description, content, tags, modified_ms, state"
+    )
 
     def _flow(self, instance: Instance, flow_id: str) -> ContactFlow:
         row = self._db.execute(
@@ -416,7 +429,7 @@ class InstanceRegistry(ResourcesMixin):
 
     @staticmethod
     def _flow_of(instance: Instance, row: tuple[Any, ...]) -> ContactFlow:
-        fid, iid, name, ftype, status, description, content, tags, modified = row
+        fid, iid, name, ftype, status, description, content, tags, modified, state = row
         return ContactFlow(
             id=fid,
             arn=f"{instance.arn}/contact-flow/{fid}",
@@ -428,6 +441,7 @@ class InstanceRegistry(ResourcesMixin):
             content=content,
             tags=json.loads(tags),
             modified_ms=modified,
+            state=state,
         )
 
     def create_flow(
@@ -450,7 +464,7 @@ class InstanceRegistry(ResourcesMixin):
             try:
                 self._db.execute(
                     f"INSERT INTO contact_flows ({self._FLOW_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         fid,
                         instance.id,
@@ -461,6 +475,7 @@ class InstanceRegistry(ResourcesMixin):
                         content,
                         json.dumps(tags or {}),
                         time.time_ns() // 1_000_000,
+                        "ACTIVE",
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -500,6 +515,38 @@ class InstanceRegistry(ResourcesMixin):
                 "UPDATE contact_flows SET content = ?, modified_ms = ? WHERE id = ?",
                 (content, time.time_ns() // 1_000_000, flow.id),
             )
+            return self._flow(instance, flow.id)
+
+    def update_flow_metadata(
+        self,
+        instance_id: str,
+        flow_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        state: str | None = None,
+    ) -> ContactFlow:
+        """Rename, redescribe, archive or restore a flow (UpdateContactFlowName / Metadata);
+        a name another flow of the instance has is ``DuplicateResourceException``."""
+        with self._lock:
+            instance = self._find(instance_id)
+            flow = self._flow(instance, flow_id)
+            try:
+                self._db.execute(
+                    "UPDATE contact_flows SET name = ?, description = ?, state = ?, "
+                    "modified_ms = ? WHERE id = ?",
+                    (
+                        flow.name if name is None else name,
+                        flow.description if description is None else description,
+                        flow.state if state is None else state,
+                        time.time_ns() // 1_000_000,
+                        flow.id,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise ConnectError(
+                    "DuplicateResourceException", f"A flow named {name} already exists."
+                ) from None
             return self._flow(instance, flow.id)
 
     def delete_flow(self, instance_id: str, flow_id: str) -> None:
