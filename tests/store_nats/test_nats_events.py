@@ -150,6 +150,25 @@ def test_each_nodes_events_reach_the_other_with_their_origin(cluster: Any) -> No
     asyncio.run(main())
 
 
+def test_events_published_just_before_a_node_closes_reach_the_others(cluster: Any) -> None:
+    """A node shutting down (its calls hung up, their ENDED events just published) sends
+    what its outbox still holds before it stops, not at its next start."""
+
+    async def main() -> None:
+        a, b = await cluster("a").start(), await cluster("b").start()
+        try:
+            on_b = b.bus.subscribe(EventFilter())
+            for i in range(300):
+                a.bus.publish(created(i))
+            await a.close()
+            got = await take(on_b, 300)
+            assert [e.get("StreamName") for e in got] == [f"s{i}" for i in range(300)]
+        finally:
+            await b.close()
+
+    asyncio.run(main())
+
+
 def test_a_node_that_was_away_catches_up_and_nothing_is_imported_twice(cluster: Any) -> None:
     async def main() -> None:
         a, b = await cluster("a").start(), await cluster("b").start()

@@ -63,6 +63,10 @@ DUPLICATE_WINDOW_S = 600.0
 BATCH = 256
 RETRY_S = 1.0
 SAVE_EVERY_S = 1.0
+DRAIN_S = 5.0
+DRAIN_POLL_S = 0.05
+"""How long closing waits for the outbox to publish what this node published before it
+(calls ended by the shutdown); what is left then goes out at the node's next start."""
 
 
 def events_stream(prefix: str) -> str:
@@ -156,6 +160,7 @@ class ClusterEvents:
         self._outbox_sub: Any = None
         self._psub: Any = None  # the inbox's subscription
         self._closed = False
+        self._draining = False
         self._saving = asyncio.Lock()
         self._too_big_warned = False
 
@@ -175,7 +180,12 @@ class ClusterEvents:
         ]
 
     async def close(self) -> None:
-        """Stop relaying and save the state."""
+        """Publish what is still in the outbox (for at most :data:`DRAIN_S`), stop
+        relaying and save the state."""
+        self._draining = True
+        if self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._tasks[0]), DRAIN_S)
         self._closed = True
         if self._outbox_sub is not None:
             self._outbox_sub.end()
@@ -237,9 +247,10 @@ class ClusterEvents:
         async with self.bus.subscribe(EventFilter(local=True), self.state.sent) as sub:
             self._outbox_sub = sub
             while not self._closed:
-                event = await sub.next(SAVE_EVERY_S)
+                event = await sub.next(DRAIN_POLL_S if self._draining else SAVE_EVERY_S)
                 if event is None:
-                    if sub.ended:
+                    if sub.ended or self._draining:
+                        self.state.sent = max(self.state.sent, sub.cursor)
                         break
                     if unsaved:
                         self.state.sent = max(self.state.sent, sub.cursor)
