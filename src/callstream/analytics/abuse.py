@@ -9,12 +9,15 @@ never the first one), repeated letters (``fuuuck``) and common look-alikes (``$h
 What is matched (all tables below):
 
 * **words** (:data:`_WORDS`): profanity (mild, strong, worst) and insults, inflections
-  listed explicitly (no stemming, so "assessment" never reduces to "ass");
+  listed explicitly (no stemming, so "assessment" never reduces to "ass"), with the
+  dialect words callers use in other Englishes ("bampot", "fokken", "mumu", "bodoh", "poes");
 * **insults aimed at the listener**: an addressee ("you", "you lot", "you people", "your
   staff", "all of you", the question "are you"), an optional copula ("'re", "are"), up to
   five modifiers ("a", "absolute", "bunch of", "fucking", "thieving") and an insult word.
   Words in :data:`_DIRECTED_ONLY` ("cow", "liar", "deaf", "waste of space") count only in
-  this shape: "you stupid cow" is abuse, "the cow field" is not;
+  this shape: "you stupid cow" is abuse, "the cow field" is not. An order to the listener
+  ("stop being such a dropkick", "don't be a muppet") and the insult named first ("crooks,
+  the lot of you", "what an idiot you are") are aimed at the listener too;
 * **dismissals** (:data:`_PHRASES`): "go to hell", "piss off", "shove it up your arse" ...;
 * **threats** (:data:`_THREATS`): a first-person future ("I'll", "I'm going to", "I swear
   I'll"), optionally "come round there and", a violent verb and a person or place as its
@@ -24,7 +27,9 @@ What is matched (all tables below):
 
 Not abuse (severity 0; the hit is still reported): an insult aimed at oneself ("I'm such
 an idiot") or negated ("you're not an idiot"), and profanity used as an intensifier of
-praise ("damn good service", "bloody marvellous", "fucking brilliant").
+praise ("damn good service", "bloody marvellous", "fucking brilliant"). Profanity aimed at
+nobody is mild (severity 1, not abusive on its own): an exclamation at a mishap ("oh shit",
+"ag fok") or a verdict on the situation ("och this is pure shite").
 
 Scoring (documented thresholds):
 
@@ -105,6 +110,8 @@ _add(
     "sodding",
     "frigging",
     "feck",
+    "frickin",
+    "fricking",
 )
 _add(
     "PROFANITY",
@@ -161,6 +168,12 @@ _add(
     "douche",
     "douchebag",
     "goddamnit",
+    # South African, Filipino, Malay/Singaporean English
+    "fok",
+    "fokken",
+    "fokkin",
+    "putangina",
+    "puta",
 )
 _add(
     "PROFANITY",
@@ -172,6 +185,10 @@ _add(
     "motherfucking",
     "whore",
     "slut",
+    "poes",
+    "cheebye",
+    "cibai",
+    "knn",
 )
 _add(
     "INSULT",
@@ -215,6 +232,13 @@ _add(
     "dingbat",
     "dingbats",
     "dipstick",
+    # Scottish, Nigerian, Malay/Singaporean, Filipino English
+    "bampot",
+    "bampots",
+    "mumu",
+    "mumus",
+    "bodoh",
+    "gago",
 )
 # words that are only mildly rude unless aimed at someone ("this stupid form" vs "you're stupid")
 _add(
@@ -245,6 +269,7 @@ _DIRECTED_ONLY = (
     "crooked", "vermin", "hyenas", "swindlers", "leech", "parasite", "slobs", "slob",
     "bludgers", "bludger", "gobshites", "gobshite", "halfwits", "clown show", "circus",
     "galah", "wally", "div", "dope", "glorified answering machine", "glorified robot",
+    "dof", "twp", "ode", "dropkick", "dropkicks", "doos", "tanga", "bobo",
 )
 # fmt: on
 
@@ -296,9 +321,11 @@ def _alternation(words: Iterable[str]) -> str:
 # who an insult is aimed at: the listener, the listener's group or colleagues
 _ADDRESSEE = (
     r"(?:\b(?:you|ya)(?:\s+(?:[a-z]+\s+)?(?:lot|people|guys|lads|folk|folks)|\s+(?:two|all))?"
-    r"|\byour\s+(?:staff|people|lot|engineers?|agents?|team|colleagues?|managers?|boss"
-    r"|supervisors?|technicians?|drivers?|company|firm|bank|business|lot)"
-    r"|\ball\s+of\s+you)"
+    r"|\byour\s+(?:[a-z]+\s+){0,2}?(?:staff|people|lot|engineers?|agents?|team|colleagues?"
+    r"|managers?|boss|supervisors?|technicians?|drivers?|company|firm|bank|business|lot)"
+    r"|\ball\s+of\s+you"
+    # an order to the listener: "stop being such a dropkick", "don't be a muppet"
+    r"|\bstop\s+being|\bdon['\u2019]?t\s+be)"
     r"(?:\s*['\u2019]re|\s+(?:are|r|were|is|have\s+been|'ve\s+been))?(?:\s+all)?"
 )
 _ASKED = r"\bare\s+(?:you|ya|u)(?:\s+(?:lot|people|guys|all))?(?:\s+(?:just|really|actually))?"
@@ -355,6 +382,13 @@ _INSULT_THEN_YOU = re.compile(
     r"(?:you\s+(?:are|lot\s+are|people\s+are)|you['\u2019]re)\b",
     re.IGNORECASE,
 )
+# the insult, then who it is for: "crooks the lot of you", "idiots, all of you"
+_INSULT_THE_LOT = re.compile(
+    rf"\b(?:{_alternation(_INSULT_TARGETS)})\s*,?\s+"
+    r"(?:the\s+(?:whole\s+)?lot\s+of\s+(?:you|yous|ye)"
+    r"|all\s+of\s+(?:you|yous|ye)|you\s+lot)\b",
+    re.IGNORECASE,
+)
 # a group named by its trade: "you insurance crooks", "these bank leeches" (plural insults
 # only; animals are left out of the "these ..." form: "these rats" may be in the loft)
 _PLURAL_TARGETS = [w for w in _INSULT_TARGETS if w.endswith("s") and " " not in w]
@@ -385,7 +419,8 @@ _PRAISE = re.compile(
     re.IGNORECASE,
 )
 EXCLAMATION = re.compile(
-    r"\b(?:oh|ah|aw|ugh|argh|holy|bloody|oh\s+my)\s+(?:shit|crap|fuck|hell|damn)\b"
+    r"\b(?:oh|ah|aw|ag|och|eish|ugh|argh|holy|bloody|oh\s+my)\s+(?:shit|shite|crap|fuck|fok|hell"
+    r"|damn)\b"
     r"(?!\s+(?:you|off))"
     r"|\bfor\s+(?:fuck|fuck['\u2019]?s|god['\u2019]?s|christ['\u2019]?s|pete['\u2019]?s)"
     r"\s+sake\b"
@@ -395,8 +430,20 @@ EXCLAMATION = re.compile(
 )
 """Profanity as an exclamation at a mishap, aimed at nobody ("oh shit", "for fuck's sake",
 "shit, sorry"): mild (severity 1), and the sentiment scorer reads it as a plain "oh"."""
+SITUATION = re.compile(
+    r"\b(?:this|it|that|all\s+this)(?:['\u2019]s|\s+is|\s+was)\s+(?:just\s+|so\s+)?"
+    r"(?:pure|total|absolute|utter|complete)\s+(?:shite|shit|crap|pish)\b",
+    re.I,
+)
+"""Profanity judging a situation, aimed at nobody ("och this is pure shite", "it's absolute
+crap"): mild (severity 1). "Your service is shite" names the company and stays strong."""
 _PHRASES = [
     (EXCLAMATION, "PROFANITY", 1),
+    (SITUATION, "PROFANITY", 1),
+    # Hokkien, as Singaporean and Malaysian callers swear
+    (re.compile(r"\bkan\s*ni\s*na\b|\bchee\s*bye\b|\bci\s*bai\b", re.I), "PROFANITY", 3),
+    # Tagalog "you" after the insult: "tanga ka ba", "bobo ka talaga"
+    (re.compile(r"\b(?:tanga|bobo|gago|ulol)\s+(?:ka|kayo)\b", re.I), "INSULT", 3),
     (
         re.compile(r"\b(?:go\s+)?(?:fuck|screw)\s+(?:you|off|yourself|yourselves)\b", re.I),
         "INSULT",
@@ -422,7 +469,17 @@ _PHRASES = [
             r"|shitshow|joke\s+of\s+a\s+company)\b"
             r"|\bdo\s+your\s+(?:damn|bloody|fucking|effing|flipping|goddamn)\s+job\b"
             r"|\byou(?:['\u2019]re|\s+are)\s+(?:just\s+)?nothing\s+but\s+an?\b"
-            r"|\bhalf\s+a\s+brain\b|\b(?:one|two|a\s+single)\s+brain\s+cells?\b",
+            r"|\bhalf\s+a\s+brain\b|\b(?:one|two|a\s+single)\s+brain\s+cells?\b"
+            # who the company hires: "anybody with a pulse", "someone who actually has a brain"
+            r"|\b(?:anybody|anyone|someone|somebody)\s+with\s+a\s+pulse\b"
+            r"|\b(?:someone|somebody|anyone|anybody|one)\s+(?:(?:on|in|here|there|else)\s+)?"
+            r"(?:(?:who|that)\s+(?:actually\s+"
+            r"|really\s+)?(?:has|have|has\s+got|['\u2019]s\s+got)|with)\s+(?:actually\s+)?"
+            r"(?:a\s+brain|brains|a\s+clue|a\s+working\s+brain)"
+            r"(?=\s*(?:$|[,.!?]|(?:please|for\s+once|and|or|you|who|in|on|to|this|because)\b))"
+            r"|\b(?:smarter|brighter|sharper|cleverer)\s+than\s+an?\s+(?:bag|box|sack|bucket"
+            r"|pile|lump|plank|rock|brick|potato|doorknob|goldfish)\b"
+            r"|\b(?:dumb|thick|dim)\s+as\s+an?\s+(?:bag|box|sack|bucket)\s+of\s+\w+",
             re.I,
         ),
         "INSULT",
@@ -625,6 +682,10 @@ def scan_text(text: str) -> list[Hit]:
         hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), 0 if negated else 3))
         taken.append((m.start(), m.end()))
     for m in _INSULT_THEN_YOU.finditer(text):
+        if not any(a <= m.start() < b for a, b in taken):
+            hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), 3))
+            taken.append((m.start(), m.end()))
+    for m in _INSULT_THE_LOT.finditer(text):
         if not any(a <= m.start() < b for a, b in taken):
             hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), 3))
             taken.append((m.start(), m.end()))
