@@ -400,3 +400,44 @@ def test_get_data_endpoint_sends_live_readers_to_the_node_that_ingests(
         a.stop()
         if b is not None:
             b.stop()
+
+
+def test_a_call_analysed_on_one_node_is_in_the_call_list_of_the_other(
+    nats_url: str, tmp_path: Path
+) -> None:
+    import time
+
+    from callstream.analytics.service import AnalyticsConfig
+
+    prefix = f"ev{uuid.uuid4().hex[:10]}"
+    config = ServerConfig(
+        store=nats_url,
+        store_prefix=prefix,
+        analytics=AnalyticsConfig(engine="none", idle_end_s=0.5),
+    )
+    a = ServerThread(tmp_path / "a", config=config).start()
+    b: ServerThread | None = None
+    try:
+        stream = a.run(a.store.create_stream("analysed-on-a", data_retention_hours=1))
+        (tmp_path / "b").mkdir()  # the same master key file on every node
+        shutil.copy(tmp_path / "a" / "keys.json", tmp_path / "b" / "keys.json")
+        b = ServerThread(tmp_path / "b", config=config).start()
+        a.state.events.publish(
+            Event.of(
+                "MediaStreamingStarted",
+                ContactId="c-analysed-on-a",
+                StreamARN=stream.arn,
+                StartFragmentNumber="91343852333181432392682062607743920146264220000",
+                StartTimestamp=int(time.time() * 1000),
+            )
+        )
+        calls_b = b.state.calls
+        assert calls_b is not None
+        row = wait_for(lambda: calls_b.get("c-analysed-on-a"), 60, "B never listed A's call")
+        assert row.node == a.state.events.node and row.source == "CONNECT"
+        assert a.state.calls is not None and a.state.calls.get("c-analysed-on-a") is not None
+        assert a.state.calls.get("c-analysed-on-a").node is None  # type: ignore[union-attr]
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()

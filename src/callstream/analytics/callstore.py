@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CallRow", "CallStore", "call_dir_name"]
+from callstream.events.types import Event
+
+__all__ = ["CallRow", "CallStore", "apply_event", "call_dir_name"]
 
 STATUSES = ("STARTED", "TRANSCRIBING", "ENDED", "ERRORED")
 
@@ -51,10 +53,17 @@ CREATE TABLE IF NOT EXISTS calls (
     categories       TEXT NOT NULL DEFAULT '[]',
     flags            TEXT NOT NULL DEFAULT '[]',
     behind_s         REAL NOT NULL DEFAULT 0,
-    summary          TEXT
+    summary          TEXT,
+    node             TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_ms DESC, call_id);
+CREATE TABLE IF NOT EXISTS remote_cursor (
+    id     INTEGER PRIMARY KEY CHECK (id = 0),
+    cursor INTEGER NOT NULL
+);
 """
+_ADDED_COLUMNS = (("node", "TEXT"),)
+"""Columns added after a call list could have been made (added on open)."""
 
 _COLUMNS = (
     "call_id",
@@ -78,6 +87,7 @@ _COLUMNS = (
     "flags",
     "behind_s",
     "summary",
+    "node",
 )
 
 
@@ -118,6 +128,8 @@ class CallRow:
     flags: list[str] = field(default_factory=list)
     behind_s: float = 0.0
     summary: str | None = None
+    node: str | None = None
+    """The cluster node that analyses the call, when it is not this one."""
 
     def to_json(self) -> dict[str, Any]:
         """The row as the HTTP API and ``callstream calls --json`` show it."""
@@ -143,7 +155,32 @@ class CallRow:
             "Flags": self.flags,
             "SecondsBehindLive": round(self.behind_s, 3),
             "Summary": self.summary,
+            "Node": self.node,
         }
+
+
+def apply_event(row: CallRow, event: Event, sentiments: dict[str, list[float]]) -> None:
+    """What one of the call's analytics events changes in its row: segment count and mean
+    weighted sentiment per channel (``sentiments`` holds each channel's values so far),
+    categories, the abusive-caller flag, the agent."""
+    if event.type == "TranscriptSegment" and not event.get("IsPartial"):
+        if event.get("Transcript"):
+            row.segments += 1
+        weighted = event.get("SentimentWeighted")
+        if weighted is not None:
+            values = sentiments.setdefault(str(event.get("Channel")), [])
+            values.append(float(weighted))
+            mean = round(sum(values) / len(values), 3)
+            if event.get("Channel") == "CALLER":
+                row.caller_sentiment = mean
+            else:
+                row.agent_sentiment = mean
+    elif event.type == "CategoryMatched":
+        row.categories = sorted({*row.categories, *event.get("MatchedCategories", [])})
+    elif event.type == "CallAlert" and event.get("AlertType") == "ABUSIVE_CALLER":
+        row.flags = sorted({*row.flags, "ABUSIVE_CALLER"})
+    elif event.type == "AgentUpdated":
+        row.agent_id = event.get("AgentId")
 
 
 def _row(values: tuple[Any, ...]) -> CallRow:
@@ -166,6 +203,10 @@ class CallStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -181,17 +222,36 @@ class CallStore:
         """A file of the call (not created)."""
         return self.directory / "calls" / call_dir_name(call_id) / name
 
-    def upsert(self, row: CallRow) -> None:
-        """Insert or replace a call's row."""
+    def upsert(self, row: CallRow, *, remote_cursor: int | None = None) -> None:
+        """Insert or replace a call's row; with ``remote_cursor``, record in the same
+        transaction that the bus event at that cursor is applied (:mod:`.remote`)."""
         values = [getattr(row, c) for c in _COLUMNS]
         # unescaped JSON, so that a search for "Réclamation" finds the category
         values[_COLUMNS.index("categories")] = json.dumps(row.categories, ensure_ascii=False)
         values[_COLUMNS.index("flags")] = json.dumps(row.flags, ensure_ascii=False)
         marks = ", ".join("?" * len(_COLUMNS))
         with self._lock:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})", values
-            )
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                    values,
+                )
+                if remote_cursor is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO remote_cursor (id, cursor) VALUES (0, ?)",
+                        (remote_cursor,),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def remote_cursor(self) -> int | None:
+        """The bus cursor of the last relayed event applied to the call list."""
+        with self._lock:
+            found = self._db.execute("SELECT cursor FROM remote_cursor WHERE id = 0").fetchone()
+        return int(found[0]) if found else None
 
     def get(self, call_id: str) -> CallRow | None:
         """A call's row."""

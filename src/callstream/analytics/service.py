@@ -39,6 +39,7 @@ from callstream.analytics.asr import Recognizer, open_recognizer
 from callstream.analytics.call import CallSettings
 from callstream.analytics.callstore import CallRow, CallStore
 from callstream.analytics.pool import AsrPool
+from callstream.analytics.remote import RemoteCalls
 from callstream.analytics.session import LEGS_FILE, CallSession
 from callstream.analytics.sources import CONNECT_TRACKS
 from callstream.events.bus import EventBus
@@ -100,6 +101,8 @@ class CallAnalyticsService:
         self._by_transaction: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._loading: asyncio.Task[AsrPool] | None = None
+        self.remote = RemoteCalls(bus, calls)
+        """The calls other nodes of a cluster analyse, kept in this node's call list."""
 
     async def start(self) -> None:
         """Start the bus listener, and load the recogniser in the background (a server
@@ -112,6 +115,7 @@ class CallAnalyticsService:
         self._task = asyncio.create_task(self._listen(subscription), name="callstream-analytics")
         for row, legs in interrupted:
             await self._resume(row, legs)
+        await self.remote.start()
 
     async def _load(self) -> AsrPool:
         cfg = self.config
@@ -139,6 +143,7 @@ class CallAnalyticsService:
 
     async def stop(self) -> None:
         """Stop listening; calls in progress end now (their finals are finished)."""
+        await self.remote.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,6 +166,8 @@ class CallAnalyticsService:
         found = []
         for status in ("TRANSCRIBING", "STARTED"):
             for row in self.calls.list_calls(status=status, limit=1000):
+                if row.node is not None:
+                    continue  # another node analyses it
                 try:
                     legs = json.loads(self.calls.path(row.call_id, LEGS_FILE).read_text())
                 except (OSError, ValueError):

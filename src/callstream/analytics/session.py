@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from callstream.analytics.call import CallAnalysis, UtteranceJob
-from callstream.analytics.callstore import CallRow
+from callstream.analytics.callstore import CallRow, apply_event
 from callstream.analytics.pool import AsrJob
 from callstream.analytics.sources import ChannelFeed, SourceError
 from callstream.events.bus import EventBusError
@@ -270,25 +270,7 @@ class CallSession:
         self._update_row(event)
 
     def _update_row(self, event: Event) -> None:
-        row = self.row
-        if event.type == "TranscriptSegment" and not event.get("IsPartial"):
-            if event.get("Transcript"):
-                row.segments += 1
-            weighted = event.get("SentimentWeighted")
-            if weighted is not None:
-                values = self._sentiment[event.get("Channel")]
-                values.append(float(weighted))
-                mean = round(sum(values) / len(values), 3)
-                if event.get("Channel") == "CALLER":
-                    row.caller_sentiment = mean
-                else:
-                    row.agent_sentiment = mean
-        elif event.type == "CategoryMatched":
-            row.categories = sorted({*row.categories, *event.get("MatchedCategories", [])})
-        elif event.type == "CallAlert" and event.get("AlertType") == "ABUSIVE_CALLER":
-            row.flags = sorted({*row.flags, "ABUSIVE_CALLER"})
-        elif event.type == "AgentUpdated":
-            row.agent_id = event.get("AgentId")
+        apply_event(self.row, event, self._sentiment)
         self.save_row()
 
     def save_row(self) -> None:

@@ -172,7 +172,12 @@ async def get_events(request: web.Request, state: ServerState) -> web.StreamResp
 async def get_recording(request: web.Request, state: ServerState) -> web.StreamResponse:
     """The call's stereo WAV."""
     call_id = request.match_info["call_id"]
-    await call_row(state, call_id)
+    row = await call_row(state, call_id)
+    if row.node is not None:
+        raise KvsError(
+            "ResourceNotFoundException",
+            f"Call {call_id} is analysed on cluster node {row.node}: its recording is there.",
+        )
     path = recording_path(state, call_id)
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
