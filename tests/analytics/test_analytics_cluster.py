@@ -162,3 +162,19 @@ def test_calls_another_node_analyses_are_in_this_nodes_call_list(tmp_path: Path)
         wait_for(lambda: (r := calls.get("far")) is not None and r.agent_id == "agent-7", 60)
         after = calls.get("far")
         assert after is not None and after.segments == 2 and after.status == "ENDED"
+
+
+def test_a_node_alone_records_how_far_it_read_so_a_restart_does_not_rescan(
+    tmp_path: Path,
+) -> None:
+    """With no relayed events (one node, the embedded store), the follower still moves its
+    saved cursor past the node's own events once it is idle."""
+    config = ServerConfig(analytics=AnalyticsConfig(engine="none", idle_end_s=0.5))
+    with ServerThread(tmp_path, config=config) as server:
+        bus, calls = server.state.events, server.state.calls
+        assert calls is not None
+        last = 0
+        for i in range(20):
+            last = bus.publish(Event.of("CallAnalyticsStarted", CallId=f"own-{i}", Source="FILE"))
+        wait_for(lambda: (calls.remote_cursor() or 0) >= last, 60, "the cursor never moved")
+        assert all(calls.get(f"own-{i}") is None for i in range(20))  # not this follower's

@@ -247,6 +247,13 @@ class CallStore:
                 raise
             self._db.execute("COMMIT")
 
+    def set_remote_cursor(self, cursor: int) -> None:
+        """Record that the bus up to ``cursor`` holds no relayed event left to apply."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO remote_cursor (id, cursor) VALUES (0, ?)", (cursor,)
+            )
+
     def remote_cursor(self) -> int | None:
         """The bus cursor of the last relayed event applied to the call list."""
         with self._lock:

@@ -12,7 +12,8 @@ are the same on every node, and a live transcript follows on any of them (its se
 on every bus). The recording and the export stay on the node that made them.
 
 Each event is applied once: the row and the bus cursor of the event are written in one
-transaction, and after a restart the node goes on from that cursor (a line of
+transaction (when idle, the cursor also moves past the node's own events), and after a
+restart the node goes on from that cursor (a line of
 ``events.jsonl`` written just before a crash may appear twice; the transcript keeps one
 segment per id). A row this node analyses itself is never touched by relayed events.
 """
@@ -49,6 +50,8 @@ REMOTE_TYPES = frozenset(
     }
 )
 """The analytics events a call's row and log are built from on the other nodes."""
+SAVE_EVERY_S = 1.0
+"""How soon an idle follower records how far it has read (so a start need not rescan)."""
 
 
 class RemoteCalls:
@@ -77,12 +80,23 @@ class RemoteCalls:
                 await self._task
 
     async def _run(self) -> None:
-        assert self._subscription is not None
-        async for event in self._subscription:
+        sub = self._subscription
+        assert sub is not None
+        saved = await asyncio.to_thread(self.calls.remote_cursor) or 0
+        while not sub.ended:
+            event = await sub.next(SAVE_EVERY_S)
+            if event is None:
+                # idle: what was passed over (this node's own events) need not be read
+                # again at the next start
+                if sub.cursor > saved:
+                    saved = sub.cursor
+                    await asyncio.to_thread(self.calls.set_remote_cursor, saved)
+                continue
             if event.origin is None:
                 continue  # this node's own analysis keeps its rows itself
             try:
                 await asyncio.to_thread(self.apply, event)
+                saved = event.cursor
             except Exception:
                 log.exception("call list: cannot apply %s from node %s", event.type, event.origin)
 
