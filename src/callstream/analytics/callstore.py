@@ -27,7 +27,18 @@ from typing import Any
 
 from callstream.events.types import Event
 
-__all__ = ["CallRow", "CallStore", "apply_event", "call_dir_name"]
+__all__ = ["CALL_EVENT_TYPES", "CallRow", "CallStore", "apply_event", "call_dir_name"]
+
+CALL_EVENT_TYPES = (
+    "CallAnalyticsStarted",
+    "TranscriptSegment",
+    "CategoryMatched",
+    "CallAlert",
+    "AgentUpdated",
+    "CallSummary",
+    "CallAnalyticsEnded",
+)
+"""The analytics events of a call: what its row and its ``events.jsonl`` are made of."""
 
 STATUSES = ("STARTED", "TRANSCRIBING", "ENDED", "ERRORED")
 

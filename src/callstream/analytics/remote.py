@@ -27,7 +27,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from callstream.analytics.callstore import CallRow, CallStore, apply_event
+from callstream.analytics.callstore import CALL_EVENT_TYPES, CallRow, CallStore, apply_event
 from callstream.analytics.session import lca_record
 from callstream.events.types import Event, EventFilter
 
@@ -38,17 +38,7 @@ __all__ = ["REMOTE_TYPES", "RemoteCalls"]
 
 log = logging.getLogger("callstream.analytics")
 
-REMOTE_TYPES = frozenset(
-    {
-        "CallAnalyticsStarted",
-        "TranscriptSegment",
-        "CategoryMatched",
-        "CallAlert",
-        "AgentUpdated",
-        "CallSummary",
-        "CallAnalyticsEnded",
-    }
-)
+REMOTE_TYPES = frozenset(CALL_EVENT_TYPES)
 """The analytics events a call's row and log are built from on the other nodes."""
 SAVE_EVERY_S = 1.0
 """How soon an idle follower records how far it has read (so a start need not rescan)."""

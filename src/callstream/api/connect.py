@@ -351,20 +351,9 @@ async def update_flow_content(state: ServerState, p: dict[str, Any]) -> dict[str
     return {}
 
 
-async def update_flow_name(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
-    """``POST /contact-flows/{InstanceId}/{ContactFlowId}/name``."""
-    await state.run(
-        state.connect.update_flow_metadata,
-        p["InstanceId"],
-        p["ContactFlowId"],
-        name=p.get("Name"),
-        description=p.get("Description"),
-    )
-    return {}
-
-
 async def update_flow_metadata(state: ServerState, p: dict[str, Any]) -> dict[str, Any]:
-    """``POST /contact-flows/{InstanceId}/{ContactFlowId}/metadata``."""
+    """``POST /contact-flows/{InstanceId}/{ContactFlowId}/metadata`` and ``.../name``
+    (UpdateContactFlowName: the same without a state)."""
     await state.run(
         state.connect.update_flow_metadata,
         p["InstanceId"],
@@ -399,7 +388,7 @@ OPERATIONS: dict[str, ConnectHandler] = {
     "DescribeContactFlow": describe_flow,
     "ListContactFlows": list_flows,
     "UpdateContactFlowContent": update_flow_content,
-    "UpdateContactFlowName": update_flow_name,
+    "UpdateContactFlowName": update_flow_metadata,
     "UpdateContactFlowMetadata": update_flow_metadata,
     "DeleteContactFlow": delete_flow,
 }

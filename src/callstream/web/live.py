@@ -22,22 +22,13 @@ import json
 
 from aiohttp import web
 
-from callstream.analytics.callstore import CallRow, CallStore
+from callstream.analytics.callstore import CALL_EVENT_TYPES, CallRow, CallStore
 from callstream.api.app import ServerState
 from callstream.events.types import EventFilter, encode
 from callstream.web.http import UiError
 
 __all__ = ["CALL_EVENT_TYPES", "ROUTES", "stream_live"]
 
-CALL_EVENT_TYPES = (
-    "CallAnalyticsStarted",
-    "TranscriptSegment",
-    "CategoryMatched",
-    "CallAlert",
-    "AgentUpdated",
-    "CallSummary",
-    "CallAnalyticsEnded",
-)
 ROW_INTERVAL_S = 0.5
 HEARTBEAT_S = 15.0
 
