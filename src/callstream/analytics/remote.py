@@ -41,7 +41,7 @@ log = logging.getLogger("callstream.analytics")
 REMOTE_TYPES = frozenset(CALL_EVENT_TYPES)
 """The analytics events a call's row and log are built from on the other nodes."""
 SAVE_EVERY_S = 1.0
-"""How soon an idle follower records how far it has read (so a start need not rescan)."""
+"""How often the follower records how far it has read (so a start need not rescan)."""
 
 
 class RemoteCalls:
@@ -72,23 +72,24 @@ class RemoteCalls:
     async def _run(self) -> None:
         sub = self._subscription
         assert sub is not None
+        loop = asyncio.get_running_loop()
         saved = await asyncio.to_thread(self.calls.remote_cursor) or 0
+        saved_at = loop.time()
         while not sub.ended:
             event = await sub.next(SAVE_EVERY_S)
-            if event is None:
-                # idle: what was passed over (this node's own events) need not be read
-                # again at the next start
+            if event is not None and event.origin is not None:
+                try:
+                    await asyncio.to_thread(self.apply, event)
+                    saved = event.cursor
+                except Exception:
+                    log.exception("call list: cannot apply %s from %s", event.type, event.origin)
+            # this node's own events (its analysis keeps its rows itself) need not be read
+            # again at the next start: record now and then how far the bus was read
+            if event is None or loop.time() - saved_at >= SAVE_EVERY_S:
+                saved_at = loop.time()
                 if sub.cursor > saved:
                     saved = sub.cursor
                     await asyncio.to_thread(self.calls.set_remote_cursor, saved)
-                continue
-            if event.origin is None:
-                continue  # this node's own analysis keeps its rows itself
-            try:
-                await asyncio.to_thread(self.apply, event)
-                saved = event.cursor
-            except Exception:
-                log.exception("call list: cannot apply %s from node %s", event.type, event.origin)
 
     def apply(self, event: Event) -> None:
         """Apply one relayed analytics event (blocking: files and SQLite)."""
