@@ -204,6 +204,29 @@ def test_new_calls_appear_and_their_rows_update_live_with_an_alert(
     page.close()
 
 
+def test_a_call_another_cluster_node_analysed_names_that_node(
+    live_server: ServerThread, browser: Browser
+) -> None:
+    from callstream.analytics.callstore import CallRow
+
+    calls = live_server.state.calls
+    assert calls is not None
+    started = now_ms()
+    calls.upsert(
+        CallRow("far-call", "VOICE_CONNECTOR", "ENDED", started, started, ended_ms=started,
+                duration_s=12.0, node="node-b")
+    )  # fmt: skip
+    page = browser.page()
+    page.goto(live_server.url + "/ui/#/calls")
+    wait_rows(page, "far-call")
+    source = page.locator("tr[data-call-id='far-call'] td").nth(1).inner_text()
+    assert "Voice connector" in source and "node-b" in source
+    page.goto(live_server.url + "/ui/#/calls/far-call")
+    page.wait_for_selector("#player:has-text('node-b')", timeout=WAIT_MS)
+    assert "cluster node node-b" in page.locator("#player").inner_text()
+    page.close()
+
+
 # --- a call -----------------------------------------------------------------------------------
 def test_a_live_transcript_grows_replaces_partials_and_follows_until_the_reader_scrolls_up(
     live_server: ServerThread, browser: Browser

@@ -306,7 +306,8 @@ export function callDetailView({ main }, callId) {
           h('p', { class: 'muted small' }, 'Stereo: caller left, agent right. Click a line to play from it.'));
       }
     } else {
-      fill(player, h('p', { class: 'muted' }, LIVE.has(row?.Status) ? 'The recording is ready when the call ends.' : 'No recording.'));
+      const where = row?.Node ? `The recording is on cluster node ${row.Node}, which analysed this call.` : null;
+      fill(player, h('p', { class: 'muted' }, where || (LIVE.has(row?.Status) ? 'The recording is ready when the call ends.' : 'No recording.')));
     }
     const ended = Boolean(detail && detail.Call);
     fill(

@@ -78,7 +78,9 @@ export function callListView({ main, feed, params }) {
     const abusive = (row.Flags || []).includes('ABUSIVE_CALLER');
     return [
       h('a', { href: `#/calls/${encodeURIComponent(row.CallId)}`, class: 'call-link mono' }, row.CallId),
-      sourceName(row.Source),
+      row.Node
+        ? h('span', { title: `Analysed on cluster node ${row.Node}` }, sourceName(row.Source), h('span', { class: 'muted small node' }, ` · ${row.Node}`))
+        : sourceName(row.Source),
       h('time', { datetime: new Date(row.StartedAt).toISOString() }, fmtTime(row.StartedAt)),
       row.CustomerPhoneNumber || '–',
       row.AgentId || '–',
