@@ -254,6 +254,7 @@ def cmd_calls(args: argparse.Namespace) -> int:
             f"{started}  {call['Status']:<12} {call['DurationSeconds']:7.1f}s  "
             f"caller {_score(sentiment['CALLER']['Overall'])} "
             f"agent {_score(sentiment['AGENT']['Overall'])}  {flags}  {call['CallId']}"
+            + (f"  (node {call['Node']})" if call.get("Node") else "")
         )
     return 0
 
