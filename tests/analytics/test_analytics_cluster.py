@@ -3,6 +3,9 @@ analysed only by the node it streams to (events without an Origin)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -152,6 +155,13 @@ def test_calls_another_node_analyses_are_in_this_nodes_call_list(tmp_path: Path)
         )
         assert status == 404 and b"node-b" in body
         assert row.segments == 2
+        listing = subprocess.run(
+            [sys.executable, "-m", "callstream.cli", "calls", "--endpoint-url", server.url],
+            env={**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET},
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        [far_line] = [line for line in listing.splitlines() if line.endswith("(node node-b)")]
+        assert " far " in far_line and "ENDED" in far_line
     # a restart goes on after the last event applied
     with ServerThread(tmp_path, config=config) as server:
         bus, calls = server.state.events, server.state.calls
