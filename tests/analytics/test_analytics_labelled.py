@@ -46,6 +46,30 @@ dialect insults and slurs aimed at the listener ("bampot", "dof", "mumu", "twp",
 na", "anybody with a pulse"); profanity judging a situation ("this is pure shite") is mild,
 not abuse; matter-of-fact "dead battery", "fraudulent charge", "my dad died" are neutral.
 
+``data/customer_utterances_holdout8.jsonl`` (240, written blind the same way as ASR-style
+mainstream US, UK, Canadian, Australian and Indian English across utilities, telco,
+insurance claims, hospital billing, benefits, retail refunds, bank disputes, travel,
+subscriptions, car servicing, landlords and couriers, with complaints made only of facts,
+polite complaints, legal, regulator and press threats, sarcasm, sexual harassment of the
+agent and threats) scored blind after the holdout7 round: negative P 0.962 R 0.756,
+abusive P 0.921 R 0.778. It was tuned on afterwards: taking it outside ("consulted a
+lawyer", "consumer court", "call the local news", "post about this everywhere"); thanks
+before a complaint read from the "but" ("thanks for your help but", "you're very kind
+but"); complaints made of facts ("the fourth engineer visit", "still making the same
+noise", "billed me for a private room and I was on a ward", "bills for a property I moved
+out of", "at double the price", "gone up forty percent", "came back with a scratch",
+"declined ... plenty of money in the account", "delivered to someone else's house",
+"calling since morning", "not any further on", "I never agreed to"); sarcasm ("oh that's
+great", "really love paying for", "no problem at all", "wow thanks so much for"); stress
+("I'm really stressed") and distrust ("I don't believe a word"); sexual harassment of the
+agent, veiled threats ("you'd better hope I never meet you", "someone at your company is
+going to get hurt") and put-downs ("did they hire you off the street", "you don't know
+anything", "your manager's a liar"). Profanity now needs a target to be abuse: "it's been
+a fucking nightmare" and "the damn router's ... all bloody day" are not, while "this is
+bullshit" and "what a fucking joke" in the untouched ``test`` split still are (a lie and a
+verdict on the company). "Transfer me to the fraud department", "my car was stolen" and
+"complaint reference number" are neutral.
+
 Every set is scored through the real CLI, ``python -m callstream.cli analyze --transcript``,
 on a JSON Lines transcript where each utterance is one CALLER segment (explicit times, its
 own SegmentId) between short AGENT lines. Predicted negative: the segment's ``Sentiment``
@@ -71,6 +95,7 @@ HOLDOUT34 = DATA / "customer_utterances_holdout34.jsonl"
 HOLDOUT5 = DATA / "customer_utterances_holdout5.jsonl"
 HOLDOUT6 = DATA / "customer_utterances_holdout6.jsonl"
 HOLDOUT7 = DATA / "customer_utterances_holdout7.jsonl"
+HOLDOUT8 = DATA / "customer_utterances_holdout8.jsonl"
 # split -> (file, the lowest precision and recall allowed)
 SETS = {
     "dev": (LABELLED, 0.85),
@@ -82,6 +107,7 @@ SETS = {
     "holdout5": (HOLDOUT5, 0.85),
     "holdout6": (HOLDOUT6, 0.85),
     "holdout7": (HOLDOUT7, 0.85),
+    "holdout8": (HOLDOUT8, 0.85),
 }
 SENTIMENTS = {"positive", "negative", "neutral"}
 
@@ -208,8 +234,9 @@ def test_precision_recall_arithmetic() -> None:
         (HOLDOUT5, {"holdout5"}),
         (HOLDOUT6, {"holdout6"}),
         (HOLDOUT7, {"holdout7"}),
+        (HOLDOUT8, {"holdout8"}),
     ],
-    ids=["labelled", "holdout", "holdout34", "holdout5", "holdout6", "holdout7"],
+    ids=["labelled", "holdout", "holdout34", "holdout5", "holdout6", "holdout7", "holdout8"],
 )
 def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
     rows = load(path)
@@ -227,8 +254,10 @@ def test_labelled_sets_are_well_formed(path: Path, splits: set[str]) -> None:
         assert 0.15 <= sum(r["abusive"] for r in part) / len(part) <= 0.3, split
     texts = [r["text"] for r in rows]
     assert len(set(texts)) == len(texts)
-    # holdout6, written blind, repeats one threat of holdout4 and one of holdout7
-    texts = [r["text"] for p in (LABELLED, HOLDOUT, HOLDOUT34, HOLDOUT5, HOLDOUT7) for r in load(p)]
+    # holdout6, written blind, repeats one threat of holdout4 and one of holdout7, and
+    # holdout8 three thank-you lines of holdout6
+    sets = (LABELLED, HOLDOUT, HOLDOUT34, HOLDOUT5, HOLDOUT7, HOLDOUT8)
+    texts = [r["text"] for p in sets for r in load(p)]
     assert len(set(texts)) == len(texts)
 
 

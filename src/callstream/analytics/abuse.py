@@ -6,38 +6,52 @@ Obfuscations are undone: ``f*ck`` / ``f**k`` (a ``*`` stands for any letters of 
 never the first one), repeated letters (``fuuuck``) and common look-alikes (``$hit``,
 ``@ss``, ``sh1t``). Threats are a separate kind.
 
-What is matched (all tables below):
+What is matched (the word tables are in :mod:`callstream.analytics.abuse_terms`, the
+patterns below):
 
-* **words** (:data:`_WORDS`): profanity (mild, strong, worst) and insults, inflections
+* **words** (``WORDS``): profanity (mild, strong, worst) and insults, inflections
   listed explicitly (no stemming, so "assessment" never reduces to "ass"), with the
   dialect words callers use in other Englishes ("bampot", "fokken", "mumu", "bodoh", "poes");
 * **insults aimed at the listener**: an addressee ("you", "you lot", "you people", "your
   staff", "all of you", the question "are you"), an optional copula ("'re", "are"), up to
   five modifiers ("a", "absolute", "bunch of", "fucking", "thieving") and an insult word.
-  Words in :data:`_DIRECTED_ONLY` ("cow", "liar", "deaf", "waste of space") count only in
+  Words in ``DIRECTED_ONLY`` ("cow", "liar", "deaf", "waste of space") count only in
   this shape: "you stupid cow" is abuse, "the cow field" is not. An order to the listener
-  ("stop being such a dropkick", "don't be a muppet") and the insult named first ("crooks,
-  the lot of you", "what an idiot you are") are aimed at the listener too;
+  ("stop being such a dropkick", "don't be a muppet"), the insult named first ("crooks,
+  the lot of you", "what an idiot you are") and someone at the company ("your manager's a
+  liar", "tell your ceo he's a greedy crook") are aimed at the listener too;
+* **put-downs and sexual harassment** (:data:`_PHRASES`, :data:`HARASSMENT`): "did they
+  hire you off the street", "you don't know anything", "what are you wearing", "you sound
+  gorgeous", "give me your number and we'll sort it over dinner";
 * **dismissals** (:data:`_PHRASES`): "go to hell", "piss off", "shove it up your arse" ...;
 * **threats** (:data:`_THREATS`): a first-person future ("I'll", "I'm going to", "I swear
   I'll"), optionally "come round there and", a violent verb and a person or place as its
   object ("I'll break his legs", "smash the place up"); "kill the process", "I could kill
   for a coffee", "I'll shoot you an email" and negated threats are not threats; plus fixed
-  shapes ("I know where you live", "you'll regret this", "someone's going to get hurt").
+  shapes ("I know where you live", "you'll regret this", "someone at your company is going
+  to get hurt", "you'd better hope I never meet you").
 
 Not abuse (severity 0; the hit is still reported): an insult aimed at oneself ("I'm such
 an idiot") or negated ("you're not an idiot"), and profanity used as an intensifier of
-praise ("damn good service", "bloody marvellous", "fucking brilliant"). Profanity aimed at
-nobody is mild (severity 1, not abusive on its own): an exclamation at a mishap ("oh shit",
-"ag fok") or a verdict on the situation ("och this is pure shite").
+praise ("damn good service", "bloody marvellous", "fucking brilliant"). Profanity and mild
+put-downs aimed at nobody are mild (not abusive on their own: together they score at most
+1 in an utterance): an exclamation at a mishap ("oh shit", "ag fok"), words about the
+situation ("it's been a fucking nightmare", "the damn router's been down all bloody day",
+"this stupid form"), an intensified verdict on it ("och this is pure shite"). Profanity is
+aimed when the listener ("you", "your", "you lot"; for strong profanity also the company
+or its staff: "this fucking bank") is named within five words of it, or when it judges the
+company's conduct ("what a fucking joke", "this is fucking ridiculous", "this is damn
+crap", "full of shit") or dismisses it ("fuck this"); words naming a person ("bastard",
+"prick") and "bullshit" (calling what was said a lie) are always aimed.
 
 Scoring (documented thresholds):
 
 * each hit has a severity: mild profanity 1, strong profanity or an insult 2, a slur or an
   insult aimed at the listener ("you idiot") 3, a threat 5;
 * a segment is abusive when its score reaches :data:`SEGMENT_THRESHOLD` (2);
-* the call gets an ``ABUSIVE_CALLER`` flag when the caller's summed score reaches
-  :data:`CALL_THRESHOLD` (4), or any single hit has severity >= 3 (threats included).
+* the call gets an ``ABUSIVE_CALLER`` flag when the caller's summed score (every hit at
+  its full severity, aimed or not) reaches :data:`CALL_THRESHOLD` (4), or any single hit
+  has severity >= 3 (threats included).
 """
 
 from __future__ import annotations
@@ -46,6 +60,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from callstream.analytics.abuse_terms import DIRECTED_ONLY as _DIRECTED_ONLY
+from callstream.analytics.abuse_terms import MODIFIERS as _MODIFIERS
+from callstream.analytics.abuse_terms import WORDS as _WORDS
 
 SEGMENT_THRESHOLD = 2
 CALL_THRESHOLD = 4
@@ -63,13 +81,16 @@ class SegmentLike(Protocol):
 
 @dataclass
 class Hit:
-    """One matched term in a text: kind, the matched text, its character span, severity."""
+    """One matched term in a text: kind, the matched text, its character span, severity.
+    ``unaimed`` is the severity left out because the hit is aimed at nobody (the text's
+    score does not count it; a call's summed score does)."""
 
     kind: str  # "PROFANITY" | "INSULT" | "THREAT"
     term: str
     start: int
     end: int
     severity: int
+    unaimed: int = 0
 
 
 @dataclass
@@ -82,196 +103,6 @@ class Flag:
     evidence: list[tuple[str, float, float, str]] = field(default_factory=list)
     score: int = 0
 
-
-# word -> (kind, severity). Inflected forms are listed explicitly: no stemming, so
-# "assessment" can never reduce to "ass".
-_WORDS: dict[str, tuple[str, int]] = {}
-
-
-def _add(kind: str, severity: int, *words: str) -> None:
-    for w in words:
-        _WORDS[w] = (kind, severity)
-
-
-_add(
-    "PROFANITY",
-    1,
-    "damn",
-    "damned",
-    "dammit",
-    "goddamn",
-    "crap",
-    "crappy",
-    "bloody",
-    "piss",
-    "pissed",
-    "arse",
-    "bugger",
-    "sodding",
-    "frigging",
-    "feck",
-    "frickin",
-    "fricking",
-)
-_add(
-    "PROFANITY",
-    2,
-    "fuck",
-    "fucks",
-    "fucked",
-    "fucker",
-    "fuckers",
-    "fucking",
-    "fuckin",
-    "fuckup",
-    "fuckwit",
-    "clusterfuck",
-    "shit",
-    "shits",
-    "shitty",
-    "shite",
-    "shitshow",
-    "bullshit",
-    "horseshit",
-    "dipshit",
-    "ass",
-    "asses",
-    "asshole",
-    "assholes",
-    "arsehole",
-    "arseholes",
-    "bollocks",
-    "bitch",
-    "bitches",
-    "bitching",
-    "bastard",
-    "bastards",
-    "dick",
-    "dicks",
-    "dickhead",
-    "dickheads",
-    "cock",
-    "cocks",
-    "prick",
-    "pricks",
-    "wanker",
-    "wankers",
-    "tosser",
-    "tossers",
-    "twat",
-    "twats",
-    "knobhead",
-    "bellend",
-    "jackass",
-    "dumbass",
-    "shithead",
-    "douche",
-    "douchebag",
-    "goddamnit",
-    # South African, Filipino, Malay/Singaporean English
-    "fok",
-    "fokken",
-    "fokkin",
-    "putangina",
-    "puta",
-)
-_add(
-    "PROFANITY",
-    3,
-    "cunt",
-    "cunts",
-    "motherfucker",
-    "motherfuckers",
-    "motherfucking",
-    "whore",
-    "slut",
-    "poes",
-    "cheebye",
-    "cibai",
-    "knn",
-)
-_add(
-    "INSULT",
-    2,
-    "idiot",
-    "idiots",
-    "idiotic",
-    "moron",
-    "morons",
-    "moronic",
-    "imbecile",
-    "imbeciles",
-    "cretin",
-    "cretins",
-    "scumbag",
-    "scumbags",
-    "scum",
-    "loser",
-    "losers",
-    "clowns",
-    "retard",
-    "retarded",
-    "dimwit",
-    "halfwit",
-    "nitwit",
-    "numpty",
-    "numpties",
-    "muppet",
-    "muppets",
-    "buffoon",
-    "buffoons",
-    "pillock",
-    "plonker",
-    "drongo",
-    "drongos",
-    "eejit",
-    "eejits",
-    "nincompoop",
-    "dunce",
-    "bozo",
-    "dingbat",
-    "dingbats",
-    "dipstick",
-    # Scottish, Nigerian, Malay/Singaporean, Filipino English
-    "bampot",
-    "bampots",
-    "mumu",
-    "mumus",
-    "bodoh",
-    "gago",
-)
-# words that are only mildly rude unless aimed at someone ("this stupid form" vs "you're stupid")
-_add(
-    "INSULT",
-    1,
-    "stupid",
-    "dumb",
-    "useless",
-    "pathetic",
-    "worthless",
-    "incompetent",
-    "clown",
-    "brainless",
-    "clueless",
-)
-# insults only when aimed at the listener ("you stupid cow", "are you deaf", "you're a liar")
-# fmt: off
-_DIRECTED_ONLY = (
-    "cow", "cows", "pig", "pigs", "donkey", "fool", "fools", "liar", "liars", "crook", "crooks",
-    "thief", "thieves", "cowboys", "parasites", "leeches", "vultures", "snake", "animals",
-    "jobsworth", "jobsworths", "joke", "disgrace", "deaf", "thick", "dense", "dim", "simple",
-    "mental", "hopeless", "brain dead", "braindead", "waste of space", "waste of oxygen",
-    "piece of work", "piece of shit", "piece of crap", "piece of garbage", "piece of trash",
-    "con artist", "con artists", "con men", "conmen", "scammers", "fraudsters", "frauds",
-    "charlatans", "sharks", "bandits", "robbers", "gangsters", "amateurs", "jokers", "monkeys",
-    "sod", "sods", "git", "gits", "prat", "prats", "dozy", "gormless", "daft",
-    "snotty", "know it all", "know-it-all", "smart arse", "smartass", "bloodsuckers", "rats",
-    "crooked", "vermin", "hyenas", "swindlers", "leech", "parasite", "slobs", "slob",
-    "bludgers", "bludger", "gobshites", "gobshite", "halfwits", "clown show", "circus",
-    "galah", "wally", "div", "dope", "glorified answering machine", "glorified robot",
-    "dof", "twp", "ode", "dropkick", "dropkicks", "doos", "tanga", "bobo",
-)
-# fmt: on
 
 _LEET = str.maketrans(
     {"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "!": "i", "7": "t"}
@@ -325,23 +156,12 @@ _ADDRESSEE = (
     r"|managers?|boss|supervisors?|technicians?|drivers?|company|firm|bank|business|lot)"
     r"|\ball\s+of\s+you"
     # an order to the listener: "stop being such a dropkick", "don't be a muppet"
-    r"|\bstop\s+being|\bdon['\u2019]?t\s+be)"
-    r"(?:\s*['\u2019]re|\s+(?:are|r|were|is|have\s+been|'ve\s+been))?(?:\s+all)?"
+    r"|\bstop\s+being|\bdon['\u2019]?t\s+be"
+    # someone at the company, then "he"/"she": "tell your ceo he's a crook"
+    r"|\b(?:ceo|boss|manager|supervisor|director|chairman|owner|landlord)\s+(?:that\s+)?(?:he|she))"
+    r"(?:\s*['\u2019](?:re|s)|\s+(?:are|r|were|is|have\s+been|'ve\s+been))?(?:\s+all)?"
 )
 _ASKED = r"\bare\s+(?:you|ya|u)(?:\s+(?:lot|people|guys|all))?(?:\s+(?:just|really|actually))?"
-# words allowed between the addressee and the insult ("a fucking useless idiot")
-# fmt: off
-_MODIFIERS = [
-    "a", "an", "such", "so", "absolute", "absolutely", "total", "totally", "complete",
-    "completely", "utter", "utterly", "proper", "right", "real", "really", "just", "all", "bunch",
-    "load", "pack", "set", "lot", "of", "nothing", "but", "fucking", "fuckin", "effing",
-    "freaking", "flipping", "bloody", "bleeding", "damn", "stupid", "useless", "incompetent",
-    "pathetic", "worthless", "brainless", "clueless", "thieving", "lying", "lazy", "ignorant",
-    "little", "silly", "dumb", "thick", "arrogant", "greedy", "miserable", "sad", "old", "bent",
-    "dodgy", "rude", "this", "that", "even", "spineless", "gutless", "filthy", "shower",
-    "smug", "entitled", "brainless", "overpaid", "big",
-]
-# fmt: on
 _MODIFIER = _alternation(_MODIFIERS)
 _INSULT_TARGETS = [w for w, (kind, _) in _WORDS.items() if kind == "INSULT"] + [
     "bastard",
@@ -430,6 +250,27 @@ EXCLAMATION = re.compile(
 )
 """Profanity as an exclamation at a mishap, aimed at nobody ("oh shit", "for fuck's sake",
 "shit, sorry"): mild (severity 1), and the sentiment scorer reads it as a plain "oh"."""
+HARASSMENT = re.compile(
+    r"\bwhat\s+(?:are|r)\s+(?:you|ya|u)\s+wearing\b"
+    r"|\b(?:sexy|hot|gorgeous|seductive|sultry|sensual)\s+(?:little\s+)?(?:voice|accent|lips"
+    r"|body|legs)\b|\bvoice(?:['\u2019]s|\s+is)\s+(?:so\s+|really\s+|very\s+)?(?:sexy|hot|gorgeous"
+    r"|seductive|sultry)\b"
+    r"|\byou\s+(?:sound|look|must\s+look)\s+(?:so\s+|really\s+|very\s+)?(?:gorgeous|sexy|hot"
+    r"|fit|beautiful|cute|stunning|tasty)\b"
+    r"|\bi\s+bet\s+you\s+look\s+(?:\w+\s+)?(?:gorgeous|sexy|hot|fit|beautiful|cute|stunning"
+    r"|good|great|better|pretty|lovely|amazing|nice)\b"
+    r"|\bi\s+bet\s+you(?:['\u2019]re|\s+are)\s+(?:so\s+|really\s+)?(?:gorgeous|sexy|hot|fit"
+    r"|beautiful|cute|stunning|pretty)\b"
+    r"|\bare\s+you\s+single\b(?!\s+(?:or|applicant|account|policy|occupancy|person|parent))"
+    r"|\b(?:do\s+you\s+have|have\s+you\s+got|you\s+got)\s+a\s+(?:boyfriend|girlfriend)\b"
+    r"|\b(?:go\s+out|out\s+on\s+a\s+date|a\s+date)\s+with\s+me\b|\btake\s+you\s+out\b"
+    r"|\byour\s+(?:\w+\s+)?number\b[\w\s']{0,40}?\b(?:dinner|drinks?|a\s+date)\b"
+    r"|\b(?:dinner|drinks?|a\s+date)\b[\w\s']{0,40}?\byour\s+(?:\w+\s+)?number\b",
+    re.I,
+)
+"""Sexual harassment of the agent ("what are you wearing", "sexy voice", "you sound
+gorgeous", "give me your number and we'll sort it over dinner"): an insult aimed at the
+listener (severity 3)."""
 SITUATION = re.compile(
     r"\b(?:this|it|that|all\s+this)(?:['\u2019]s|\s+is|\s+was)\s+(?:just\s+|so\s+)?"
     r"(?:pure|total|absolute|utter|complete)\s+(?:shite|shit|crap|pish)\b",
@@ -450,6 +291,7 @@ _PHRASES = [
         3,
     ),
     (re.compile(r"\bshut\s+(?:the\s+\w+\s+)?up\b", re.I), "INSULT", 2),
+    (HARASSMENT, "INSULT", 3),
     (
         re.compile(
             r"\b(?:run|managed|staffed)\s+by\s+(?:a\s+(?:bunch|pack|load)\s+of\s+)?"
@@ -513,6 +355,8 @@ _PHRASES = [
     (
         re.compile(
             r"\b(?:shove|stick|ram)\s+(?:it|that|them|this|your\s+\w+)\s+up\s+your\s+(?:arse|ass)\b"
+            r"|\b(?:can|could|should|go\s+and|to)\s+shove\s+(?:it|that|this|them|his|her|their"
+            r"|your)\b"
             r"|\bkiss\s+my\s+(?:arse|ass)\b",
             re.I,
         ),
@@ -542,7 +386,19 @@ _PHRASES = [
         re.compile(
             r"\byour\s+(?:thick|stupid|fat|empty|tiny|little)\s+(?:head|skull|brain)\b"
             r"|\bjumped[-\s]up\b|\bthick\s+as\s+(?:two\s+short\s+planks|mince|shit|pig\s+shit)\b"
-            r"|\bas\s+(?:much\s+)?use(?:ful)?\s+as\s+a\s+chocolate\s+(?:teapot|fireguard)\b",
+            r"|\bas\s+(?:much\s+)?use(?:ful)?\s+as\s+a\s+chocolate\s+(?:teapot|fireguard)\b"
+            r"|\b(?:useless|use)\s+as\s+(?:tits|teats)\s+on\s+a\s+(?:bull|boar)\b"
+            # who would hire you: "did they hire you off the street", "who hired you"
+            r"|\b(?:hire|hired|find|found|pick|picked|pull|pulled|get|got)\s+you\s+"
+            r"(?:off|from|out\s+of)\s+the\s+(?:street|streets|gutter|zoo|circus)\b"
+            r"|\bwho\s+(?:on\s+earth\s+|the\s+hell\s+)?hired\s+you\b"
+            # "you don't know anything", "you haven't got a clue" (not "... about the outage")
+            r"|\byou\s+(?:clearly\s+|obviously\s+|honestly\s+|just\s+)?(?:(?:don['\u2019]?t|do\s+not)"
+            r"\s+know\s+(?:anything|a\s+thing|jack|squat|what\s+you(?:['\u2019]re|\s+are)\s+"
+            r"(?:doing|talking\s+about|on\s+about))|know\s+nothing"
+            r"|(?:haven['\u2019]?t\s+got|have\s+not\s+got|(?:['\u2019]ve|\s+have)\s+(?:got\s+)?no)"
+            r"\s+(?:a\s+)?clue)\b"
+            r"(?!\s+(?:about|yet|more|else|regarding|when|where|how|why|whether|if)\b)",
             re.I,
         ),
         "INSULT",
@@ -621,6 +477,14 @@ _THREATS = [
         re.I,
     ),
     re.compile(r"\bwatch\s+your\s+back\b", re.I),
+    # a veiled threat: "you'd better hope I never meet you", "pray we never meet you"
+    re.compile(
+        r"\byou(?:['\u2019]d|\s+had)\s+(?:better|best)\s+(?:hope|pray)(?=\s+(?:that\s+)?(?:i|we)"
+        r"\s+(?:never|don['\u2019]?t|do\s+not)\s+(?:ever\s+)?(?:meet|see|find|catch|run\s+into"
+        r"|bump\s+into|come\s+across)\s+you\b)"
+        r"|\b(?:pray|hope)\s+(?:that\s+)?(?:i|we)\s+never\s+(?:meet|catch|find)\s+you\b",
+        re.I,
+    ),
     # a taunt and a dare: "keep laughing and see what happens", "try me and see what happens"
     re.compile(
         r"\b(?:keep|carry\s+on|go\s+on|try\s+(?:it|me|that))\b[\w\s']{0,30}?\band\s+see\s+what\s+"
@@ -636,7 +500,9 @@ _THREATS = [
     ),
     re.compile(r"\b(?:you|your\s+family)\s+(?:won't|will\s+not)\s+be\s+safe\b", re.I),
     re.compile(
-        r"\b(?:someone|somebody|you|people|one\s+of\s+you)(?:['\u2019]s|\s+is|['\u2019]re|\s+are"
+        r"\b(?:someone|somebody|you|people|one\s+of\s+you)"
+        r"(?:\s+(?:at|from|in)\s+(?:your|the|this|that)\s+(?:[\w']+\s+)?[\w']+)?"
+        r"(?:['\u2019]s|\s+is|['\u2019]re|\s+are"
         r"|\s+will"
         r"|['\u2019]ll)\s+(?:going\s+to\s+|gonna\s+)?get(?:ting)?\s+(?:hurt|killed|shot|stabbed"
         r"|a\s+beating|a\s+slap|a\s+smack)\b",
@@ -662,6 +528,82 @@ _THREATS = [
     ),
 ]
 _NEGATED = re.compile(r"\b(?:not|never|n't)\s*$", re.I)
+
+# Profanity and mild put-downs count in full only when aimed at someone (see
+# :func:`_aim_loose_hits`); words naming a person ("bastard", "prick") and "bullshit" (calling
+# what was said a lie) are always aimed.
+_ALWAYS_AIMED = {w for w in _INSULT_TARGETS if _WORDS.get(w, ("", 0))[0] == "PROFANITY"}
+_ALWAYS_AIMED |= {"bullshit", "horseshit"}
+# whom profanity can be aimed at: the listener (group 1), the company or its staff (strong
+# profanity only: "this fucking bank", but not "the bloody engineer didn't show")
+_TARGET = re.compile(
+    r"\b(you|ya|yous|youse|ye|u|jou|y['\u2019]?all|your|yours|yourself|yourselves|ur)\b"
+    r"|\b(?:this|that|the|these|those|what\s+a|such\s+a)\s+(?:[\w']+\s+)?"
+    r"(?:company|companies|bank|airline|firm|business|insurer|insurers|network|provider|outfit"
+    r"|corporation|council|management|staff|agents?|managers?|engineers?|drivers?|technicians?"
+    r"|supervisors?|boss|ceo|landlord|agency|couriers?|lot|mob|crowd|shower|people)\b",
+    re.I,
+)
+# "you" that is no one's target: thanks, a filler, a goodbye, a request ("can you send
+# someone"; but "can you fucking listen" is aimed)
+_NOT_A_TARGET = re.compile(
+    r"\bthank\s+you\b|\bsee\s+you\b|\byou\s+know\b(?!\s+(?:it|that|this)\b)"
+    r"|\b(?:can|could|would|will)\s+you\b(?!\s+(?:please\s+|just\s+)?(?:fucking|fuckin|bloody|effing"
+    r"|freaking|damn|goddamn)\b)",
+    re.I,
+)
+# profanity judging the company's conduct ("what a fucking joke", "this is fucking
+# ridiculous", "full of shit") or dismissing it ("fuck this"): aimed at the company
+_CONTEMPT_AFTER = re.compile(
+    r"\s+(?:[\w']+\s+)?(?:jokes?|disgrace|disgraceful|ridiculous|ludicrous|con|cons|scam|scams"
+    r"|rip[-\s]?off|robbery|liars|thieves|crooks|clowns|cowboys|amateurs|pathetic|useless"
+    r"|incompetent|shambles|farce|circus|insult|insulting|outrageous|disgusting|service"
+    r"|company|customer\s+service)\b",
+    re.I,
+)
+_DISMISSAL_AFTER = re.compile(r"\s+(?:this|that|it|off|the\s+lot|them|em)\b", re.I)
+_CONTEMPT_BEFORE = re.compile(
+    r"(?:\bfull\s+of|\b(?:taking|take)\s+the"
+    # a verdict on what the company is doing: "this is damn crap", "that's a load of shit"
+    r"|\b(?:this|that)(?:['\u2019]s|\s+is|\s+was)(?:\s+(?:just|so|such|absolute|total|complete"
+    r"|utter|a\s+(?:load|pile|bunch)\s+of|damn|bloody|fucking|effing))*)\s+$",
+    re.I,
+)
+_AIM_WINDOW = 5  # words either side of the profanity
+
+
+def _aim_loose_hits(text: str, loose: list[Hit]) -> None:
+    """Profanity and mild put-downs aimed at nobody ("it's been a fucking nightmare", "the
+    damn router's been down all bloody day") are mild: together they score at most 1. A hit
+    is aimed when the listener (or, for strong profanity, the company or its staff) is named
+    within :data:`_AIM_WINDOW` words of it, or it judges or dismisses the company's conduct."""
+    words = [m.start() for m in re.finditer(r"\S+", text)]
+
+    def index(pos: int) -> int:
+        return sum(1 for w in words if w <= pos) - 1
+
+    excluded = [m.span() for m in _NOT_A_TARGET.finditer(text)]
+    targets = [
+        (index(m.start()), m.group(1) is not None)
+        for m in _TARGET.finditer(text)
+        if not any(a <= m.start() < b for a, b in excluded)
+    ]
+    budget = 1
+    for hit in loose:
+        near = any(
+            abs(index(hit.start) - t) <= _AIM_WINDOW and (listener or hit.severity >= 2)
+            for t, listener in targets
+        )
+        contempt = (
+            _CONTEMPT_AFTER.match(text, hit.end)
+            or _CONTEMPT_BEFORE.search(text, 0, hit.start)
+            or (hit.term in ("fuck", "fucks") and _DISMISSAL_AFTER.match(text, hit.end))
+        )
+        if near or contempt:
+            continue
+        kept = min(hit.severity, budget)
+        hit.unaimed, hit.severity = hit.severity - kept, kept
+        budget -= kept
 
 
 def scan_text(text: str) -> list[Hit]:
@@ -696,12 +638,15 @@ def scan_text(text: str) -> list[Hit]:
         sev = 0 if negated else 3 if m.group(0).lower().startswith("you") else 2
         hits.append(Hit("INSULT", m.group(0), m.start(), m.end(), sev))
         taken.append((m.start(), m.end()))
+    loose: list[Hit] = []  # profanity that may be aimed at nobody
     for rx, kind, sev in _PHRASES:
         for m in rx.finditer(text):
             if any(a <= m.start() < b for a, b in taken):
                 continue
             hits.append(Hit(kind, m.group(0), m.start(), m.end(), sev))
             taken.append((m.start(), m.end()))
+            if rx is EXCLAMATION or rx is SITUATION:
+                loose.append(hits[-1])
     for m in _TOKEN.finditer(text):
         if any(a <= m.start() < b for a, b in taken):
             continue
@@ -715,7 +660,11 @@ def scan_text(text: str) -> list[Hit]:
         praise = kind == "PROFANITY" and _PRAISE.match(text, m.end())
         if aimed_at_self or praise:
             sev = 0
-        hits.append(Hit(kind, word, m.start(), m.end(), sev))
+        hit = Hit(kind, word, m.start(), m.end(), sev)
+        hits.append(hit)
+        if sev and sev <= 2 and word not in _ALWAYS_AIMED and (kind == "PROFANITY" or sev == 1):
+            loose.append(hit)
+    _aim_loose_hits(text, loose)
     hits.sort(key=lambda h: h.start)
     return hits
 
@@ -737,10 +686,12 @@ def find_abuse(segments: Iterable[SegmentLike], channel: str = "CALLER") -> list
     a call-level ``ABUSIVE_CALLER`` flag when the thresholds in the module docstring are
     passed. Its segments and evidence are the segments abusive on their own (score >=
     :data:`SEGMENT_THRESHOLD`); when none is and only the sum of mild hits passes, all the
-    segments with hits. Its score is the caller's summed score. Other channels are ignored.
+    segments with hits. Its score is the caller's summed score (profanity aimed at nobody
+    at its full severity). Other channels are ignored.
     """
     flags: list[Flag] = []
     scored: list[tuple[str, int, list[tuple[str, float, float, str]]]] = []
+    total = 0  # profanity aimed at nobody counts here, not in a segment's own score
     worst = 0
     for seg in segments:
         if seg.Channel != channel:
@@ -759,7 +710,7 @@ def find_abuse(segments: Iterable[SegmentLike], channel: str = "CALLER") -> list
             worst = max(worst, h.severity)
         flags.extend(by_kind.values())
         scored.append((seg.SegmentId, sum(h.severity for h in hits), evidence))
-    total = sum(score for _, score, _ in scored)
+        total += sum(h.severity + h.unaimed for h in hits)
     if total >= CALL_THRESHOLD or worst >= 3:
         chosen = [s for s in scored if s[1] >= SEGMENT_THRESHOLD] or scored
         flags.append(

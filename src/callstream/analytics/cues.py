@@ -149,6 +149,7 @@ LEXICON_SUPPLEMENT: dict[str, float] = {
     "aiyoh": -1.0,
     "alamak": -1.2,
     "damp": -1.2,
+    "holiday": 0.0,  # a booking ("a ruined holiday", "the holiday balance"), not a feeling
 }
 
 
@@ -191,7 +192,11 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         (
             rf"\b{_any('been|still|left|keep me')}\s+waiting\b",
             r"\bwaiting\s+since\b",
-            r"\b(?:pending|stuck|outstanding|frozen|missing|delayed|sitting\s+there)\s+"
+            r"\b(?:calling|ringing|phoning|chasing|emailing|queuing|queueing)\s+"
+            r"(?:you\s+|them\s+|this\s+number\s+)?since\b",
+            rf"\b{_any('days|weeks|months')}\s+(?:of\s+)?{_any('waiting|chasing')}\b",
+            r"\b(?:pending|stuck|outstanding|frozen|missing|delayed|sitting\s+there"
+            r"|sitting\s+(?:in|at|on)\s+(?:a|the|your|their|some)\s+(?:[\w']+\s+)?[\w']+)\s+"
             rf"for\s+{_ABOUT}{_N}\s+{_any('days?|weeks?|months?')}\b",
             r"\bwait(?:ed|ing)?\s+"
             rf"(?:for\s+)?{_ABOUT}{_N}\s+{_any('hours?|days?|weeks?|months?')}\b",
@@ -204,6 +209,9 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             rf"\b{_ITS_BEEN}\s+(?:been\s+)?{_ABOUT}{_N}\s+{_any('days|weeks|months')}\b"
             r"(?!\s+old\b)",
             rf"\bfor\s+{_any('days|weeks|months|ages')}\s+now\b",
+            rf"\bfor\s+{_ABOUT}{_N}\s+{_any('days|weeks|months')}\s+now\b",
+            rf"\b{_ITS_BEEN}\s+been\s+{_ABOUT}a\s+(?:whole\s+|full\s+)?"
+            rf"{_any('week|month|fortnight|year')}\b(?!\s+(?:old|since)\b)",
         ),
     ),
     (
@@ -236,9 +244,10 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
                 "happened|turned up|showed up|came|arrived|called (?:me )?back|rang (?:me )?back"
                 "|got back|heard back|received|replied|responded|bothered|been fixed|got it"
                 "|delivered|been delivered|been refunded|refunded|been sent|turned up|showed"
-                "|entered|reflected|came through|went through|been credited|landed"
+                "|entered|reflected|came through|went through|been credited|landed|come through"
+                "|gone through|been paid|been processed|paid out"
             )
-            + r"\b",
+            + r"\b(?!\s+yet\b)",  # "the reset email hasn't come through yet" is a fact
         ),
     ),
     # repeated contact, repeated failure
@@ -259,7 +268,8 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
                 "called|calling|rung|ringing|rang|phoned|phoning|contacted|contacting|chased"
                 "|chasing"
                 "|asked|asking|explained|explaining|told|been|call|ring|phone|contact|chase|ask"
-                "|explain|email|write|complain|come"
+                "|explain|email|write|complain|come|giving|give|given|repeating|repeat|spelling"
+                "|spell|confirming|confirm|sending|send|sent|going through|filling|uploading"
             )
             + r"\b",
         ),
@@ -277,6 +287,26 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + r"\s+(?:\w+\s+)?"
             + _any("told|said|promised|tell|say|promise|given|give")
             + r"\b",
+        ),
+    ),
+    (
+        "nth_visit",
+        -2.0,
+        (
+            r"\b(?:that's|that\s+is|this\s+is|it's|it\s+is|that\s+was|this\s+was|we've\s+had"
+            r"|i've\s+had|after)\s+(?:the|my|our|a|their|your)\s+"
+            + _any(r"third|fourth|fifth|sixth|seventh|tenth|umpteenth|\d+(?:rd|th)")
+            + r"\s+(?:[\w']+\s+)?"
+            + _any(
+                "visits?|appointments?|call-?outs?|replacements?|repairs?|attempts?|engineers?"
+                "|technicians?|plumbers?|letters?|reminders?|complaints?|deliveries|delivery"
+            )
+            + r"\b",
+            r"\b"
+            + _any(r"second|third|fourth|fifth|sixth|umpteenth")
+            + r"\s+(?:[\w']+\s+)?"
+            + _any("visit|appointment|call-?out|replacement|repair|attempt|engineer|technician")
+            + r"\s+(?:this\s+(?:week|month|year)|in\s+a\s+(?:row|week|month|fortnight)|already)\b",
         ),
     ),
     (
@@ -341,6 +371,12 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             r"\balways\s+(?:so\s+|very\s+)?"
             + _any("late|wrong|broken|down|delayed|missing|cancelled|cold")
             + r"\b",
+            r"\b(?:you|they)\s+keep\s+(?:on\s+)?"
+            + _any(
+                "sending|charging|billing|calling|ringing|emailing|texting|chasing|writing to"
+                "|taking|cancelling|losing|ignoring"
+            )
+            + r"\b",
             r"\bkeep\s+(?:getting|being)\s+"
             + _any("cut off|disconnected|charged|errors?|passed|transferred|told")
             + r"\b",
@@ -361,6 +397,10 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + r"(?:\s+(?:"
             + _any("ready|here|there|sorted|fixed|resolved|done|right|back|working|showing")
             + r")\b)?",
+            rf"\bstill\s+(?:{_any('got|have|having|getting|had')}\s+no|{_NOBODY})\b",
+            r"\bstill\s+(?:[\w']+\s+)?the\s+(?:exact\s+)?same\s+"
+            + _any("noise|problem|fault|issue|error|thing|message|rattle|leak|smell|bill|amount")
+            + r"\b",
             r"\b(?:up\s+)?(?:until|till|til)\s+now\s+"
             + _any("no|nothing|nobody|no one|not|still|i haven't|i have not|i never|they never")
             + r"\b",
@@ -403,8 +443,12 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + _any(
                 "responding|answering|helping|listening|calling me back|getting back|coming"
                 "|doing anything|interested|following up|following it up|replying|bothering"
-                "|turning up|showing up|picking up|looking into"
+                "|turning up|showing up|picking up|looking into|updating|resolving|sorting"
+                "|fixing|dealing with|keeping me|explaining|telling me"
             )
+            + r"\b",
+            rf"\b{_NOBODY}\s+(?:\w+\s+)?{_any('can|could|is able to|seems able to')}\s+(?:seem\s+to\s+)?"
+            + _any("sort|fix|help|tell|explain|answer|give|find|resolve|be bothered")
             + r"\b",
             # the number nobody answers: "it just rings out", "straight to voicemail"
             r"\b(?:just|keeps?|always|still|only)\s+(?:rings|rang|ringing)\s+out\b",
@@ -469,6 +513,41 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             r"\bcharged\s+(?:me\s+)?(?:a\s+)?(?:"
             + _any("late|extra|cancellation|admin")
             + r"\s+)?(?:fee|penalty)\b",
+            # "billed me for a private room and I was on a ward", "charged us for delivery but
+            # we collected it"
+            r"\b(?:billed|charged|invoiced|charging|billing)\s+(?:me|us)\s+for\s+(?:[\w']+\s+){1,5}?"
+            r"(?:and|but|when|even\s+though|though)\s+(?:i|we)\s+(?:(?:was|were)\s+"
+            + _any("on|in|at|only|never|not|away|abroad|out|already|still|home")
+            + "|"
+            + _any(
+                "wasn't|weren't|never|didn't|did not|only|had|hadn't|haven't|don't|cancelled"
+                "|returned|collected"
+            )
+            + r")\b",
+            # "bills for a property I moved out of", "charging me for a phone I sent back"
+            r"\b(?:bills?|billed|billing|charged|charging|charges|invoices?|letters|sending\s+me"
+            r"\s+\w+)\s+(?:me\s+)?for\s+(?:[\w']+\s+){1,4}?(?:i|we)(?:'ve|\s+have|\s+had|'d)?\s+"
+            r"(?:already\s+|never\s+)?"
+            + _any(
+                "moved out of|moved out|left|sold|closed|cancelled|returned|sent back|never had"
+                "|never ordered|never used|don't have|no longer have"
+            )
+            + r"\b",
+        ),
+    ),
+    (
+        # "my premium's gone up forty percent", "double the price", "a price hike"
+        "price_rise",
+        -1.8,
+        (
+            r"\b(?:gone|went|go|going|goes|shot|jumped|jumps|risen|rose|increased|hiked|put)\s+"
+            r"(?:it\s+)?up\s+(?:by\s+)?(?:over\s+|nearly\s+|almost\s+|about\s+|like\s+)?"
+            r"(?:[\w-]+\s+){1,3}?(?:percent|per\s+cent|%)",
+            r"\b(?:doubled|tripled|trebled)\b",
+            r"\b(?:at|for|charging|charged|charge|paying|pay|costs?|now|is|it's)\s+(?:like\s+)?"
+            r"(?:double|triple|twice|three\s+times)\s+(?:the\s+|what\s+)"
+            r"(?:price|cost|amount|rate|fee|premium|i\s+(?:was\s+)?(?:paid|paying|quoted))\b",
+            r"\bprice\s+(?:hikes?|gouging)\b",
         ),
     ),
     ("even_though", -1.2, (r"\beven\s+though\s+i(?:'d|'ve|\s+had|\s+have)?\b",)),
@@ -510,6 +589,10 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + r"\b",
             # rhetorical: "is it too much to ask", "what am I even paying for"
             r"\b(?:is\s+(?:it|that)|it's|it\s+is|that's)\s+(?:really\s+)?too\s+much\s+to\s+ask\b",
+            # compensation that falls short: "doesn't really cover a ruined holiday"
+            r"\b(?:doesn't|does\s+not|won't|will\s+not|wouldn't|isn't\s+going\s+to|hardly|barely)\s+"
+            r"(?:(?:really|even|begin\s+to)\s+(?:cover|make\s+up\s+for)|make\s+up\s+for"
+            r"|come\s+close)\b",
             r"\bwhat\s+(?:exactly\s+|even\s+)?(?:am\s+i|are\s+we|do\s+i|i'm)\s+"
             r"(?:even\s+|actually\s+|exactly\s+)?"
             r"pay(?:ing)?\s+(?:you\s+)?for\b",
@@ -541,6 +624,44 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             rf"\breport(?:ing)?\s+{_any('you|this|it|them|the company')}\s+to\b",
             r"\b(?:speak|talk)\s+to\s+(?:a|your"
             rf"|the)\s+{_any('manager|supervisor|someone senior')}\b",
+            rf"\bcomplain(?:ing)?\s+to\s+(?:the\s+|my\s+)?{_any('regulator|ombudsman|mp|council')}\b",
+        ),
+    ),
+    (
+        # the caller takes it outside: lawyers, courts, the press ("consulted a lawyer",
+        # "consumer court", "call the local news"); the label is NEGATIVE whatever else is said
+        "go_public",
+        -2.2,
+        (
+            # "I've already consulted a lawyer" (not "getting a solicitor for the house sale")
+            r"\b"
+            + _any("already|i've|i have|we've|we have|i'll|i will|we'll|i'm|we're|going to|gonna")
+            + r"\s+(?:already\s+|now\s+)?"
+            + _any(
+                "consulted|consulting|spoken to|speaking to|contacted|contacting|instructed"
+                "|instructing|hired|hiring|getting|got|get|call|calling|involve|involving|see"
+            )
+            + r"\s+(?:a|my|our)\s+"
+            + _any("lawyer|lawyers|solicitor|solicitors|attorney|advocate|legal team")
+            + r"\b(?!\s+(?:for|about|to\s+(?:handle|do|deal\s+with|sort|look\s+at)\s+"
+            r"(?:the|our|my)\s+(?:house|sale|purchase|will|probate|estate|conveyancing"
+            r"|mortgage|divorce)))",
+            r"\bconsumer\s+" + _any("court|forum|tribunal|commission") + r"\b",
+            r"\b" + _any("legal action|legal proceedings|see you in court|class action") + r"\b",
+            r"\btak(?:e|ing)\s+(?:you|this|it|them|the\s+matter|the\s+company)\s+"
+            r"(?:to\s+court|to\s+the\s+(?:ombudsman|regulator|press)|legal)\b",
+            r"\b(?:sue|suing)\s+(?:you|the|this|your|them)\b",
+            r"\b"
+            + _any(
+                "call|calling|ring|ringing|phone|phoning|contact|contacting|tell|telling|go to"
+                "|going to|went to|email|emailing|write to|writing to|tip off"
+            )
+            + r"\s+(?:the\s+)?(?:local\s+)?"
+            + _any(
+                "news|newspapers?|papers|press|media|tv station|radio|journalists?|reporters?"
+                "|watchdog|consumer programme|consumer show"
+            )
+            + r"\b",
         ),
     ),
     (
@@ -552,6 +673,13 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             rf"\b{_any('post|posting|put|putting|write|writing')}\s+(?:about\s+)?(?:this|it)\s+"
             rf"(?:on|all\s+over)\b",
             r"\breview\s+sites?\b|\bgo(?:ing)?\s+to\s+the\s+(?:press|papers|media)\b",
+            rf"\b{_any('post|posting|put|putting|share|sharing|spread|spreading|plaster|plastering')}"
+            r"\s+(?:about\s+)?(?:this|it|that|the\s+whole\s+thing)\s+(?:everywhere|on\s+"
+            + _any(
+                "social media|facebook|twitter|instagram|tiktok|reddit|x|linkedin|trustpilot"
+                "|youtube|every \\w+"
+            )
+            + r")\b",
             r"\btell(?:ing)?\s+everyone\b",
         ),
     ),
@@ -680,6 +808,11 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             r"\b(?:have|having)\s+to\s+(?:keep\s+)?chas(?:e|ing)\b",
             r"\bsame\s+(?:[\w-]+\s+){0,2}?(?:excuse|story|answer|reply|response|script)s?\b",
             rf"\bjust\s+like\s+(?:the\s+)?last\s+(?:{_N}\s+)?times?\b",
+            r"\b(?:this\s+is|that's|it's|that\s+is|it\s+is|just|again|yet\s+again)\s+the\s+"
+            r"(?:exact\s+|very\s+)?same\s+"
+            + _any("letter|email|e-mail|reply|response|text|message|answer|form letter")
+            + r"\s+(?:as\s+)?(?:you|they|your\s+\w+)\s+(?:sent|gave|wrote)\b",
+            r"\bcop(?:y|ied)[-\s]+(?:and[-\s]+)?past(?:e|ed)\b",
             rf"\blike\s+the\s+last\s+{_N}\s+times\b",
         ),
     ),
@@ -699,7 +832,8 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
                 "delivered|collected|completed|fixed|resolved|dispatched|shipped|installed"
                 "|refunded|paid|done|sent"
             )
-            + r"\s+but\b",
+            + r"(?:\s+[\w']+){0,5}?\s+(?:but|and\s+i\s+was|and\s+i(?:'ve|\s+have)\s+been"
+            r"|when\s+i\s+was|even\s+though|yet)\b",
             # "how can an airline this size lose a suitcase", "how can like that"
             r"\bhow\s+(?:can|could|does|do|did)\s+(?!i\b)(?:[\w']+\s+){1,5}?"
             + _any("lose|lost|misplace|forget|mess up|screw up|get (?:it|this|that) wrong")
@@ -741,6 +875,8 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + _any(
                 "disappointed|disgusted|annoyed|upset|angry|furious|livid|frustrated|gutted"
                 "|appalled|horrified|fuming|raging|infuriated|exasperated|insulted|offended"
+                "|stressed|stressed out|distraught|devastated|heartbroken|humiliated|mortified"
+                "|worried sick|beside myself|at my wits' end|in tears|desperate"
             )
             + r"\b",
         ),
@@ -779,6 +915,9 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             + r"\s*,?\s+i(?:'ll|\s+will)\s+(?:just|have\s+to)\b",
             r"\b(?:forget\s+it|whatever)\s*,?\s+i(?:'ll|\s+will)\b",
             r"\bwhatever\s*,?\s+forget\s+it\b",
+            r"\bi(?:'ll|\s+will|\s+guess\s+i'll)\s+just\s+(?:uh\s+|um\s+)?"
+            + _any("live|manage|cope|sit|struggle|survive|carry on")
+            + r"\s+without\b",
             r"\badd\s+(?:that|it|this)\s+to\s+the\s+list\b",
             r"\b"
             + _any("stopped|given up|gave up|no longer")
@@ -832,6 +971,15 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         ),
     ),
     (
+        "elsewhere",
+        -1.8,
+        (
+            r"\b(?:delivered|sent|left|went|gone|given|posted|handed|paid|credited|applied"
+            r"|charged|dropped|shipped)\s+(?:[\w']+\s+){0,3}?(?:to|at|with|into|on|onto)\s+"
+            r"(?:someone|somebody|some\s+random\s+person)\s+else['\u2019]?s\b",
+        ),
+    ),
+    (
         "stranded",
         -1.8,
         (r"\bin\s+the\s+middle\s+of\s+nowhere\b",),
@@ -871,6 +1019,7 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
         -1.8,
         (
             r"\bnowhere\s+near\b",
+            r"\b(?:told|said|promised)\b(?:\s+[\w']+){1,10}?\s+(?:and|but)\s+instead\b",
             r"\b(?:said|told\s+(?:me|us)|promised)\s+(?:[\w']+\s+){0,4}?"
             r"(?:would|will|was\s+going\s+to|'d)\s+be\s+(?:[\w']+\s+){0,2}?"
             r"(?:yesterday|last\s+\w+|by\s+now|days\s+ago|weeks\s+ago|this\s+morning)\b",
@@ -893,6 +1042,102 @@ PHRASE_CUES: list[tuple[str, float, tuple[str, ...]]] = [
             rf"\b(?:this|that|these|those)\s+"
             rf"{_any('bloody|damn|damned|stupid|effing|flipping|freaking|blasted|wretched|godforsaken|useless|rubbish')}"
             r"\s+\w+",
+        ),
+    ),
+    (
+        # no progress: "not really any further on than when I rang", "back to square one"
+        "no_progress",
+        -2.0,
+        (
+            r"\b(?:not|no|none|nothing)\s+(?:really\s+|even\s+|much\s+|any\s+|one\s+bit\s+){0,2}"
+            r"(?:further|closer|nearer)\s+(?:on|forward|along|ahead|than|to)\b",
+            r"\bback\s+to\s+square\s+one\b|\b(?:no|zero)\s+progress\b",
+        ),
+    ),
+    (
+        # distrust: "I don't believe a word", "I can't trust anything you say"
+        "distrust",
+        -2.0,
+        (
+            r"\b(?:don't|do\s+not|can't|cannot|won't|never)\s+(?:ever\s+)?believe\s+"
+            r"(?:a\s+(?:single\s+)?word|anything|a\s+thing)\b(?!['\u2019]s|\s+(?:has|have|was|is)\b)",
+            r"\b(?:don't|do\s+not|can't|cannot|won't|no\s+longer)\s+trust\s+"
+            + _any("you|your|anyone|anybody|anything|a word|them|this company|a thing")
+            + r"\b",
+        ),
+    ),
+    (
+        # not what I agreed: "store credit which I never agreed to", "I never signed up for"
+        "never_agreed",
+        -2.0,
+        (
+            r"\b(?:never|didn't|did\s+not)\s+(?:ever\s+)?"
+            + _any(
+                "agreed|agree|signed up|sign up|consented|consent|authori[sz]ed|authori[sz]e"
+                "|asked|ask|ordered|order|requested|request|approved|approve|opted in|opt in"
+            )
+            + r"\s+(?:to|for|this|that|it|them|any)\b",
+        ),
+    ),
+    (
+        # damage done by the service: "came back with a scratch", "that wasn't there before"
+        "damaged",
+        -1.8,
+        (
+            r"\b(?:came|come|comes|got\s+it|was|arrived|returned|handed)\s+back\s+"
+            r"(?:[\w']+\s+){0,4}?with\s+"
+            r"(?:a|an|new|another|more|two|three|some)\s+(?:[\w']+\s+){0,2}?"
+            + _any(
+                "scratch|scratches|dent|dents|crack|cracks|chip|chips|marks?|stains?|damage"
+                "|holes?|tears?|scuffs?|scrapes?|rips?|burns?"
+            )
+            + r"\b",
+            r"\b(?:that|which)\s+(?:wasn't|was\s+not|weren't|were\s+not)\s+there\s+before\b",
+        ),
+    ),
+    (
+        # "declined ... and there's plenty of money in the account", "in front of everyone"
+        "wrongly_refused",
+        -1.8,
+        (
+            r"\b(?:declined|rejected|refused|bounced|blocked|frozen)\b(?:\s+[\w']+){0,12}?\s+"
+            r"(?:plenty\s+of|enough|more\s+than\s+enough|loads\s+of|lots\s+of|sufficient)\s+"
+            r"(?:money|funds|cash|balance|credit)\b",
+            r"\bin\s+front\s+of\s+(?:everyone|everybody|all\s+(?:the|those)\s+people|people"
+            r"|the\s+whole\s+\w+|a\s+(?:queue|crowd|full\s+\w+)|(?:my|the|our)\s+"
+            + _any(
+                "kids|children|family|wife|husband|friends|colleagues|boss|customers|clients"
+                "|neighbours|neighbors|guests|in-laws|team|queue|class"
+            )
+            + r")\b",
+        ),
+    ),
+    (
+        # a service that barely works: "broadband that works twice a week", "half the time"
+        "barely_works",
+        -1.8,
+        (
+            r"\b(?:works|working|worked|connects|loads|comes\s+on)\s+(?:about\s+|maybe\s+|only\s+)?"
+            r"(?:once|twice|[\w-]+\s+times)\s+(?:a|per|every)\s+(?:week|month|day|fortnight)\b",
+            r"\b(?:works|working|connects|loads)\s+(?:about\s+|maybe\s+|only\s+)?half\s+the\s+time\b",
+            r"\bwhen\s+it\s+feels\s+(?:like|as\s+if)\s+it\b",
+            r"\bif\s+(?:i'm|i\s+am|you're|you\s+are|we're|we\s+are)\s+lucky\b",
+        ),
+    ),
+    (
+        # paying and still not getting it: "I pay for the premium plan and it's still showing ads"
+        "paid_and_still",
+        -1.8,
+        (
+            r"\b(?:i|we)(?:'m|\s+am|'re|\s+are)?\s+(?:pay|paying|paid)\s+(?:for|good\s+money"
+            r"|\w+\s+(?:a|per|every)\s+(?:month|year|week))\b(?:\s+[\w']+){0,8}?\s+"
+            r"(?:and|but|yet)\s+(?:it(?:'s|\s+is)?\s+|i(?:'m|\s+am)?\s+|they(?:'re)?\s+)?"
+            r"(?:still\s+"
+            + _any(
+                "not|no|haven't|hasn't|can't|showing|getting|get|got no|waiting|nothing|have to"
+                "|being|charged|broken"
+            )
+            + r"|never|can't|cannot|doesn't|didn't|barely|hardly)\b",
         ),
     ),
     (
@@ -1013,7 +1258,8 @@ NEUTRAL_SENSES: list[tuple[str, str]] = [
     # filler "like" before an amount ("by like thirty quid"): not the verb VADER scores
     (
         rf"(?<!\bi\s)(?<!\bwe\s)(?<!\byou\s)(?<!\bthey\s)(?<!would\s)(?<!'d\s)(?<!\bdo\s)"
-        rf"\blike\s+(?={_N}\b|half\b|about\b|around\b|literally\b)",
+        rf"\blike\s+(?={_N}\b|half\b|about\b|around\b|literally\b|double\b|twice\b|triple\b"
+        r"|word\s+for\s+word\b|every\b|forever\b|ages\b|totally\b|completely\b)",
         "",
     ),
     (
@@ -1032,8 +1278,49 @@ NEUTRAL_SENSES: list[tuple[str, str]] = [
     (r"\bloss\s+adjuster\b", "adjuster"),
     (r"\b(?:water|fire|storm|flood|smoke|accidental)\s+damage\b", "claim item"),
     (r"\bdeath\s+certificate\b", "certificate"),
+    # a team or a reference named after what it handles: "the fraud department", "my
+    # complaint reference number"
+    (
+        r"\b(?:fraud|disputes?|claims?|bereavement|arrears|collections)\s+"
+        r"(?=(?:department|dept|team|line|office|unit|section|desk|squad|reference|ref|number"
+        r"|case\s+number|id|form|handler|officer|adviser|advisor)s?\b)"
+        r"|\bcomplaint\s+(?=(?:reference|ref|number|case\s+number|id)\b)",
+        "",
+    ),
+    # a request to stop a card: "can you block the card", "I want to block my account"
+    (
+        r"\bblock(?:ed|ing)?\s+(?=(?:the|my|this|that|both|all|our|his|her)\s+(?:\w+\s+)?"
+        r"(?:cards?|accounts?|payments?|numbers?|sims?|phones?|transactions?|cheques?)\b)",
+        "lock ",
+    ),
+    # reporting a theft is a request: "my car was stolen so I need to make a claim"
+    (
+        r"\b((?:my|our|his|her|the)\s+(?:[\w']+\s+)?(?:car|van|wallet|purse|bag|handbag|phone|mobile"
+        r"|bike|bicycle|laptop|cards?|passport|keys|luggage|suitcase|motorbike|scooter|tablet|ipad"
+        r"|vehicle|caravan|trailer|tools))(?:\s+(?:was|were|got|has\s+been|have\s+been|had\s+been)"
+        r"|'s\s+been|'ve\s+been)\s+(?:\w+\s+)?stolen\b",
+        r"\1 was taken",
+    ),
     (r"\b(feel|felt|feels|seems?|looks?|sounds?)\s+like\b", r"\1 as if"),
-    (r"^\s*(?:yeah|yes|oh)\s+(?:sure|right)\b", "yeah"),
+    (r"^\s*(?:(?:yeah|yes|oh|okay|ok)\s+)?(?:sure|right)\b", "yeah"),
+    # thanks before a complaint is politeness, not praise: "thanks for your help but ...", "I
+    # do appreciate it but ...", "you're very kind but ...", "you're the first person who's
+    # actually listened but ..."
+    (
+        r"^\s*(?:(?:look|well|okay|ok|yeah|um|uh|so|no|and)\s+)*"
+        r"(?:thanks|thank\s+you|cheers|i\s+(?:do\s+|really\s+|totally\s+)?appreciate\s+"
+        r"(?:it|that|this|you|your\s+\w+|the\s+\w+)"
+        r"|(?:you're|you\s+are|that's|that\s+is)\s+(?:very\s+|really\s+|so\s+|being\s+(?:very\s+)?)?"
+        r"(?:kind|nice|sweet|helpful|lovely)"
+        r"|you've\s+been\s+(?:very\s+|really\s+|so\s+)?(?:kind|nice|helpful|lovely|patient|great)"
+        r"|you(?:'re|\s+are)\s+the\s+(?:first|only)\s+(?:person|one|agent)\s+(?:who|that)"
+        r"(?:'s|\s+has)?\s+(?:actually\s+|even\s+|really\s+)?\w+)"
+        r"(?:\s+[\w']+){0,6}?\s*,?\s+but\b",
+        "but",
+    ),
+    # a kind of credit, not praise: "store credit", "credit card"
+    (r"\b(?:store|account|in-store|shop)\s+credit\b", "voucher"),
+    (r"\bcredit\s+(?=(?:cards?|notes?|limit|score|check|rating|union|agreement)\b)", ""),
     (r"\b(i|we)(?:'d|\s+would)\s+(?:just\s+|really\s+|also\s+)?like\s+to\b", r"\1 want to"),
     (r"\bto\s+be\s+(?:perfectly\s+|completely\s+|totally\s+)?honest\b", "frankly"),
     (
@@ -1054,6 +1341,11 @@ NEUTRAL_SENSES: list[tuple[str, str]] = [
     ),
     (r"\bhard\s+of\s+hearing\b", "deaf"),
     (r"\bmissed\s+(?:a\s+)?call\b", "call"),
+    # a precaution: "if we get cut off can you ring me back"
+    (
+        r"\b(?:in\s+case|if)\s+(?:we|i|you|the\s+(?:line|call))\s+(?:get|gets|got)\s+cut\s+off\b",
+        "if the call drops",
+    ),
     (r"\bcut[-\s]?off\s+(?=(?:time|date|point|day)s?\b)", "deadline "),
     (
         rf"\b{_any('garden|food|green|general|household|clinical|hazardous')}\s+waste\b"
@@ -1073,9 +1365,12 @@ NEUTRAL_SENSES: list[tuple[str, str]] = [
 ]
 _SARCASTIC_PRAISE = _any("great|brilliant|wonderful|fantastic|perfect|lovely|marvellous")
 SARCASM = re.compile(
-    rf"^\s*(?:oh\s+|well\s+|yeah\s+|wow\s+)?(?:{_SARCASTIC_PRAISE}|super|terrific|excellent"
+    rf"^\s*(?:(?:oh|well|yeah|wow)\s+){{0,2}}(?:{_SARCASTIC_PRAISE}|super|terrific|excellent"
     rf"|nice\s+one|just\s+great)\b[,.!]*"
     rf"|\b(?:just|exactly|precisely)\s+(?:{_SARCASTIC_PRAISE}|what\s+i\s+(?:needed|wanted))\b"
+    # "oh that's great ..." (not "oh that's brilliant, thank you")
+    rf"|^\s*(?:(?:oh|well|yeah|wow)\s+){{0,2}}(?:that's|that\s+is|how)\s+(?:just\s+)?"
+    rf"{_SARCASTIC_PRAISE}\b(?![,.!]*\s+(?:thank|thanks|cheers)\b)[,.!]*"
     rf"|\b{_any('great|brilliant|wonderful|fantastic|perfect|lovely')}\s*,?\s+(?=another\b)"
     rf"|[,.]?\s+(?:just\s+)?{_SARCASTIC_PRAISE}[.!]*\s*$",
     re.IGNORECASE,
@@ -1089,7 +1384,13 @@ MOCKING = re.compile(
     rf"|\b(?:really\s+)?outdone\s+(?:yourself|yourselves|themselves)\b"
     rf"|\bbless\s+(?:your|his|her|their)\s+(?:heart|cotton\s+socks)\b"
     rf"|\b(?:that's|it's|that\s+is|it\s+is)\s+(?:totally\s+|absolutely\s+|completely\s+"
-    rf"|perfectly\s+|all\s+)?fine\b"
+    rf"|perfectly\s+|all\s+)?fine(?:\s+(?:thank\s+you|thanks))?\b"
+    # "really love paying for broadband that ...", "no problem at all", "wow thanks so much for"
+    rf"|\b(?:really\s+|just\s+|i\s+)?love\s+(?:paying|being|waiting|getting|having\s+to"
+    rf"|spending|sitting|listening|hearing)\b"
+    rf"|\bno\s+(?:problem|worries|bother)(?:\s+at\s+all)?\b"
+    rf"|^\s*(?:(?:oh|well|wow|yeah)\s+)+(?:thanks|thank\s+you|cheers)(?:\s+(?:so|very)\s+much)?"
+    rf"(?:\s+for)?\b"
     rf"|\bso\s+(?:good|great|efficient|smart|clever|reliable|helpful)\s+(?:that\s+)?"
     rf"(?=(?:it|they|you)\b)"
     rf"|\b(?:definitely|surely|for\s+sure)\b(?=(?:\s+[\w']+){{0,3}}\s+this\s+time\b)"

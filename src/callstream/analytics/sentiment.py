@@ -39,13 +39,19 @@ VADER reads an utterance (``vader_text``; the exported transcript is unchanged),
 * an utterance that is abusive on its own (:func:`callstream.analytics.abuse.is_abusive`)
   has each abusive hit scored as a strongly negative word, and its label is NEGATIVE
   whatever polite words surround the abuse;
-* a caller saying how they feel ("I'm really disappointed", "I'm fuming") makes the
-  utterance NEGATIVE whatever else it holds, like abuse does;
-* sarcasm: a praise interjection ("oh great, ...", "brilliant, ... just brilliant", "just
-  what I needed") or a mocking phrase (:data:`~callstream.analytics.cues.MOCKING`: "love
-  that for me", "you've outdone yourselves", "that's totally fine", "definitely coming this
-  time") in an utterance whose other words are negative is scored as negative, and so is a
-  praise word right after a complaint cue ("takes thirty working days, fantastic").
+* a caller saying how they feel ("I'm really disappointed", "I'm fuming", "I'm really
+  stressed") or taking it outside ("I've consulted a lawyer", "consumer court", "I'll call
+  the local news") makes the utterance NEGATIVE whatever else it holds, like abuse does;
+* thanks before a complaint is politeness, not praise: "thanks for your help but ...", "I
+  do appreciate it but ...", "you're very kind but ..." are read from the "but";
+* sarcasm: a praise interjection ("oh great, ...", "oh that's great", "brilliant, ... just
+  brilliant", "just what I needed") or a mocking phrase
+  (:data:`~callstream.analytics.cues.MOCKING`: "love that for me", "you've outdone
+  yourselves", "that's totally fine", "definitely coming this time", "really love paying
+  for", "no problem at all", "wow thanks so much for") in an utterance whose other words
+  are negative is scored as negative, and so is a praise word right after a complaint cue
+  ("takes thirty working days, fantastic"). Two praise markers with a sarcastic lead are
+  sarcasm on their own unless the rest is positive ("... just perfect, thank you").
 
 The tables and the NEGATIVE threshold were tuned on labelled utterances in
 ``tests/analytics/data`` (the ``dev`` split, then each later holdout after its blind run);
@@ -101,6 +107,7 @@ NEGATIVE_COMPOUND = -0.15
 value in (-0.36, -0.05) separates the classes; -0.15 leaves a request with one weak word
 (|valence| < 0.6, such as "hard") NEUTRAL."""
 
+_FORCING_CUES = ("cue_i_feel_bad", "cue_go_public")
 _ABUSE_VALENCE = {"PROFANITY": -2.5, "INSULT": -3.0, "THREAT": -3.5}
 _CUES = [(name, re.compile("|".join(alts), re.IGNORECASE)) for name, _, alts in PHRASE_CUES]
 _SENSES = [(re.compile(pattern, re.IGNORECASE), repl) for pattern, repl in NEUTRAL_SENSES]
@@ -159,7 +166,9 @@ def _polarity(rewritten: str) -> dict[str, float]:
     if markers or MOCKING.search(rewritten):
         rest = analyzer.polarity_scores(MOCKING.sub(" ", SARCASM.sub(" ", rewritten)))
         if rest["compound"] <= NEGATIVE_COMPOUND or (
-            markers > 1 and SARCASM_LEAD.search(rewritten)
+            markers > 1
+            and SARCASM_LEAD.search(rewritten)
+            and rest["compound"] < _COMPOUND_THRESHOLD  # not "... just perfect, thank you"
         ):
             sarcastic = MOCKING.sub(" cue_sarcasm ", SARCASM.sub(" cue_sarcasm ", rewritten))
             polarity = analyzer.polarity_scores(sarcastic)
@@ -222,9 +231,9 @@ def score_text(text: str) -> tuple[str, dict[str, float], float | None]:
     """(label, SentimentScore, SentimentWeighted) of one utterance."""
     rewritten, abusive = _rewrite(text)
     label, score = vader_scores(_polarity(rewritten))
-    if label != "NEGATIVE" and (abusive or "cue_i_feel_bad" in rewritten):
-        # abuse, or the caller saying they are upset, is negative whatever polite or
-        # incidental words surround it
+    if label != "NEGATIVE" and (abusive or any(cue in rewritten for cue in _FORCING_CUES)):
+        # abuse, the caller saying they are upset or taking it to a lawyer or the press is
+        # negative whatever polite or incidental words surround it
         label = "NEGATIVE"
     weighted = weighted_score(label, score)
     return label, score, None if weighted is None else round(weighted, 4)
