@@ -606,7 +606,9 @@ def test_stereo_customer_audio_at_16_khz_plays_channel_0_at_8_khz(
     server: ServerThread, tmp_path: Path
 ) -> None:
     rng = np.random.default_rng(11)
-    stereo16k = rng.integers(-6000, 6000, size=(80000, 2)).astype(np.int16)
+    # 30 s: at SPEED the customer must still be on the line when the flow disconnects,
+    # however long starting the stream takes on a loaded machine
+    stereo16k = rng.integers(-6000, 6000, size=(30 * 16000, 2)).astype(np.int16)
     path = wav(tmp_path, "customer16k.wav", stereo16k, rate=16000)
     doc = flow_doc(
         action("start", "UpdateContactMediaStreamingBehavior", ENABLE, next_action="pause",
