@@ -490,7 +490,7 @@ def test_lambda_bound_to_an_url_gets_the_event_as_a_post(
             return [
                 await place_call(
                     flow=_lambda_flow(),
-                    customer_audio=wav(tmp_path, "customer.wav", noise(5, seed=8)),
+                    customer_audio=wav(tmp_path, "customer.wav", noise(20, seed=8)),
                     attributes={"name": "Bob"},
                     lambdas={"fn": f"http://127.0.0.1:{port}/{path}"},
                     endpoint_url=server.url,
@@ -516,7 +516,7 @@ def test_unbound_lambda_takes_the_error_branch(server: ServerThread, tmp_path: P
     result = call(
         server,
         flow=_lambda_flow(),
-        customer_audio=wav(tmp_path, "customer.wav", noise(5, seed=9)),
+        customer_audio=wav(tmp_path, "customer.wav", noise(20, seed=9)),
     )
     assert steps(result)["fn"] == "Error NoMatchingError"
     ((_, _, response),) = result.lambda_calls
