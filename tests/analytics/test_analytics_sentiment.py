@@ -126,6 +126,9 @@ def test_talk_time_merges_overlaps() -> None:
         ("this is the fourth time i've had to ring about the same bill", "NEGATIVE"),
         ("i've repeated my date of birth like six times now", "NEGATIVE"),
         ("the broadband speed is nowhere near what you advertised", "NEGATIVE"),
+        # profanity at a fault is frustration, though it is not abuse (no one is its target)
+        ("this fucking printer jammed again", "NEGATIVE"),
+        ("the laptop you sold me keeps overheating", "NEGATIVE"),
     ],
 )
 def test_spoken_complaints_and_sarcasm(text: str, label: str) -> None:
@@ -141,6 +144,7 @@ def test_spoken_complaints_and_sarcasm(text: str, label: str) -> None:
         "i need to shoot off in ten minutes so can we do the quick version",
         "the engine is dead i think it's the battery can you send someone out",
         "damn where did i put it ok here's the card",
+        "i need to claim for a cracked windscreen what's the excess on that",
     ],
 )
 def test_harmless_words_that_sound_alarming_are_not_negative(text: str) -> None:

@@ -26,6 +26,20 @@ __all__ = [
 # Single words VADER's lexicon lacks or weighs for another genre (VADER's -4..+4 scale).
 LEXICON_SUPPLEMENT: dict[str, float] = {
     # complaints
+    # profanity VADER lacks: frustration when it is not abuse ("this fucking printer jammed
+    # again"); as praise ("fucking brilliant") NEUTRAL_SENSES rewrite it first
+    "fucking": -1.5,
+    "fuckin": -1.5,
+    "effing": -1.2,
+    "frigging": -1.0,
+    "friggin": -1.0,
+    "shite": -2.0,
+    # faults VADER lacks ("cracked" and "smashed" stay out: insurance claims say them calmly)
+    "jammed": -1.5,
+    "jams": -1.3,
+    "jamming": -1.3,
+    "overheating": -1.5,
+    "overheats": -1.5,
     "overcharged": -2.3,
     "overcharging": -2.3,
     "crashed": -1.8,
