@@ -26,13 +26,8 @@ __all__ = [
 # Single words VADER's lexicon lacks or weighs for another genre (VADER's -4..+4 scale).
 LEXICON_SUPPLEMENT: dict[str, float] = {
     # complaints
-    # profanity VADER lacks: frustration when it is not abuse ("this fucking printer jammed
-    # again"); as praise ("fucking brilliant") NEUTRAL_SENSES rewrite it first
-    "fucking": -1.5,
-    "fuckin": -1.5,
-    "effing": -1.2,
-    "frigging": -1.0,
-    "friggin": -1.0,
+    # profanity VADER lacks ("fucking" and the like are its boosters: they strengthen the
+    # next word, so "this fucking printer jammed again" is as negative as "jammed")
     "shite": -2.0,
     # faults VADER lacks ("cracked" and "smashed" stay out: insurance claims say them calmly)
     "jammed": -1.5,
