@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.parse
 import wave
 from collections.abc import Iterator
@@ -121,6 +122,44 @@ def test_lost_packets_become_silence_of_their_length_and_are_logged(
         pcm = leg_pcm(lab.get_media(event["StreamARN"]))
         if lateness <= SENDER_STALL_S:  # else the jitter buffer resynced (see assert_leg_audio)
             assert pcm == bytes(expected)
+
+
+def test_an_overloaded_server_refuses_new_calls_then_takes_them_again(tmp_path: Path) -> None:
+    """With overload control on: while the server's event loop runs late (here: blocked
+    again and again, as a saturated CPU would), new INVITEs get 503 with Retry-After; once
+    it keeps up, calls are taken again."""
+    import threading
+
+    lab = start_lab(tmp_path, overload_late_ms=100)
+    voice = lab.server.state.voice
+    assert voice is not None
+
+    async def stall() -> None:
+        time.sleep(0.25)  # the loop does nothing else meanwhile
+
+    stop = threading.Event()
+
+    def keep_stalling() -> None:
+        while not stop.is_set():
+            lab.server.run(stall())
+            stop.wait(0.02)
+
+    stalling = threading.Thread(target=keep_stalling, daemon=True)
+    try:
+        stalling.start()
+        wait_for(lambda: voice.uas.shedding(time.monotonic()), 30, "never found overloaded")
+        with pytest.raises(SiprecCallError) as refused:
+            asyncio.run(place_call(lab.sip, [tone(0.2, 400)], realtime=False))
+        assert refused.value.status == 503
+        stop.set()
+        stalling.join(10)
+        wait_for(lambda: not voice.uas.shedding(time.monotonic()), 30, "still refusing calls")
+        result = asyncio.run(place_call(lab.sip, [tone(0.3, 400)]))
+        assert result.bye_status == 200
+        assert len(lab.wait_events("ENDED", 1, call_id=result.call_id)) == 1
+    finally:
+        stop.set()
+        lab.server.stop()
 
 
 def test_unknown_host_goes_to_the_only_connector_and_nbr_is_recorded(lab: VoiceLab) -> None:

@@ -249,6 +249,21 @@ def test_limits_answer_503_with_retry_after(
         pool.close_all()
 
 
+def test_an_overloaded_server_refuses_new_calls_but_keeps_the_ones_it_has(
+    uas: RecordingUas,
+) -> None:
+    response, _call = answered(uas, invite(call_id="before"), now=10.0)
+    uas.shed_new_calls(until=13.0)
+    refused = handle(uas, invite(call_id="during"), now=12.0)
+    assert statuses(refused) == [503]
+    assert refused[0].response.reason == "Server Overloaded"  # type: ignore[attr-defined]
+    assert refused[0].response.headers.get("Retry-After")  # type: ignore[attr-defined]
+    # the call in progress goes on: its in-dialog requests are answered
+    options = in_dialog("OPTIONS", response.to_tag or "", cseq=2, call_id="before")
+    assert statuses(handle(uas, options, now=12.5)) == [200]
+    assert isinstance(handle(uas, invite(call_id="after"), now=13.0)[-1], PrepareCall)
+
+
 def test_options_and_methods(uas: RecordingUas) -> None:
     options = in_dialog("OPTIONS", "", cseq=1)
     options.headers.set("To", "<sip:rec@recorder.example>")

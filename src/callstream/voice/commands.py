@@ -51,6 +51,14 @@ def add_serve_options(p: argparse.ArgumentParser, *, standalone: bool = False) -
     )
     g.add_argument("--max-calls", type=int, default=1000, help="concurrent calls (then 503)")
     g.add_argument(
+        "--overload-late-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="overload control: when most RTP reads run MS ms late, new calls get 503 "
+        "for a few seconds (0: off)",
+    )
+    g.add_argument(
         "--default-voice-connector",
         metavar="ID",
         help="connector for SIP hosts that name none (default: the only one, if just one)",
@@ -76,6 +84,8 @@ def voice_config(args: argparse.Namespace) -> VoiceConfig | None:
         raise _error(f"--rtp-batch-ms must be 10-500, got {args.rtp_batch_ms}")
     if args.max_calls < 1:
         raise _error(f"--max-calls must be at least 1, got {args.max_calls}")
+    if not 0 <= args.overload_late_ms <= 10_000:
+        raise _error(f"--overload-late-ms must be 0-10000, got {args.overload_late_ms}")
     return VoiceConfig(
         sip_host=args.sip_host,
         sip_port=args.sip_port,
@@ -84,6 +94,7 @@ def voice_config(args: argparse.Namespace) -> VoiceConfig | None:
         rtp_timeout_s=args.rtp_timeout,
         rtp_batch_ms=args.rtp_batch_ms,
         max_calls=args.max_calls,
+        overload_late_ms=args.overload_late_ms,
         default_connector=args.default_voice_connector,
     )
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ log = logging.getLogger("callstream.voice")
 
 POLL_SLICE = 50
 """Calls polled for RTP before SIP and other work get a turn on the event loop."""
+SHED_S = 3.0
+"""How long new calls are refused once the server is found overloaded (then it checks
+again)."""
+LOAD_PROBE_S = 0.1
+LOAD_PROBES = 10
+"""The event-loop lag probes the overload check looks back over."""
 
 
 @dataclass(slots=True)
@@ -75,6 +82,10 @@ class VoiceConfig:
     rtp_batch_ms: int = 100
     """RTP is read and written to the legs' streams this often (latency vs CPU)."""
     max_calls: int = 1000
+    overload_late_ms: int = 0
+    """Overload control (0: off): when the event loop runs this much late most of the time
+    (most of the last :data:`LOAD_PROBES` lag probes), new INVITEs get ``503`` with
+    ``Retry-After`` for :data:`SHED_S`, so the calls in progress keep their audio."""
     default_connector: str | None = None
     account_id: str = "123456789012"
     region: str = "us-east-1"
@@ -200,6 +211,7 @@ class VoiceServer:
         self._tcp: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
         self._rtp: asyncio.Task[None] | None = None
+        self._load: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bad_logged = 0.0
@@ -231,6 +243,8 @@ class VoiceServer:
         self.uas_config.sip_port = port
         self._timer = asyncio.create_task(self._timers(), name="callstream-sip-timers")
         self._rtp = asyncio.create_task(self._poll_rtp(), name="callstream-rtp")
+        if cfg.overload_late_ms > 0:
+            self._load = asyncio.create_task(self._watch_load(), name="callstream-load")
         log.info("SIP on %s:%d (UDP, TCP), RTP %d-%d", cfg.sip_host, port, *cfg.rtp_ports)
 
     async def stop(self) -> None:
@@ -241,7 +255,7 @@ class VoiceServer:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.events.drain()
-        for task in (self._timer, self._rtp):
+        for task in (self._timer, self._rtp, self._load):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -436,6 +450,29 @@ class VoiceServer:
                     await asyncio.sleep(0)  # let SIP in between slices of calls
             due = max(due + tick, loop.time())
             await asyncio.sleep(due - loop.time())
+
+    async def _watch_load(self) -> None:
+        """Overload control: the event loop's lag, probed every :data:`LOAD_PROBE_S`; when
+        most of the last :data:`LOAD_PROBES` probes come ``overload_late_ms`` late, the
+        server cannot keep up and new calls are refused for :data:`SHED_S`."""
+        loop = asyncio.get_running_loop()
+        limit = self.config.overload_late_ms / 1000
+        late: deque[bool] = deque(maxlen=LOAD_PROBES)
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(LOAD_PROBE_S)
+            lag = loop.time() - asked - LOAD_PROBE_S
+            late.append(lag >= limit)
+            if sum(late) > LOAD_PROBES // 2:
+                now = time.monotonic()
+                if not self.uas.shedding(now):
+                    log.warning(
+                        "voice: overloaded (the event loop runs %.2f s late): new calls get "
+                        "503 for %.0f s",
+                        lag,
+                        SHED_S,
+                    )
+                self.uas.shed_new_calls(now + SHED_S)
 
     # --- timers ------------------------------------------------------------------------
     async def _timers(self) -> None:

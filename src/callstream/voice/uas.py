@@ -30,7 +30,9 @@ exists but has been told not to stream, so retrying elsewhere on the same connec
 not help: a configuration refusal, as a SIP proxy refuses a forbidden destination),
 ``420`` an unsupported ``Require`` option, ``422`` a Session-Expires below ``Min-SE``,
 ``415``/``488``/``400`` from the offer (:class:`~callstream.voice.errors.SiprecError`),
-``503`` with ``Retry-After`` when the call or RTP port limit is reached.
+``503`` with ``Retry-After`` when the call or RTP port limit is reached, or while the edge
+says the server is overloaded (:meth:`~RecordingUas.shed_new_calls`: the calls in
+progress keep their audio rather than every call losing some).
 
 Session timers (RFC 4028): when the SRC supports them, the SRC refreshes
 (``refresher=uac``); a session not refreshed in time is ended with a BYE. The core also
@@ -236,6 +238,16 @@ class RecordingUas:
         self.ports = ports
         self._dialogs = _Dialogs()
         self._byes: dict[str, _PendingBye] = {}
+        self._shed_until = 0.0
+
+    def shed_new_calls(self, until: float) -> None:
+        """Refuse new INVITEs (``503`` with ``Retry-After``) until ``until`` (the clock of
+        ``now``): the edge found the server overloaded."""
+        self._shed_until = max(self._shed_until, until)
+
+    def shedding(self, now: float) -> bool:
+        """Whether new calls are refused at ``now``."""
+        return now < self._shed_until
 
     # --- queries -------------------------------------------------------------------------
     @property
@@ -324,6 +336,8 @@ class RecordingUas:
         busy = {"Retry-After": str(cfg.retry_after_s)}
         if len(self._dialogs.by_key) >= cfg.max_calls:
             return [self._reply(request, 503, reason="Too Many Calls", extra=busy)]
+        if now < self._shed_until:
+            return [self._reply(request, 503, reason="Server Overloaded", extra=busy)]
         required = {tag.strip().lower() for tag in request.headers.values("Require") if tag.strip()}
         unknown = sorted(required - KNOWN_OPTION_TAGS)
         if unknown:
