@@ -123,10 +123,11 @@ def test_calls_another_node_analyses_are_in_this_nodes_call_list(tmp_path: Path)
         assert calls is not None
         bus.publish(started("here", stream.arn))
         wait_for(lambda: calls.get("here") is not None, 60, "the local call was not analysed")
+        # another node's word about a call analysed here changes nothing (published first:
+        # the follower takes events in order, so it is applied once "far" has ended)
+        bus.publish(analysed_elsewhere("here", "node-b")[1])
         for event in analysed_elsewhere("far", "node-b"):
             bus.publish(event)
-        # another node's word about a call analysed here changes nothing
-        bus.publish(analysed_elsewhere("here", "node-b")[1])
         row = wait_for(
             lambda: (r := calls.get("far")) is not None and r.status == "ENDED" and r,
             60,
@@ -172,6 +173,12 @@ def test_calls_another_node_analyses_are_in_this_nodes_call_list(tmp_path: Path)
         wait_for(lambda: (r := calls.get("far")) is not None and r.agent_id == "agent-7", 60)
         after = calls.get("far")
         assert after is not None and after.segments == 2 and after.status == "ENDED"
+        assert len(list(calls.events("far"))) == 8  # the 7 events once, then the new one
+        # the analysing node restarted and analyses the call again from its start
+        again = analysed_elsewhere("far", "node-b")[0]
+        bus.publish(Event(again.type, again.fields, again.time_ms, 0, Origin("node-b", 20)))
+        wait_for(lambda: (r := calls.get("far")) is not None and r.status == "STARTED", 60)
+        assert [e["EventType"] for e in calls.events("far")] == ["START"]
 
 
 def test_a_node_alone_records_how_far_it_read_so_a_restart_does_not_rescan(

@@ -323,3 +323,16 @@ def test_inactive_offer_is_answered_inactive_and_recorded(uas: RecordingUas) -> 
 def test_non_siprec_payload_is_refused_488(uas: RecordingUas) -> None:
     body = _shared_body("non-siprec-payload.txt", None)
     assert statuses(handle(uas, invite(body=body))) == [488]
+
+
+def test_serve_refuses_an_overload_threshold_below_timer_slack(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "callstream.cli", "serve", "--data-dir", str(tmp_path),
+         "--overload-late-ms", "5"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--overload-late-ms must be 0 (off) or 20-10000, got 5" in done.stderr

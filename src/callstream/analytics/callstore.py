@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from callstream.events.types import Event
+from callstream.sqlite_db import add_missing_columns
 
 __all__ = ["CALL_EVENT_TYPES", "CallRow", "CallStore", "apply_event", "call_dir_name"]
 
@@ -214,10 +215,7 @@ class CallStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-        for name, kind in _ADDED_COLUMNS:
-            if name not in columns:
-                self._db.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
+        add_missing_columns(self._db, "calls", _ADDED_COLUMNS)
 
     def close(self) -> None:
         with self._lock:

@@ -147,6 +147,12 @@ class EventBus:
             return self._cond.wait_for(lambda: self._committed >= target, timeout)
 
     @property
+    def published_cursor(self) -> int:
+        """The newest cursor :meth:`publish` handed out (it may not be durable yet)."""
+        with self._cond:
+            return self._next - 1
+
+    @property
     def last_cursor(self) -> int:
         """The newest committed (durable) cursor."""
         with self._cond:

@@ -40,7 +40,7 @@ from callstream.flows.connect_errors import ConnectError, invalid, not_found
 from callstream.flows.instance_resources import ResourcesMixin
 from callstream.flows.loader import load_flow
 from callstream.flows.model import FlowError
-from callstream.sqlite_db import open_registry_db
+from callstream.sqlite_db import add_missing_columns, open_registry_db
 
 __all__ = [
     "REGISTRY_FILE",
@@ -104,10 +104,8 @@ _SCHEMA = (
         UNIQUE (instance_id, name)
     )""",
 )
-_MIGRATIONS = (
-    # (table, column, definition): columns added after a registry could have been made
-    ("contact_flows", "state", "TEXT NOT NULL DEFAULT 'ACTIVE'"),
-)
+_ADDED_FLOW_COLUMNS = (("state", "TEXT NOT NULL DEFAULT 'ACTIVE'"),)
+"""Flow columns added after a registry could have been made (added on open)."""
 
 
 _not_found = not_found
@@ -206,10 +204,7 @@ class InstanceRegistry(ResourcesMixin):
         self._db = open_registry_db(self.path)
         for statement in _SCHEMA:
             self._db.execute(statement)
-        for table, column, definition in _MIGRATIONS:
-            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        add_missing_columns(self._db, "contact_flows", _ADDED_FLOW_COLUMNS)
         self._create_resource_tables()
 
     # -- instances -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from callstream.sqlite_db import add_missing_columns
 from callstream.store.base import InvalidArgument
 
 __all__ = ["ContactStore", "check_record"]
@@ -54,9 +55,8 @@ class ContactStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(contacts)")}
-        if "cursor" not in columns:  # a store written before records came as events
-            self._db.execute("ALTER TABLE contacts ADD COLUMN cursor INTEGER NOT NULL DEFAULT 0")
+        # a store written before records came as events has no cursor column
+        add_missing_columns(self._db, "contacts", (("cursor", "INTEGER NOT NULL DEFAULT 0"),))
 
     def put(
         self, record: dict[str, Any], *, cursor: int | None = None, consumer: str | None = None

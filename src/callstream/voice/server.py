@@ -83,9 +83,10 @@ class VoiceConfig:
     """RTP is read and written to the legs' streams this often (latency vs CPU)."""
     max_calls: int = 1000
     overload_late_ms: int = 0
-    """Overload control (0: off): when the event loop runs this much late most of the time
-    (most of the last :data:`LOAD_PROBES` lag probes), new INVITEs get ``503`` with
-    ``Retry-After`` for :data:`SHED_S`, so the calls in progress keep their audio."""
+    """Overload control (0: off; else at least 20): when the event loop runs this much
+    late most of the time (most of the last :data:`LOAD_PROBES` lag probes), new INVITEs
+    get ``503`` with ``Retry-After`` until :data:`SHED_S` after the last late majority, so
+    the calls in progress keep their audio."""
     default_connector: str | None = None
     account_id: str = "123456789012"
     region: str = "us-east-1"

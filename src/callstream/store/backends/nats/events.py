@@ -161,6 +161,7 @@ class ClusterEvents:
         self._psub: Any = None  # the inbox's subscription
         self._closed = False
         self._draining = False
+        self._drain_to = 0
         self._saving = asyncio.Lock()
         self._too_big_warned = False
 
@@ -182,10 +183,13 @@ class ClusterEvents:
     async def close(self) -> None:
         """Publish what is still in the outbox (for at most :data:`DRAIN_S`), stop
         relaying and save the state."""
+        self._drain_to = self.bus.published_cursor
         self._draining = True
         if self._tasks:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._tasks[0]), DRAIN_S)
+                async with asyncio.timeout(DRAIN_S):
+                    await self.bus.committed(self._drain_to)  # handed to the outbox
+                    await asyncio.shield(self._tasks[0])
         self._closed = True
         if self._outbox_sub is not None:
             self._outbox_sub.end()
@@ -249,7 +253,7 @@ class ClusterEvents:
             while not self._closed:
                 event = await sub.next(DRAIN_POLL_S if self._draining else SAVE_EVERY_S)
                 if event is None:
-                    if sub.ended or self._draining:
+                    if sub.ended or (self._draining and sub.cursor >= self._drain_to):
                         self.state.sent = max(self.state.sent, sub.cursor)
                         break
                     if unsaved:

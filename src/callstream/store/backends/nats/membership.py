@@ -37,7 +37,11 @@ class NatsMembership:
     async def start(self) -> None:
         """Join: relay events, then wait (briefly) to serve with the cluster's connectors."""
         await self.events.start()
-        await self.voice_connectors.start()
+        try:
+            await self.voice_connectors.start()
+        except BaseException:
+            await self.events.close()
+            raise
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CONNECTORS_READY_S):
                 await self.voice_connectors.ready.wait()
