@@ -151,6 +151,7 @@ class VoiceServer(ServerProcess):
         ]
         cmd += ["--port", str(port), "--sip-port", str(self.sip_port), "--rtp-ports", RTP_PORTS]
         cmd += ["--max-calls", str(max(1000, n + 10))]
+        cmd += ["--analytics", "off"]  # the recording path (analytics has its own bench)
         cmd += os.environ.get("BENCH_VOICE_SERVER_ARGS", "").split()
         super().__init__(
             cmd, port=port, log_path=self.dir / "server.log", env=env, name="callstream serve"
