@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from callstream.analytics.asr import Recognition, Recognizer
+from callstream.analytics.priority import lower_this_thread
 
 __all__ = ["AsrJob", "AsrPool", "PoolStats"]
 
@@ -190,6 +191,7 @@ class AsrPool:
                 return job, future
 
     def _work(self) -> None:
+        lower_this_thread()  # live media first (callstream.analytics.priority)
         while True:
             taken = self._take()
             if taken is None:

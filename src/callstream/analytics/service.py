@@ -39,6 +39,7 @@ from callstream.analytics.asr import Recognizer, open_recognizer
 from callstream.analytics.call import CallSettings
 from callstream.analytics.callstore import CallRow, CallStore
 from callstream.analytics.pool import AsrPool
+from callstream.analytics.priority import run_lowered
 from callstream.analytics.remote import RemoteCalls
 from callstream.analytics.session import LEGS_FILE, CallSession
 from callstream.analytics.sources import CONNECT_TRACKS
@@ -121,12 +122,11 @@ class CallAnalyticsService:
         cfg = self.config
         if self.recognizer is None:
             try:
-                self.recognizer = await asyncio.to_thread(
-                    open_recognizer,
-                    cfg.engine,
-                    cfg.model,
-                    workers=cfg.workers,
-                    window_s=cfg.window_s,
+                # its worker threads start here, at the priority of this thread
+                self.recognizer = await run_lowered(
+                    lambda: open_recognizer(
+                        cfg.engine, cfg.model, workers=cfg.workers, window_s=cfg.window_s
+                    )
                 )
             except Exception as err:
                 log.error("call analytics: no speech recogniser: %s", err)

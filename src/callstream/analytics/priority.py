@@ -1,0 +1,63 @@
+"""Speech recognition yields the CPU to live media: its threads run at a lower priority.
+
+Recording (RTP in, streams out) and live GetMedia readers run on the server's event loop;
+a Whisper decode keeps a core busy for as long as it takes. When both want more CPU than
+the machine has, the media must win: a late transcript catches up, a lost packet is gone.
+On Linux each thread has its own nice value, inherited by the threads it starts, so the
+recogniser pool's threads, and the thread that loads the model (whose CTranslate2 worker
+threads are started there), lower their own priority. Elsewhere this does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["BACKGROUND_NICE", "lower_this_thread", "run_lowered"]
+
+T = TypeVar("T")
+
+BACKGROUND_NICE = 10
+"""How much lower than the event loop the recognisers run (nice +10: under contention
+they get about a tenth of the CPU the loop gets; idle cores they use in full)."""
+
+
+def lower_this_thread(nice: int = BACKGROUND_NICE) -> None:
+    """Lower the calling thread's CPU priority by ``nice`` (Linux; elsewhere a no-op)."""
+    if not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, max(current, 0) + nice))
+
+
+async def run_lowered(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a new thread of lowered priority and return its result (threads it
+    starts, such as a model's workers, keep that priority)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def main() -> None:
+        lower_this_thread()
+        try:
+            result = fn()
+        except BaseException as err:
+            loop.call_soon_threadsafe(settle, None, err)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=main, name="callstream-asr-load", daemon=True).start()
+    return await future
