@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,13 @@ from nats_process import need_nats_server, start_server
 # breaks. Speed is measured in bench/, not asserted here.
 settings.register_profile("callstream", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("callstream")
+
+# Speech recognition runs below the event loop's priority in production (a saturated
+# server keeps its audio and lets transcripts fall behind). Under -n 2 the other worker's
+# tests would then starve this worker's recognisers and stretch every transcript wait, so
+# the suite runs them at the loop's priority; test_analytics_priority.py tests the lowering
+# itself with explicit values.
+os.environ.setdefault("CALLSTREAM_ASR_NICE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,12 @@ import threading
 
 import pytest
 
-from callstream.analytics.priority import BACKGROUND_NICE, lower_this_thread, run_lowered
+from callstream.analytics.priority import (
+    BACKGROUND_NICE,
+    background_nice,
+    lower_this_thread,
+    run_lowered,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's"
@@ -20,7 +25,9 @@ def nice_of_this_thread() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-def test_a_lowered_thread_and_the_threads_it_starts_run_below_the_caller() -> None:
+def test_a_lowered_thread_and_the_threads_it_starts_run_below_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     before = nice_of_this_thread()
     seen: dict[str, int] = {}
 
@@ -34,6 +41,7 @@ def test_a_lowered_thread_and_the_threads_it_starts_run_below_the_caller() -> No
         worker.join()
         return "model"
 
+    monkeypatch.delenv("CALLSTREAM_ASR_NICE", raising=False)  # the production default
     assert asyncio.run(run_lowered(load)) == "model"
     expected = min(19, max(before, 0) + BACKGROUND_NICE)
     assert seen == {"loader": expected, "child": expected}
@@ -50,7 +58,7 @@ def test_run_lowered_passes_errors_back_and_lowering_is_per_thread() -> None:
     done: list[int] = []
 
     def worker() -> None:
-        lower_this_thread()
+        lower_this_thread(BACKGROUND_NICE)
         done.append(nice_of_this_thread())
 
     thread = threading.Thread(target=worker)
@@ -58,3 +66,12 @@ def test_run_lowered_passes_errors_back_and_lowering_is_per_thread() -> None:
     thread.join()
     assert done == [min(19, max(before, 0) + BACKGROUND_NICE)]
     assert nice_of_this_thread() == before
+
+
+def test_the_nice_step_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLSTREAM_ASR_NICE", "4")
+    assert background_nice() == 4
+    monkeypatch.setenv("CALLSTREAM_ASR_NICE", "not a number")
+    assert background_nice() == BACKGROUND_NICE
+    monkeypatch.delenv("CALLSTREAM_ASR_NICE")
+    assert background_nice() == BACKGROUND_NICE

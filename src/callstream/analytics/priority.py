@@ -17,18 +17,29 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["BACKGROUND_NICE", "lower_this_thread", "run_lowered"]
+__all__ = ["BACKGROUND_NICE", "background_nice", "lower_this_thread", "run_lowered"]
 
 T = TypeVar("T")
 
 BACKGROUND_NICE = 10
 """How much lower than the event loop the recognisers run (nice +10: under contention
-they get about a tenth of the CPU the loop gets; idle cores they use in full)."""
+they get about a tenth of the CPU the loop gets; idle cores they use in full).
+``CALLSTREAM_ASR_NICE`` overrides it (0: the same priority as the loop)."""
 
 
-def lower_this_thread(nice: int = BACKGROUND_NICE) -> None:
-    """Lower the calling thread's CPU priority by ``nice`` (Linux; elsewhere a no-op)."""
-    if not hasattr(os, "setpriority"):
+def background_nice() -> int:
+    """The nice step for recogniser threads: ``CALLSTREAM_ASR_NICE`` or the default."""
+    try:
+        return max(0, min(19, int(os.environ.get("CALLSTREAM_ASR_NICE", BACKGROUND_NICE))))
+    except ValueError:
+        return BACKGROUND_NICE
+
+
+def lower_this_thread(nice: int | None = None) -> None:
+    """Lower the calling thread's CPU priority by ``nice`` (default :func:`background_nice`;
+    Linux; elsewhere a no-op)."""
+    nice = background_nice() if nice is None else nice
+    if nice <= 0 or not hasattr(os, "setpriority"):
         return
     with contextlib.suppress(OSError, AttributeError):
         tid = threading.get_native_id()
