@@ -15,6 +15,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 __all__ = ["BACKGROUND_NICE", "background_nice", "lower_this_thread", "run_lowered"]
@@ -50,25 +51,8 @@ def lower_this_thread(nice: int | None = None) -> None:
 async def run_lowered(fn: Callable[[], T]) -> T:
     """Run ``fn`` on a new thread of lowered priority and return its result (threads it
     starts, such as a model's workers, keep that priority)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.cancelled():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def main() -> None:
-        lower_this_thread()
-        try:
-            result = fn()
-        except BaseException as err:
-            loop.call_soon_threadsafe(settle, None, err)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=main, name="callstream-asr-load", daemon=True).start()
-    return await future
+    pool = ThreadPoolExecutor(1, "callstream-asr-load", initializer=lower_this_thread)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+    finally:
+        pool.shutdown(wait=False)
