@@ -35,12 +35,10 @@ from callstream.events.types import Event, EventFilter
 if TYPE_CHECKING:
     from callstream.events.bus import EventBus, Subscription
 
-__all__ = ["REMOTE_TYPES", "RemoteCalls"]
+__all__ = ["RemoteCalls"]
 
 log = logging.getLogger("callstream.analytics")
 
-REMOTE_TYPES = frozenset(CALL_EVENT_TYPES)
-"""The analytics events a call's row and log are built from on the other nodes."""
 SAVE_EVERY_S = 1.0
 """How often the follower records how far it has read (so a start need not rescan)."""
 RETRY_S, MAX_RETRY_S = 0.5, 30.0
@@ -61,9 +59,9 @@ class RemoteCalls:
     async def start(self) -> None:
         """Follow the bus from the last event applied (from the oldest kept, the first
         time: what the node imported from the cluster before it began)."""
-        cursor = await asyncio.to_thread(self.calls.remote_cursor)
-        self._subscription = self.bus.subscribe(EventFilter(REMOTE_TYPES), cursor or 0)
-        self._task = asyncio.create_task(self._run(), name="callstream-remote-calls")
+        cursor = await asyncio.to_thread(self.calls.remote_cursor) or 0
+        self._subscription = self.bus.subscribe(EventFilter(frozenset(CALL_EVENT_TYPES)), cursor)
+        self._task = asyncio.create_task(self._run(cursor), name="callstream-remote-calls")
 
     async def stop(self) -> None:
         """Stop following (an event being applied is finished first)."""
@@ -77,11 +75,11 @@ class RemoteCalls:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
 
-    async def _run(self) -> None:
+    async def _run(self, saved: int) -> None:
+        """Apply relayed events in order; ``saved`` is the cursor the call list holds."""
         sub = self._subscription
         assert sub is not None
         loop = asyncio.get_running_loop()
-        saved = await asyncio.to_thread(self.calls.remote_cursor) or 0
         saved_at = loop.time()
         while not sub.ended:
             event = await sub.next(SAVE_EVERY_S)
