@@ -24,7 +24,7 @@ from callstream.api.errors import KvsError, error_response_parts
 from callstream.events.bus import EventBus
 from callstream.events.webhooks import Webhook
 from callstream.flows.instances import InstanceRegistry
-from callstream.store.base import Membership, NodeState, StoreError, StreamRecord
+from callstream.store.base import NodeState, StoreError, StreamRecord
 from callstream.store.contacts import ContactStore
 from callstream.store.service import MediaStore
 from callstream.store.uploads import StoreConfig
@@ -102,7 +102,6 @@ class ServerState:
     voice: VoiceServer | None = None  # the SIP recording server, while the app runs
     calls: CallStore | None = None  # analysed calls (<data_dir>/analytics)
     analytics: CallAnalyticsService | None = None  # the live call transcriber, while running
-    membership: Membership | None = None  # a shared (NATS) store: this node's part in it
 
     @property
     def data_dir(self) -> Path:
@@ -337,9 +336,7 @@ def build_app(
             yield
             return
         await membership.start()
-        state.membership = membership
         yield
-        state.membership = None
         await membership.close()
 
     async def descriptor_watch(app: web.Application) -> Any:
