@@ -55,8 +55,8 @@ def add_serve_options(p: argparse.ArgumentParser, *, standalone: bool = False) -
         type=int,
         default=0,
         metavar="MS",
-        help="overload control: when most RTP reads run MS ms late, new calls get 503 "
-        "for a few seconds (0: off)",
+        help="overload control: while the event loop runs MS ms late most of the time, new "
+        "calls get 503 (0: off)",
     )
     g.add_argument(
         "--default-voice-connector",

@@ -336,7 +336,7 @@ class RecordingUas:
         busy = {"Retry-After": str(cfg.retry_after_s)}
         if len(self._dialogs.by_key) >= cfg.max_calls:
             return [self._reply(request, 503, reason="Too Many Calls", extra=busy)]
-        if now < self._shed_until:
+        if self.shedding(now):
             return [self._reply(request, 503, reason="Server Overloaded", extra=busy)]
         required = {tag.strip().lower() for tag in request.headers.values("Require") if tag.strip()}
         unknown = sorted(required - KNOWN_OPTION_TAGS)
