@@ -56,6 +56,7 @@ Scoring (documented thresholds):
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -580,7 +581,7 @@ def _aim_loose_hits(text: str, loose: list[Hit]) -> None:
     words = [m.start() for m in re.finditer(r"\S+", text)]
 
     def index(pos: int) -> int:
-        return sum(1 for w in words if w <= pos) - 1
+        return bisect.bisect_right(words, pos) - 1  # the word holding ``pos``
 
     excluded = [m.span() for m in _NOT_A_TARGET.finditer(text)]
     targets = [
