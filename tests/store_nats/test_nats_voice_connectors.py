@@ -49,12 +49,18 @@ def not_found(call: Callable[[], object]) -> bool:
     return False
 
 
-def test_a_voice_connector_made_on_one_node_is_on_every_node(
-    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def config(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> ServerConfig:
+    """The settings of every node of one deployment (a fresh prefix per test); the CLI
+    and the nodes share one key pair."""
     monkeypatch.setenv("CALLSTREAM_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("CALLSTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
-    config = ServerConfig(store=nats_url, store_prefix=f"vc{uuid.uuid4().hex[:10]}")
+    return ServerConfig(store=nats_url, store_prefix=f"vc{uuid.uuid4().hex[:10]}")
+
+
+def test_a_voice_connector_made_on_one_node_is_on_every_node(
+    config: ServerConfig, tmp_path: Path
+) -> None:
     nodes = [ServerThread(tmp_path / "a", config=config).start()]
     try:
         nodes.append(ServerThread(tmp_path / "b", config=config).start())
@@ -124,11 +130,8 @@ def test_a_voice_connector_made_on_one_node_is_on_every_node(
 
 
 def test_a_change_made_while_a_node_was_stopped_is_not_undone_when_it_starts(
-    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    config: ServerConfig, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("CALLSTREAM_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("CALLSTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
-    config = ServerConfig(store=nats_url, store_prefix=f"vc{uuid.uuid4().hex[:10]}")
     a = ServerThread(tmp_path / "a", config=config).start()
     b: ServerThread | None = ServerThread(tmp_path / "b", config=config).start()
     try:
