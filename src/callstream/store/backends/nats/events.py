@@ -160,8 +160,8 @@ class ClusterEvents:
         self._outbox_sub: Any = None
         self._psub: Any = None  # the inbox's subscription
         self._closed = False
-        self._draining = False
-        self._drain_to = 0
+        self._drain_to: int | None = None
+        """Closing: the outbox ends once it has passed this bus cursor."""
         self._saving = asyncio.Lock()
         self._too_big_warned = False
 
@@ -183,12 +183,11 @@ class ClusterEvents:
     async def close(self) -> None:
         """Publish what is still in the outbox (for at most :data:`DRAIN_S`), stop
         relaying and save the state."""
-        self._drain_to = self.bus.published_cursor
-        self._draining = True
+        drain_to = self._drain_to = self.bus.published_cursor
         if self._tasks:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(DRAIN_S):
-                    await self.bus.committed(self._drain_to)  # handed to the outbox
+                    await self.bus.committed(drain_to)  # handed to the outbox
                     await asyncio.shield(self._tasks[0])
         self._closed = True
         if self._outbox_sub is not None:
@@ -251,9 +250,10 @@ class ClusterEvents:
         async with self.bus.subscribe(EventFilter(local=True), self.state.sent) as sub:
             self._outbox_sub = sub
             while not self._closed:
-                event = await sub.next(DRAIN_POLL_S if self._draining else SAVE_EVERY_S)
+                drain_to = self._drain_to
+                event = await sub.next(SAVE_EVERY_S if drain_to is None else DRAIN_POLL_S)
                 if event is None:
-                    if sub.ended or (self._draining and sub.cursor >= self._drain_to):
+                    if sub.ended or (drain_to is not None and sub.cursor >= drain_to):
                         self.state.sent = max(self.state.sent, sub.cursor)
                         break
                     if unsaved:
